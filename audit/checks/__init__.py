@@ -1,0 +1,71 @@
+"""The check registry.
+
+A check is a pure function `fn(ctx, **params) -> Measurement` registered with `@check(...)`. Its id is
+`family.name` (`performance.roc_auc`); its docstring's first line says what it measures, the rest what a
+reader should make of it. A check never reads a threshold: the judge applies the policy afterwards.
+
+Family modules import only light libraries at the top (numpy), so listing the registry stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+FAMILIES = ("performance",)  # grows as check families land
+
+Direction = Literal["higher", "lower", "none"]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    family: str
+    title: str
+    fn: Callable[..., Any]
+    direction: Direction  # which way is better: tells the report how to read a value
+    params: dict[str, Any] = field(default_factory=dict)  # parameter name -> default (type from the default)
+    threshold_required: bool = True
+    unit: str = ""  # "" for a plain number, "ratio", "rate", ...
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.fn) or ""
+        return doc.split("\n\n")[0].replace("\n", " ").strip()
+
+    @property
+    def meaning(self) -> str:
+        doc = inspect.getdoc(self.fn) or ""
+        parts = doc.split("\n\n", 1)
+        return parts[1].replace("\n", " ").strip() if len(parts) > 1 else ""
+
+
+_REGISTRY: dict[str, CheckSpec] = {}
+
+
+def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] | None = None,
+          threshold_required: bool = True, unit: str = "") -> Callable:
+    """Register a check function under `id` ("family.name")."""
+    family = id.split(".", 1)[0]
+
+    def register(fn: Callable) -> Callable:
+        if id in _REGISTRY:
+            raise RuntimeError(f"check {id} registered twice")
+        if not inspect.getdoc(fn):
+            raise RuntimeError(f"check {id} has no docstring")
+        _REGISTRY[id] = CheckSpec(id, family, title, fn, direction, dict(params or {}), threshold_required, unit)
+        return fn
+
+    return register
+
+
+def all_checks() -> dict[str, CheckSpec]:
+    for family in FAMILIES:
+        importlib.import_module(f"audit.checks.{family}")
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(check_id: str) -> CheckSpec:
+    return all_checks()[check_id]

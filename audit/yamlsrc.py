@@ -1,0 +1,106 @@
+"""Safe YAML loading that remembers where every key stands.
+
+`load_yaml(path)` returns the data (built by PyYAML's SafeLoader, so no Python objects) and a
+`Locations` map from key paths to line numbers, so that a validation error can say `file:line: key.path`.
+Duplicate keys, which PyYAML silently lets the last one win, are refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+MAX_BYTES = 1_000_000  # a policy or manifest is text a person writes; bound what we read
+
+Path_ = tuple  # a key path such as ("checks", "performance.roc_auc", "min")
+
+
+@dataclass
+class Locations:
+    file: str
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line(self, path: Path_) -> int | None:
+        """The line of the longest known prefix of `path` (an error deep in a value points at its key)."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), None)
+
+    def where(self, path: Path_) -> str:
+        line = self.line(path)
+        return f"{self.file}:{line}" if line else self.file
+
+
+def dotted(path: Path_) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+
+
+def closest(name: str, options) -> str:
+    """' (did you mean 'x'?)' or ''."""
+    match = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def load_yaml(path: Path, error: Callable[[str], Exception], what: str = "file") -> tuple[Any, Locations]:
+    """Read and parse `path` safely; raise `error(message)` with file:line on any problem."""
+    import yaml
+
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise error(f"{name}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{name}: is a folder, expected a {what} file") from None
+    except OSError as exc:
+        raise error(f"{name}: cannot read {what}: {exc.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise error(f"{name}: {what} is {len(raw):,} bytes; more than {MAX_BYTES:,} is not a {what}")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            raise error(f"{name}: {what} is empty")
+        locations = Locations(name)
+        _walk(node, (), locations, error)
+        data = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise error(f"{name}{line}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{name}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise error(f"{name}: {what} is nested too deeply") from None
+    return data, locations
+
+
+def _walk(node, path: Path_, loc: Locations, error) -> None:
+    import yaml
+
+    loc.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise error(
+                    f"{loc.file}:{line}: {dotted(path + (key,))}: duplicate key (first given on line {seen[key]})"
+                )
+            seen[key] = line
+            loc.lines[path + (key,)] = line
+            _walk(value_node, path + (key,), loc, error)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            loc.lines[path + (i,)] = item.start_mark.line + 1
+            _walk(item, path + (i,), loc, error)
