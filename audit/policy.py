@@ -232,7 +232,10 @@ def _error_line(err: dict, loc: Locations) -> tuple[int, str]:
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()), "")
+        bound = f"{bound:g}" if isinstance(bound, float) else bound
         message = f"must be {sign} {bound}, got {_show(value)}"
+    elif kind == "value_error":
+        message = str(ctx.get("error", err["msg"]))
     elif kind == "string_too_short":
         message = "must not be empty"
     elif kind in _MESSAGES:

@@ -42,7 +42,7 @@ def dotted(path: Path_) -> str:
 
 def closest(name: str, options) -> str:
     """' (did you mean 'x'?)' or ''."""
-    match = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
+    match = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.75)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 

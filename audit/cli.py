@@ -1,0 +1,266 @@
+"""The command line: the edge of the program.
+
+Maps the verdict to the exit code (PASS 0, FAIL 1, INCONCLUSIVE 3) and every `AuditError` to one line on
+stderr with exit code 2. Heavy libraries are imported inside the commands, so `audit --help` is fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from audit import __version__
+from audit.errors import AuditError
+
+EXIT_USAGE = 2
+
+
+class AuditGroup(click.Group):
+    """Turns library errors into one line and exit 2; a traceback only with AUDIT_DEBUG=1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AuditError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was written", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("AUDIT_DEBUG"):
+                raise
+            click.echo(f"error: internal error: {type(exc).__name__}: {exc} "
+                       "(set AUDIT_DEBUG=1 for the traceback, and please report it)", err=True)
+            sys.exit(EXIT_USAGE)
+
+
+@click.group(cls=AuditGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="audit")
+def cli() -> None:
+    """Audit a text classifier against a policy: performance (and further check families), a verdict,
+    an HTML report, JSON and JUnit for CI.
+
+    \b
+    Exit codes: 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE.
+    """
+
+
+def _quiet_env() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _manifest_from_flags(label_column, positive_label, text_column, template, labels, name, max_length):
+    """A manifest for a model that `audit train` did not make, from flags."""
+    from audit.errors import UsageError
+    from audit.manifest import Manifest, TextRecipe
+
+    if not (label_column and positive_label and labels and (text_column or template)):
+        raise UsageError("without audit-model.yaml, give --label-column, --positive-label, --labels and "
+                         "--text-column or --template")
+    return Manifest(name=name, labels=[x.strip() for x in labels.split(",")], positive_label=positive_label,
+                    label_column=label_column, text=TextRecipe(column=text_column, template=template),
+                    max_length=max_length)
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--policy", "policy_path", required=True, help="Policy YAML file, or a bundled pack name (fin).")
+@click.option("--data", "data_path", type=click.Path(path_type=Path), help="Eval data (default: the manifest's held-out split).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder (default: reports/<model>-<time>/).")
+@click.option("--strict", is_flag=True, help="Warnings fail the gate (exit 1).")
+@click.option("--manifest", "manifest_path", type=click.Path(path_type=Path), help="A manifest for a model without audit-model.yaml.")
+@click.option("--label-column", help="Without a manifest: the label column.")
+@click.option("--positive-label", help="Without a manifest: the favourable label.")
+@click.option("--labels", help="Without a manifest: the labels in the model's output order, comma-separated.")
+@click.option("--text-column", help="Without a manifest: the text column.")
+@click.option("--template", help="Without a manifest: a jinja2 template over columns.")
+@click.option("--max-length", default=128, show_default=True, help="Without a manifest: tokens per text.")
+@click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="A folder of report templates that override the shipped ones by name.")
+@click.option("--batch-size", type=int, help="Scoring batch size (default: the policy's budget).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def run(model_dir, policy_path, data_path, out_dir, strict, manifest_path, label_column, positive_label, labels,
+        text_column, template, max_length, template_dir, batch_size, no_progress):
+    """Audit MODEL_DIR against a policy; exit 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE."""
+    _quiet_env()
+    from audit.runner import run_audit
+
+    manifest = None
+    if any((label_column, positive_label, labels, text_column, template)):
+        manifest = _manifest_from_flags(label_column, positive_label, text_column, template, labels,
+                                        Path(model_dir).name, max_length)
+    outcome = run_audit(model_dir, policy_path, data_path=data_path, out_dir=out_dir, strict=strict,
+                        progress=not no_progress, template_dirs=[template_dir] if template_dir else None,
+                        manifest=manifest, manifest_path=manifest_path, batch_size=batch_size,
+                        command=["audit", *sys.argv[1:]])
+    _print_outcome(outcome)
+    sys.exit(outcome.exit_code)
+
+
+def _print_outcome(outcome) -> None:
+    r = outcome.result
+    v = r["verdict"]
+    counts = ", ".join(f"{n} {s}" for s, n in v["counts"].items())
+    click.echo(f"verdict: {v['status']} ({counts}) — exit code {v['exit_code']}")
+    for f in r["findings"]:
+        if f["status"] != "PASS":
+            click.echo(f"  {f['status']:<12} {f['check_id']}: {f['message']}")
+    click.echo(f"report: {outcome.out_dir / 'report.html'}")
+
+
+@cli.command("train")
+@click.argument("data_path", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
+@click.option("--recipe", "recipe_path", type=click.Path(path_type=Path),
+              help="YAML: text, label_column, positive_label, protected_attributes (flags override).")
+@click.option("--text-column", help="Column holding the text.")
+@click.option("--template", help="jinja2 template over columns, e.g. 'Age {{ age }}, {{ job }}'.")
+@click.option("--template-file", type=click.Path(path_type=Path, dir_okay=False), help="The template, from a file.")
+@click.option("--label-column", help="Column holding the label.")
+@click.option("--positive-label", help="The favourable label (default: the second in sorted order).")
+@click.option("--protected", multiple=True, metavar="NAME=COLUMN[:EDGE,...]",
+              help="A protected attribute, optionally binned: age=age_in_years:25")
+@click.option("--id-column", help="Column with row ids (default: row numbers).")
+@click.option("--name", help="Model name (default: the folder name).")
+@click.option("--base-model", type=click.Path(path_type=Path, file_okay=False),
+              help="Base model folder (default: the packaged all-MiniLM-L6-v2).")
+@click.option("--epochs", default=3, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--lr", "learning_rate", default=5e-5, show_default=True, help="Learning rate.")
+@click.option("--max-length", default=128, show_default=True, help="Tokens per text (longer ones are truncated).")
+@click.option("--eval-fraction", default=0.3, show_default=True, help="Held-out share, stratified by label.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--no-progress", is_flag=True)
+def train_cmd(data_path, out_dir, recipe_path, text_column, template, template_file, label_column, positive_label,
+              protected, id_column, name, base_model, epochs, batch_size, learning_rate, max_length, eval_fraction,
+              seed, no_progress):
+    """Fine-tune a sequence classifier on DATA_PATH and write a model folder with audit-model.yaml."""
+    _quiet_env()
+    from audit.train import TrainConfig, train
+
+    cfg = build_train_config(recipe_path, text_column, template, template_file, label_column, positive_label,
+                             protected, id_column, name)
+    cfg.base_model = str(base_model) if base_model else None
+    cfg.epochs, cfg.batch_size, cfg.learning_rate = epochs, batch_size, learning_rate
+    cfg.max_length, cfg.eval_fraction, cfg.seed = max_length, eval_fraction, seed
+    assert isinstance(cfg, TrainConfig)
+    manifest = train(data_path, out_dir, cfg, progress=not no_progress)
+    curve = manifest.training["loss_curve"][-1]
+    click.echo(f"model: {out_dir} ({manifest.data.split.train_rows} train / {manifest.data.split.eval_rows} held-out "
+               f"rows, {manifest.training['seconds']:.0f} s, held-out loss {curve['eval_loss']:.4f})")
+
+
+def parse_protected(items) -> dict:
+    from audit.errors import UsageError
+    from audit.manifest import ProtectedAttribute
+
+    out = {}
+    for item in items:
+        name, sep, rest = item.partition("=")
+        if not sep or not name or not rest:
+            raise UsageError(f"--protected {item!r}: expected NAME=COLUMN or NAME=COLUMN:EDGE,EDGE")
+        column, _, edges = rest.partition(":")
+        try:
+            bins = [float(e) for e in edges.split(",")] if edges else None
+            out[name] = ProtectedAttribute(column=column, bins=bins)
+        except ValueError as exc:
+            raise UsageError(f"--protected {item!r}: {exc}") from None
+    return out
+
+
+def build_train_config(recipe_path, text_column, template, template_file, label_column, positive_label,
+                       protected, id_column, name):
+    from audit.errors import UsageError
+    from audit.manifest import Recipe, TextRecipe, load_recipe
+    from audit.train import TrainConfig
+
+    recipe = load_recipe(recipe_path) if recipe_path else None
+    if template_file:
+        template = Path(template_file).read_text(encoding="utf-8")
+    if sum(x is not None for x in (text_column, template)) > 1:
+        raise UsageError("give one of --text-column, --template or --template-file")
+    if text_column or template:
+        text = TextRecipe(column=text_column, template=template)
+    elif recipe:
+        text = recipe.text
+    else:
+        raise UsageError("say where the text comes from: --text-column, --template, --template-file or --recipe")
+    label = label_column or (recipe.label_column if recipe else None)
+    if not label:
+        raise UsageError("give --label-column (or a --recipe)")
+    r = recipe or Recipe(label_column=label, text=text)
+    attrs = dict(r.protected_attributes)
+    attrs.update(parse_protected(protected))
+    return TrainConfig(text=text, label_column=label, positive_label=positive_label or r.positive_label,
+                       protected_attributes=attrs, id_column=id_column or r.id_column, name=name or r.name,
+                       description=r.description)
+
+
+@cli.command()
+@click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
+              help="Folder for the demo model and its report.")
+@click.option("--epochs", default=3, show_default=True)
+@click.option("--policy", "policy_path", default="fin", show_default=True)
+@click.option("--no-progress", is_flag=True)
+def demo(out_root, epochs, policy_path, no_progress):
+    """Fine-tune the packaged MiniLM on German credit (bundled), audit it with policies/fin.yaml."""
+    _quiet_env()
+    from audit.demo import run_demo
+
+    outcome = run_demo(out_root, epochs=epochs, policy=policy_path, progress=not no_progress)
+    _print_outcome(outcome)
+    click.echo(f"(the demo exits 0 once it has run; `audit run` would exit {outcome.exit_code} for this verdict)")
+
+
+@cli.group()
+def policy() -> None:
+    """Policy files."""
+
+
+@policy.command("validate")
+@click.argument("policy_file")
+def policy_validate(policy_file):
+    """Check a policy without running anything (no model is loaded)."""
+    from audit.policy import load_policy
+
+    p = load_policy(policy_file)
+    click.echo(f"{p.source}: valid policy '{p.policy}' version {p.version}, {len(p.checks)} checks")
+
+
+@cli.command("checks")
+def checks_cmd():
+    """List the registered checks."""
+    from audit.checks import all_checks
+
+    for cid, spec in all_checks().items():
+        params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items())
+        click.echo(f"{cid:<34} {spec.summary}" + (f" [params: {params}]" if params else ""))
+
+
+@cli.command("report")
+@click.argument("result_json", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the re-rendered files (default: beside result.json).")
+@click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False))
+def report_cmd(result_json, out_dir, template_dir):
+    """Re-render report.html (and junit.xml, summary.md) from a result.json alone."""
+    from audit.render.outputs import rerender
+
+    written = rerender(result_json, out_dir, template_dirs=[template_dir] if template_dir else None)
+    click.echo(f"report: {written}")
+
+
+def main() -> None:
+    cli(prog_name="audit")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Data files: loading (CSV, TSV, Parquet, JSON Lines), the column contract, text recipes, content hashes.
+
+Every problem is a `DataError` naming the file and the column or rows. Cells are read as strings (a CSV's
+"none" stays "none"); an empty cell is missing. Rows whose text is empty are refused rather than dropped:
+an audit that silently scores fewer rows than it was given would misstate its evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from audit.errors import DataError
+
+MAX_SHOWN = 5  # row numbers named in one message
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _rows(index) -> str:
+    shown = ", ".join(str(i) for i in list(index)[:MAX_SHOWN])
+    more = len(index) - MAX_SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def read_table(path: str | Path):
+    """Read a data file into a DataFrame of strings (missing cells NaN). Row labels are 0-based row numbers."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: data file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a data file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: data file is empty")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv", ".txt"):
+            raw = path.read_bytes()
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = raw[: exc.start].count(b"\n") + 1
+                raise DataError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
+                             na_values=[""], encoding="utf-8")
+        elif suffix == ".parquet":
+            df = pd.read_parquet(path)
+            df = df.astype(object).where(df.notna(), None).map(lambda v: None if v is None else str(v))
+        elif suffix in (".jsonl", ".ndjson"):
+            df = pd.read_json(path, lines=True, dtype=False)
+            df = df.astype(object).where(df.notna(), None).map(lambda v: None if v is None else str(v))
+        else:
+            raise DataError(f"{path}: unknown data format '{suffix}' (use .csv, .tsv, .parquet or .jsonl)")
+    except DataError:
+        raise
+    except (ValueError, pd.errors.ParserError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot parse data file: {first}") from None
+    except ImportError as exc:
+        raise DataError(f"{path}: reading {suffix} needs an extra package: {exc.name}") from None
+    if len(df) == 0:
+        raise DataError(f"{path}: data file has a header but no rows")
+    df.columns = [str(c) for c in df.columns]
+    df.index = range(len(df))
+    return df
+
+
+def require_columns(df, columns: dict[str, str], path: Path | str) -> None:
+    """`columns` maps a column name to what it is for; the first missing one is named with close matches."""
+    from audit.yamlsrc import closest
+
+    for column, purpose in columns.items():
+        if column not in df.columns:
+            raise DataError(f"{path}: missing {purpose} column '{column}'{closest(column, df.columns)}")
+
+
+def template_env():
+    """A sandboxed jinja2 environment for text templates: no attribute tricks, undefined names are errors.
+    The text goes to a model, not a browser, so it is not HTML-escaped here (reports escape it)."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+
+def template_columns(template: str) -> set[str]:
+    from jinja2 import TemplateSyntaxError, meta
+
+    env = template_env()
+    try:
+        return set(meta.find_undeclared_variables(env.parse(template)))
+    except TemplateSyntaxError as exc:
+        raise DataError(f"text template line {exc.lineno}: {exc.message}") from None
+
+
+def make_texts(df, recipe, path: Path | str) -> list[str]:
+    """Each row's text, from a column or a template; refuse rows whose text is empty."""
+    from jinja2 import TemplateError
+
+    if recipe.column is not None:
+        require_columns(df, {recipe.column: "text"}, path)
+        texts = [("" if v is None or v != v else str(v)) for v in df[recipe.column].tolist()]
+    else:
+        columns = template_columns(recipe.template)
+        require_columns(df, {c: "template" for c in sorted(columns)}, path)
+        template = template_env().from_string(recipe.template)
+        records = df[sorted(columns)].astype(object).where(df[sorted(columns)].notna(), "").to_dict("records")
+        try:
+            texts = [template.render(**rec).strip() for rec in records]
+        except TemplateError as exc:
+            raise DataError(f"{path}: text template failed: {exc}") from None
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise DataError(f"{path}: {len(empty)} row(s) have empty text (rows {_rows(empty)}); fill or remove them")
+    return texts
+
+
+def label_indices(df, label_column: str, labels: list[str], path: Path | str) -> Any:
+    """The label column as indices into `labels`; refuse missing and unknown values."""
+    import numpy as np
+
+    require_columns(df, {label_column: "label"}, path)
+    values = df[label_column]
+    missing = [i for i, v in enumerate(values.tolist()) if v is None or v != v]
+    if missing:
+        raise DataError(f"{path}: label column '{label_column}' is empty in {len(missing)} row(s) (rows {_rows(missing)})")
+    values = values.astype(str).str.strip()
+    unknown = sorted(set(values) - set(labels))
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:MAX_SHOWN])
+        raise DataError(f"{path}: label column '{label_column}' has values the model does not know: {shown} "
+                        f"(model labels: {', '.join(repr(x) for x in labels)})")
+    lookup = {label: i for i, label in enumerate(labels)}
+    return np.array([lookup[v] for v in values], dtype=np.int64)
+
+
+def group_series(df, name: str, attr, path: Path | str):
+    """The protected attribute `name` as group names per row (NaN where the value is missing)."""
+    import numpy as np
+    import pandas as pd
+
+    require_columns(df, {attr.column: f"protected attribute '{name}'"}, path)
+    raw = df[attr.column]
+    if attr.bins is not None:
+        numbers = pd.to_numeric(raw, errors="coerce")
+        bad = raw.notna() & numbers.isna()
+        if bad.any():
+            first = raw[bad].iloc[0]
+            raise DataError(f"{path}: column '{attr.column}' (protected attribute '{name}') must be numeric "
+                            f"for bins, got {first!r} in row {int(np.flatnonzero(bad.to_numpy())[0])}")
+        edges = [-np.inf, *attr.bins, np.inf]
+        return pd.cut(numbers, edges, right=False, labels=attr.group_names()).astype(object)
+    if attr.map is not None:
+        values = raw.astype(object)
+        unmapped = sorted(set(values.dropna()) - set(attr.map))
+        if unmapped:
+            raise DataError(f"{path}: column '{attr.column}' (protected attribute '{name}') has values the map "
+                            f"does not cover: {', '.join(repr(u) for u in unmapped[:MAX_SHOWN])}")
+        return values.map(attr.map)
+    return raw.astype(object)

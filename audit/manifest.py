@@ -1,0 +1,193 @@
+"""audit-model.yaml: what a later audit needs to know about a model, written by `audit train`.
+
+Labels (in the model's output order) and the positive (favourable) label, how text is made (a column, or a
+jinja2 template over columns), the label column, protected attributes mapped to columns (with bins or a
+value map), the data files with sha256, the split, the base model with its hash, hyperparameters and seed.
+A model that `audit train` did not make is audited with a manifest the user writes, or with flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from audit.errors import ManifestError
+
+MANIFEST_NAME = "audit-model.yaml"
+
+
+class TextRecipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    column: str | None = None
+    template: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "TextRecipe":
+        if (self.column is None) == (self.template is None):
+            raise ValueError("give exactly one of column or template")
+        return self
+
+    def describe(self) -> str:
+        return f"column '{self.column}'" if self.column else "a template over columns"
+
+
+class ProtectedAttribute(BaseModel):
+    """A protected attribute read from `column`: numeric `bins` (edges; groups are [-inf, e1), [e1, e2) …,
+    named by `labels` or as "<25" / ">=25"), a `map` from values to group names, or the raw values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str
+    bins: list[float] | None = None
+    labels: list[str] | None = None
+    map: dict[str, str] | None = None
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ProtectedAttribute":
+        if self.bins is not None and self.map is not None:
+            raise ValueError("give bins or map, not both")
+        if self.bins is not None:
+            if not self.bins or sorted(self.bins) != self.bins or len(set(self.bins)) != len(self.bins):
+                raise ValueError("bins must be increasing edges")
+            if self.labels is not None and len(self.labels) != len(self.bins) + 1:
+                raise ValueError(f"{len(self.bins)} bin edges need {len(self.bins) + 1} labels")
+        elif self.labels is not None:
+            raise ValueError("labels name bins: give bins too")
+        return self
+
+    def group_names(self) -> list[str]:
+        if self.bins is None:
+            return sorted(set(self.map.values())) if self.map else []
+        if self.labels:
+            return list(self.labels)
+        edges = [f"{b:g}" for b in self.bins]
+        names = [f"<{edges[0]}"]
+        names += [f"{lo}–<{hi}" for lo, hi in zip(edges, edges[1:])]
+        names.append(f">={edges[-1]}")
+        return names
+
+
+class DataFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    sha256: str
+    rows: int
+    bytes: int = 0
+
+
+class Split(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["stratified"] = "stratified"
+    eval_fraction: float = Field(gt=0, lt=1)
+    seed: int
+    train_rows: int
+    eval_rows: int
+    train_index: list[int]
+    eval_index: list[int]
+
+
+class TrainingData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: DataFile
+    split: Split
+    description: str = ""
+
+
+class BaseModelInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    path: str = ""
+    sha256: str = ""
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: str = "1"
+    task: Literal["text-classification"] = "text-classification"
+    name: str
+    labels: list[str] = Field(min_length=2)
+    positive_label: str
+    label_column: str
+    text: TextRecipe
+    id_column: str | None = None
+    max_length: int = Field(default=128, gt=0, le=8192)
+    protected_attributes: dict[str, ProtectedAttribute] = Field(default_factory=dict)
+    data: TrainingData | None = None
+    base_model: BaseModelInfo | None = None
+    training: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    created: str = ""
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be distinct")
+        return labels
+
+    @field_validator("positive_label")
+    @classmethod
+    def _positive(cls, value: str, info) -> str:
+        labels = info.data.get("labels")
+        if labels is not None and value not in labels:
+            raise ValueError(f"positive_label '{value}' is not one of the labels {labels}")
+        return value
+
+    @property
+    def negative_label(self) -> str:
+        return next(label for label in self.labels if label != self.positive_label)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        data = self.model_dump(mode="json", exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def load_manifest(path: Path) -> Manifest:
+    from audit.policy import _first_error  # the same file:line error mapping as the policy
+    from audit.yamlsrc import load_yaml
+
+    data, loc = load_yaml(path, ManifestError, what="model manifest")
+    if not isinstance(data, dict):
+        raise ManifestError(f"{loc.where(())}: a model manifest must be a mapping of keys")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(_first_error(exc, loc)) from None
+
+
+class Recipe(BaseModel):
+    """How to make a training set from a data file (`audit train --recipe FILE`): the manifest's data half."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    label_column: str
+    positive_label: str | None = None
+    text: TextRecipe
+    id_column: str | None = None
+    protected_attributes: dict[str, ProtectedAttribute] = Field(default_factory=dict)
+    description: str = ""
+
+
+def load_recipe(path: Path) -> Recipe:
+    from audit.policy import _first_error
+    from audit.yamlsrc import load_yaml
+
+    data, loc = load_yaml(path, ManifestError, what="recipe")
+    if not isinstance(data, dict):
+        raise ManifestError(f"{loc.where(())}: a recipe must be a mapping of keys")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(_first_error(exc, loc)) from None

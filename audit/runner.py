@@ -1,0 +1,244 @@
+"""The one place that knows the whole flow of `audit run`.
+
+policy → model folder (checked, hashed) → eval data (from the manifest's split, or --data) → score once →
+checks → judge → verdict → outputs. Everything that can be refused is refused before torch is imported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit import __version__
+from audit.data import group_series, label_indices, make_texts, read_table, sha256_file
+from audit.errors import DataError
+from audit.manifest import Manifest
+from audit.model import ModelBundle, open_bundle
+from audit.policy import Policy, load_policy
+from audit.result import SCHEMA_VERSION, Measurement, Status
+
+
+@dataclass
+class EvalSet:
+    path: Path
+    frame: Any
+    texts: list[str]
+    y: np.ndarray  # label indices into manifest.labels
+    source: str  # how the rows were chosen
+    row_ids: list[str]
+    sha256: str
+    notes: list[str]
+
+
+@dataclass
+class RunOutcome:
+    result: dict[str, Any]
+    out_dir: Path
+    exit_code: int
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | None, seed: int) -> EvalSet:
+    m: Manifest = bundle.manifest
+    notes: list[str] = []
+    if data_path is None:
+        if m.data is None:
+            raise DataError(f"{bundle.path}: the manifest records no training data; give --data FILE")
+        path = _find_source(m.data.source.path, bundle.path)
+        digest = sha256_file(path)
+        if digest != m.data.source.sha256:
+            raise DataError(f"{path}: data file changed since the model was trained (sha256 {digest[:12]}…, "
+                            f"manifest {m.data.source.sha256[:12]}…); give --data FILE to audit other data")
+        frame = read_table(path)
+        index = m.data.split.eval_index
+        if index and max(index) >= len(frame):
+            raise DataError(f"{path}: the manifest's eval split names row {max(index)}, the file has {len(frame)}")
+        frame = frame.iloc[index]
+        source = f"held-out split of the training file ({m.data.split.eval_rows} rows, seed {m.data.split.seed})"
+    else:
+        path = Path(data_path)
+        frame = read_table(path)
+        digest = sha256_file(path)
+        source = "--data file (all rows)"
+    if max_rows is not None and len(frame) > max_rows:
+        keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=max_rows, replace=False))
+        frame = frame.iloc[keep]
+        notes.append(f"The eval set was capped at {max_rows:,} rows by the policy's budget (a seeded random sample).")
+    texts = make_texts(frame, m.text, path)
+    y = label_indices(frame, m.label_column, m.labels, path)
+    for name, attr in m.protected_attributes.items():
+        group_series(frame, name, attr, path)
+    if m.id_column:
+        from audit.data import require_columns
+
+        require_columns(frame, {m.id_column: "id"}, path)
+        row_ids = frame[m.id_column].astype(str).tolist()
+    else:
+        row_ids = [str(i) for i in frame.index]
+    if m.text.template:
+        notes.append("The text of every row is generated from a template over tabular columns; the model never "
+                     "saw free text written by applicants.")
+    return EvalSet(path, frame, texts, y, source, row_ids, digest, notes)
+
+
+def _find_source(recorded: str, model_dir: Path) -> Path:
+    p = Path(recorded)
+    if p.exists():
+        return p
+    for candidate in (model_dir / p.name, model_dir.parent / p.name):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{recorded}: training data file from the manifest not found; give --data FILE")
+
+
+def measure(policy: Policy, ctx) -> dict[str, Measurement]:
+    """Run every check of every family the policy uses; a check that raises becomes an ERROR measurement."""
+    from audit.checks import all_checks
+
+    specs = all_checks()
+    families = {specs[cid].family for cid in policy.checks}
+    out: dict[str, Measurement] = {}
+    for cid, spec in specs.items():
+        if spec.family not in families:
+            continue
+        params = dict(spec.params)
+        if cid in policy.checks:
+            params.update(policy.checks[cid].params)
+        try:
+            out[cid] = spec.fn(ctx, **params)
+        except Exception as exc:  # one broken check never aborts the audit
+            out[cid] = Measurement(cid, None, error=f"{type(exc).__name__}: {exc}",
+                                   details={"traceback": traceback.format_exc(limit=3)})
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "model"
+
+
+def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["row_id", "score", "predicted_label", "true_label"])
+    positive, negative = labels[preds.positive_index], labels[1 - preds.positive_index]
+    for rid, s, t in zip(ev.row_ids, preds.score, ev.y):
+        w.writerow([safe_cell(rid), f"{s:.6f}", positive if s >= threshold else negative, safe_cell(labels[t])])
+    return buf.getvalue()
+
+
+def safe_cell(value: str) -> str:
+    """Neutralize a cell that a spreadsheet would run as a formula (OWASP CSV injection advice)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str | Path | None = None,
+              out_dir: str | Path | None = None, strict: bool = False, progress: bool = True,
+              template_dirs: list[Path] | None = None, manifest: Manifest | None = None,
+              manifest_path: Path | None = None, batch_size: int | None = None,
+              command: list[str] | None = None, report_root: Path = Path("reports")) -> RunOutcome:
+    from audit.checks import all_checks
+    from audit.context import CheckContext
+    from audit.judge import exit_code, verdict
+    from audit.judge import judge as judge_all
+    from audit.render.outputs import write_run
+
+    started = _now()
+    t0 = time.perf_counter()
+    policy = load_policy(policy_path)
+    bundle = open_bundle(model_dir, manifest=manifest, manifest_path=manifest_path)
+    m = bundle.manifest
+    if len(m.labels) != 2:
+        raise DataError(f"{bundle.path}: audit supports binary classifiers; the manifest lists {len(m.labels)} labels")
+    ev = load_eval_set(bundle, Path(data_path) if data_path else None, policy.budget.max_rows, policy.budget.seed)
+    out = Path(out_dir) if out_dir else Path(report_root) / f"{_slug(m.name)}-{started.strftime('%Y%m%dT%H%M%SZ')}"
+
+    bundle.load()
+    pos = m.labels.index(m.positive_label)
+    from audit.scoring import score_texts
+
+    preds = score_texts(bundle.model, bundle.tokenizer, ev.texts, max_length=m.max_length, positive_index=pos,
+                        batch_size=batch_size or policy.budget.batch_size, labels=ev.y, progress=progress)
+    y_pos = (ev.y == pos).astype(int)
+    ctx = CheckContext(y_true=y_pos, score=preds.score, threshold=policy.decision_threshold,
+                       confidence=policy.confidence, replicates=policy.budget.bootstrap, seed=policy.budget.seed,
+                       min_group_size=policy.min_group_size, positive_label=m.positive_label,
+                       negative_label=m.negative_label, frame=ev.frame,
+                       extra={"manifest": m, "predictions": preds, "texts": ev.texts})
+    measurements = measure(policy, ctx)
+    specs = all_checks()
+    findings = judge_all(policy, specs, measurements, today=started.date())
+    v = verdict(findings, policy)
+    code = exit_code(v, findings, strict)
+    counts = {s.value: sum(f.status == s for f in findings) for s in Status if any(f.status == s for f in findings)}
+    if preds.truncated:
+        ev.notes.append(f"{preds.truncated} of {len(ev.texts)} texts were longer than the model's window "
+                        f"({m.max_length} tokens) and were truncated.")
+    finished = _now()
+    inputs = bundle.inputs() + [
+        {"role": "policy", "path": str(policy.source), "sha256": policy.sha256,
+         "bytes": Path(policy.source).stat().st_size},
+        {"role": "data", "path": str(ev.path), "sha256": ev.sha256, "bytes": ev.path.stat().st_size},
+    ]
+    from audit.provenance import environment
+
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "audit", "version": __version__},
+        "run": {"id": f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}",
+                "started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
+                "duration_s": round(time.perf_counter() - t0, 2),
+                "command": command or ["audit", "run", str(model_dir), "--policy", str(policy_path)],
+                "seed": policy.budget.seed},
+        "verdict": {"status": v.value, "exit_code": code, "counts": counts, "strict": strict,
+                    "blocking_failures": [f.check_id for f in findings
+                                          if f.blocking and f.status in (Status.FAIL, Status.ERROR)]},
+        "policy": {"name": policy.policy, "version": policy.version, "description": policy.description,
+                   "path": str(policy.source), "sha256": policy.sha256, "confidence": policy.confidence,
+                   "inconclusive": policy.inconclusive, "min_group_size": policy.min_group_size,
+                   "decision_threshold": policy.decision_threshold, "replicates": policy.budget.bootstrap},
+        "model": {"path": str(bundle.path), "name": m.name,
+                  "base_model": m.base_model.name if m.base_model else None,
+                  "base_model_sha256": m.base_model.sha256 if m.base_model else None,
+                  "labels": m.labels, "positive_label": m.positive_label, "negative_label": m.negative_label,
+                  "num_parameters": bundle.num_parameters, "text": m.text.model_dump(exclude_none=True),
+                  "label_column": m.label_column, "max_length": m.max_length, "trained": m.created,
+                  "training": {k: v for k, v in m.training.items() if k != "loss_curve"},
+                  "loss_curve": m.training.get("loss_curve", []),
+                  "protected_attributes": {k: a.model_dump(exclude_none=True)
+                                           for k, a in m.protected_attributes.items()},
+                  "training_data": m.data.source.model_dump() if m.data else None,
+                  "description": m.data.description if m.data else ""},
+        "data": {"eval": {"path": str(ev.path), "sha256": ev.sha256, "rows": len(ev.texts), "source": ev.source,
+                          "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum())}},
+        "inputs": inputs,
+        "environment": environment(),
+        "scoring": {"rows": len(ev.texts), "seconds": round(preds.seconds, 3), "rows_per_s": round(preds.rows_per_s, 1),
+                    "batch_size": preds.meta["batch_size"], "max_length": m.max_length, "device": "cpu",
+                    "precision": "fp32", "truncated": preds.truncated,
+                    "mean_tokens": round(float(preds.lengths.mean()), 1)},
+        "measurements": {cid: meas.to_dict() for cid, meas in measurements.items()},
+        "findings": [f.to_dict() for f in findings],
+        "warnings": ev.notes,
+    }
+    out = write_run(out, result, predictions_csv(ev, preds, m.labels, policy.decision_threshold),
+                    template_dirs=template_dirs)
+    return RunOutcome(result, out, code)
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)

@@ -1,0 +1,95 @@
+"""Score a dataset once: batched, rows sorted by token length (little padding), under inference_mode.
+
+Returns `Predictions`, which every check of the run reads: class probabilities, the positive-label score,
+per-row loss when labels are known, token lengths and how many texts were truncated, and optionally the
+mean-pooled last-layer embeddings from the same pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Predictions:
+    probs: np.ndarray  # (n, num_labels)
+    positive_index: int
+    lengths: np.ndarray  # tokens per row after truncation
+    truncated: int  # rows longer than max_length
+    seconds: float
+    loss: np.ndarray | None = None  # per-row cross-entropy when labels were given
+    embeddings: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def score(self) -> np.ndarray:
+        return self.probs[:, self.positive_index]
+
+    @property
+    def rows_per_s(self) -> float:
+        return len(self.probs) / self.seconds if self.seconds > 0 else float("inf")
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], np.ndarray]:
+    """Token ids per text (truncated to max_length) and the untruncated lengths."""
+    enc = tokenizer(list(texts), truncation=False, add_special_tokens=True, return_attention_mask=False,
+                    return_token_type_ids=False, verbose=False)
+    ids = enc["input_ids"]
+    full = np.array([len(x) for x in ids])
+    if (full > max_length).any():
+        sep = tokenizer.sep_token_id
+        ids = [x if len(x) <= max_length else x[: max_length - 1] + ([sep] if sep is not None else [x[-1]])
+               for x in ids]
+    return ids, full
+
+
+def pad_batch(ids: list[list[int]], pad_id: int):
+    import torch
+
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[i, : len(x)] = 1
+    return input_ids, mask
+
+
+def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive_index: int,
+                batch_size: int = 64, labels: np.ndarray | None = None, embeddings: bool = False,
+                progress: bool = True, desc: str = "scoring") -> Predictions:
+    import torch
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    ids, full = tokenize(tokenizer, texts, max_length)
+    lengths = np.array([len(x) for x in ids])
+    order = np.argsort(-lengths, kind="stable")  # longest first: the largest batch shows its cost at once
+    n = len(texts)
+    probs = np.zeros((n, model.config.num_labels), dtype=np.float64)
+    emb = None
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    model.eval()
+    with torch.inference_mode(), tqdm(total=n, desc=desc, unit="row", disable=not progress, leave=False) as bar:
+        for lo in range(0, n, batch_size):
+            rows = order[lo: lo + batch_size]
+            input_ids, mask = pad_batch([ids[i] for i in rows], pad_id)
+            out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=embeddings)
+            probs[rows] = torch.softmax(out.logits.float(), dim=-1).double().numpy()
+            if embeddings:
+                hidden = out.hidden_states[-1].float()
+                m = mask.unsqueeze(-1).float()
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+                if emb is None:
+                    emb = np.zeros((n, pooled.shape[1]), dtype=np.float32)
+                emb[rows] = pooled.numpy()
+            bar.update(len(rows))
+    loss = None
+    if labels is not None:
+        loss = -np.log(np.clip(probs[np.arange(n), labels], 1e-300, None))
+    return Predictions(probs=probs, positive_index=positive_index, lengths=lengths,
+                       truncated=int((full > max_length).sum()), seconds=time.perf_counter() - start,
+                       loss=loss, embeddings=emb, meta={"batch_size": batch_size, "max_length": max_length})

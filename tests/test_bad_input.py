@@ -1,0 +1,192 @@
+"""Bad input: exit 2, one line naming the file, column or key, no traceback, nothing written."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from audit.cli import cli
+from tests.conftest import MIN_POLICY, make_frame
+
+
+def run_cli(args, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [*args, "--out", str(out), "--no-progress"], catch_exceptions=False)
+    return result, out
+
+
+def assert_refused(result, out, expected: str):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"error: {expected}"], result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.fixture
+def pol(policy_file):
+    return str(policy_file(MIN_POLICY))
+
+
+def copy_model(tiny_model, tmp_path) -> Path:
+    dst = tmp_path / "model"
+    shutil.copytree(tiny_model, dst)
+    return dst
+
+
+def test_missing_model_folder(tmp_path, pol):
+    result, out = run_cli(["run", str(tmp_path / "nomodel"), "--policy", pol], tmp_path)
+    assert_refused(result, out, f"{tmp_path / 'nomodel'}: model folder not found")
+
+
+def test_hub_name_is_not_fetched(tmp_path, pol, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result, out = run_cli(["run", "bert-base/uncased", "--policy", pol], tmp_path)
+    assert_refused(result, out, "bert-base/uncased: model folder not found (hub names are not fetched: give a local folder)")
+
+
+def test_pickle_weights_refused(tiny_model, tmp_path, pol):
+    model = copy_model(tiny_model, tmp_path)
+    (model / "model.safetensors").rename(model / "pytorch_model.bin")
+    result, out = run_cli(["run", str(model), "--policy", pol], tmp_path)
+    assert_refused(result, out, f"{model}: weights only as pickle (pytorch_model.bin): refused, pickle files can "
+                                "run code; convert them to safetensors")
+
+
+def test_corrupt_safetensors(tiny_model, tmp_path, pol):
+    model = copy_model(tiny_model, tmp_path)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    result, out = run_cli(["run", str(model), "--policy", pol], tmp_path)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {weights}: corrupt safetensors file: file is truncated")
+    assert not out.exists()
+
+
+def test_garbage_safetensors_header(tiny_model, tmp_path, pol):
+    model = copy_model(tiny_model, tmp_path)
+    (model / "model.safetensors").write_bytes(b"\xff" * 64)
+    result, out = run_cli(["run", str(model), "--policy", pol], tmp_path)
+    assert_refused(result, out, f"{model / 'model.safetensors'}: corrupt safetensors file: header length points "
+                                "past the end of the file")
+
+
+def test_remote_code_refused(tiny_model, tmp_path, pol):
+    model = copy_model(tiny_model, tmp_path)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModelForSequenceClassification": "evil.Model"}
+    (model / "config.json").write_text(json.dumps(cfg))
+    result, out = run_cli(["run", str(model), "--policy", pol], tmp_path)
+    assert_refused(result, out, f"{model / 'config.json'}: the model asks to run its own code (auto_map); refused, "
+                                "remote code is never trusted")
+
+
+def test_bad_policy_exit_2(tiny_model, tmp_path, policy_file):
+    p = policy_file("policy: p\nversion: '1'\nchecks:\n  performance.roc_auc: {min: high}\n", "fin.yaml")
+    result, out = run_cli(["run", str(tiny_model), "--policy", str(p)], tmp_path)
+    assert_refused(result, out, f"{p}:4: checks.performance.roc_auc.min: expected a number, got 'high'")
+
+
+def _data(tmp_path, frame=None, name="eval.csv", text=None) -> Path:
+    path = tmp_path / name
+    if text is not None:
+        path.write_bytes(text)
+    else:
+        (frame if frame is not None else make_frame(60, seed=5)).to_csv(path, index=False)
+    return path
+
+
+def test_missing_data_file(tiny_model, tmp_path, pol):
+    result, out = run_cli(["run", str(tiny_model), "--policy", pol, "--data", str(tmp_path / "x.csv")], tmp_path)
+    assert_refused(result, out, f"{tmp_path / 'x.csv'}: data file not found")
+
+
+def test_empty_data_file(tiny_model, tmp_path, pol):
+    d = _data(tmp_path, text=b"")
+    result, out = run_cli(["run", str(tiny_model), "--policy", pol, "--data", str(d)], tmp_path)
+    assert_refused(result, out, f"{d}: data file is empty")
+
+
+def test_header_only(tiny_model, tmp_path, pol):
+    d = _data(tmp_path, text=b"id,text,label\n")
+    result, out = run_cli(["run", str(tiny_model), "--policy", pol, "--data", str(d)], tmp_path)
+    assert_refused(result, out, f"{d}: data file has a header but no rows")
+
+
+def test_missing_text_column(tiny_model, tmp_path, pol):
+    d = _data(tmp_path, make_frame(60).rename(columns={"text": "txt"}))
+    result, out = run_cli(["run", str(tiny_model), "--policy", pol, "--data", str(d)], tmp_path)
+    assert_refused(result, out, f"{d}: missing text column 'text' (did you mean 'txt'?)")
+
+
+def test_missing_label_column(tiny_model, tmp_path, pol):
+    d = _data(tmp_path, make_frame(60).drop(columns=["label"]))
+    result, out = run_cli(["run", str(tiny_model), "--policy", pol, "--data", str(d)], tmp_path)
+    assert_refused(result, out, f"{d}: missing label column 'label'")
+
+
+def test_unknown_label_values(tiny_model, tmp_path, pol):
+    f = make_frame(60)
+    f.loc[3, "label"] = "approved"
+    d = _data(tmp_path, f)
+    result, out = run_cli(["run", str(tiny_model), "--policy", pol, "--data", str(d)], tmp_path)
+    assert_refused(result, out, f"{d}: label column 'label' has values the model does not know: 'approved' "
+                                "(model labels: 'bad', 'good')")
+
+
+def test_nan_labels(tiny_model, tmp_path, pol):
+    f = make_frame(60)
+    f.loc[[2, 7], "label"] = None
+    d = _data(tmp_path, f)
+    result, out = run_cli(["run", str(tiny_model), "--policy", pol, "--data", str(d)], tmp_path)
+    assert_refused(result, out, f"{d}: label column 'label' is empty in 2 row(s) (rows 2, 7)")
+
+
+def test_empty_texts_are_refused(tiny_model, tmp_path, pol):
+    """Decision: rows with empty text are refused, not dropped, so the evidence is never silently smaller."""
+    f = make_frame(60)
+    f.loc[[1, 4], "text"] = ["", "   "]
+    d = _data(tmp_path, f)
+    result, out = run_cli(["run", str(tiny_model), "--policy", pol, "--data", str(d)], tmp_path)
+    assert_refused(result, out, f"{d}: 2 row(s) have empty text (rows 1, 4); fill or remove them")
+
+
+def test_not_utf8(tiny_model, tmp_path, pol):
+    d = _data(tmp_path, text="id,text,label\n1,café ok,good\n".encode("latin-1"))
+    result, out = run_cli(["run", str(tiny_model), "--policy", pol, "--data", str(d)], tmp_path)
+    assert_refused(result, out, f"{d}:2: not UTF-8 text (byte 19); save the file as UTF-8")
+
+
+def test_training_data_changed_since_training(tiny_model, tmp_path, pol):
+    import yaml
+
+    model = copy_model(tiny_model, tmp_path)
+    manifest = yaml.safe_load((model / "audit-model.yaml").read_text())
+    src = tmp_path / "changed.csv"
+    src.write_text(Path(manifest["data"]["source"]["path"]).read_text() + "app-9999,applicant pays on time,"
+                   "stable job,30,male,good\n")
+    manifest["data"]["source"]["path"] = str(src)
+    (model / "audit-model.yaml").write_text(yaml.safe_dump(manifest))
+    result, out = run_cli(["run", str(model), "--policy", pol], tmp_path)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {src}: data file changed since the model was trained")
+
+
+def test_missing_manifest(tiny_model, tmp_path, pol):
+    model = copy_model(tiny_model, tmp_path)
+    (model / "audit-model.yaml").unlink()
+    result, out = run_cli(["run", str(model), "--policy", pol], tmp_path)
+    assert_refused(result, out, f"{model}: no audit-model.yaml; train with 'audit train', or give --manifest FILE "
+                                "or --label-column, --positive-label and --text-column/--template")
+
+
+def test_bad_manifest_names_line(tiny_model, tmp_path, pol):
+    model = copy_model(tiny_model, tmp_path)
+    text = (model / "audit-model.yaml").read_text().replace("positive_label: good", "positive_label: great")
+    (model / "audit-model.yaml").write_text(text)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if s.startswith("positive_label:"))
+    result, out = run_cli(["run", str(model), "--policy", pol], tmp_path)
+    assert_refused(result, out, f"{model / 'audit-model.yaml'}:{line}: positive_label: positive_label 'great' "
+                                "is not one of the labels ['bad', 'good']")
