@@ -1,14 +1,32 @@
-"""What a check reads: the eval set's labels and scores, shared bootstrap weights, and the run's settings."""
+"""What a check reads: the eval set's labels and scores, shared bootstrap weights, and the run's settings.
+
+Checks that need another data set (the training rows for membership inference or as a drift reference) ask
+`ctx.dataset("train")`: the runner loads and scores it on first use, once per run, and every later check
+reads the same `Scored` value. Checks that must re-score changed texts (counterfactual swaps, SHAP maskers)
+call `ctx.score_texts(texts)`, which batches them through the same model.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from audit.stats import poisson_weights
+
+
+@dataclass
+class Scored:
+    """A data set scored once: rows, texts, label indices, the model's output."""
+
+    name: str
+    frame: Any  # pandas DataFrame of the rows, as read (strings)
+    texts: list[str]
+    y: np.ndarray | None  # label indices into manifest.labels (None when the set has no labels)
+    predictions: Any  # audit.scoring.Predictions
+    path: str = ""
 
 
 @dataclass
@@ -23,7 +41,12 @@ class CheckContext:
     positive_label: str = "1"
     negative_label: str = "0"
     frame: Any = None  # the eval rows (pandas DataFrame), for checks that need columns
+    texts: list[str] = field(default_factory=list)  # the eval texts, as the model read them
+    manifest: Any = None  # audit.manifest.Manifest
+    bundle: Any = None  # audit.model.ModelBundle (loaded), for checks that re-score changed texts
+    loader: Callable[[str], Scored] | None = None  # the runner's loader of other data sets
     extra: dict[str, Any] = field(default_factory=dict)
+    _datasets: dict[str, Scored] = field(default_factory=dict)
 
     @cached_property
     def y_pred(self) -> np.ndarray:
@@ -33,3 +56,26 @@ class CheckContext:
     def weights(self) -> np.ndarray:
         """(1 + replicates, n): ones, then Poisson bootstrap weights shared by every check of the run."""
         return poisson_weights(len(self.y_true), self.replicates, self.seed)
+
+    def dataset(self, name: str) -> Scored | None:
+        """Another data set of the run ("train"), scored once and cached; None when the run has none."""
+        if name not in self._datasets:
+            if self.loader is None:
+                return None
+            scored = self.loader(name)
+            if scored is None:
+                return None
+            self._datasets[name] = scored
+        return self._datasets[name]
+
+    def score_texts(self, texts: list[str], desc: str = "re-scoring") -> np.ndarray:
+        """Positive-label probabilities of `texts` through the run's model (batched, length-sorted)."""
+        from audit.scoring import score_texts
+
+        if self.bundle is None or self.bundle.model is None:
+            raise RuntimeError("this check needs the model, and the run has none loaded")
+        m = self.bundle.manifest
+        preds = score_texts(self.bundle.model, self.bundle.tokenizer, list(texts), max_length=m.max_length,
+                            positive_index=m.labels.index(m.positive_label),
+                            progress=self.extra.get("progress", False), desc=desc)
+        return preds.score

@@ -103,6 +103,26 @@ def _find_source(recorded: str, model_dir: Path) -> Path:
     raise DataError(f"{recorded}: training data file from the manifest not found; give --data FILE")
 
 
+def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool):
+    """Load and score another data set of the run, once. "train": the manifest's training split."""
+    from audit.context import Scored
+    from audit.scoring import score_texts
+
+    m = bundle.manifest
+    if name != "train" or m.data is None:
+        return None
+    path = _find_source(m.data.source.path, bundle.path)
+    if sha256_file(path) != m.data.source.sha256:
+        return None
+    frame = read_table(path).iloc[m.data.split.train_index]
+    texts = make_texts(frame, m.text, path)
+    y = label_indices(frame, m.label_column, m.labels, path)
+    preds = score_texts(bundle.model, bundle.tokenizer, texts, max_length=m.max_length,
+                        positive_index=m.labels.index(m.positive_label), batch_size=batch_size, labels=y,
+                        progress=progress, desc="scoring training rows")
+    return Scored("train", frame, texts, y, preds, str(path))
+
+
 def measure(policy: Policy, ctx) -> dict[str, Measurement]:
     """Run every check of every family the policy uses; a check that raises becomes an ERROR measurement."""
     from audit.checks import all_checks
@@ -177,8 +197,9 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     ctx = CheckContext(y_true=y_pos, score=preds.score, threshold=policy.decision_threshold,
                        confidence=policy.confidence, replicates=policy.budget.bootstrap, seed=policy.budget.seed,
                        min_group_size=policy.min_group_size, positive_label=m.positive_label,
-                       negative_label=m.negative_label, frame=ev.frame,
-                       extra={"manifest": m, "predictions": preds, "texts": ev.texts})
+                       negative_label=m.negative_label, frame=ev.frame, texts=ev.texts, manifest=m, bundle=bundle,
+                       loader=lambda name: load_other(name, bundle, batch_size or policy.budget.batch_size, progress),
+                       extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path)})
     measurements = measure(policy, ctx)
     specs = all_checks()
     findings = judge_all(policy, specs, measurements, today=started.date())
