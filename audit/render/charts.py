@@ -1,0 +1,370 @@
+"""Inline SVG charts as view-models: numbers become coordinates here, `macros.html` only prints them.
+
+Every chart carries a `title` and a `desc` that says in words what the picture shows, for screen readers and
+for anyone reading a printed copy in black and white. Each builder returns None when its data is absent or
+unusable, so a report renders whatever families a policy asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+# One plot area for the three x-y charts: a 300 x 300 viewBox with room for the axis labels.
+_W, _H = 300, 300
+_LEFT, _TOP, _RIGHT, _BOTTOM = 48, 14, 12, 46
+_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _num(x: Any) -> float | None:
+    """A finite float, or None for anything else (None, NaN, inf, strings)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _c(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def fmt3(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+@dataclass
+class Tick:
+    pos: str  # the coordinate along its axis
+    text: str
+    text_pos: str = ""  # where its label sits along the same axis, when that differs
+
+
+@dataclass
+class Series:
+    d: str  # path data
+    css: str  # s-model, s-ref
+    label: str  # legend text
+
+
+@dataclass
+class Dot:
+    cx: str
+    cy: str
+    r: str
+    label: str  # tooltip (<title>)
+
+
+@dataclass
+class LegendItem:
+    x1: str
+    x2: str
+    y: str
+    ty: str
+    tx: str
+    css: str
+    label: str
+
+
+@dataclass
+class XYChart:
+    """A line chart on the unit square (ROC, PR, reliability)."""
+
+    id: str
+    title: str
+    desc: str
+    width: int
+    height: int
+    left: str
+    top: str
+    right: str
+    bottom: str
+    plot_w: str
+    plot_h: str
+    xtick_text_y: str
+    ytick_text_x: str
+    x_label: str
+    y_label: str
+    x_label_x: str
+    x_label_y: str
+    y_label_x: str
+    y_label_y: str
+    xticks: list[Tick]
+    yticks: list[Tick]
+    series: list[Series]
+    dots: list[Dot] = field(default_factory=list)
+    legend: list[LegendItem] = field(default_factory=list)
+
+
+@dataclass
+class Cell:
+    x: str
+    y: str
+    w: str
+    h: str
+    fill: str
+    cx: str
+    count_y: str
+    caption_y: str
+    count: str
+    caption: str
+
+
+@dataclass
+class ConfusionChart:
+    id: str
+    title: str
+    desc: str
+    width: int
+    height: int
+    cells: list[Cell]
+    col_heads: list[Tick]  # predicted labels: pos = x
+    row_heads: list[Tick]  # actual labels: pos = y
+    col_title: str
+    row_title: str
+    head_y: str
+    row_head_x: str
+    col_title_x: str
+    col_title_y: str
+    row_title_x: str
+    row_title_y: str
+
+
+@dataclass
+class CIBar:
+    """A value with its interval whisker against the policy's threshold, on a small horizontal scale."""
+
+    desc: str
+    width: int
+    height: int
+    axis_x1: str
+    axis_x2: str
+    axis_y: str
+    text_y: str
+    ci_x1: str | None
+    ci_x2: str | None
+    value_x: str | None
+    mid_y: str
+    cap_y1: str
+    cap_y2: str
+    fail_zones: list[tuple[str, str]]  # (x, width) of the ranges that break the rule
+    thresholds: list[Tick]  # pos = x
+    lo_text: str
+    hi_text: str
+
+
+# ---------------------------------------------------------------- x-y charts on the unit square
+
+
+def _sx(x: float) -> float:
+    return _LEFT + x * (_W - _LEFT - _RIGHT)
+
+
+def _sy(y: float) -> float:
+    return _TOP + (1.0 - y) * (_H - _TOP - _BOTTOM)
+
+
+def _path(points: list[tuple[float, float]]) -> str:
+    out: list[str] = []
+    last = None
+    for x, y in points:
+        p = (_c(_sx(min(max(x, 0.0), 1.0))), _c(_sy(min(max(y, 0.0), 1.0))))
+        if p == last:
+            continue
+        out.append(("M" if not out else "L") + p[0] + "," + p[1])
+        last = p
+    return "".join(out)
+
+
+def _pairs(xs: Any, ys: Any) -> list[tuple[float, float]]:
+    if not isinstance(xs, list) or not isinstance(ys, list):
+        return []
+    pairs = []
+    for x, y in zip(xs, ys, strict=False):
+        x, y = _num(x), _num(y)
+        if x is not None and y is not None:
+            pairs.append((x, y))
+    return pairs
+
+
+def _legend(series: list[Series]) -> list[LegendItem]:
+    """One row under the x-axis label, outside the plot, so it never hides a curve."""
+    items = []
+    x, y = float(_LEFT), _H + 6
+    for s in reversed(series):
+        items.append(LegendItem(_c(x), _c(x + 18), _c(y), _c(y + 4), _c(x + 22), s.css, s.label))
+        x += 22 + 6 * len(s.label) + 16  # about 6 px per character at 11 px
+    return items
+
+
+def _xy(id: str, title: str, desc: str, x_label: str, y_label: str, series: list[Series],
+        dots: list[Dot] | None = None) -> XYChart:
+    ticks = [(t, f"{t:g}") for t in _TICKS]
+    return XYChart(
+        id=id, title=title, desc=desc, width=_W, height=_H + 16,
+        left=_c(_LEFT), top=_c(_TOP), right=_c(_W - _RIGHT), bottom=_c(_H - _BOTTOM),
+        plot_w=_c(_W - _LEFT - _RIGHT), plot_h=_c(_H - _TOP - _BOTTOM),
+        xtick_text_y=_c(_H - _BOTTOM + 14), ytick_text_x=_c(_LEFT - 5),
+        x_label=x_label, y_label=y_label,
+        x_label_x=_c((_LEFT + _W - _RIGHT) / 2), x_label_y=_c(_H - 10),
+        y_label_x=_c(14), y_label_y=_c((_TOP + _H - _BOTTOM) / 2),
+        xticks=[Tick(_c(_sx(t)), s) for t, s in ticks], yticks=[Tick(_c(_sy(t)), s, _c(_sy(t) + 4)) for t, s in ticks],
+        series=series, dots=dots or [], legend=_legend(series),
+    )
+
+
+def roc_chart(measurement: dict | None) -> XYChart | None:
+    """ROC curve from `details.curve` {fpr, tpr}, with the chance diagonal."""
+    curve = ((measurement or {}).get("details") or {}).get("curve") or {}
+    pts = sorted(_pairs(curve.get("fpr"), curve.get("tpr")))
+    if len(pts) < 2:
+        return None
+    auc = _num(measurement.get("value"))
+    title = f"ROC curve (area {fmt3(auc)})" if auc is not None else "ROC curve"
+    desc = (f"ROC curve: true-positive rate against false-positive rate over all decision thresholds"
+            f"{', with an area of ' + fmt3(auc) if auc is not None else ''}. The dashed diagonal is a model "
+            f"that ranks at random (area 0.5); the closer the curve runs to the top-left corner, the better.")
+    series = [Series(_path([(0.0, 0.0), (1.0, 1.0)]), "s-ref", "chance"),
+              Series(_path(pts), "s-model", "model")]
+    return _xy("roc", title, desc, "False-positive rate", "True-positive rate", series)
+
+
+def pr_chart(measurement: dict | None) -> XYChart | None:
+    """Precision-recall curve from `details.curve` {recall, precision}, with the positive-rate baseline."""
+    details = (measurement or {}).get("details") or {}
+    curve = details.get("curve") or {}
+    pts = _pairs(curve.get("recall"), curve.get("precision"))
+    if len(pts) < 2:
+        return None
+    ap = _num(measurement.get("value"))
+    base = _num(details.get("positive_rate"))
+    series = []
+    if base is not None:
+        series.append(Series(_path([(0.0, base), (1.0, base)]), "s-ref", f"random ({fmt3(base)})"))
+    series.append(Series(_path(pts), "s-model", "model"))
+    title = f"Precision-recall curve (average precision {fmt3(ap)})" if ap is not None else "Precision-recall curve"
+    desc = ("Precision-recall curve: precision against recall over all decision thresholds"
+            + (f", with an average precision of {fmt3(ap)}" if ap is not None else "") + "."
+            + (f" The dashed line at {fmt3(base)} is the share of positive rows, what a random ranking scores."
+               if base is not None else ""))
+    return _xy("pr", title, desc, "Recall", "Precision", series)
+
+
+def calibration_chart(measurement: dict | None, positive_label: str = "positive") -> XYChart | None:
+    """Reliability plot from the ECE `details.bins`: observed rate against mean score, dots sized by count."""
+    bins = ((measurement or {}).get("details") or {}).get("bins")
+    if not isinstance(bins, list):
+        return None
+    rows = []
+    for b in bins:
+        if not isinstance(b, dict):
+            continue
+        x, y, n = _num(b.get("mean_score")), _num(b.get("observed_rate")), _num(b.get("count"))
+        if x is not None and y is not None and n:
+            rows.append((x, y, int(n), _num(b.get("low")), _num(b.get("high"))))
+    if not rows:
+        return None
+    rows.sort()
+    biggest = max(r[2] for r in rows)
+    dots = [Dot(_c(_sx(x)), _c(_sy(y)), _c(2.5 + 4.5 * math.sqrt(n / biggest)),
+                f"scores {fmt3(lo)}–{fmt3(hi)}: {n} rows, mean score {fmt3(x)}, observed {fmt3(y)}")
+            for x, y, n, lo, hi in rows]
+    series = [Series(_path([(0.0, 0.0), (1.0, 1.0)]), "s-ref", "perfectly calibrated"),
+              Series(_path([(r[0], r[1]) for r in rows]), "s-model", "model")]
+    worst = max(rows, key=lambda r: abs(r[0] - r[1]))
+    ece = _num(measurement.get("value"))
+    title = f"Calibration (expected calibration error {fmt3(ece)})" if ece is not None else "Calibration"
+    desc = (f"Reliability plot over {len(rows)} non-empty score bins: the observed share of {positive_label} rows "
+            f"against the mean predicted score; dot size shows how many rows a bin holds. The dashed diagonal is a "
+            f"perfectly calibrated model. The largest gap is in the bin {fmt3(worst[3])}–{fmt3(worst[4])} "
+            f"({worst[2]} rows): mean score {fmt3(worst[0])}, observed {fmt3(worst[1])}.")
+    return _xy("calibration", title, desc, "Mean predicted score", f"Observed share of {positive_label}",
+               series, dots)
+
+
+# ---------------------------------------------------------------- confusion matrix
+
+
+def _fill(share: float) -> str:
+    """Light to mid blue; the count's dark text keeps well above 7:1 contrast on every shade."""
+    lo, hi = (0xF4, 0xF7, 0xFB), (0x9F, 0xC5, 0xE8)
+    r, g, b = (round(a + (z - a) * share) for a, z in zip(lo, hi, strict=True))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def confusion_chart(measurement: dict | None) -> ConfusionChart | None:
+    """The 2x2 confusion matrix from `details.confusion_matrix` {tp, fp, tn, fn, labels, threshold}."""
+    cm = ((measurement or {}).get("details") or {}).get("confusion_matrix")
+    if not isinstance(cm, dict):
+        return None
+    counts = {k: _num(cm.get(k)) for k in ("tp", "fp", "tn", "fn")}
+    if any(v is None for v in counts.values()):
+        return None
+    tp, fp, tn, fn = (int(counts[k]) for k in ("tp", "fp", "tn", "fn"))
+    pos, neg = str(cm.get("positive_label", "positive")), str(cm.get("negative_label", "negative"))
+    total = tp + fp + tn + fn
+    biggest = max(tp, fp, tn, fn) or 1
+    threshold = _num(cm.get("threshold"))
+    width, height = 320, 250
+    x0, y0, cw, ch = 110, 56, 100, 80
+    layout = [  # (row, col, count, caption): rows are the actual label, columns the predicted one
+        (0, 0, tp, "true positive"), (0, 1, fn, "false negative"),
+        (1, 0, fp, "false positive"), (1, 1, tn, "true negative"),
+    ]
+    cells = []
+    for row, col, n, caption in layout:
+        x, y = x0 + col * cw, y0 + row * ch
+        share = f" · {n / total:.0%}" if total else ""
+        cells.append(Cell(_c(x), _c(y), _c(cw), _c(ch), _fill(n / biggest), _c(x + cw / 2), _c(y + ch / 2 + 2),
+                          _c(y + ch / 2 + 20), f"{n:,}", caption + share))
+    at = f" at the decision threshold {threshold:g}" if threshold is not None else ""
+    desc = (f"Confusion matrix of {total:,} eval rows{at}. Actual {pos}: {tp:,} predicted {pos} (true positives), "
+            f"{fn:,} predicted {neg} (false negatives). Actual {neg}: {fp:,} predicted {pos} (false positives), "
+            f"{tn:,} predicted {neg} (true negatives).")
+    return ConfusionChart(
+        id="confusion", title=f"Confusion matrix{at}", desc=desc, width=width, height=height, cells=cells,
+        col_heads=[Tick(_c(x0 + cw / 2), pos), Tick(_c(x0 + cw * 1.5), neg)],
+        row_heads=[Tick(_c(y0 + ch / 2 + 4), pos), Tick(_c(y0 + ch * 1.5 + 4), neg)],
+        col_title="Predicted", row_title="Actual", head_y=_c(y0 - 8), row_head_x=_c(x0 - 8),
+        col_title_x=_c(x0 + cw), col_title_y=_c(y0 - 30), row_title_x=_c(24), row_title_y=_c(y0 + ch),
+    )
+
+
+# ---------------------------------------------------------------- value with interval against a threshold
+
+
+def ci_bar(value: Any, ci_low: Any, ci_high: Any, minimum: Any = None, maximum: Any = None,
+           desc: str = "") -> CIBar | None:
+    """A small bar for any measured value: interval whisker, value dot, threshold lines and failing zones.
+
+    The scale is [0, 1] when every number lies in it (rates, AUCs, ratios up to 1), else it spans the numbers
+    with a margin. Returns None when there is no value and no interval to show."""
+    v, lo, hi, mn, mx = (_num(x) for x in (value, ci_low, ci_high, minimum, maximum))
+    known = [x for x in (v, lo, hi, mn, mx) if x is not None]
+    if v is None and (lo is None or hi is None):
+        return None
+    if all(0.0 <= x <= 1.0 for x in known):
+        a, b = 0.0, 1.0
+    else:
+        a, b = min(known), max(known)
+        pad = (b - a) * 0.1 or abs(b) * 0.1 or 1.0
+        a, b = a - pad, b + pad
+    width, height = 220, 34
+    left, right, mid = 8.0, 212.0, 14.0
+
+    def sx(x: float) -> float:
+        return left + (x - a) / (b - a) * (right - left)
+
+    zones = []
+    if mn is not None:
+        zones.append((_c(left), _c(max(sx(mn) - left, 0.0))))
+    if mx is not None:
+        zones.append((_c(sx(mx)), _c(max(right - sx(mx), 0.0))))
+    thresholds = [Tick(_c(sx(t)), f"{t:g}") for t in (mn, mx) if t is not None]
+    has_ci = lo is not None and hi is not None
+    return CIBar(
+        desc=desc, width=width, height=height, axis_x1=_c(left), axis_x2=_c(right), axis_y=_c(mid + 9), text_y=_c(height - 1),
+        ci_x1=_c(sx(lo)) if has_ci else None, ci_x2=_c(sx(hi)) if has_ci else None,
+        value_x=_c(sx(v)) if v is not None else None, mid_y=_c(mid), cap_y1=_c(mid - 5), cap_y2=_c(mid + 5),
+        fail_zones=zones, thresholds=thresholds, lo_text=f"{a:g}", hi_text=f"{b:.3g}",
+    )

@@ -1,0 +1,46 @@
+"""report.html: jinja2 over reports/templates/, fed with view-models built from the result dict.
+
+The environment always autoescapes (dataset text, model names and reasons are hostile input) and uses
+StrictUndefined, so a template that names a missing field fails loudly instead of printing nothing. User
+folders come first in the loader: a file named like a shipped template (`base.html`, `performance.html`, ...)
+replaces it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from audit.errors import OutputError
+from audit.render.views import report_view
+from audit.resources import templates_dir
+
+REPORT_TEMPLATE = "report.html"
+
+
+def environment(template_dirs: list[Path] | None = None) -> jinja2.Environment:
+    loaders = [jinja2.FileSystemLoader(str(d)) for d in (template_dirs or [])]
+    loaders.append(jinja2.FileSystemLoader(str(templates_dir())))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_html(result: dict, template_dirs: list[Path] | None = None) -> str:
+    """The HTML report of one result dict (as in result.json)."""
+    for d in template_dirs or []:
+        if not Path(d).is_dir():
+            raise OutputError(f"template folder {d} does not exist")
+    view = report_view(result)
+    try:
+        return environment(template_dirs).get_template(REPORT_TEMPLATE).render(r=view)
+    except jinja2.TemplateSyntaxError as e:
+        raise OutputError(f"template {e.filename or e.name}:{e.lineno}: {e.message}") from e
+    except jinja2.TemplateError as e:
+        raise OutputError(f"cannot render {REPORT_TEMPLATE}: {type(e).__name__}: {e}") from e

@@ -1,0 +1,77 @@
+"""summary.md: the verdict and the findings in a form that fits a pull-request comment (under ~60 lines).
+
+Every piece of text that comes from the result (titles, ids, messages, refs, names) passes through `md`, which
+turns `&`, `<` and `>` into entities, backslash-escapes the Markdown punctuation that can start emphasis, code, links, HTML, tables or math
+(`:` too, so "http://" is not autolinked), defuses @mentions and flattens newlines, so a hostile string can
+neither break the table nor inject links, HTML or pings. Dataset rows never appear here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from audit.render.views import STATUSES, observed_text, threshold_text, verdict_view
+
+MAX_ROWS = 25  # findings shown in the table; passing ones are dropped first
+_SPECIAL = re.compile(r"([\\`*_{}\[\]|~!:$])")
+_SPACE = re.compile(r"\s+")
+
+
+def md(value: object) -> str:
+    """Data-derived text made inert for GitHub/GitLab Markdown, on one line."""
+    s = _SPACE.sub(" ", str(value)).strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # A zero-width space after "@" stops GitHub and GitLab from turning "@name" into a mention.
+    return _SPECIAL.sub(r"\\\1", s).replace("@", "@\u200b")
+
+
+def render_markdown(result: dict, report_href: str = "report.html") -> str:
+    """The summary for a PR comment; `report_href` is the relative link to the full report."""
+    policy = result.get("policy") or {}
+    model = result.get("model") or {}
+    confidence = policy.get("confidence")
+    v = verdict_view(result)
+    findings = [f for f in result.get("findings") or [] if isinstance(f, dict)]
+    findings.sort(key=lambda f: STATUSES.index(f["status"]) if f.get("status") in STATUSES else -1)
+
+    lines = [f"## Audit verdict: **{md(v.headline)}**", ""]
+    about = f"Model {md(model.get('name') or model.get('path') or 'n/a')} against policy " \
+            f"{md(policy.get('name') or 'n/a')} {md(policy.get('version') or '')}".rstrip()
+    counts = ", ".join(f"{c.n} {c.status}" for c in v.counts if c.n)
+    lines += [about + ". " + md(v.detail) + (f" Findings: {counts}." if counts else ""), ""]
+
+    if v.blocking:
+        lines += ["**What stops the release:**", ""]
+        lines += [f"- {md(s)}" for s in v.blocking[:10]]
+        if len(v.blocking) > 10:
+            lines.append(f"- and {len(v.blocking) - 10} more (see the report)")
+        lines.append("")
+
+    if findings:
+        shown = findings[:MAX_ROWS]
+        lines += ["| Status | Check | Observed | Threshold |", "|---|---|---|---|"]
+        for f in shown:
+            unit = str(f.get("unit") or "")
+            conf = f.get("confidence", confidence)
+            status = md(f.get("status") or "")
+            if f.get("severity") != "block" and f.get("status") != "WARN":
+                status += " (warn only)"
+            lines.append(
+                f"| {status} | {md(f.get('title') or f.get('check_id') or '')} (`{md_code(f.get('check_id'))}`) "
+                f"| {md(observed_text(f.get('value'), f.get('ci_low'), f.get('ci_high'), conf, unit))} "
+                f"| {md(threshold_text(f.get('min'), f.get('max'), f.get('basis'), conf, unit))} |")
+        if len(findings) > len(shown):
+            lines.append(f"\n{len(findings) - len(shown)} more findings, all listed in the report.")
+        lines.append("")
+    else:
+        lines += ["The policy has no rules, so nothing was judged.", ""]
+
+    warnings = result.get("warnings") or []
+    if warnings:
+        lines.append(f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}: see the report.")
+    lines.append(f"Full report: [report.html]({report_href}) · machine-readable: `result.json`, `junit.xml`")
+    return "\n".join(lines) + "\n"
+
+
+def md_code(value: object) -> str:
+    """Text inside an inline code span: backticks and pipes cannot be escaped there, so they are replaced."""
+    return _SPACE.sub(" ", str(value or "")).replace("`", "'").replace("|", "/")

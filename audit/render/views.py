@@ -1,0 +1,412 @@
+"""View-models of a result dict: every string the report prints, already formatted.
+
+Built from result.json alone (as coverage.py's html.py builds its dataclasses), so templates only loop and
+print. Any section may be absent from a result: a policy may not ask for a family, an older result may lack a
+key. Readers use `.get` and fall back to an em dash, never to a KeyError.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit.render import charts
+
+DASH = "—"
+# Most urgent first: the order of the counts and of the findings table.
+STATUSES = ("FAIL", "ERROR", "INCONCLUSIVE", "WARN", "WAIVED", "SKIPPED", "PASS")
+FAMILY_ORDER = ("performance", "fairness", "explainability", "drift", "privacy")
+_RESERVED_TEMPLATES = {"base", "report", "macros", "family"}
+BASIS_WORDS = {
+    "point": "on the point estimate",
+    "ci_low": "on the {conf} CI lower bound",
+    "ci_high": "on the {conf} CI upper bound",
+}
+
+
+def num(x: Any) -> float | None:
+    return charts._num(x)
+
+
+def fmt(value: Any, unit: str = "") -> str:
+    """A measured number as the judge's sentences print it: three decimals, counts with thousands commas."""
+    v = num(value)
+    if v is None:
+        return "n/a"
+    if unit == "count":
+        return f"{v:,.0f}"
+    return f"{v:.3f}"
+
+
+def conf_text(confidence: Any) -> str:
+    c = num(confidence)
+    return f"{c:.0%}" if c is not None else "the policy's"
+
+
+def text(x: Any) -> str:
+    """Any scalar as display text: None becomes an em dash."""
+    if x is None or x == "":
+        return DASH
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:g}" if math.isfinite(x) else "n/a"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, (list, tuple)):
+        return ", ".join(text(i) for i in x) or DASH
+    return str(x)
+
+
+_ACRONYMS = {"auc": "AUC", "roc": "ROC", "pr": "PR", "ece": "ECE", "f1": "F1", "pii": "PII", "shap": "SHAP",
+             "dp": "DP", "id": "id", "psi": "PSI", "ks": "KS", "tpr": "TPR", "fpr": "FPR"}
+
+
+def humanize(check_id: str) -> str:
+    """'performance.pr_auc' -> 'PR AUC': a readable name when the result carries no title."""
+    words = check_id.split(".", 1)[-1].split("_")
+    words = [_ACRONYMS.get(w.lower(), w) for w in words if w]
+    if words and words[0] == words[0].lower():
+        words[0] = words[0].capitalize()
+    return " ".join(words)
+
+
+def threshold_text(minimum: Any, maximum: Any, basis: Any, confidence: Any, unit: str = "") -> str:
+    """'≥ 0.700 on the 95% CI lower bound', '≤ 0.100 on the point estimate', or 'no threshold'."""
+    parts = []
+    if num(minimum) is not None:
+        parts.append(f"≥ {fmt(minimum, unit)}")
+    if num(maximum) is not None:
+        parts.append(f"≤ {fmt(maximum, unit)}")
+    if not parts:
+        return "no threshold"
+    on = BASIS_WORDS.get(str(basis), "on " + str(basis)).format(conf=conf_text(confidence))
+    return " and ".join(parts) + " " + on
+
+
+def observed_text(value: Any, ci_low: Any, ci_high: Any, confidence: Any, unit: str = "") -> str:
+    """'0.855 (95% CI 0.807–0.898)', or the value alone when there is no interval."""
+    out = fmt(value, unit)
+    if num(ci_low) is not None and num(ci_high) is not None:
+        out += f" ({conf_text(confidence)} CI {fmt(ci_low, unit)}–{fmt(ci_high, unit)})"
+    return out
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# ---------------------------------------------------------------- dataclasses
+
+
+@dataclass
+class KV:
+    label: str
+    value: str
+    code: bool = False  # print in monospace (hashes, paths, ids)
+
+
+@dataclass
+class Count:
+    status: str
+    n: int
+    css: str
+
+
+@dataclass
+class VerdictView:
+    status: str
+    css: str
+    headline: str  # "FAIL — 1 blocking finding failed"
+    detail: str  # exit code and how the gate reads it
+    counts: list[Count]
+    blocking: list[str]  # one sentence per blocking finding that stops the release
+
+
+@dataclass
+class FindingView:
+    check_id: str
+    title: str
+    family: str
+    status: str
+    css: str
+    severity: str  # "blocking" / "warning only"
+    threshold: str
+    observed: str
+    applied: str  # the number the rule was applied to, in words
+    refs: list[str]
+    message: str
+    meaning: str
+    reason: str
+    waiver: list[KV]
+    bar: charts.CIBar | None
+
+
+@dataclass
+class MeasurementRow:
+    check_id: str
+    title: str
+    value: str
+    n: str
+    note: str  # why inconclusive, skipped or errored
+    bar: charts.CIBar | None
+
+
+@dataclass
+class FamilyView:
+    id: str
+    title: str
+    templates: list[str]  # the family's own partial first, then the generic one
+    judged: list[MeasurementRow]
+    unjudged: list[MeasurementRow]  # "measured without a rule"
+    charts: list[charts.XYChart] = field(default_factory=list)
+    confusion: charts.ConfusionChart | None = None
+
+
+@dataclass
+class InputFile:
+    role: str
+    path: str
+    size: str
+    sha256: str
+
+
+@dataclass
+class Dataset:
+    role: str
+    facts: list[KV]
+
+
+@dataclass
+class Report:
+    title: str
+    subtitle: str
+    verdict: VerdictView
+    findings: list[FindingView]
+    families: list[FamilyView]
+    model: list[KV]
+    labels: list[KV]
+    datasets: list[Dataset]
+    run: list[KV]
+    policy: list[KV]
+    inputs: list[InputFile]
+    environment: list[KV]
+    packages: list[KV]
+    scoring: list[KV]
+    warnings: list[str]
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _css(status: str) -> str:
+    return "st-" + (status.lower() if status in STATUSES else "unknown")
+
+
+def _dict(x: Any) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
+def _list(x: Any) -> list:
+    return x if isinstance(x, list) else []
+
+
+def _kvs(d: dict, known: list[tuple[str, str]], code: set[str] = frozenset(), skip: set[str] = frozenset(),
+         extra: bool = True) -> list[KV]:  # noqa: B006 (frozensets are immutable)
+    """Known keys in a fixed order with their labels, then any other scalar keys the result carries."""
+    out = [KV(label, text(d[key]), key in code) for key, label in known if key in d]
+    if extra:
+        seen = {k for k, _ in known} | set(skip)
+        for key, value in d.items():
+            flat = _flat(value)
+            if key not in seen and flat is not None and value not in (None, "", [], {}):
+                out.append(KV(humanize(key), flat, key in code or "sha256" in key))
+    return out
+
+
+def _flat(value: Any, depth: int = 0) -> str | None:
+    """A scalar, a short list or a small nested dict as one line of text; None for what is too big to show."""
+    if isinstance(value, dict):
+        if depth > 1 or not value:
+            return None if depth > 1 else DASH
+        parts = [(k, _flat(v, depth + 1)) for k, v in value.items()]
+        joined = ("; " if depth == 0 else ", ").join(f"{k}: {v}" for k, v in parts if v is not None)
+        return (joined if depth == 0 else f"({joined})") or None
+    if isinstance(value, list):
+        if len(value) > 20 or any(isinstance(v, (dict, list)) for v in value):
+            return None
+        return text(value)
+    return text(value)
+
+
+def verdict_view(result: dict) -> VerdictView:
+    findings = [_dict(f) for f in _list(result.get("findings"))]
+    v = _dict(result.get("verdict"))
+    status = str(v.get("status") or "UNKNOWN")
+    by_status = {s: 0 for s in STATUSES}
+    for f in findings:
+        s = str(f.get("status"))
+        by_status[s] = by_status.get(s, 0) + 1
+    blocking = [f for f in findings if f.get("severity") == "block"]
+    failed = [f for f in blocking if f.get("status") in ("FAIL", "ERROR")]
+    lacking = [f for f in blocking if f.get("status") == "INCONCLUSIVE"]
+    if status == "FAIL" and failed:
+        headline = f"FAIL — {plural(len(failed), 'blocking finding')} failed"
+        if lacking:
+            headline += f", {len(lacking)} without enough evidence"
+    elif status == "FAIL" and lacking:
+        headline = (f"FAIL — {plural(len(lacking), 'blocking finding')} without enough evidence "
+                    "(the policy counts that as a failure)")
+    elif status == "INCONCLUSIVE":
+        headline = f"INCONCLUSIVE — {plural(len(lacking), 'blocking finding')} without enough evidence"
+    elif status == "PASS":
+        headline = f"PASS — {len(blocking)} of {plural(len(blocking), 'blocking finding')} passed"
+        if not blocking:
+            headline = "PASS — no blocking findings"
+        if by_status.get("WARN"):
+            headline += f", {plural(by_status['WARN'], 'warning')}"
+    else:
+        headline = status
+    stopping = failed + (lacking if status != "PASS" else [])
+    sentences = [f"{f.get('title') or f.get('check_id')} ({f.get('check_id')}, {f.get('status')}): "
+                 f"{f.get('message') or f.get('reason') or ''}".rstrip(": ") for f in stopping]
+    detail = f"Exit code {text(v.get('exit_code'))}"
+    if v.get("strict"):
+        detail += " (strict: warnings also fail the gate)"
+    counts = [Count(s, n, _css(s)) for s, n in by_status.items()]
+    return VerdictView(status, _css(status), headline, detail + ".", counts, sentences)
+
+
+def finding_view(f: dict, default_confidence: Any = None) -> FindingView:
+    unit = str(f.get("unit") or "")
+    conf = f.get("confidence", default_confidence)
+    status = str(f.get("status") or "UNKNOWN")
+    basis = str(f.get("basis") or "point")
+    applied = ""
+    if num(f.get("observed")) is not None and basis != "point":
+        side = {"ci_low": "lower bound", "ci_high": "upper bound"}.get(basis, basis)
+        applied = f"rule applied to the {side}: {fmt(f.get('observed'), unit)}"
+    waiver = _dict(f.get("waiver"))
+    waiver_kvs = _kvs(waiver, [("status_waived", "Status without the waiver"), ("approved_by", "Approved by"),
+                                ("expires", "Expires"), ("reason", "Reason")]) if waiver else []
+    title = str(f.get("title") or humanize(str(f.get("check_id", ""))))
+    bar = charts.ci_bar(f.get("value"), f.get("ci_low"), f.get("ci_high"), f.get("min"), f.get("max"),
+                        desc=f"{title}: {observed_text(f.get('value'), f.get('ci_low'), f.get('ci_high'), conf, unit)}"
+                             f"; threshold {threshold_text(f.get('min'), f.get('max'), basis, conf, unit)}.")
+    return FindingView(
+        check_id=str(f.get("check_id", "")), title=title, family=str(f.get("family", "")), status=status,
+        css=_css(status), severity="blocking" if f.get("severity") == "block" else "warning only",
+        threshold=threshold_text(f.get("min"), f.get("max"), basis, conf, unit),
+        observed=observed_text(f.get("value"), f.get("ci_low"), f.get("ci_high"), conf, unit), applied=applied,
+        refs=[str(r) for r in _list(f.get("refs"))], message=str(f.get("message") or ""),
+        meaning=str(f.get("meaning") or ""), reason=str(f.get("reason") or ""), waiver=waiver_kvs, bar=bar,
+    )
+
+
+def _measurement_row(cid: str, m: dict, title: str, confidence: Any, finding: dict | None) -> MeasurementRow:
+    unit = str((finding or {}).get("unit") or "")
+    note = m.get("error") or m.get("skipped") or m.get("inconclusive") or ""
+    kind = "error" if m.get("error") else "skipped" if m.get("skipped") else "inconclusive" if note else ""
+    value = observed_text(m.get("value"), m.get("ci_low"), m.get("ci_high"), confidence, unit)
+    f = finding or {}
+    bar = charts.ci_bar(m.get("value"), m.get("ci_low"), m.get("ci_high"), f.get("min"), f.get("max"),
+                        desc=f"{title}: {value}" + (f"; threshold {threshold_text(f.get('min'), f.get('max'), f.get('basis'), confidence, unit)}"
+                                                    if finding else "") + ".")
+    return MeasurementRow(cid, title, value, text(m.get("n")), f"{kind}: {note}" if note else "", bar)
+
+
+def _family_title(family: str) -> str:
+    return family.replace("_", " ").capitalize()
+
+
+def family_views(result: dict) -> list[FamilyView]:
+    measurements = _dict(result.get("measurements"))
+    findings = {str(f.get("check_id")): f for f in map(_dict, _list(result.get("findings")))}
+    confidence = _dict(result.get("policy")).get("confidence")
+    names = {cid.split(".", 1)[0] for cid in measurements} | {str(f.get("family")) for f in findings.values()}
+    names.discard("None")
+    names.discard("")
+    order = [n for n in FAMILY_ORDER if n in names] + sorted(names - set(FAMILY_ORDER))
+    positive = str(_dict(result.get("model")).get("positive_label") or "positive")
+    views = []
+    for fam in order:
+        own = [f"{fam}.html"] if re.fullmatch(r"[a-z][a-z0-9_]*", fam) and fam not in _RESERVED_TEMPLATES else []
+        judged, unjudged = [], []
+        for cid, m in measurements.items():
+            if cid.split(".", 1)[0] != fam:
+                continue
+            f = findings.get(cid)
+            title = str(_dict(m).get("title") or (f or {}).get("title") or humanize(cid))
+            (judged if f else unjudged).append(_measurement_row(cid, _dict(m), title, confidence, f))
+        view = FamilyView(fam, _family_title(fam), own + ["family.html"], judged, unjudged)
+        if fam == "performance":
+            view.charts = [c for c in (charts.roc_chart(_dict(measurements.get("performance.roc_auc"))),
+                                       charts.pr_chart(_dict(measurements.get("performance.pr_auc"))),
+                                       charts.calibration_chart(_dict(measurements.get("performance.ece")), positive))
+                           if c is not None]
+            view.confusion = charts.confusion_chart(_dict(measurements.get("performance.accuracy")))
+        views.append(view)
+    return views
+
+
+def _command(cmd: Any) -> str:
+    if isinstance(cmd, list):
+        return shlex.join(str(c) for c in cmd)
+    return text(cmd)
+
+
+def report_view(result: dict) -> Report:
+    model, policy, run = _dict(result.get("model")), _dict(result.get("policy")), _dict(result.get("run"))
+    env, tool = _dict(result.get("environment")), _dict(result.get("tool"))
+    confidence = policy.get("confidence")
+    model_name = text(model.get("name") or model.get("path"))
+    policy_name = text(policy.get("name"))
+    if policy.get("version"):
+        policy_name += f" {policy['version']}"
+    findings = sorted((_dict(f) for f in _list(result.get("findings"))),
+                      key=lambda f: STATUSES.index(f["status"]) if f.get("status") in STATUSES else -1)
+    labels = [KV("Labels", text(model.get("labels"))), KV("Positive (favourable) label", text(model.get("positive_label"))),
+              KV("Negative label", text(model.get("negative_label"))), KV("Label column", text(model.get("label_column")), True)]
+    text_recipe = [KV(humanize(k), text(v), True) for k, v in _dict(model.get("text")).items()]
+    if isinstance(model.get("text"), str):
+        text_recipe = [KV("Text", model["text"], True)]
+    datasets = [Dataset(role, _kvs(_dict(d), [("path", "File"), ("rows", "Rows"), ("positives", "Positive rows"),
+                                             ("negatives", "Negative rows"), ("source", "Source"), ("sha256", "SHA-256")],
+                                   code={"path", "sha256"}))
+                for role, d in _dict(result.get("data")).items()]
+    run_kvs = [KV("Run id", text(run.get("id")), True), KV("Started", text(run.get("started"))),
+               KV("Finished", text(run.get("finished"))), KV("Duration", f"{text(run.get('duration_s'))} s"),
+               KV("Command", _command(run.get("command")), True), KV("Seed", text(run.get("seed"))),
+               KV("Tool", f"{text(tool.get('name', 'audit'))} {text(tool.get('version'))}"),
+               KV("Result schema", text(result.get("schema_version")))]
+    run_kvs += _kvs(run, [], skip={"id", "started", "finished", "duration_s", "command", "seed"})
+    return Report(
+        title=f"Model audit: {model_name}",
+        subtitle=f"against the policy {policy_name}",
+        verdict=verdict_view(result),
+        findings=[finding_view(f, confidence) for f in findings],
+        families=family_views(result),
+        model=_kvs(model, [("name", "Name"), ("path", "Folder"), ("base_model", "Base model"),
+                           ("base_model_sha256", "Base model SHA-256"), ("num_parameters", "Parameters"),
+                           ("trained", "Trained")],
+                   code={"path", "base_model_sha256"},
+                   skip={"labels", "positive_label", "negative_label", "label_column", "text"}),
+        labels=labels + text_recipe, datasets=datasets, run=run_kvs,
+        policy=_kvs(policy, [("name", "Name"), ("version", "Version"), ("description", "Description"),
+                             ("path", "File"), ("sha256", "SHA-256"), ("confidence", "Confidence level"),
+                             ("inconclusive", "Blocking findings without evidence count as"),
+                             ("min_group_size", "Minimum group size"), ("decision_threshold", "Decision threshold"),
+                             ("replicates", "Bootstrap replicates")], code={"path", "sha256"}),
+        inputs=[InputFile(text(i.get("role")), text(i.get("path")), text(i.get("bytes")), text(i.get("sha256")))
+                for i in map(_dict, _list(result.get("inputs")))],
+        environment=_kvs(env, [("python", "Python"), ("platform", "Platform")], skip={"packages"}),
+        packages=[KV(str(k), text(v), True) for k, v in _dict(env.get("packages")).items()],
+        scoring=_kvs(_dict(result.get("scoring")), [("rows", "Rows scored"), ("seconds", "Seconds"),
+                                                    ("rows_per_s", "Rows per second"), ("batch_size", "Batch size"),
+                                                    ("max_length", "Max tokens"), ("device", "Device"),
+                                                    ("precision", "Precision")]),
+        warnings=[str(w) for w in _list(result.get("warnings"))],
+    )

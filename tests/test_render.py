@@ -1,0 +1,459 @@
+"""Renderers: report.html, junit.xml, summary.md and the atomic run folder, all from a result dict alone.
+
+Golden files live in tests/gold/; regenerate them with `AUDIT_UPDATE_GOLD=1 pytest tests/test_render.py`
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from audit.errors import DataError, OutputError
+from audit.render import outputs, render_html, render_junit, render_markdown, rerender, write_run
+
+HERE = Path(__file__).parent
+GOLD = HERE / "gold"
+SAMPLE = json.loads((HERE / "fixtures" / "result_sample.json").read_text(encoding="utf-8"))
+HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+UPDATE_GOLD = os.environ.get("AUDIT_UPDATE_GOLD") == "1"
+
+
+def sample() -> dict:
+    return copy.deepcopy(SAMPLE)
+
+
+def finding(check_id: str, status: str, severity: str = "block", **kw) -> dict:
+    f = copy.deepcopy(SAMPLE["findings"][0])
+    f.update(check_id=check_id, title=check_id.split(".")[-1], status=status, severity=severity,
+             message=f"{check_id} is {status}.", reason="")
+    f.update(kw)
+    return f
+
+
+def variants() -> dict:
+    """The sample with one finding of every status; the verdict is FAIL."""
+    r = sample()
+    r["findings"] += [
+        finding("performance.f1", "FAIL", message="F1 was 0.50; the policy requires at least 0.80."),
+        finding("performance.precision", "ERROR", reason="ZeroDivisionError: no positive predictions"),
+        finding("performance.recall", "SKIPPED", reason="no positive rows in the eval set"),
+        finding("performance.accuracy", "WAIVED", reason="waived by MRM committee until 2027-01-31: seasonal",
+                waiver={"reason": "seasonal", "approved_by": "MRM committee", "expires": "2027-01-31",
+                        "status_waived": "FAIL"}),
+        finding("performance.pr_auc", "INCONCLUSIVE", reason="too few positive rows (3)"),
+        finding("performance.log_loss", "INCONCLUSIVE", severity="warn", reason="too few rows"),
+    ]
+    r["verdict"].update(status="FAIL", exit_code=1)
+    return r
+
+
+# ---------------------------------------------------------------- golden files
+
+
+def scrub(text: str) -> str:
+    """Blank what changes between runs and machines: run id, times, versions, absolute paths."""
+    text = text.replace(SAMPLE["run"]["id"], "RUN-ID")
+    text = re.sub(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)?", "TIME", text)
+    text = re.sub(r"\b\d+\.\d+\.\d+\b", "X.Y.Z", text)  # tool, python and package versions
+    text = text.replace(str(HERE.parent), "ROOT")
+    return text
+
+
+def check_gold(name: str, actual: str) -> None:
+    path = GOLD / name
+    actual = scrub(actual)
+    if UPDATE_GOLD or not path.exists():
+        if not UPDATE_GOLD:
+            pytest.fail(f"{path} is missing; run with AUDIT_UPDATE_GOLD=1 to create it")
+        GOLD.mkdir(exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+    expected = path.read_text(encoding="utf-8")
+    if actual != expected:
+        for i, (a, b) in enumerate(zip(actual.splitlines(), expected.splitlines(), strict=False), 1):
+            if a != b:
+                pytest.fail(f"{name} differs from gold at line {i}:\n  gold:   {b[:200]}\n  actual: {a[:200]}\n"
+                            "(AUDIT_UPDATE_GOLD=1 regenerates the gold copy after review)")
+        pytest.fail(f"{name} differs from gold in length ({len(actual)} vs {len(expected)} characters)")
+
+
+def test_report_html_matches_gold():
+    check_gold("report.html", render_html(sample()))
+
+
+def test_junit_matches_gold():
+    check_gold("junit.xml", render_junit(variants()))
+
+
+def test_summary_matches_gold():
+    check_gold("summary.md", render_markdown(variants()))
+
+
+# ---------------------------------------------------------------- HTML structure
+
+
+class Outline(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.headings: list[int] = []
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if re.fullmatch(r"h[1-6]", tag):
+            self.headings.append(int(tag[1]))
+
+
+def outline(html: str) -> Outline:
+    p = Outline()
+    p.feed(html)
+    return p
+
+
+def test_verdict_comes_first_with_words_and_counts():
+    html = render_html(variants())
+    verdict = html.index('id="verdict"')
+    assert verdict < html.index('<table class="findings"') < html.index('id="family-performance"')
+    assert verdict < html.index('id="data-model"') < html.index('id="provenance"') < html.index('id="warnings"')
+    assert "FAIL — 2 blocking findings failed, 1 without enough evidence" in html
+    assert "F1 was 0.50; the policy requires at least 0.80." in html[verdict:html.index('id="findings"')]
+    assert '<span class="n">1</span> WAIVED' in html
+    assert "Approved by" in html and "MRM committee" in html and "2027-01-31" in html
+    assert "ZeroDivisionError: no positive predictions" in html
+
+
+def test_pass_headline_and_threshold_words():
+    html = render_html(sample())
+    assert "PASS — 2 of 2 blocking findings passed, 1 warning" in html
+    assert "≥ 0.700 on the 95% CI lower bound" in html
+    assert "≤ 0.100 on the point estimate" in html
+    assert "0.855 (95% CI 0.807–0.898)" in html
+    assert "SR 11-7 (model validation)" in html
+
+
+def test_headings_descend_one_level_at_a_time():
+    levels = outline(render_html(variants())).headings
+    assert levels[0] == 1 and levels.count(1) == 1
+    for before, after in zip(levels, levels[1:], strict=False):
+        assert after <= before + 1
+
+
+def test_charts_are_labelled_images():
+    html = render_html(sample())
+    svgs = [attrs for tag, attrs in outline(html).tags if tag == "svg"]
+    assert len(svgs) >= 4 + len(SAMPLE["findings"])
+    assert all(a.get("role") == "img" and len(a.get("aria-label", "")) > 20 for a in svgs)
+    for chart in ("chart-roc", "chart-pr", "chart-calibration", "chart-confusion"):
+        assert f'id="{chart}"' in html
+    assert "133 predicted good (true positives)" in html
+    assert "The dashed line at 0.543 is the share of positive rows" in html
+    assert "Measured without a rule" in html and "PR AUC" in html
+
+
+def test_report_is_small():
+    assert len(render_html(variants()).encode()) < 200_000
+
+
+def test_report_without_performance_or_optional_sections():
+    r = sample()
+    r["measurements"] = {"fairness.selection_rate_ratio": {"check_id": "fairness.selection_rate_ratio",
+                                                           "value": 0.91, "ci_low": None, "ci_high": None, "n": 10,
+                                                           "details": {}}}
+    r["findings"] = []
+    for key in ("model", "data", "inputs", "environment", "scoring", "warnings", "run", "tool"):
+        del r[key]
+    html = render_html(r)
+    assert "Fairness evidence" in html and "Selection rate ratio" in html
+    assert "Performance evidence" not in html and "chart-roc" not in html
+    assert render_junit(r).count("<testcase") == 0
+    render_markdown(r)
+
+
+def test_partial_details_are_tolerated():
+    r = sample()
+    m = r["measurements"]
+    m["performance.roc_auc"]["details"] = {"curve": {"fpr": [0.0, None], "tpr": [float("nan"), 1.0]}}
+    m["performance.pr_auc"]["details"] = {}
+    m["performance.ece"]["details"]["bins"] = [{"bin": 0, "count": 0, "mean_score": None, "observed_rate": None}]
+    m["performance.accuracy"]["details"]["confusion_matrix"].pop("tp")
+    html = render_html(r)
+    assert "<h3>Charts</h3>" not in html
+
+
+def test_user_template_overrides_by_name(tmp_path):
+    (tmp_path / "performance.html").write_text("<h2>Custom {{ fam.title }}</h2>", encoding="utf-8")
+    html = render_html(sample(), [tmp_path])
+    assert "<h2>Custom Performance</h2>" in html and "chart-roc" not in html
+
+
+def test_template_errors_are_one_line(tmp_path):
+    (tmp_path / "report.html").write_text("{% if %}", encoding="utf-8")
+    with pytest.raises(OutputError, match=r"report\.html:1") as e:
+        render_html(sample(), [tmp_path])
+    assert "\n" not in str(e.value)
+    (tmp_path / "report.html").write_text("{{ r.no_such_field }}", encoding="utf-8")
+    with pytest.raises(OutputError, match="no_such_field"):
+        render_html(sample(), [tmp_path])
+
+
+# ---------------------------------------------------------------- hostile text, no external URLs
+
+
+def hostile() -> dict:
+    r = variants()
+    r["model"]["text"]["template"] = "Applicant: {{ name }} " + HOSTILE
+    r["model"]["name"] = HOSTILE
+    r["model"]["positive_label"] = HOSTILE
+    r["measurements"]["performance.accuracy"]["details"]["confusion_matrix"]["positive_label"] = HOSTILE
+    r["policy"]["name"] = HOSTILE
+    r["findings"][0]["reason"] = HOSTILE
+    r["findings"][0]["refs"] = [HOSTILE]
+    r["findings"][1]["message"] = HOSTILE + " | @team `code` [x](javascript:alert(3))"
+    r["findings"][2]["title"] = HOSTILE
+    r["data"]["eval"]["path"] = HOSTILE
+    r["warnings"].append(HOSTILE)
+    return r
+
+
+def test_hostile_text_is_escaped_in_html():
+    html = render_html(hostile())
+    assert "<script" not in html and "<img" not in html
+    tags = outline(html).tags
+    assert not [t for t, _ in tags if t in ("script", "img")]
+    assert not [k for _, attrs in tags for k in attrs if k.startswith("on")]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+    assert html.count("&lt;script&gt;") >= 8
+
+
+def test_hostile_text_is_inert_in_junit_and_markdown():
+    r = hostile()
+    r["findings"][3]["reason"] = "bad \x00 control \x1b chars"
+    xml = render_junit(r)
+    root = ET.fromstring(xml)
+    assert root.find("testsuite").get("name") == HOSTILE
+    assert "<script" not in xml
+    text = render_markdown(r)
+    assert "<script" not in text and "<img" not in text and "](javascript" not in text
+    assert "@team" not in text  # no mention pings
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert table and all(len(re.findall(r"(?<!\\)\|", line)) == 5 for line in table)
+    assert "Applicant" not in text  # the text recipe (dataset-shaped) never reaches the PR comment
+
+
+def test_no_external_url_anywhere():
+    html = render_html(sample())
+    lower = html.lower()
+    assert "http://" not in lower and "https://" not in lower
+    assert "@import" not in lower and "url(" not in lower
+    assert "<link" not in lower and "<script" not in lower and "<iframe" not in lower
+    for _, attrs in outline(html).tags:
+        for key in ("src", "href", "xlink:href", "action"):
+            value = attrs.get(key)
+            assert value is None or value.startswith("#"), (key, value)
+
+
+# ---------------------------------------------------------------- JUnit
+
+
+def test_junit_counts_match_statuses():
+    root = ET.fromstring(render_junit(variants()))
+    suite = root.find("testsuite")
+    assert suite.get("name") == "consumer-credit-release"
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert len(cases) == 10 and {c.get("classname") for c in cases.values()} == {"performance"}
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == \
+        ("10", "2", "1", "1")
+    assert root.get("failures") == "2"
+    assert cases["performance.f1"].find("failure").get("message").startswith("F1 was 0.50")
+    assert cases["performance.pr_auc"].find("failure").get("type") == "INCONCLUSIVE"
+    assert cases["performance.precision"].find("error") is not None
+    assert cases["performance.recall"].find("skipped").get("message") == "no positive rows in the eval set"
+    waived = cases["performance.accuracy"]
+    assert list(waived) == [waived.find("system-out")] and "approved_by=MRM committee" in waived.find("system-out").text
+    assert cases["performance.ece"].find("system-out").text.startswith("WARN:")
+    assert cases["performance.log_loss"].find("failure") is None  # a warn-severity INCONCLUSIVE passes
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["verdict"] == "FAIL" and props["exit_code"] == "1"
+
+
+def test_junit_sample_all_pass():
+    suite = ET.fromstring(render_junit(sample())).find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("4", "0", "0", "0")
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def test_markdown_fits_a_pr_comment():
+    r = variants()
+    r["findings"] += [finding(f"fairness.check_{i}", "PASS") for i in range(40)]
+    text = render_markdown(r)
+    assert len(text.splitlines()) <= 60
+    assert text.startswith("## Audit verdict: **FAIL")
+    assert "[report.html](report.html)" in text
+    assert "more findings, all listed in the report" in text
+    assert text.index("| FAIL |") < text.index("| PASS")
+
+
+# ---------------------------------------------------------------- run folder
+
+
+def test_write_run_writes_every_file(tmp_path):
+    out = tmp_path / "runs" / "r1"
+    r = sample()
+    r["measurements"]["performance.f1"]["value"] = float("nan")
+    r["measurements"]["performance.f1"]["ci_high"] = float("inf")
+    assert write_run(out, r, "id,score\n1,0.5\n") == out
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [".audit-run", "junit.xml", "predictions.csv", "report.html", "result.json", "summary.md"]
+    raw = (out / "result.json").read_text(encoding="utf-8")
+    assert "NaN" not in raw and "Infinity" not in raw
+    back = json.loads(raw)
+    assert back["measurements"]["performance.f1"]["value"] is None
+    assert back["measurements"]["performance.f1"]["ci_high"] is None
+    assert list(back) == list(SAMPLE)  # key order kept
+    assert raw.startswith('{\n "schema_version"')  # indent=1
+    assert math.isnan(r["measurements"]["performance.f1"]["value"])  # the caller's dict is not changed
+    ET.fromstring((out / "junit.xml").read_text(encoding="utf-8"))
+    assert [p.name for p in out.parent.iterdir()] == ["r1"]
+
+
+def test_write_run_replaces_an_earlier_run(tmp_path):
+    out = tmp_path / "r"
+    write_run(out, sample(), "a\n")
+    r = variants()
+    write_run(out, r, None)
+    assert not (out / "predictions.csv").exists()
+    assert json.loads((out / "result.json").read_text())["verdict"]["status"] == "FAIL"
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_write_run_replaces_stale_files_but_refuses_a_folder_of_folders(tmp_path, monkeypatch):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    write_run(out, sample(), None)
+    assert not (out / "stale.txt").exists() and (out / "report.html").exists()
+
+    mine = tmp_path / "mine"
+    (mine / "thesis").mkdir(parents=True)
+    with pytest.raises(OutputError, match="will not replace .*mine: it holds the folder thesis"):
+        write_run(mine, sample(), None)
+    assert (mine / "thesis").is_dir()
+
+    monkeypatch.chdir(mine / "thesis")
+    with pytest.raises(OutputError, match="it is not a run folder"):
+        write_run(Path("."), sample(), None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "old"]
+
+
+def existing_run(tmp_path) -> tuple[Path, dict[str, bytes]]:
+    out = tmp_path / "out"
+    write_run(out, sample(), "old\n")
+    return out, {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def test_render_failure_leaves_no_trace(tmp_path, monkeypatch):
+    out, before = existing_run(tmp_path)
+
+    def boom(result):
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setattr(outputs, "render_junit", boom)
+    with pytest.raises(RuntimeError, match="renderer bug"):
+        write_run(out, variants(), "new\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_read_only_parent_is_an_output_error(tmp_path, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(args[0]))
+
+    monkeypatch.setattr(outputs.os, "mkdir", denied)
+    with pytest.raises(OutputError, match=r"cannot write the run folder .*: Permission denied") as e:
+        write_run(tmp_path / "new", sample(), None)
+    assert "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_of_a_file_cleans_up(tmp_path, monkeypatch):
+    out, before = existing_run(tmp_path)
+    real_open = open
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        if "w" in mode and Path(path).name == "report.html":
+            raise OSError(28, "No space left on device", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_disk)
+    with pytest.raises(OutputError, match="No space left on device"):
+        write_run(out, variants(), None)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_failed_rename_restores_the_old_folder(tmp_path, monkeypatch):
+    out, before = existing_run(tmp_path)
+    real_replace = os.replace
+    calls = []
+
+    def flaky(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:  # moving the new folder in
+            raise PermissionError(13, "Permission denied", str(src))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", flaky)
+    with pytest.raises(OutputError, match="Permission denied"):
+        write_run(out, variants(), None)
+    assert len(calls) == 3 and calls[2][1] == "out"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_rerender_in_place_keeps_result_json(tmp_path):
+    out, before = existing_run(tmp_path)
+    (out / "report.html").write_text("stale")
+    (out / "summary.md").write_text("stale")
+    assert rerender(out / "result.json", None) == out
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_rerender_to_another_folder_with_user_templates(tmp_path):
+    out, _ = existing_run(tmp_path)
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "base.html").write_text("<html><body>OURS {% block content %}{% endblock %}</body></html>")
+    new = rerender(out / "result.json", tmp_path / "copy", [tpl])
+    assert (new / "report.html").read_text().startswith("<html><body>OURS")
+    assert (new / "predictions.csv").read_text() == "old\n"
+    assert (new / "result.json").read_bytes() == (out / "result.json").read_bytes()
+
+
+def test_rerender_rejects_what_is_not_a_result(tmp_path):
+    bad = tmp_path / "result.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(DataError, match="not an audit result.json"):
+        rerender(bad, None)
+    with pytest.raises(DataError, match="cannot read"):
+        rerender(tmp_path / "missing.json", None)
+
+
+def test_renderers_import_no_heavy_libraries():
+    code = "import sys, audit.render; bad = {'torch', 'numpy', 'transformers'} & set(sys.modules); assert not bad, bad"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE.parent)
