@@ -8,9 +8,10 @@ call `ctx.score_texts(texts)`, which batches them through the same model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

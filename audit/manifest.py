@@ -25,7 +25,7 @@ class TextRecipe(BaseModel):
     template: str | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "TextRecipe":
+    def _one(self) -> TextRecipe:
         if (self.column is None) == (self.template is None):
             raise ValueError("give exactly one of column or template")
         return self
@@ -47,7 +47,7 @@ class ProtectedAttribute(BaseModel):
     note: str = ""
 
     @model_validator(mode="after")
-    def _shape(self) -> "ProtectedAttribute":
+    def _shape(self) -> ProtectedAttribute:
         if self.bins is not None and self.map is not None:
             raise ValueError("give bins or map, not both")
         if self.bins is not None:

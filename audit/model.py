@@ -45,7 +45,7 @@ class ModelBundle:
             rows.append({"role": role, "path": str(p), "sha256": digest, "bytes": p.stat().st_size})
         return rows
 
-    def load(self) -> "ModelBundle":
+    def load(self) -> ModelBundle:
         """Load tokenizer and model (imports torch and transformers)."""
         import os
 

@@ -19,7 +19,6 @@ import numpy as np
 
 from audit.data import label_indices, make_texts, read_table, require_columns, sha256_file
 from audit.errors import DataError, ModelError, UsageError
-from audit.provenance import environment
 from audit.manifest import (
     MANIFEST_NAME,
     BaseModelInfo,
@@ -30,6 +29,7 @@ from audit.manifest import (
     TextRecipe,
     TrainingData,
 )
+from audit.provenance import environment
 
 
 @dataclass

@@ -8,9 +8,10 @@ Duplicate keys, which PyYAML silently lets the last one win, are refused.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 MAX_BYTES = 1_000_000  # a policy or manifest is text a person writes; bound what we read
 

@@ -6,7 +6,7 @@ interval at the policy's confidence; all metrics of a run share the same replica
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
