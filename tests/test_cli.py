@@ -1,0 +1,111 @@
+"""The CLI edge: fast start, train flags, one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from audit.cli import cli, parse_protected
+from audit.errors import UsageError
+
+
+def test_help_imports_no_heavy_library():
+    code = ("import sys; from click.testing import CliRunner; from audit.cli import cli; "
+            "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0; "
+            "heavy = [m for m in ('torch', 'transformers', 'pandas', 'numpy', 'sklearn', 'shap', 'evidently', "
+            "'fairlearn') if m in sys.modules]; print(heavy); assert not heavy, heavy")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_help_lists_commands():
+    r = CliRunner().invoke(cli, ["--help"])
+    for cmd in ("run", "train", "demo", "policy", "report", "checks"):
+        assert cmd in r.output
+    assert "Exit codes: 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE." in r.output
+
+
+def test_parse_protected():
+    attrs = parse_protected(["age=age_in_years:25,60", "sex=sex"])
+    assert attrs["age"].column == "age_in_years" and attrs["age"].bins == [25.0, 60.0]
+    assert attrs["age"].group_names() == ["<25", "25–<60", ">=60"]
+    assert attrs["sex"].bins is None
+    with pytest.raises(UsageError, match="expected NAME=COLUMN"):
+        parse_protected(["age"])
+    with pytest.raises(UsageError, match="bins must be increasing"):
+        parse_protected(["age=age:60,25"])
+
+
+def _train(args, tmp_path):
+    return CliRunner().invoke(cli, ["train", *args, "--no-progress"], catch_exceptions=False)
+
+
+def test_train_needs_a_text_source(credit_csv, tmp_path):
+    r = _train([str(credit_csv), "--out", str(tmp_path / "m"), "--label-column", "label"], tmp_path)
+    assert r.exit_code == 2
+    assert r.output == ("error: say where the text comes from: --text-column, --template, --template-file or "
+                        "--recipe\n")
+
+
+def test_train_refuses_non_binary_labels(credit_csv, tmp_path, tiny_base):
+    r = _train([str(credit_csv), "--out", str(tmp_path / "m2"), "--text-column", "text", "--label-column", "age",
+                "--base-model", str(tiny_base)], tmp_path)
+    assert r.exit_code == 2 and "audit trains binary classifiers" in r.output
+
+
+def test_train_template_with_unknown_column(credit_csv, tmp_path, tiny_base):
+    r = _train([str(credit_csv), "--out", str(tmp_path / "m"), "--template", "{{ job }} aged {{ agee }}",
+                "--label-column", "label", "--base-model", str(tiny_base)], tmp_path)
+    assert r.exit_code == 2
+    assert r.output == f"error: {credit_csv}: missing template column 'agee' (did you mean 'age'?)\n"
+
+
+def test_template_is_sandboxed(credit_csv, tmp_path, tiny_base):
+    evil = "{{ job.__class__.__mro__[1].__subclasses__() }}"
+    r = _train([str(credit_csv), "--out", str(tmp_path / "m"), "--template", evil, "--label-column", "label",
+                "--base-model", str(tiny_base)], tmp_path)
+    assert r.exit_code == 2 and "text template failed" in r.output
+
+
+def test_train_with_template_and_protected_flags(credit_csv, tmp_path, tiny_base):
+    out = tmp_path / "m"
+    r = _train([str(credit_csv), "--out", str(out), "--template", "{{ text }}; job {{ job }}", "--label-column",
+                "label", "--positive-label", "good", "--protected", "age=age:25", "--base-model", str(tiny_base),
+                "--epochs", "1", "--max-length", "24", "--seed", "3"], tmp_path)
+    assert r.exit_code == 0, r.output
+    m = yaml.safe_load((out / "audit-model.yaml").read_text())
+    assert m["text"] == {"template": "{{ text }}; job {{ job }}"}
+    assert m["protected_attributes"]["age"]["bins"] == [25.0]
+    assert m["training"]["epochs"] == 1 and m["max_length"] == 24 and m["data"]["split"]["seed"] == 3
+
+
+def test_train_refuses_existing_nonempty_out(credit_csv, tmp_path, tiny_base):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    r = _train([str(credit_csv), "--out", str(out), "--text-column", "text", "--label-column", "label",
+                "--base-model", str(tiny_base)], tmp_path)
+    assert r.exit_code == 2 and "output folder exists and is not empty" in r.output
+    assert (out / "keep.txt").read_text() == "x"
+
+
+def test_train_base_model_must_be_local(credit_csv, tmp_path):
+    r = _train([str(credit_csv), "--out", str(tmp_path / "m"), "--text-column", "text", "--label-column", "label",
+                "--base-model", str(tmp_path / "bert-base-uncased")], tmp_path)
+    assert r.exit_code == 2
+    assert "base model folder not found or has no config.json (models are never downloaded)" in r.output
+
+
+def test_policy_validate_errors_exit_2(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("policy: p\nversion: '1'\nchecks:\n  performance.roc_auc: {min: high}\n")
+    r = CliRunner().invoke(cli, ["policy", "validate", str(p)])
+    assert r.exit_code == 2
+    assert r.output == f"error: {p}:4: checks.performance.roc_auc.min: expected a number, got 'high'\n"
+
+
+def test_checks_lists_registry():
+    r = CliRunner().invoke(cli, ["checks"])
+    assert r.exit_code == 0 and "performance.roc_auc" in r.output
