@@ -5,7 +5,7 @@ and the ratio (audit / pipeline). Usage:
 
     .venv/bin/python benchmarks/scoring.py [MODEL_DIR] [--rounds 3]
 
-MODEL_DIR defaults to demo/model (made by `audit demo`); it must hold audit-model.yaml.
+`--mixed` cuts each text to a random length first, as free text varies. MODEL_DIR defaults to demo/model (made by `audit demo`); it must hold audit-model.yaml.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def main() -> None:
     ap.add_argument("model_dir", nargs="?", default="demo/model")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--mixed", action="store_true",
+                    help="Cut each text to a random number of words (seeded): lengths that vary, as free text does.")
     args = ap.parse_args()
 
     import torch
@@ -37,6 +39,11 @@ def main() -> None:
     bundle = open_bundle(Path(args.model_dir)).load()
     ev = load_eval_set(bundle, None, None, 0)
     texts = ev.texts
+    if args.mixed:
+        import random
+
+        rnd = random.Random(0)
+        texts = [" ".join(t.split()[: rnd.randint(3, len(t.split()))]) for t in texts]
     m = bundle.manifest
     pos = m.labels.index(m.positive_label)
     pipe = pipeline("text-classification", model=bundle.model, tokenizer=bundle.tokenizer, top_k=None,
@@ -61,7 +68,8 @@ def main() -> None:
     a = statistics.median(times["audit"])
     p = statistics.median(times["pipeline"])
     diff = max(abs(x - y) for x, y in zip(run_audit(), run_pipe()))
-    print(f"rows: {len(texts)}, mean tokens {sum(len(t) for t in texts) / len(texts):.0f} chars, "
+    print(f"rows: {len(texts)}{' (mixed lengths)' if args.mixed else ''}, "
+          f"mean {sum(len(t) for t in texts) / len(texts):.0f} chars, "
           f"batch {args.batch_size}, threads {torch.get_num_threads()}, rounds {args.rounds}")
     print(f"audit scoring:         {len(texts) / a:8.1f} rows/s (median {a:.2f} s)")
     print(f"transformers pipeline: {len(texts) / p:8.1f} rows/s (median {p:.2f} s)")
