@@ -75,6 +75,8 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
 @click.option("--policy", "policy_path", required=True, help="Policy YAML file, or a bundled pack name (fin).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path), help="Eval data (default: the manifest's held-out split).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder (default: reports/<model>-<time>/).")
+@click.option("--current", "current_path", type=click.Path(path_type=Path),
+              help="Current data (e.g. recent production inputs; labels optional) for the drift checks.")
 @click.option("--strict", is_flag=True, help="Warnings fail the gate (exit 1).")
 @click.option("--manifest", "manifest_path", type=click.Path(path_type=Path), help="A manifest for a model without audit-model.yaml.")
 @click.option("--label-column", help="Without a manifest: the label column.")
@@ -87,7 +89,7 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
               help="A folder of report templates that override the shipped ones by name.")
 @click.option("--batch-size", type=int, help="Scoring batch size (default: the policy's budget).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def run(model_dir, policy_path, data_path, out_dir, strict, manifest_path, label_column, positive_label, labels,
+def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manifest_path, label_column, positive_label, labels,
         text_column, template, max_length, template_dir, batch_size, no_progress):
     """Audit MODEL_DIR against a policy; exit 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE."""
     _quiet_env()
@@ -97,7 +99,8 @@ def run(model_dir, policy_path, data_path, out_dir, strict, manifest_path, label
     if any((label_column, positive_label, labels, text_column, template)):
         manifest = _manifest_from_flags(label_column, positive_label, text_column, template, labels,
                                         Path(model_dir).name, max_length)
-    outcome = run_audit(model_dir, policy_path, data_path=data_path, out_dir=out_dir, strict=strict,
+    outcome = run_audit(model_dir, policy_path, data_path=data_path, out_dir=out_dir, current_path=current_path,
+                        strict=strict,
                         progress=not no_progress, template_dirs=[template_dir] if template_dir else None,
                         manifest=manifest, manifest_path=manifest_path, batch_size=batch_size,
                         command=["audit", *sys.argv[1:]])

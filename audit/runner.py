@@ -103,24 +103,35 @@ def _find_source(recorded: str, model_dir: Path) -> Path:
     raise DataError(f"{recorded}: training data file from the manifest not found; give --data FILE")
 
 
-def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool):
-    """Load and score another data set of the run, once. "train": the manifest's training split."""
+def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
+               paths: dict[str, Path] | None = None):
+    """Load and score another data set of the run, once, with embeddings from the same pass.
+
+    "train": the manifest's training split (None when the manifest records none, or the file changed).
+    Any other name: the file given for it (`--current FILE` → "current"); labels are optional there.
+    """
     from audit.context import Scored
     from audit.scoring import score_texts
 
     m = bundle.manifest
-    if name != "train" or m.data is None:
+    if name == "train":
+        if m.data is None:
+            return None
+        path = _find_source(m.data.source.path, bundle.path)
+        if sha256_file(path) != m.data.source.sha256:
+            return None
+        frame = read_table(path).iloc[m.data.split.train_index]
+    elif paths and name in paths:
+        path = Path(paths[name])
+        frame = read_table(path)
+    else:
         return None
-    path = _find_source(m.data.source.path, bundle.path)
-    if sha256_file(path) != m.data.source.sha256:
-        return None
-    frame = read_table(path).iloc[m.data.split.train_index]
     texts = make_texts(frame, m.text, path)
-    y = label_indices(frame, m.label_column, m.labels, path)
+    y = label_indices(frame, m.label_column, m.labels, path) if m.label_column in frame.columns else None
     preds = score_texts(bundle.model, bundle.tokenizer, texts, max_length=m.max_length,
                         positive_index=m.labels.index(m.positive_label), batch_size=batch_size, labels=y,
-                        progress=progress, desc="scoring training rows")
-    return Scored("train", frame, texts, y, preds, str(path))
+                        embeddings=True, progress=progress, desc=f"scoring {name} rows")
+    return Scored(name, frame, texts, y, preds, str(path))
 
 
 def measure(policy: Policy, ctx) -> dict[str, Measurement]:
@@ -167,7 +178,7 @@ def safe_cell(value: str) -> str:
 
 
 def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str | Path | None = None,
-              out_dir: str | Path | None = None, strict: bool = False, progress: bool = True,
+              out_dir: str | Path | None = None, current_path: str | Path | None = None, strict: bool = False, progress: bool = True,
               template_dirs: list[Path] | None = None, manifest: Manifest | None = None,
               manifest_path: Path | None = None, batch_size: int | None = None,
               command: list[str] | None = None, report_root: Path = Path("reports")) -> RunOutcome:
@@ -185,6 +196,12 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     if len(m.labels) != 2:
         raise DataError(f"{bundle.path}: audit supports binary classifiers; the manifest lists {len(m.labels)} labels")
     ev = load_eval_set(bundle, Path(data_path) if data_path else None, policy.budget.max_rows, policy.budget.seed)
+    others: dict[str, Path] = {}
+    if current_path is not None:
+        # check the current set before the model loads: a bad file fails fast
+        current = read_table(current_path)
+        make_texts(current, m.text, current_path)
+        others["current"] = Path(current_path)
     out = Path(out_dir) if out_dir else Path(report_root) / f"{_slug(m.name)}-{started.strftime('%Y%m%dT%H%M%SZ')}"
 
     bundle.load()
@@ -192,13 +209,14 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     from audit.scoring import score_texts
 
     preds = score_texts(bundle.model, bundle.tokenizer, ev.texts, max_length=m.max_length, positive_index=pos,
-                        batch_size=batch_size or policy.budget.batch_size, labels=ev.y, progress=progress)
+                        batch_size=batch_size or policy.budget.batch_size, labels=ev.y, embeddings=True,
+                        progress=progress)
     y_pos = (ev.y == pos).astype(int)
     ctx = CheckContext(y_true=y_pos, score=preds.score, threshold=policy.decision_threshold,
                        confidence=policy.confidence, replicates=policy.budget.bootstrap, seed=policy.budget.seed,
                        min_group_size=policy.min_group_size, positive_label=m.positive_label,
                        negative_label=m.negative_label, frame=ev.frame, texts=ev.texts, manifest=m, bundle=bundle,
-                       loader=lambda name: load_other(name, bundle, batch_size or policy.budget.batch_size, progress),
+                       loader=lambda name: load_other(name, bundle, batch_size or policy.budget.batch_size, progress, others),
                        extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path)})
     measurements = measure(policy, ctx)
     specs = all_checks()
@@ -214,7 +232,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         {"role": "policy", "path": str(policy.source), "sha256": policy.sha256,
          "bytes": Path(policy.source).stat().st_size},
         {"role": "data", "path": str(ev.path), "sha256": ev.sha256, "bytes": ev.path.stat().st_size},
-    ]
+    ] + [{"role": f"data ({name})", "path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
+         for name, p in others.items()]
     from audit.provenance import environment
 
     result = {
