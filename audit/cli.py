@@ -88,9 +88,13 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
 @click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False),
               help="A folder of report templates that override the shipped ones by name.")
 @click.option("--batch-size", type=int, help="Scoring batch size (default: the policy's budget).")
+@click.option("--sign", "sign_key", type=click.Path(path_type=Path, dir_okay=False),
+              help="Sign the run's evidence digest with this Ed25519 key (make one with 'audit keygen').")
+@click.option("--baseline", "baseline_dir", type=click.Path(path_type=Path),
+              help="A baseline run folder (the released model) for rules with a 'baseline' part.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manifest_path, label_column, positive_label, labels,
-        text_column, template, max_length, template_dir, batch_size, no_progress):
+def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manifest_path, label_column, positive_label,
+        labels, text_column, template, max_length, template_dir, batch_size, sign_key, baseline_dir, no_progress):
     """Audit MODEL_DIR against a policy; exit 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE."""
     _quiet_env()
     from audit.runner import run_audit
@@ -103,7 +107,7 @@ def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manife
                         strict=strict,
                         progress=not no_progress, template_dirs=[template_dir] if template_dir else None,
                         manifest=manifest, manifest_path=manifest_path, batch_size=batch_size,
-                        command=["audit", *sys.argv[1:]])
+                        command=["audit", *sys.argv[1:]], sign_key=sign_key, baseline_dir=baseline_dir)
     _print_outcome(outcome)
     sys.exit(outcome.exit_code)
 
@@ -259,6 +263,80 @@ def report_cmd(result_json, out_dir, template_dir):
 
     written = rerender(result_json, out_dir, template_dirs=[template_dir] if template_dir else None)
     click.echo(f"report: {written}")
+
+
+@cli.command("keygen")
+@click.option("--out", "key_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Private key file to write (the public key goes to FILE.pub).")
+def keygen_cmd(key_path):
+    """Make an Ed25519 key pair for signing runs."""
+    from audit.ledger import keygen
+
+    private, public = keygen(key_path)
+    click.echo(f"private key: {private} (keep it secret)\npublic key: {public}")
+
+
+@cli.command("verify")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--pubkey", type=click.Path(path_type=Path, dir_okay=False), help="The trusted public key.")
+def verify_cmd(run_dir, pubkey):
+    """Re-hash a run's outputs and inputs, check its signature and ledger entry; exit 1 naming what changed."""
+    from audit.ledger import verify_run
+
+    v = verify_run(run_dir, pubkey)
+    for line in v.changed:
+        click.echo(f"CHANGED  {line}")
+    for line in v.notes:
+        click.echo(f"note     {line}")
+    click.echo(f"verified: {len(v.ok)} unchanged" if v.passed else f"verify failed: {len(v.changed)} problem(s)")
+    sys.exit(0 if v.passed else 1)
+
+
+@cli.command("history")
+@click.argument("root", type=click.Path(path_type=Path, file_okay=False), default=Path("reports"))
+def history_cmd(root):
+    """List the runs recorded in ROOT/ledger.jsonl with their verdicts; exit 1 if the chain is broken."""
+    from audit.ledger import LEDGER, read_ledger
+
+    ledger = Path(root) / LEDGER
+    if not ledger.exists():
+        raise AuditError(f"{ledger}: no ledger (no run has written to {root})")
+    entries, problems = read_ledger(ledger)
+    for e in entries:
+        click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {str(e.get('verdict', '')):<12} "
+                   f"{e.get('model', '')}  {e.get('run_dir', '')}")
+    for p in problems:
+        click.echo(f"BROKEN {LEDGER} {p}")
+    sys.exit(1 if problems else 0)
+
+
+@cli.command("diff")
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+def diff_cmd(run_a, run_b):
+    """Compare two runs: changed inputs, every measurement's delta, status and verdict changes."""
+    from audit.ledger import diff_runs
+    from audit.render.outputs import load_result
+
+    def load(p):
+        p = Path(p)
+        return load_result(p / "result.json" if p.is_dir() else p)
+
+    d = diff_runs(load(run_a), load(run_b))
+    v = d["verdict"]
+    click.echo(f"verdict: {v['a']} -> {v['b']}" + ("" if v["a"] != v["b"] else " (unchanged)"))
+    click.echo(f"changed inputs: {len(d['inputs'])}")
+    for i in d["inputs"]:
+        click.echo(f"  {i['role']:<10} {i['file']}: {(i['a'] or 'absent')[:12]} -> {(i['b'] or 'absent')[:12]}")
+    click.echo(f"status changes: {len(d['statuses'])}")
+    for st in d["statuses"]:
+        click.echo(f"  {st['check_id']}: {st['a']} -> {st['b']}")
+    click.echo("measurements:")
+    for m in d["measurements"]:
+        a = "n/a" if m["a"] is None else f"{m['a']:.4f}"
+        b = "n/a" if m["b"] is None else f"{m['b']:.4f}"
+        delta = "" if m["delta"] is None else f"{m['delta']:+.4f}"
+        click.echo(f"  {m['check_id']:<40} {a:>8} -> {b:>8}  {delta}")
 
 
 def main() -> None:

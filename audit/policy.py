@@ -27,6 +27,17 @@ Basis = Literal["point", "ci_low", "ci_high"]
 Severity = Literal["block", "warn"]
 
 
+class BaselineRule(BaseModel):
+    """Not worse than the baseline run (the released model) by more than `max_drop` (absolute) or
+    `max_relative_drop` (a share of the baseline's value); either alone, or both (then both must hold).
+    "Worse" follows the check's direction: lower for higher-is-better checks, higher for lower-is-better."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_drop: float | None = Field(default=None, ge=0)
+    max_relative_drop: float | None = Field(default=None, ge=0)
+
+
 class Rule(BaseModel):
     """One check's rule. Keys other than these are the check's own parameters."""
 
@@ -38,6 +49,7 @@ class Rule(BaseModel):
     severity: Severity = "block"
     refs: list[str] = Field(default_factory=list)
     note: str = ""
+    baseline: BaselineRule | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -88,6 +100,7 @@ _KNOWN_KEYS: dict[tuple, list[str]] = {
     (): [k for k in Policy.model_fields if k not in ("source", "sha256")],
     ("budget",): list(Budget.model_fields),
     ("waivers",): list(Waiver.model_fields),
+    ("checks", "baseline"): list(BaselineRule.model_fields),
 }
 
 
@@ -145,8 +158,12 @@ def _check_rules(policy: Policy, loc: Locations) -> None:
             expected = _type_name(spec.params[key])
             if expected and not _fits(value, spec.params[key]):
                 problem(base + (key,), f"expected {expected}, got {_show(value)}")
-        if spec.threshold_required and rule.min is None and rule.max is None:
+        if spec.threshold_required and rule.min is None and rule.max is None and rule.baseline is None:
             problem(base, "missing threshold: give min or max")
+        if rule.baseline is not None and rule.baseline.max_drop is None and rule.baseline.max_relative_drop is None:
+            problem(base + ("baseline",), "give max_drop or max_relative_drop")
+        if rule.baseline is not None and spec.direction == "none":
+            problem(base + ("baseline",), f"{check_id} has no better direction to compare with a baseline")
         if rule.min is not None and rule.max is not None and rule.min > rule.max:
             problem(base + ("min",), f"min ({rule.min:g}) is above max ({rule.max:g})")
         for key in ("min", "max"):

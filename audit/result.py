@@ -74,6 +74,8 @@ class Finding:
     reason: str = ""  # why INCONCLUSIVE, ERROR, SKIPPED or WAIVED
     waiver: dict[str, Any] | None = None
     unit: str = ""
+    baseline_value: float | None = None  # the same check in the baseline run, when the rule compares
+    baseline_delta: float | None = None  # value - baseline_value
 
     @property
     def blocking(self) -> bool:

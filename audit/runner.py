@@ -181,7 +181,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
               out_dir: str | Path | None = None, current_path: str | Path | None = None, strict: bool = False, progress: bool = True,
               template_dirs: list[Path] | None = None, manifest: Manifest | None = None,
               manifest_path: Path | None = None, batch_size: int | None = None,
-              command: list[str] | None = None, report_root: Path = Path("reports")) -> RunOutcome:
+              command: list[str] | None = None, report_root: Path = Path("reports"),
+              sign_key: Path | None = None, baseline_dir: Path | None = None) -> RunOutcome:
     from audit.checks import all_checks
     from audit.context import CheckContext
     from audit.judge import exit_code, verdict
@@ -204,6 +205,16 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         others["current"] = Path(current_path)
     out = Path(out_dir) if out_dir else Path(report_root) / f"{_slug(m.name)}-{started.strftime('%Y%m%dT%H%M%SZ')}"
 
+    baseline = None
+    if baseline_dir is not None:
+        from audit.render.outputs import load_result
+
+        bpath = Path(baseline_dir)
+        baseline = load_result(bpath / "result.json" if bpath.is_dir() else bpath)
+    if sign_key is not None:
+        from audit.ledger import _load_private
+
+        _load_private(Path(sign_key))  # a bad key fails before the model loads
     bundle.load()
     pos = m.labels.index(m.positive_label)
     from audit.scoring import score_texts
@@ -220,7 +231,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                        extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path)})
     measurements = measure(policy, ctx)
     specs = all_checks()
-    findings = judge_all(policy, specs, measurements, today=started.date())
+    findings = judge_all(policy, specs, measurements, today=started.date(),
+                         baseline=baseline["measurements"] if baseline else None)
     v = verdict(findings, policy)
     code = exit_code(v, findings, strict)
     counts = {s.value: sum(f.status == s for f in findings) for s in Status if any(f.status == s for f in findings)}
@@ -233,7 +245,10 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
          "bytes": Path(policy.source).stat().st_size},
         {"role": "data", "path": str(ev.path), "sha256": ev.sha256, "bytes": ev.path.stat().st_size},
     ] + [{"role": f"data ({name})", "path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
-         for name, p in others.items()]
+         for name, p in others.items()] + template_inputs(template_dirs)
+    if baseline is not None:
+        inputs.append({"role": "baseline", "path": str(baseline_dir), "sha256": baseline.get("run", {}).get("id", ""),
+                       "bytes": 0})
     from audit.provenance import environment
 
     result = {
@@ -242,6 +257,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         "run": {"id": f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}",
                 "started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
                 "duration_s": round(time.perf_counter() - t0, 2),
+                "timings": {"scoring_s": round(preds.seconds, 3), "scoring_rows_per_s": round(preds.rows_per_s, 1)},
                 "command": command or ["audit", "run", str(model_dir), "--policy", str(policy_path)],
                 "seed": policy.budget.seed},
         "verdict": {"status": v.value, "exit_code": code, "counts": counts, "strict": strict,
@@ -267,17 +283,37 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                           "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum())}},
         "inputs": inputs,
         "environment": environment(),
-        "scoring": {"rows": len(ev.texts), "seconds": round(preds.seconds, 3), "rows_per_s": round(preds.rows_per_s, 1),
-                    "batch_size": preds.meta["batch_size"], "max_length": m.max_length, "device": "cpu",
+        "scoring": {"rows": len(ev.texts), "batch_size": preds.meta["batch_size"], "max_length": m.max_length, "device": "cpu",
                     "precision": "fp32", "truncated": preds.truncated,
                     "mean_tokens": round(float(preds.lengths.mean()), 1)},
         "measurements": {cid: meas.to_dict() for cid, meas in measurements.items()},
         "findings": [f.to_dict() for f in findings],
         "warnings": ev.notes,
     }
+    if baseline is not None:
+        result["baseline"] = {"path": str(baseline_dir), "run_id": baseline.get("run", {}).get("id"),
+                              "verdict": baseline.get("verdict", {}).get("status")}
     out = write_run(out, result, predictions_csv(ev, preds, m.labels, policy.decision_threshold),
-                    template_dirs=template_dirs)
+                    template_dirs=template_dirs, sign_key=Path(sign_key) if sign_key else None)
+    import json
+
+    from audit.ledger import EVIDENCE, append_ledger
+
+    digest = json.loads((out / EVIDENCE).read_text())["digest"]
+    append_ledger(Path(out).resolve().parent, Path(out).resolve(), result, digest)
     return RunOutcome(result, out, code)
+
+
+def template_inputs(template_dirs: list[Path] | None) -> list[dict[str, Any]]:
+    """The report templates in effect (a user folder's override first), hashed as inputs of the run."""
+    from audit.resources import templates_dir
+
+    seen: dict[str, Path] = {}
+    for folder in [*(template_dirs or []), templates_dir()]:
+        for p in sorted(Path(folder).glob("*.html")):
+            seen.setdefault(p.name, p)
+    return [{"role": "template", "path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for _, p in sorted(seen.items())]
 
 
 def _stderr(msg: str) -> None:

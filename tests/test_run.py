@@ -33,7 +33,8 @@ def test_run_writes_every_output(passed_run):
     result, out = passed_run
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].startswith("verdict: PASS")
-    assert sorted(p.name for p in out.iterdir()) == [".audit-run", "junit.xml", "predictions.csv", "report.html", "result.json",
+    assert sorted(p.name for p in out.iterdir()) == [".audit-run", "evidence.json", "junit.xml", "predictions.csv",
+                                                     "report.html", "result.json",
                                                      "summary.md"]
     r = json.loads((out / "result.json").read_text())
     assert r["schema_version"] == "1.0" and r["verdict"]["status"] == "PASS" and r["verdict"]["exit_code"] == 0

@@ -160,8 +160,10 @@ def write_files(out_dir: Path, files: dict[str, str]) -> Path:
 
 
 def write_run(out_dir: Path, result: dict, predictions_csv: str | None,
-              template_dirs: list[Path] | None = None, extra: dict[str, str] | None = None) -> Path:
-    """Write result.json, report.html, junit.xml, summary.md and predictions.csv (when given) to `out_dir`.
+              template_dirs: list[Path] | None = None, extra: dict[str, str] | None = None,
+              sign_key: Path | None = None) -> Path:
+    """Write result.json, report.html, junit.xml, summary.md and predictions.csv (when given) to `out_dir`,
+    with evidence.json (the sha256 of each file) and, with `sign_key`, signature.json.
 
     Everything is rendered before the disk is touched; a rendering error raises with nothing written.
     `extra` adds more text files ({name: text}) to the folder. Returns `out_dir`."""
@@ -172,6 +174,9 @@ def write_run(out_dir: Path, result: dict, predictions_csv: str | None,
         if Path(name).name != name or name.startswith("."):
             raise OutputError(f"cannot write {name!r} in the run folder: not a plain file name")
         files[name] = data
+    from audit.ledger import evidence_files
+
+    files.update(evidence_files(files, clean, sign_key))  # sealed: the sha256 of every file, signed when asked
     files[MARKER] = f"written by audit; run {(clean.get('run') or {}).get('id', '')}\n"
     return write_files(Path(out_dir), files)
 
