@@ -28,7 +28,7 @@ class AuditGroup(click.Group):
             click.echo(f"error: {exc.message}", err=True)
             sys.exit(EXIT_USAGE)
         except KeyboardInterrupt:
-            click.echo("interrupted: nothing was written", err=True)
+            click.echo("interrupted: no partial output was left; an earlier run folder is untouched", err=True)
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
@@ -339,7 +339,14 @@ def diff_cmd(run_a, run_b):
         click.echo(f"  {m['check_id']:<40} {a:>8} -> {b:>8}  {delta}")
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # run the same clean-up as Ctrl-C: temp folders go, nothing half-written stays
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="audit")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from audit.errors import DataError
 
 MAX_SHOWN = 5  # row numbers named in one message
+MAX_FILE_BYTES = 2 * 2**30  # a data file loaded whole; bound what we read
 
 
 def sha256_file(path: Path) -> str:
@@ -39,12 +40,18 @@ def read_table(path: str | Path):
         raise DataError(f"{path}: data file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected a data file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise DataError(f"{path}: data file is empty")
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{path}: data file is {size / 2**30:.1f} GiB; files over {MAX_FILE_BYTES / 2**30:.0f} GiB are "
+                        "not loaded whole: audit a sample of it")
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".txt"):
             raw = path.read_bytes()
+            if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                raise DataError(f"{path}: UTF-16 text; save the file as UTF-8")
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:

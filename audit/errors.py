@@ -20,6 +20,7 @@ class AuditError(Exception):
     """Base class: the message is one readable line, shown to the user as is."""
 
     def __init__(self, message: str) -> None:
+        message = " ".join(part.strip() for part in str(message).splitlines() if part.strip())  # one line, always
         super().__init__(message)
         self.message = message
 

@@ -170,6 +170,8 @@ def _check_rules(policy: Policy, loc: Locations) -> None:
             value = getattr(rule, key)
             if value is not None and value != value:  # NaN
                 problem(base + (key,), "expected a number, got NaN")
+            elif value is not None and abs(value) == float("inf"):
+                problem(base + (key,), f"expected a finite number, got {value}")
     for i, waiver in enumerate(policy.waivers):
         if waiver.check not in policy.checks:
             problem(("waivers", i, "check"),

@@ -79,14 +79,17 @@ def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | N
     texts = make_texts(frame, m.text, path)
     y = label_indices(frame, m.label_column, m.labels, path)
     for name, attr in m.protected_attributes.items():
-        group_series(frame, name, attr, path)
-    if m.id_column:
-        from audit.data import require_columns
-
-        require_columns(frame, {m.id_column: "id"}, path)
+        if attr.column in frame.columns:
+            group_series(frame, name, attr, path)  # a bad value fails now, before the model loads
+        else:
+            notes.append(f"The eval data has no column '{attr.column}' for the protected attribute '{name}': "
+                         "checks by that attribute cannot run.")
+    if m.id_column and m.id_column in frame.columns:
         row_ids = frame[m.id_column].astype(str).tolist()
     else:
         row_ids = [str(i) for i in frame.index]
+        if m.id_column:
+            notes.append(f"The eval data has no id column '{m.id_column}': rows are named by their row number.")
     if m.text.template:
         notes.append("The text of every row is generated from a template over tabular columns; the model never "
                      "saw free text written by applicants.")
@@ -299,8 +302,11 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
 
     from audit.ledger import EVIDENCE, append_ledger
 
+    from audit.render.outputs import signals_deferred
+
     digest = json.loads((out / EVIDENCE).read_text())["digest"]
-    append_ledger(Path(out).resolve().parent, Path(out).resolve(), result, digest)
+    with signals_deferred():
+        append_ledger(Path(out).resolve().parent, Path(out).resolve(), result, digest)
     return RunOutcome(result, out, code)
 
 

@@ -62,6 +62,8 @@ def load_yaml(path: Path, error: Callable[[str], Exception], what: str = "file")
         raise error(f"{name}: cannot read {what}: {exc.strerror}") from None
     if len(raw) > MAX_BYTES:
         raise error(f"{name}: {what} is {len(raw):,} bytes; more than {MAX_BYTES:,} is not a {what}")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise error(f"{name}: UTF-16 text; save the {what} as UTF-8")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -71,37 +73,60 @@ def load_yaml(path: Path, error: Callable[[str], Exception], what: str = "file")
         if node is None:
             raise error(f"{name}: {what} is empty")
         locations = Locations(name)
-        _walk(node, (), locations, error)
+        _walk(node, (), locations, error, [0])
         data = yaml.load(text, Loader=yaml.SafeLoader)
+        _text_keys(data, (), locations, error)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
         raise error(f"{name}{line}: invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
-        raise error(f"{name}: invalid YAML: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise error(f"{name}: invalid YAML: {first}") from None
     except RecursionError:
         raise error(f"{name}: {what} is nested too deeply") from None
     return data, locations
 
 
-def _walk(node, path: Path_, loc: Locations, error) -> None:
+def _text_keys(data, path: Path_, loc: Locations, error) -> None:
+    """Every mapping key must be text: `1: x` or `true: x` is almost always a mistake in a config file."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                where = loc.where(path + (str(key).lower() if isinstance(key, bool) else str(key),))
+                raise error(f"{where}: {dotted(path + (str(key),))}: keys must be text, got {key!r} (quote it)")
+            _text_keys(value, path + (key,), loc, error)
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            _text_keys(item, path + (i,), loc, error)
+
+
+MAX_NODES = 20_000  # after aliases are expanded: a policy is small; an alias bomb is not
+
+
+def _walk(node, path: Path_, loc: Locations, error, count: list[int]) -> None:
     import yaml
 
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise error(f"{loc.file}: more than {MAX_NODES:,} values once aliases are expanded; refusing to read it")
     loc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise error(f"{loc.file}:{line}: {dotted(path) or 'top level'}: keys must be plain text")
+            key = key_node.value
             if key in seen:
                 raise error(
                     f"{loc.file}:{line}: {dotted(path + (key,))}: duplicate key (first given on line {seen[key]})"
                 )
             seen[key] = line
             loc.lines[path + (key,)] = line
-            _walk(value_node, path + (key,), loc, error)
+            _walk(value_node, path + (key,), loc, error, count)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             loc.lines[path + (i,)] = item.start_mark.line + 1
-            _walk(item, path + (i,), loc, error)
+            _walk(item, path + (i,), loc, error, count)

@@ -135,6 +135,27 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
+class signals_deferred:
+    """Block SIGINT and SIGTERM for a few renames; they are delivered when the block ends (POSIX only)."""
+
+    def __enter__(self):
+        import signal
+
+        self._mask = None
+        if hasattr(signal, "pthread_sigmask"):
+            import threading
+
+            if threading.current_thread() is threading.main_thread():
+                self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+
+
 def write_files(out_dir: Path, files: dict[str, str]) -> Path:
     """Write `files` ({name: text}) as the whole content of `out_dir`, atomically (see the module docstring)."""
     out_dir = Path(out_dir)
@@ -148,8 +169,9 @@ def write_files(out_dir: Path, files: dict[str, str]) -> Path:
         for name, data in files.items():
             _write_file(tmp / name, data)
         _fsync_dir(tmp)
-        _swap_in(tmp, target)
-        tmp = None
+        with signals_deferred():  # SIGINT/SIGTERM between the two renames would lose the old folder
+            _swap_in(tmp, target)
+            tmp = None
     except OSError as e:
         raise OutputError(f"cannot write the run folder {out_dir}: {_why(e)}"
                           + (f" ({e.filename})" if e.filename else "")) from e

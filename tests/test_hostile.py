@@ -1,0 +1,220 @@
+"""Hostile inputs and faults: every input gets one clear line and exit 2, or a correct run; runs that are
+killed or run side by side never lose or corrupt an earlier result. The corpus is under tests/corpus/."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from audit.cli import cli
+from audit.errors import DataError, PolicyError
+from audit.policy import load_policy
+from tests.conftest import MIN_POLICY, make_frame
+
+CORPUS = Path(__file__).parent / "corpus"
+
+POLICY_CORPUS = {
+    "alias_bomb.yaml": "alias_bomb.yaml: more than 20,000 values once aliases are expanded; refusing to read it",
+    "deep_nesting.yaml": "deep_nesting.yaml: policy is nested too deeply",
+    "duplicate_keys.yaml": "duplicate_keys.yaml:5: checks.performance.roc_auc: duplicate key (first given on line 4)",
+    "huge_number.yaml": "huge_number.yaml:4: checks.performance.roc_auc.min: expected a finite number, got inf",
+    "inf_threshold.yaml": "inf_threshold.yaml:4: checks.performance.roc_auc.min: expected a finite number, got inf",
+    "int_key.yaml": "int_key.yaml:3: 1: keys must be text, got 1 (quote it)",
+    "nonstring_key.yaml": "nonstring_key.yaml:4: checks: keys must be plain text",
+    "tabs.yaml": "tabs.yaml:4: invalid YAML: found character '\\t' that cannot start any token",
+    "utf16.yaml": "utf16.yaml: UTF-16 text; save the policy as UTF-8",
+}
+
+
+@pytest.mark.parametrize("name", sorted(POLICY_CORPUS))
+def test_policy_corpus(name):
+    path = CORPUS / "policies" / name
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert str(info.value) == f"{CORPUS / 'policies'}/{POLICY_CORPUS[name]}"
+
+
+def test_policy_with_bom_loads():
+    assert load_policy(CORPUS / "policies" / "bom_ok.yaml").policy == "p"
+
+
+def test_oversized_policy_is_not_read(tmp_path):
+    p = tmp_path / "big.yaml"
+    p.write_text("policy: p\n# " + "x" * 1_100_000 + "\n")
+    with pytest.raises(PolicyError, match=r"big.yaml: policy is 1,100,013 bytes; more than 1,000,000 is not a policy"):
+        load_policy(p)
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers(-10**30, 10**30) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20)
+
+known_keys = st.sampled_from(["policy", "version", "checks", "confidence", "inconclusive", "min_group_size", "budget",
+                              "waivers", "performance.roc_auc", "min", "max", "basis", "severity", "refs", "bins",
+                              "decision_threshold", "max_rows", "bootstrap", "seed", "baseline", "max_drop"])
+policy_like = st.recursive(
+    yaml_values, lambda children: st.dictionaries(known_keys | st.text(max_size=8), children, max_size=6),
+    max_leaves=25)
+
+
+def _loads_or_refuses(path: Path) -> None:
+    try:
+        load_policy(path)
+    except PolicyError as exc:
+        msg = str(exc)
+        assert "\n" not in msg and msg.startswith(str(path)), msg
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=policy_like)
+def test_fuzz_policy_structures(tmp_path, data):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    _loads_or_refuses(path)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300) | st.text(max_size=300).map(lambda t: t.encode("utf-8")))
+def test_fuzz_policy_bytes(tmp_path, raw):
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(MIN_POLICY.encode()[: len(raw) % 80] + raw)
+    _loads_or_refuses(path)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=400))
+def test_fuzz_data_bytes(tmp_path, raw):
+    from audit.data import make_texts, read_table
+    from audit.manifest import TextRecipe
+
+    path = tmp_path / "fuzz.csv"
+    path.write_bytes(b"id,text,label\n" + raw)
+    try:
+        make_texts(read_table(path), TextRecipe(column="text"), path)
+    except DataError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(str(path))
+
+
+DATA_CORPUS = {
+    "latin1.csv": ":2: not UTF-8 text (byte 20); save the file as UTF-8",
+    "utf16.csv": ": UTF-16 text; save the file as UTF-8",
+    "ragged.csv": ": cannot parse data file: Error tokenizing data. C error: Expected 3 fields in line 3, saw 4",
+}
+
+
+def _run(model, policy, out, data):
+    return CliRunner().invoke(cli, ["run", str(model), "--policy", str(policy), "--out", str(out), "--data", str(data),
+                                    "--no-progress"], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("name", sorted(DATA_CORPUS))
+def test_data_corpus_refused(tiny_model, tmp_path, policy_file, name):
+    data = CORPUS / "data" / name
+    r = _run(tiny_model, policy_file(MIN_POLICY), tmp_path / "out", data)
+    assert r.exit_code == 2 and r.output == f"error: {data}{DATA_CORPUS[name]}\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["quoted_newlines.csv", "zero_width_rtl.csv", "formula_names.csv"])
+def test_data_corpus_runs(tiny_model, tmp_path, policy_file, name):
+    """Odd but valid files give a correct run (the AUC needs both classes: each file has one row of each)."""
+    r = _run(tiny_model, policy_file(MIN_POLICY.replace("bootstrap: 200", "bootstrap: 0")), tmp_path / "out",
+             CORPUS / "data" / name)
+    assert r.exit_code in (0, 1, 3), r.output
+    res = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert res["data"]["eval"]["rows"] == 2
+
+
+def test_huge_cell_is_truncated_and_reported(tiny_model, tmp_path, policy_file):
+    data = tmp_path / "huge.csv"
+    data.write_text("id,text,label\na1," + "late " * 210_000 + ",bad\na2,pays on time,good\n")
+    r = _run(tiny_model, policy_file(MIN_POLICY.replace("bootstrap: 200", "bootstrap: 0")), tmp_path / "out", data)
+    assert r.exit_code in (0, 1, 3), r.output
+    res = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert res["scoring"]["truncated"] == 1
+    assert any("1 of 2 texts were longer than the model's window (32 tokens)" in w for w in res["warnings"])
+
+
+def test_spreadsheet_formulas_are_neutralized(tiny_model, tmp_path, policy_file):
+    f = make_frame(40, seed=3)
+    f.loc[0, "id"] = "=HYPERLINK(\"http://x\",\"y\")"
+    f.loc[1, "id"] = "+1"
+    f.loc[2, "id"] = "-2"
+    f.loc[3, "id"] = "@SUM(A1)"
+    f.loc[4, "id"] = "\tx"
+    data = tmp_path / "ids.csv"
+    f.to_csv(data, index=False)
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    m = yaml.safe_load((model / "audit-model.yaml").read_text())
+    assert m["id_column"] == "id"
+    r = _run(model, policy_file(MIN_POLICY), tmp_path / "out", data)
+    assert r.exit_code in (0, 1), r.output
+    import csv
+
+    rows = list(csv.reader((tmp_path / "out" / "predictions.csv").open()))
+    ids = [row[0] for row in rows[1:6]]
+    assert sorted(ids) == sorted(["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'-2", "'@SUM(A1)", "'\tx"])
+    for row in rows[1:]:
+        assert row[0][:1] not in ("=", "+", "-", "@", "\t", "\r")
+
+
+def test_output_path_that_cannot_be_written(tiny_model, tmp_path, policy_file):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(policy_file(MIN_POLICY)), "--out",
+                                 str(blocker / "out"), "--no-progress"], catch_exceptions=False)
+    assert r.exit_code == 2 and r.output.startswith(f"error: cannot write the run folder {blocker / 'out'}")
+
+
+def _spawn(model, policy, out):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "audit", "run", str(model), "--policy", str(policy), "--out",
+                             str(out), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_killed_runs_leave_the_previous_report_untouched(tiny_model, tmp_path, policy_file):
+    pol = policy_file(MIN_POLICY)
+    out = tmp_path / "runs" / "current"
+    first = _spawn(tiny_model, pol, out)
+    assert first.wait(120) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for sig, delay in ((signal.SIGTERM, 0.5), (signal.SIGINT, 1.5), (signal.SIGTERM, 2.5), (signal.SIGKILL, 3.0)):
+        proc = _spawn(tiny_model, pol, out)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        code = proc.wait(120)
+        after = {p.name: p.read_bytes() for p in out.iterdir()}
+        if code == 0:  # the run finished before the signal: a complete, newer run folder
+            assert json.loads(after["result.json"])["verdict"]["status"] == "PASS"
+            before = after
+        else:
+            assert after == before, f"{sig.name} after {delay}s changed the earlier run"
+        visible = [p.name for p in out.parent.iterdir() if not p.name.startswith(".")]
+        assert sorted(visible) == ["current", "ledger.jsonl", "ledger.jsonl.lock"]
+        if sig != signal.SIGKILL:  # a catchable signal cleans its temp folder up
+            assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name]
+    r = CliRunner().invoke(cli, ["verify", str(out)])
+    assert r.exit_code == 0, r.output
+
+
+def test_two_runs_into_one_root_at_once(tiny_model, tmp_path, policy_file):
+    pol = policy_file(MIN_POLICY)
+    procs = [_spawn(tiny_model, pol, tmp_path / "root" / name) for name in ("a", "b")]
+    assert [p.wait(180) for p in procs] == [0, 0]
+    r = CliRunner().invoke(cli, ["history", str(tmp_path / "root")])
+    assert r.exit_code == 0 and len(r.output.splitlines()) == 2, r.output
+    for name in ("a", "b"):
+        assert CliRunner().invoke(cli, ["verify", str(tmp_path / "root" / name)]).exit_code == 0
