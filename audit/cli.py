@@ -253,16 +253,25 @@ def checks_cmd():
 
 
 @cli.command("report")
-@click.argument("result_json", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("result_json", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the re-rendered files (default: beside result.json).")
 @click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False))
-def report_cmd(result_json, out_dir, template_dir):
-    """Re-render report.html (and junit.xml, summary.md) from a result.json alone."""
+@click.option("--pdf", is_flag=True, help="Also print report.pdf with headless Chromium (vector charts).")
+def report_cmd(result_json, out_dir, template_dir, pdf):
+    """Re-render report.html (and junit.xml, summary.md) from a result.json (or a run folder) alone."""
     from audit.render.outputs import rerender
 
+    result_json = Path(result_json)
+    if result_json.is_dir():
+        result_json = result_json / "result.json"
     written = rerender(result_json, out_dir, template_dirs=[template_dir] if template_dir else None)
-    click.echo(f"report: {written}")
+    click.echo(f"report: {Path(written) / 'report.html'}")
+    if pdf:
+        from audit.render.pdf import html_to_pdf
+
+        target = html_to_pdf(Path(written) / "report.html", Path(written) / "report.pdf")
+        click.echo(f"pdf: {target}")
 
 
 @cli.command("keygen")

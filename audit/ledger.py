@@ -254,7 +254,12 @@ def verify_run(run_dir: Path, pubkey: Path | None = None) -> Verification:
         else:
             v.ok.append(f"{name}: unchanged")
     for p in sorted(run_dir.iterdir()):
-        if p.name not in body["files"] and p.name not in NOT_SEALED:
+        if p.name in body["files"] or p.name in NOT_SEALED:
+            continue
+        if p.name == "report.pdf":
+            v.notes.append("report.pdf: printed from report.html after the run was sealed; not itself sealed "
+                           "(re-print it with 'audit report RUN_DIR --pdf' to compare)")
+        else:
             v.changed.append(f"{p.name}: not part of the sealed run")
     for item in body["inputs"]:
         p = Path(item.get("path") or "")
