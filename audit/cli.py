@@ -208,7 +208,7 @@ def build_train_config(recipe_path, text_column, template, template_file, label_
     attrs.update(parse_protected(protected))
     return TrainConfig(text=text, label_column=label, positive_label=positive_label or r.positive_label,
                        protected_attributes=attrs, id_column=id_column or r.id_column, name=name or r.name,
-                       description=r.description)
+                       description=r.description, card=r.card)
 
 
 @cli.command()

@@ -108,6 +108,18 @@ class BaseModelInfo(BaseModel):
     sha256: str = ""
 
 
+class Card(BaseModel):
+    """The model card's words that only people can supply."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    intended_use: str = ""
+    users: str = ""
+    out_of_scope: str = ""
+    limitations: str = ""
+    ethical_considerations: str = ""
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -122,6 +134,7 @@ class Manifest(BaseModel):
     max_length: int = Field(default=128, gt=0, le=8192)
     protected_attributes: dict[str, ProtectedAttribute] = Field(default_factory=dict)
     data: TrainingData | None = None
+    card: Card = Field(default_factory=Card)
     base_model: BaseModelInfo | None = None
     training: dict[str, Any] = Field(default_factory=dict)
     environment: dict[str, Any] = Field(default_factory=dict)
@@ -178,6 +191,7 @@ class Recipe(BaseModel):
     id_column: str | None = None
     protected_attributes: dict[str, ProtectedAttribute] = Field(default_factory=dict)
     description: str = ""
+    card: Card = Field(default_factory=Card)
 
 
 def load_recipe(path: Path) -> Recipe:

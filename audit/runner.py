@@ -171,7 +171,7 @@ def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float) -> 
     w.writerow(["row_id", "score", "predicted_label", "true_label"])
     positive, negative = labels[preds.positive_index], labels[1 - preds.positive_index]
     for rid, s, t in zip(ev.row_ids, preds.score, ev.y):
-        w.writerow([safe_cell(rid), f"{s:.6f}", positive if s >= threshold else negative, safe_cell(labels[t])])
+        w.writerow([safe_cell(rid), repr(float(s)), positive if s >= threshold else negative, safe_cell(labels[t])])
     return buf.getvalue()
 
 
@@ -281,7 +281,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                   "protected_attributes": {k: a.model_dump(exclude_none=True)
                                            for k, a in m.protected_attributes.items()},
                   "training_data": m.data.source.model_dump() if m.data else None,
-                  "description": m.data.description if m.data else ""},
+                  "description": m.data.description if m.data else "",
+                  "card": m.card.model_dump()},
         "data": {"eval": {"path": str(ev.path), "sha256": ev.sha256, "rows": len(ev.texts), "source": ev.source,
                           "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum())}},
         "inputs": inputs,

@@ -65,6 +65,12 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    # Identical texts are scored once: they get bit-identical scores (batch padding would otherwise add noise of
+    # ~1e-7 that decides how ties rank) and templated data repeats itself.
+    unique: dict[str, int] = {}
+    back = np.array([unique.setdefault(t, len(unique)) for t in texts], dtype=np.int64)
+    all_texts = texts
+    texts = list(unique)
     ids, full = tokenize(tokenizer, texts, max_length)
     lengths = np.array([len(x) for x in ids])
     order = np.argsort(-lengths, kind="stable")  # longest first: the largest batch shows its cost at once
@@ -87,9 +93,14 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
                     emb = np.zeros((n, pooled.shape[1]), dtype=np.float32)
                 emb[rows] = pooled.numpy()
             bar.update(len(rows))
+    probs, lengths, full = probs[back], lengths[back], full[back]
+    if emb is not None:
+        emb = emb[back]
+    n = len(all_texts)
     loss = None
     if labels is not None:
         loss = -np.log(np.clip(probs[np.arange(n), labels], 1e-300, None))
     return Predictions(probs=probs, positive_index=positive_index, lengths=lengths,
                        truncated=int((full > max_length).sum()), seconds=time.perf_counter() - start,
-                       loss=loss, embeddings=emb, meta={"batch_size": batch_size, "max_length": max_length})
+                       loss=loss, embeddings=emb,
+                       meta={"batch_size": batch_size, "max_length": max_length, "unique_texts": len(texts)})

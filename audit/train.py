@@ -22,6 +22,7 @@ from audit.errors import DataError, ModelError, UsageError
 from audit.manifest import (
     MANIFEST_NAME,
     BaseModelInfo,
+    Card,
     DataFile,
     Manifest,
     ProtectedAttribute,
@@ -50,6 +51,7 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
     description: str = ""
+    card: Card | None = None
 
 
 def default_base_model() -> Path:
@@ -206,6 +208,7 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, progress
                         eval_rows=len(eval_idx), train_index=train_idx.tolist(), eval_index=eval_idx.tolist()),
             description=cfg.description,
         ),
+        card=cfg.card or Card(),
         base_model=BaseModelInfo(name=_model_name(base), path=str(base), sha256=sha256_file(base_weights)),
         training={"method": "full fine-tuning", "epochs": cfg.epochs, "batch_size": cfg.batch_size,
                   "learning_rate": cfg.learning_rate, "max_length": cfg.max_length, "seed": cfg.seed,

@@ -316,7 +316,8 @@ def test_write_run_writes_every_file(tmp_path):
     r["measurements"]["performance.f1"]["ci_high"] = float("inf")
     assert write_run(out, r, "id,score\n1,0.5\n") == out
     names = sorted(p.name for p in out.iterdir())
-    assert names == [".audit-run", "junit.xml", "predictions.csv", "report.html", "result.json", "summary.md"]
+    assert names == [".audit-run", "README.md", "evidence.json", "junit.xml", "predictions.csv", "report.html",
+                     "result.json", "summary.md"]
     raw = (out / "result.json").read_text(encoding="utf-8")
     assert "NaN" not in raw and "Infinity" not in raw
     back = json.loads(raw)

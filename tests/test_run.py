@@ -33,7 +33,8 @@ def test_run_writes_every_output(passed_run):
     result, out = passed_run
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].startswith("verdict: PASS")
-    assert sorted(p.name for p in out.iterdir()) == [".audit-run", "evidence.json", "junit.xml", "predictions.csv",
+    assert sorted(p.name for p in out.iterdir()) == [".audit-run", "README.md", "evidence.json", "junit.xml",
+                                                     "predictions.csv",
                                                      "report.html", "result.json",
                                                      "summary.md"]
     r = json.loads((out / "result.json").read_text())
@@ -55,7 +56,7 @@ def test_measurements_equal_sklearn_on_the_written_predictions(passed_run):
     s = p["score"].to_numpy()
     pred = (p["predicted_label"] == "good").astype(int)
     m = r["measurements"]
-    tol = 1e-5  # predictions.csv rounds scores to 6 decimals
+    tol = 1e-12  # predictions.csv carries every digit of the score
     assert m["performance.roc_auc"]["value"] == pytest.approx(skm.roc_auc_score(y, s), abs=tol)
     assert m["performance.pr_auc"]["value"] == pytest.approx(skm.average_precision_score(y, s), abs=tol)
     assert m["performance.accuracy"]["value"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)

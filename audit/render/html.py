@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from audit.errors import OutputError
+from audit.render.governance import governance_view
 from audit.render.views import report_view
 from audit.resources import templates_dir
 
@@ -39,7 +40,7 @@ def render_html(result: dict, template_dirs: list[Path] | None = None) -> str:
             raise OutputError(f"template folder {d} does not exist")
     view = report_view(result)
     try:
-        return environment(template_dirs).get_template(REPORT_TEMPLATE).render(r=view)
+        return environment(template_dirs).get_template(REPORT_TEMPLATE).render(r=view, g=governance_view(result))
     except jinja2.TemplateSyntaxError as e:
         raise OutputError(f"template {e.filename or e.name}:{e.lineno}: {e.message}") from e
     except jinja2.TemplateError as e:

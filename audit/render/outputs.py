@@ -26,6 +26,7 @@ from typing import Any
 from audit.errors import DataError, OutputError
 from audit.render.html import render_html
 from audit.render.junit import render_junit
+from audit.render.governance import model_card_markdown
 from audit.render.markdown import render_markdown
 
 RESULT = "result.json"
@@ -33,6 +34,7 @@ REPORT = "report.html"
 JUNIT = "junit.xml"
 SUMMARY = "summary.md"
 PREDICTIONS = "predictions.csv"
+MODEL_CARD = "README.md"  # the model card, Hugging Face style, to ship beside the model
 MARKER = ".audit-run"
 
 
@@ -72,6 +74,7 @@ def render_all(result: dict, template_dirs: list[Path] | None = None) -> tuple[d
         REPORT: render_html(clean, template_dirs),
         JUNIT: render_junit(clean),
         SUMMARY: render_markdown(clean),
+        MODEL_CARD: model_card_markdown(clean),
     }
     return clean, files
 
@@ -247,7 +250,7 @@ def rerender(result_json_path: Path, out: Path | None = None, template_dirs: lis
         return write_run(target, result, csv, template_dirs)
     _, files = render_all(result, template_dirs)
     try:
-        for name in (REPORT, JUNIT, SUMMARY):
+        for name in (REPORT, JUNIT, SUMMARY, MODEL_CARD):
             _replace_file(target / name, files[name])
         _fsync_dir(target)
     except OSError as e:
