@@ -12,6 +12,39 @@ def german_credit() -> tuple[Path, Path]:
     return folder / "german_credit.csv", folder / "recipe.yaml"
 
 
+CURRENT = "current-shifted-cohort.csv"
+PURPOSE_WEIGHTS = {"car (new)": 4.0, "business": 3.0, "car (used)": 2.0, "radio/television": 0.5}
+AMOUNT_FACTOR = 1.5
+DURATION_ADDED = 6  # months
+
+
+def shifted_cohort(csv: Path, eval_index: list[int], seed: int = 0, rows: int = 200):
+    """A drifted 'current' cohort for the demo, and one sentence on how it was made.
+
+    `rows` of the held-out applicants (the model never fitted them), drawn without replacement with the loan
+    purposes re-weighted (PURPOSE_WEIGHTS), every credit amount raised by AMOUNT_FACTOR and every duration by
+    DURATION_ADDED months; labels as recorded."""
+    import numpy as np
+
+    from audit.data import read_table
+
+    frame = read_table(csv).iloc[list(eval_index)]
+    rng = np.random.default_rng(seed)
+    weights = frame["purpose"].map(PURPOSE_WEIGHTS).fillna(1.0).to_numpy()
+    rows = min(rows, len(frame))
+    pick = np.sort(rng.choice(len(frame), size=rows, replace=False, p=weights / weights.sum()))
+    cohort = frame.iloc[pick].copy()
+    amounts = cohort["credit_amount"].astype(float) * AMOUNT_FACTOR
+    cohort["credit_amount"] = amounts.round().astype(int).astype(str)
+    cohort["duration_in_month"] = (cohort["duration_in_month"].astype(int) + DURATION_ADDED).astype(str)
+    shown = ", ".join(f"{k} ×{v:g}" for k, v in PURPOSE_WEIGHTS.items())
+    about = (f"The current set of the demo is synthetic: {rows} of the {len(frame)} held-out applicants, drawn "
+             f"without replacement (seed {seed}) with loan purposes re-weighted ({shown}), every credit amount "
+             f"raised by {AMOUNT_FACTOR - 1:.0%} and every duration by {DURATION_ADDED} months; labels as recorded. "
+             "It stands in for a later cohort whose loans are larger, longer and more often for cars and business.")
+    return cohort.reset_index(drop=True), about
+
+
 def run_demo(out_root: Path, *, epochs: int = 3, policy: str = "fin", progress: bool = True,
              max_length: int = 128, batch_size: int = 16, learning_rate: float = 5e-5, seed: int = 0):
     from audit.cli import build_train_config
@@ -29,5 +62,13 @@ def run_demo(out_root: Path, *, epochs: int = 3, policy: str = "fin", progress: 
         train(csv, model_dir, cfg, progress=progress)
     else:
         print(f"using the demo model already trained in {model_dir}", flush=True)
-    return run_audit(model_dir, policy, out_dir=None, progress=progress,
-                     command=["audit", "demo", "--out", str(out_root)], report_root=out_root / "reports")
+    from audit.manifest import load_manifest
+
+    split = load_manifest(model_dir / "audit-model.yaml").data.split
+    cohort, about = shifted_cohort(csv, split.eval_index, seed=seed)
+    current = out_root / CURRENT
+    cohort.to_csv(current, index=False)
+    print(f"current set for the drift checks: {current}. {about}", flush=True)
+    return run_audit(model_dir, policy, out_dir=None, progress=progress, current_path=current,
+                     command=["audit", "demo", "--out", str(out_root)], report_root=out_root / "reports",
+                     notes=[about])

@@ -23,6 +23,8 @@ def fmt(value: float | None, unit: str = "") -> str:
         return "n/a"
     if unit == "count":
         return f"{value:,.0f}"
+    if value != 0 and abs(value) < 0.001:
+        return f"{value:.2g}"  # 0.00012, not 0.000
     return f"{value:.3f}"
 
 

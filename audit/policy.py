@@ -158,6 +158,11 @@ def _check_rules(policy: Policy, loc: Locations) -> None:
             expected = _type_name(spec.params[key])
             if expected and not _fits(value, spec.params[key]):
                 problem(base + (key,), f"expected {expected}, got {_show(value)}")
+        if spec.validate is not None:
+            try:
+                spec.validate({**spec.params, **rule.params})
+            except ValueError as exc:
+                problem(base, str(exc))
         if spec.threshold_required and rule.min is None and rule.max is None and rule.baseline is None:
             problem(base, "missing threshold: give min or max")
         if rule.baseline is not None and rule.baseline.max_drop is None and rule.baseline.max_relative_drop is None:

@@ -143,9 +143,10 @@ def measure(policy: Policy, ctx) -> dict[str, Measurement]:
 
     specs = all_checks()
     families = {specs[cid].family for cid in policy.checks}
+    paid = {specs[cid].cost for cid in policy.checks if specs[cid].cost}
     out: dict[str, Measurement] = {}
     for cid, spec in specs.items():
-        if spec.family not in families:
+        if spec.family not in families or (spec.cost and spec.cost not in paid):
             continue
         params = dict(spec.params)
         if cid in policy.checks:
@@ -170,8 +171,10 @@ def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float) -> 
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["row_id", "score", "predicted_label", "true_label"])
     positive, negative = labels[preds.positive_index], labels[1 - preds.positive_index]
+    from audit.pii import redact
+
     for rid, s, t in zip(ev.row_ids, preds.score, ev.y):
-        w.writerow([safe_cell(rid), repr(float(s)), positive if s >= threshold else negative, safe_cell(labels[t])])
+        w.writerow([safe_cell(redact(rid)), repr(float(s)), positive if s >= threshold else negative, safe_cell(labels[t])])
     return buf.getvalue()
 
 
@@ -185,7 +188,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
               template_dirs: list[Path] | None = None, manifest: Manifest | None = None,
               manifest_path: Path | None = None, batch_size: int | None = None,
               command: list[str] | None = None, report_root: Path = Path("reports"),
-              sign_key: Path | None = None, baseline_dir: Path | None = None) -> RunOutcome:
+              sign_key: Path | None = None, baseline_dir: Path | None = None,
+              notes: list[str] | None = None) -> RunOutcome:
     from audit.checks import all_checks
     from audit.context import CheckContext
     from audit.judge import exit_code, verdict
@@ -231,7 +235,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                        min_group_size=policy.min_group_size, positive_label=m.positive_label,
                        negative_label=m.negative_label, frame=ev.frame, texts=ev.texts, manifest=m, bundle=bundle,
                        loader=lambda name: load_other(name, bundle, batch_size or policy.budget.batch_size, progress, others),
-                       extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path)})
+                       extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path),
+                              "attachments": {}})
     measurements = measure(policy, ctx)
     specs = all_checks()
     findings = judge_all(policy, specs, measurements, today=started.date(),
@@ -284,7 +289,10 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                   "description": m.data.description if m.data else "",
                   "card": m.card.model_dump()},
         "data": {"eval": {"path": str(ev.path), "sha256": ev.sha256, "rows": len(ev.texts), "source": ev.source,
-                          "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum())}},
+                          "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum())},
+                 **{name: {"path": str(p), "sha256": sha256_file(p), "rows": len(ctx._datasets[name].texts),
+                           "source": f"--{name} file"}
+                    for name, p in others.items() if name in ctx._datasets}},
         "inputs": inputs,
         "environment": environment(),
         "scoring": {"rows": len(ev.texts), "batch_size": preds.meta["batch_size"], "max_length": m.max_length, "device": "cpu",
@@ -292,17 +300,17 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                     "mean_tokens": round(float(preds.lengths.mean()), 1)},
         "measurements": {cid: meas.to_dict() for cid, meas in measurements.items()},
         "findings": [f.to_dict() for f in findings],
-        "warnings": ev.notes,
+        "warnings": ev.notes + list(notes or []),
     }
     if baseline is not None:
         result["baseline"] = {"path": str(baseline_dir), "run_id": baseline.get("run", {}).get("id"),
                               "verdict": baseline.get("verdict", {}).get("status")}
     out = write_run(out, result, predictions_csv(ev, preds, m.labels, policy.decision_threshold),
-                    template_dirs=template_dirs, sign_key=Path(sign_key) if sign_key else None)
+                    template_dirs=template_dirs, sign_key=Path(sign_key) if sign_key else None,
+                    extra=ctx.extra["attachments"])
     import json
 
     from audit.ledger import EVIDENCE, append_ledger
-
     from audit.render.outputs import signals_deferred
 
     digest = json.loads((out / EVIDENCE).read_text())["digest"]

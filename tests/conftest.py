@@ -48,7 +48,10 @@ def tiny_base(tmp_path_factory) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS)), *[str(d) for d in range(10)],
              *list("abcdefghijklmnopqrstuvwxyz"), ".", ",", ":", "-", "'"]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # transformers 5 names the argument `vocab` (4.x: `vocab_file`) and ignores the other one silently, which
+    # left a 5-token vocabulary that read every word as [UNK]; pass both and check.
+    tok = BertTokenizerFast(vocab=str(folder / "vocab.txt"), vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    assert tok.tokenize("he pays") == ["he", "pays"], "the tiny tokenizer lost its vocabulary"
     tok.save_pretrained(str(folder))
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

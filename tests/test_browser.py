@@ -4,7 +4,6 @@ Chromium, ChromeDriver or selenium is missing (.ci/run installs them where apt-g
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml

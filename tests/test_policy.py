@@ -49,6 +49,9 @@ BAD = [
     ("policy: p\nversion: '1'\nchecks:\n  performance.roc_auc: {min: 0.7\n",
      "5: invalid YAML: expected ',' or '}', but got '<stream end>'"),
     ("- a\n- b\n", "1: a policy must be a mapping of keys, got a list"),
+    ("policy: p\nversion: '1'\nchecks:\n  fairness.counterfactual_flip_rate: {max: 0.02, swaps: genderr}\n",
+     "4: checks.fairness.counterfactual_flip_rate: unknown swap list 'genderr' (bundled: age, gender, marital_status, "
+     "national_origin; or give the path of a .yaml file of pairs)"),
 ]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FAMILIES = ("performance",)  # grows as check families land
+FAMILIES = ("performance", "fairness", "explainability", "privacy", "drift")  # grows as check families land
 
 Direction = Literal["higher", "lower", "none"]
 
@@ -30,6 +30,8 @@ class CheckSpec:
     params: dict[str, Any] = field(default_factory=dict)  # parameter name -> default (type from the default)
     threshold_required: bool = True
     unit: str = ""  # "" for a plain number, "ratio", "rate", ...
+    cost: str | None = None  # a shared expensive step ("shap", "counterfactual"): run only when a rule pays for it
+    validate: Callable[[dict[str, Any]], None] | None = None  # raises ValueError(message) for bad parameters
 
     @property
     def summary(self) -> str:
@@ -47,8 +49,13 @@ _REGISTRY: dict[str, CheckSpec] = {}
 
 
 def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] | None = None,
-          threshold_required: bool = True, unit: str = "") -> Callable:
-    """Register a check function under `id` ("family.name")."""
+          threshold_required: bool = True, unit: str = "", cost: str | None = None,
+          validate: Callable[[dict[str, Any]], None] | None = None) -> Callable:
+    """Register a check function under `id` ("family.name").
+
+    Checks of a family the policy uses all run (cheap context for the report), except those with a `cost`:
+    they run when the policy rules one of the checks that share that cost. `validate` checks parameters when
+    the policy is loaded, so a bad value is named with its file and line."""
     family = id.split(".", 1)[0]
 
     def register(fn: Callable) -> Callable:
@@ -56,7 +63,8 @@ def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] |
             raise RuntimeError(f"check {id} registered twice")
         if not inspect.getdoc(fn):
             raise RuntimeError(f"check {id} has no docstring")
-        _REGISTRY[id] = CheckSpec(id, family, title, fn, direction, dict(params or {}), threshold_required, unit)
+        _REGISTRY[id] = CheckSpec(id, family, title, fn, direction, dict(params or {}), threshold_required, unit,
+                                  cost, validate)
         return fn
 
     return register

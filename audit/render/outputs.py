@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from audit.errors import DataError, OutputError
+from audit.render.governance import model_card_markdown
 from audit.render.html import render_html
 from audit.render.junit import render_junit
-from audit.render.governance import model_card_markdown
 from audit.render.markdown import render_markdown
 
 RESULT = "result.json"

@@ -38,6 +38,8 @@ def fmt(value: Any, unit: str = "") -> str:
         return "n/a"
     if unit == "count":
         return f"{v:,.0f}"
+    if v != 0 and abs(v) < 0.001:
+        return f"{v:.2g}"  # 0.00012, not 0.000
     return f"{v:.3f}"
 
 
@@ -164,6 +166,7 @@ class FamilyView:
     unjudged: list[MeasurementRow]  # "measured without a rule"
     charts: list[charts.XYChart] = field(default_factory=list)
     confusion: charts.ConfusionChart | None = None
+    detail: Any = None  # a family's own view-model, e.g. fairness_view.FairnessView
 
 
 @dataclass
@@ -348,6 +351,22 @@ def family_views(result: dict) -> list[FamilyView]:
                                        charts.calibration_chart(_dict(measurements.get("performance.ece")), positive))
                            if c is not None]
             view.confusion = charts.confusion_chart(_dict(measurements.get("performance.accuracy")))
+        elif fam == "fairness":
+            from audit.render.fairness_view import fairness_view
+
+            view.detail = fairness_view(result)
+        elif fam == "privacy":
+            from audit.render.privacy_view import privacy_view
+
+            view.detail = privacy_view(result)
+        elif fam == "explainability":
+            from audit.render.explain_view import explain_view
+
+            view.detail = explain_view(result)
+        elif fam == "drift":
+            from audit.render.drift_view import drift_view
+
+            view.detail = drift_view(result)
         views.append(view)
     return views
 

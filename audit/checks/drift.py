@@ -1,0 +1,553 @@
+"""Drift family: does the current data (`audit run … --current FILE`) still look like the data the model learned from?
+
+The reference is the model's training split (`ctx.dataset("train")`); the checks on the model's own outputs
+(scores, embeddings) take `reference: eval` to compare against the held-out eval set instead, which the model did
+not fit (see `prediction_psi`). Without a current set every check is SKIPPED with the reason; without a reference
+(no training split in the manifest, or its data file changed) likewise.
+
+Column drift runs evidently's DataDriftPreset once per run over the columns the text template uses, the protected
+attributes' columns, the label and predicted label (declared categorical), the model's text, and four text
+descriptors, each column with the test `audit.driftstats.choose_test` picks: two-sample tests that hold their level
+where evidently's default does not (see that module). Every check of the family reads the same run.
+
+evidently's own HTML reports are kept only when the runner asks for attachments: when `ctx.extra["attachments"]` is
+a dict, `share_drifted_columns` puts them there ({file name: HTML}) for the runner to write beside report.html
+(`write_run(..., extra=...)`, inside the same all-or-nothing folder write), and records their names so the report
+links them. Otherwise it notes that they were not kept and the report links nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from audit import stats
+from audit.checks import check
+from audit.context import CheckContext
+from audit.result import Measurement
+
+NO_CURRENT = "no current set to compare with the reference: give `audit run … --current FILE` (recent inputs; labels optional)"
+NO_REFERENCE = ("no reference set: the model's manifest records no training split, or the training data file changed "
+                "since training")
+ATTACHMENT = "evidently-drift.html"
+TEXT_ATTACHMENT = "evidently-text-drift.html"
+CACHE = "_drift_cache"
+TEXT = "model text"
+PREDICTED = "predicted label"
+DESCRIPTOR_PREFIX = "text: "
+COUNTED = ("template input", "protected attribute")
+
+
+@dataclass
+class Side:
+    """One side of a comparison: rows, texts and the model's outputs on them."""
+
+    name: str  # "training split", "eval set", "current set"
+    frame: Any
+    texts: list[str]
+    score: np.ndarray
+    embeddings: np.ndarray | None
+    y: np.ndarray | None  # 1 where the true label is the positive one; None without labels
+    path: str = ""
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "rows": len(self.texts), "path": self.path,
+                "labelled": self.y is not None}
+
+
+def _side(scored, name: str) -> Side:
+    preds = scored.predictions
+    y = None if scored.y is None else (np.asarray(scored.y) == preds.positive_index).astype(int)
+    return Side(name, scored.frame, list(scored.texts), np.asarray(preds.score), preds.embeddings, y, scored.path)
+
+
+def _sets(ctx: CheckContext, reference: str = "train") -> tuple[Side, Side] | str:
+    """(reference, current), or why there is nothing to compare."""
+    if reference not in ("train", "eval"):
+        raise ValueError(f"reference must be 'train' or 'eval', got {reference!r}")
+    key = ("sets", reference)
+    cache = ctx.extra.setdefault(CACHE, {})
+    if key in cache:
+        return cache[key]
+    current = ctx.dataset("current")
+    if current is None:
+        out: tuple[Side, Side] | str = NO_CURRENT
+    elif reference == "eval":
+        preds = ctx.extra.get("predictions")
+        ref = Side("eval set", ctx.frame, list(ctx.texts), np.asarray(ctx.score),
+                   getattr(preds, "embeddings", None), np.asarray(ctx.y_true), str(ctx.extra.get("eval_path", "")))
+        out = (ref, _side(current, "current set"))
+    else:
+        train = ctx.dataset("train")
+        out = NO_REFERENCE if train is None else (_side(train, "training split"), _side(current, "current set"))
+    cache[key] = out
+    return out
+
+
+def _skip(check_id: str, reason: str) -> Measurement:
+    return Measurement(check_id, None, skipped=reason)
+
+
+# ---------------------------------------------------------------- the shared evidently run
+
+
+def _columns(manifest) -> dict[str, str]:
+    """Column -> its role: the template's columns in the order the template names them, then the protected
+    attributes' columns."""
+    from audit.data import template_columns
+
+    roles: dict[str, str] = {}
+    template = manifest.text.template if manifest is not None else None
+    if template:
+        def first(c: str) -> int:
+            hit = re.search(r"\b" + re.escape(c) + r"\b", template)
+            return hit.start() if hit else len(template)
+
+        for c in sorted(template_columns(template), key=lambda c: (first(c), c)):
+            roles[c] = "template input"
+    for name, attr in (manifest.protected_attributes.items() if manifest is not None else []):
+        role = f"protected attribute ({name})"
+        roles[attr.column] = f"{roles[attr.column]}; {role}" if attr.column in roles else role
+    return roles
+
+
+def _unique(name: str, taken) -> str:
+    out, i = name, 2
+    while out in taken:
+        out, i = f"{name} ({i})", i + 1
+    return out
+
+
+def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, Any] | str:
+    """One evidently run over every compared column, cached per (alpha, distance)."""
+    import pandas as pd
+
+    from audit import driftstats as ds
+
+    key = ("evidently", float(alpha), float(distance))
+    cache = ctx.extra.setdefault(CACHE, {})
+    if key in cache:
+        return cache[key]
+    sets = _sets(ctx, "train")
+    if isinstance(sets, str):
+        cache[key] = sets
+        return sets
+    ref, cur = sets
+    m = ctx.manifest
+    roles, ref_cols, cur_cols, kinds, notes = {}, {}, {}, {}, []
+    for col, role in _columns(m).items():
+        missing = [s.name for s in (ref, cur) if col not in s.frame.columns]
+        if missing:
+            notes.append(f"Column '{col}' ({role}) is absent from the {' and the '.join(missing)}: not compared.")
+            continue
+        kinds[col], ref_cols[col], cur_cols[col] = ds.column_kind(ref.frame[col], cur.frame[col])
+        roles[col] = role
+    positive, negative = ctx.positive_label, ctx.negative_label
+    if ref.y is not None and cur.y is not None and m is not None:
+        name = _unique(f"label ({m.label_column})", roles)
+        roles[name], kinds[name] = "label (not counted)", "categorical"
+        ref_cols[name] = pd.Series(np.where(ref.y == 1, positive, negative))
+        cur_cols[name] = pd.Series(np.where(cur.y == 1, positive, negative))
+    name = _unique(PREDICTED, roles)
+    roles[name], kinds[name] = "prediction (not counted)", "categorical"
+    ref_cols[name] = pd.Series(np.where(ref.score >= ctx.threshold, positive, negative))
+    cur_cols[name] = pd.Series(np.where(cur.score >= ctx.threshold, positive, negative))
+    text_col = _unique(TEXT, roles)
+    roles[text_col] = "text (see text drift)"
+    tokenizer = getattr(ctx.bundle, "tokenizer", None) if ctx.bundle is not None else None
+    d_ref, d_cur = ds.text_descriptors(ref.texts, tokenizer), ds.text_descriptors(cur.texts, tokenizer)
+    descriptor_cols = {}
+    for d in d_ref:
+        name = _unique(DESCRIPTOR_PREFIX + ds.DESCRIPTOR_NAMES[d], roles)
+        descriptor_cols[name] = d
+        kinds[name], ref_cols[name], cur_cols[name] = ds.column_kind(pd.Series(d_ref[d]), pd.Series(d_cur[d]))
+        roles[name] = "text descriptor"
+    tests = {}
+    for col, kind in kinds.items():
+        r, c = ref_cols[col], cur_cols[col]
+        n_r, n_c = (int(r.notna().sum()), int(c.notna().sum())) if kind == "numeric" else (len(r), len(c))
+        levels = int(pd.concat([r, c]).nunique()) if kind == "categorical" else 0
+        tests[col] = ds.choose_test(kind, n_r, n_c, levels, alpha=alpha, distance=distance)
+    ref_df, cur_df = pd.DataFrame(ref_cols), pd.DataFrame(cur_cols)
+    want_html = isinstance(ctx.extra.get("attachments"), dict)
+    # The text goes into the same report unless a side has more than TEXT_ROWS texts: then into a report of its
+    # own, on a seeded sample (evidently fits its TF-IDF domain classifier six times per report, which at 100,000
+    # texts a side cost more than every other column together).
+    rng = np.random.default_rng(ctx.seed)
+    r_txt, c_txt = _sample(ref.texts, rng), _sample(cur.texts, rng)
+    sampled = len(r_txt) < len(ref.texts) or len(c_txt) < len(cur.texts)
+    text_test = ds.choose_test("text", len(r_txt), len(c_txt), 0, alpha=alpha)
+    text_error, pages = None, {}
+    if sampled:
+        notes.append(f"The text-content test used a seeded sample of at most {ds.TEXT_ROWS:,} texts a side.")
+        results, pages[ATTACHMENT] = ds.run_evidently(ref_df, cur_df, kinds, tests, html=want_html)
+    try:
+        if sampled:
+            text_results, pages[TEXT_ATTACHMENT] = ds.run_evidently(
+                pd.DataFrame({text_col: r_txt}), pd.DataFrame({text_col: c_txt}), {text_col: "text"},
+                {text_col: text_test}, html=want_html)
+            results[text_col] = text_results[text_col]
+        else:
+            results, pages[ATTACHMENT] = ds.run_evidently(
+                ref_df.assign(**{text_col: r_txt}), cur_df.assign(**{text_col: c_txt}), {**kinds, text_col: "text"},
+                {**tests, text_col: text_test}, html=want_html)
+    except ValueError as exc:  # the TF-IDF vocabulary can be empty (every word in over half the texts)
+        text_error = f"{type(exc).__name__}: {exc}"
+        notes.append(f"evidently's text-content drift could not run on these texts ({text_error}).")
+        if not sampled:
+            results, pages[ATTACHMENT] = ds.run_evidently(ref_df, cur_df, kinds, tests, html=want_html)
+    results = {col: results[col] for col in roles if col in results}  # the table's order
+    rows = []
+    for col, r in results.items():
+        row = {"column": col, "role": roles[col], "kind": r.kind, "test": r.test.name, "method": r.test.method,
+               "statistic": r.test.statistic, "score": r.score, "threshold": r.test.threshold,
+               "drift_when": r.test.direction, "drifted": r.drifted, "n_reference": r.n_reference,
+               "n_current": r.n_current, "counted": roles[col].startswith(COUNTED)}
+        if r.kind == "numeric":
+            row["mean_reference"] = _mean(ref_cols[col])
+            row["mean_current"] = _mean(cur_cols[col])
+            row["missing_reference"] = float(ref_cols[col].isna().mean())
+            row["missing_current"] = float(cur_cols[col].isna().mean())
+        rows.append(row)
+    histograms = {row["column"]: ds.histogram(ref_cols[row["column"]], cur_cols[row["column"]], row["kind"])
+                  for row in rows if row["drifted"] and row["kind"] != "text"}
+    import evidently
+
+    out = {"ref": ref, "cur": cur, "rows": rows, "histograms": histograms, "notes": notes,
+           "html": {k: v for k, v in pages.items() if v},
+           "text_column": text_col, "text_error": text_error, "descriptors": descriptor_cols,
+           "descriptor_means": {d: (float(np.mean(d_ref[d])) if len(d_ref[d]) else None,
+                                    float(np.mean(d_cur[d])) if len(d_cur[d]) else None) for d in d_ref},
+           "evidently": evidently.__version__, "alpha": float(alpha), "distance": float(distance),
+           "regime": _regime(len(ref.texts), len(cur.texts))}
+    cache[key] = out
+    return out
+
+
+def _sample(texts: list[str], rng) -> list[str]:
+    from audit.driftstats import TEXT_ROWS
+
+    if len(texts) <= TEXT_ROWS:
+        return list(texts)
+    return [texts[i] for i in np.sort(rng.choice(len(texts), size=TEXT_ROWS, replace=False))]
+
+
+def _mean(s) -> float | None:
+    v = s.mean()
+    return None if v != v else float(v)
+
+
+def _regime(n_ref: int, n_cur: int) -> str:
+    from audit.driftstats import SMALL_N
+
+    if min(n_ref, n_cur) <= SMALL_N:
+        return (f"p-value tests: the smaller sample has {min(n_ref, n_cur):,} rows (at most {SMALL_N:,}); a column "
+                "drifted when its two-sample test rejects at the level alpha")
+    return (f"distance tests: both samples have over {SMALL_N:,} rows; a column drifted when its distance reaches "
+            "the threshold (at this size a p-value flags shifts too small to matter)")
+
+
+def _common(run: dict[str, Any]) -> dict[str, Any]:
+    return {"reference": run["ref"].info(), "current": run["cur"].info(), "regime": run["regime"],
+            "alpha": run["alpha"], "distance_threshold": run["distance"], "evidently_version": run["evidently"],
+            "notes": list(run["notes"])}
+
+
+# ---------------------------------------------------------------- column and text drift
+
+
+@check("drift.share_drifted_columns", title="Share of drifted columns", direction="lower", unit="rate",
+       params={"alpha": 0.05, "distance": 0.1})
+def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
+    """Share of the input columns (the text template's columns and the protected attributes') whose distribution
+    in the current set differs from the training split.
+
+    Each column gets a two-sample test while the smaller set has at most 1,000 rows (p below `alpha` is drift),
+    and a distance above that (at least `distance` is drift); the table in the drift section names the test of
+    each column and why. The column, text-descriptor and text-content checks read one shared evidently run: give
+    them the same alpha and distance, or a second run is made. A drifted column means the model now meets inputs unlike those it learned from: read its
+    other drift findings and its performance on recent labelled data before trusting its decisions."""
+    cid = "drift.share_drifted_columns"
+    run = _evidently(ctx, alpha, distance)
+    if isinstance(run, str):
+        return _skip(cid, run)
+    counted = [r for r in run["rows"] if r["counted"] and r["drifted"] is not None]
+    details = {**_common(run), "columns": [r for r in run["rows"] if r["role"] != "text descriptor"],
+               "histograms": {c: h for c, h in run["histograms"].items()
+                              if any(r["column"] == c and r["role"] != "text descriptor" for r in run["rows"])},
+               "drifted": [r["column"] for r in counted if r["drifted"]]}
+    attachments = ctx.extra.get("attachments")
+    if isinstance(attachments, dict) and run["html"]:
+        attachments.update(run["html"])
+        details["attachments"] = sorted(run["html"])
+    else:
+        details["notes"].append("evidently's own HTML report is not kept: this run does not write attachments.")
+    m = Measurement(cid, len(details["drifted"]) / len(counted) if counted else None, n=len(run["cur"].texts),
+                    details=details)
+    if not counted:
+        m.inconclusive = "no input or protected-attribute columns to compare (the text comes from a column)"
+    return m
+
+
+@check("drift.text_descriptors", title="Share of drifted text descriptors", direction="lower", unit="rate",
+       params={"alpha": 0.05, "distance": 0.1})
+def text_descriptors(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
+    """Share of the text descriptors (words and tokens per text, share of unknown-token pieces, share of non-ASCII
+    characters) whose distribution moved between the training split and the current set.
+
+    Longer texts may be truncated at the model's window; unknown tokens and non-ASCII characters are text the
+    model cannot read well (another language, another alphabet, encoding damage)."""
+    cid = "drift.text_descriptors"
+    run = _evidently(ctx, alpha, distance)
+    if isinstance(run, str):
+        return _skip(cid, run)
+    rows = []
+    for r in run["rows"]:
+        if r["role"] != "text descriptor":
+            continue
+        key = run["descriptors"][r["column"]]
+        mean_ref, mean_cur = run["descriptor_means"][key]
+        from audit.driftstats import DESCRIPTORS
+
+        rows.append({**r, "descriptor": key, "meaning": DESCRIPTORS[key], "mean_reference": mean_ref,
+                     "mean_current": mean_cur})
+    judged = [r for r in rows if r["drifted"] is not None]
+    drifted = [r["column"] for r in judged if r["drifted"]]
+    details = {**_common(run), "descriptors": rows, "drifted": drifted,
+               "histograms": {c: run["histograms"][c] for c in drifted if c in run["histograms"]}}
+    if ctx.bundle is None or getattr(ctx.bundle, "tokenizer", None) is None:
+        details["notes"].append("No tokenizer was loaded: token counts and unknown-token shares are not measured.")
+    m = Measurement(cid, len(drifted) / len(judged) if judged else None, n=len(run["cur"].texts), details=details)
+    if not judged:
+        m.inconclusive = "no text descriptors could be compared"
+    return m
+
+
+@check("drift.text_content_auc", title="Text content drift (domain classifier AUC)", direction="lower",
+       params={"alpha": 0.05, "distance": 0.1})
+def text_content_auc(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
+    """How well evidently's TF-IDF domain classifier tells current texts from training texts: ROC-AUC on a
+    held-out half (0.5 = indistinguishable).
+
+    The report's drift table gives the threshold chance would reach at these sizes. A high value means new words
+    or phrasings; evidently's HTML attachment lists the words most typical of each side."""
+    cid = "drift.text_content_auc"
+    run = _evidently(ctx, alpha, distance)
+    if isinstance(run, str):
+        return _skip(cid, run)
+    row = next((r for r in run["rows"] if r["column"] == run["text_column"]), None)
+    details = {**_common(run), "text": row}
+    m = Measurement(cid, row["score"] if row else None, n=len(run["cur"].texts), details=details)
+    if row is None or row["score"] is None:
+        m.inconclusive = f"the text domain classifier could not run: {run['text_error'] or 'no score'}"
+    return m
+
+
+# ---------------------------------------------------------------- prediction drift
+
+REFERENCE_NOTE = {
+    "train": ("the training split: the model fitted these rows, so its scores on them can be more confident than "
+              "on any new rows of the same population"),
+    "eval": "the held-out eval set, which the model did not fit",
+}
+
+
+@check("drift.prediction_psi", title="Score drift (PSI)", direction="lower",
+       params={"bins": 10, "reference": "train"})
+def prediction_psi(ctx: CheckContext, bins: int = 10, reference: str = "train") -> Measurement:
+    """Population stability index of the model's score, current set against the reference, over `bins` bins
+    cut at the reference's quantiles.
+
+    Common reading: below 0.1 stable, 0.1–0.25 a moderate shift, above 0.25 a major one. Two samples of one
+    population also give a positive PSI, about (bins − 1)(1/n_ref + 1/n_cur), shown beside it. A shifted score
+    means the model now decides differently on average, through drifted inputs or a changed population."""
+    from audit import driftstats as ds
+
+    cid = "drift.prediction_psi"
+    sets = _sets(ctx, reference)
+    if isinstance(sets, str):
+        return _skip(cid, sets)
+    ref, cur = sets
+    edges = ds.psi_edges(ref.score, int(bins))
+    rc, cc = ds.bin_counts(ref.score, edges), ds.bin_counts(cur.score, edges)
+    value = float(ds.psi_from_counts(rc, cc))
+    low, high = ds.psi_interval(rc, cc, ctx.replicates, ctx.seed, ctx.confidence)
+    lows, highs = np.r_[-np.inf, edges], np.r_[edges, np.inf]
+    r_sh, c_sh = rc / rc.sum(), cc / cc.sum()
+    rf, cf = np.maximum(r_sh, ds.PSI_EPS), np.maximum(c_sh, ds.PSI_EPS)
+    table = [{"low": None if not np.isfinite(lo) else float(lo), "high": None if not np.isfinite(hi) else float(hi),
+              "reference_count": int(a), "current_count": int(b), "reference_share": float(p), "current_share": float(q),
+              "contribution": float((y - x) * np.log(y / x))}
+             for lo, hi, a, b, p, q, x, y in zip(lows, highs, rc, cc, r_sh, c_sh, rf, cf)]
+    d, p = ds.ks_two_sample(ref.score, cur.score)
+    details = {"reference": ref.info(), "current": cur.info(), "reference_is": REFERENCE_NOTE[reference],
+               "bins": table, "epsilon": ds.PSI_EPS,
+               "epsilon_note": (f"a bin's share is floored at {ds.PSI_EPS:g} before the logarithm, so an empty bin "
+                                "adds a large but finite term"),
+               "null_mean": ds.psi_null_mean(len(table), len(ref.score), len(cur.score)),
+               "ks_statistic": d, "ks_p_value": p,
+               "interval": ("basic bootstrap interval, clipped at 0: bin counts of both sets resampled, bins held "
+                            "fixed; PSI is biased upwards, and the basic interval reflects that bias back")}
+    return Measurement(cid, value, low, high, n=len(cur.score), details=details)
+
+
+@check("drift.prediction_ks", title="Score drift (two-sample KS statistic)", direction="lower",
+       params={"reference": "train"})
+def prediction_ks(ctx: CheckContext, reference: str = "train") -> Measurement:
+    """Largest gap between the cumulative score distributions of the reference and the current set (the
+    two-sample Kolmogorov–Smirnov statistic D, 0 to 1), with its p-value in the details.
+
+    D is the share of rows that one threshold places differently in the two sets at worst."""
+    from audit import driftstats as ds
+
+    cid = "drift.prediction_ks"
+    sets = _sets(ctx, reference)
+    if isinstance(sets, str):
+        return _skip(cid, sets)
+    ref, cur = sets
+    d, p = ds.ks_two_sample(ref.score, cur.score)
+    return Measurement(cid, d, n=len(cur.score),
+                       details={"reference": ref.info(), "current": cur.info(), "p_value": p,
+                                "reference_is": REFERENCE_NOTE[reference], "test": "scipy.stats.ks_2samp, two-sided"})
+
+
+@check("drift.favourable_rate_change", title="Change in the predicted-favourable rate", direction="none",
+       params={"reference": "train"})
+def favourable_rate_change(ctx: CheckContext, reference: str = "train") -> Measurement:
+    """Share of current rows the model gives the favourable label, minus that share on the reference
+    (at the policy's decision threshold), with Newcombe's interval for a difference of two proportions.
+
+    A large change means the model now approves (or refuses) a different share of applicants; with labels, read it
+    beside the performance on the current set."""
+    from audit import driftstats as ds
+
+    cid = "drift.favourable_rate_change"
+    sets = _sets(ctx, reference)
+    if isinstance(sets, str):
+        return _skip(cid, sets)
+    ref, cur = sets
+    k1, n1 = float((ref.score >= ctx.threshold).sum()), len(ref.score)
+    k2, n2 = float((cur.score >= ctx.threshold).sum()), len(cur.score)
+    d, low, high = ds.newcombe_diff(k1, n1, k2, n2, ctx.confidence)
+    return Measurement(cid, d, low, high, n=n2,
+                       details={"reference": ref.info(), "current": cur.info(), "reference_is": REFERENCE_NOTE[reference],
+                                "reference_rate": k1 / n1, "current_rate": k2 / n2, "threshold": ctx.threshold,
+                                "positive_label": ctx.positive_label,
+                                "interval": "Newcombe hybrid score interval (1998, method 10)"})
+
+
+# ---------------------------------------------------------------- embedding drift
+
+
+@check("drift.embedding_auc", title="Embedding drift (domain classifier AUC)", direction="lower",
+       params={"max_rows": 5000, "reference": "train"})
+def embedding_auc(ctx: CheckContext, max_rows: int = 5000, reference: str = "train") -> Measurement:
+    """How well a logistic regression on the model's mean-pooled last-layer embeddings tells current rows from
+    reference rows: ROC-AUC on held-out rows (fitted on one half, scored on the other), with DeLong's interval.
+
+    0.5 means the model represents the two sets alike; towards 1.0 the current inputs occupy parts of the
+    model's representation it saw little of in the reference. Each side is capped at `max_rows` (a seeded sample)."""
+    from audit import driftstats as ds
+
+    cid = "drift.embedding_auc"
+    sets = _sets(ctx, reference)
+    if isinstance(sets, str):
+        return _skip(cid, sets)
+    ref, cur = sets
+    if ref.embeddings is None or cur.embeddings is None:
+        return Measurement(cid, None, n=len(cur.texts),
+                           inconclusive="the scoring pass kept no embeddings for one of the sets")
+    res = ds.domain_classifier_auc(ref.embeddings, cur.embeddings, seed=ctx.seed, max_rows=int(max_rows))
+    details = {"reference": ref.info(), "current": cur.info(), "reference_is": REFERENCE_NOTE[reference], **res,
+               "dimensions": int(np.asarray(cur.embeddings).shape[1]),
+               "interval": "AUC ± z × DeLong standard error, clipped to [0, 1]"}
+    m = Measurement(cid, res["auc"], n=res["n_current"], details=details)
+    if res["auc"] is None or res["auc"] != res["auc"]:
+        m.value = None
+        m.inconclusive = (f"too few rows to fit and test a classifier ({res['n_reference']} reference, "
+                          f"{res['n_current']} current; 10 of each are needed)")
+        return m
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + ctx.confidence / 2))
+    m.ci_low, m.ci_high = max(0.0, res["auc"] - z * res["se"]), min(1.0, res["auc"] + z * res["se"])
+    return m
+
+
+# ---------------------------------------------------------------- performance on the current set
+
+METRICS = {  # name -> (title, function of (confusion counts, W, y, score))
+    "roc_auc": ("ROC-AUC", lambda c, W, y, s: stats.roc_auc(W, y, s)),
+    "accuracy": ("Accuracy", lambda c, W, y, s: stats.accuracy(c)),
+    "balanced_accuracy": ("Balanced accuracy", lambda c, W, y, s: stats.balanced_accuracy(c)),
+    "precision": ("Precision", lambda c, W, y, s: stats.precision(c)),
+    "recall": ("Recall", lambda c, W, y, s: stats.tpr(c)),
+    "f1": ("F1", lambda c, W, y, s: stats.f1(c)),
+    "brier_score": ("Brier score", lambda c, W, y, s: stats.brier(W, y, s)),
+}
+
+
+def _metrics(W: np.ndarray, y: np.ndarray, score: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
+    c = stats.confusion(W, y, y_pred)
+    return {k: f(c, W, y, score) for k, (_, f) in METRICS.items()}
+
+
+def _replicated(y: np.ndarray, score: np.ndarray, y_pred: np.ndarray, replicates: int, seed: int,
+                cells: int = 4_000_000) -> dict[str, np.ndarray]:
+    """Each metric at the point (index 0) and over Poisson bootstrap replicates, drawn in chunks so memory stays
+    near `cells` weights whatever the row count."""
+    n = len(y)
+    rng = np.random.default_rng(seed)
+    out = {k: [v] for k, v in _metrics(np.ones((1, n)), y, score, y_pred).items()}
+    step = max(1, cells // max(n, 1))
+    done = 0
+    while done < replicates:
+        r = min(step, replicates - done)
+        for k, v in _metrics(rng.poisson(1.0, size=(r, n)).astype(np.float64), y, score, y_pred).items():
+            out[k].append(v)
+        done += r
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+@check("drift.current_roc_auc", title="ROC-AUC on the current set", direction="higher")
+def current_roc_auc(ctx: CheckContext) -> Measurement:
+    """ROC-AUC of the model on the labelled current set, with a bootstrap interval; the details compare every
+    performance metric on the current set with the eval set.
+
+    It shows whether the drift that the other checks measure has already cost accuracy. SKIPPED when the current
+    set has no labels."""
+    cid = "drift.current_roc_auc"
+    cur = ctx.dataset("current")
+    if cur is None:
+        return _skip(cid, NO_CURRENT)
+    side = _side(cur, "current set")
+    if side.y is None:
+        column = ctx.manifest.label_column if ctx.manifest is not None else "label"
+        return _skip(cid, f"the current set has no label column '{column}', so performance on it cannot be measured")
+    y_pred = (side.score >= ctx.threshold).astype(int)
+    values = _replicated(side.y, side.score, y_pred, ctx.replicates, ctx.seed)
+    eval_pred = (np.asarray(ctx.score) >= ctx.threshold).astype(int)
+    on_eval = _metrics(np.ones((1, len(ctx.y_true))), np.asarray(ctx.y_true), np.asarray(ctx.score), eval_pred) \
+        if len(ctx.y_true) else {}
+    table = []
+    for k, (title, _) in METRICS.items():
+        v = values[k]
+        lo, hi = stats.percentile_interval(v[1:], ctx.confidence)
+        ev = float(on_eval[k][0]) if k in on_eval else float("nan")
+        table.append({"metric": k, "title": title, "current": None if np.isnan(v[0]) else float(v[0]),
+                      "ci_low": lo, "ci_high": hi, "eval": None if np.isnan(ev) else ev})
+    auc = values["roc_auc"]
+    point = None if np.isnan(auc[0]) else float(auc[0])
+    low, high = stats.percentile_interval(auc[1:], ctx.confidence)
+    n_pos = int(side.y.sum())
+    details = {"current": side.info(), "positives": n_pos, "negatives": len(side.y) - n_pos, "metrics": table,
+               "threshold": ctx.threshold}
+    m = Measurement(cid, point, low, high, n=len(side.y), details=details)
+    if point is None:
+        m.inconclusive = f"both classes are needed ({n_pos} positive, {len(side.y) - n_pos} negative rows)"
+    elif ctx.replicates and low is None:
+        m.inconclusive = "the interval is undefined on most resamples: too few rows of one class"
+    return m

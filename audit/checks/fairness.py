@@ -1,0 +1,713 @@
+"""Fairness family: how the model's decisions and errors differ between protected groups, and whether its
+decision changes when only identity words in a text change.
+
+Groups. Each protected attribute that the model's manifest maps to a column (binned, mapped or raw values)
+gives one grouping; the policy may also ask for intersections (`intersections: ["sex×age"]` or
+`[[sex, age]]`), whose groups are the combinations ("female × under 25"). Every group the manifest defines is
+listed, also one with no rows in the eval set. Rows without a value for an attribute are left out of that
+attribute only (the count is reported).
+
+Per group (details, with bootstrap intervals): rows, favourable true labels ("positives"), favourable
+decisions, and these rates, where the favourable label is the model's positive label (for credit: approval)
+and a decision is the score at or above the policy's decision threshold:
+
+    selection rate  favourable decisions / rows                      (fairlearn `selection_rate`)
+    TPR             favourable decisions / favourable true labels    (`true_positive_rate`)
+    FPR             favourable decisions / unfavourable true labels  (`false_positive_rate`)
+    FNR             1 - TPR                                          (`false_negative_rate`)
+    precision       favourable true labels / favourable decisions    (precision; "predictive parity")
+    accuracy        right decisions / rows
+    ROC-AUC         ranking quality of the score inside the group
+
+Disparities. Every difference is fairlearn's `between_groups` difference: the largest minus the smallest group
+value, so 0 is parity and it never says which group is ahead (details do). Each measurement's `value` is the
+WORST across the attributes and intersections asked (smallest ratio, largest difference): the number that
+decides the rule; details name the attribute and groups behind it.
+
+Uncertainty. Every rate and disparity has a percentile interval over the run's Poisson bootstrap replicates
+(`ctx.weights`): each row enters each replicate k ~ Poisson(1) times independently, so every group is
+resampled within itself, and a disparity is recomputed on each replicate from the same weights (for the most
+favoured reference, the reference group is chosen anew on each replicate, as the statistic itself does). All
+replicates are computed at once with matrix products (no Python loop over replicates).
+
+No silent passes. A group is too small to judge when it has fewer rows than `min_group_size` (the policy's,
+unless the rule sets its own), or when a rate it needs has fewer rows than that in its denominator: TPR and FNR
+need favourable true labels, FPR unfavourable ones, precision favourable decisions, ROC-AUC both labels. Such
+a group makes the measurement INCONCLUSIVE with the groups named (or, with `small_groups: exclude`, it is left
+out of the judgement and still listed); either way the value shown is computed over the groups large enough.
+An attribute with fewer than two groups large enough, an attribute the policy names that the manifest does not
+map, and a model without protected attributes are INCONCLUSIVE too.
+
+What `basis` means here (see also audit/policy.py):
+- `min` rules (selection_rate_ratio): `basis: ci_low` passes only when the whole interval is at or above the
+  line, i.e. the evidence shows compliance at the policy's confidence; `point` judges the estimate; `ci_high`
+  fails only when the whole interval is below the line, i.e. on evidence of a violation.
+- `max` rules (every difference, the AUC gap, the counterfactual flip rate and score change): `basis: ci_high`
+  demands evidence of compliance (the whole interval at or below the line); `ci_low` fails only on evidence of
+  a violation.
+
+Counterfactual swaps (audit/swaps.py, term lists in audit/data/terms/). Identity terms in each eval text are
+swapped (he -> she ...), only the texts that changed are re-scored, batched, through the run's model, and the
+decision flip rate and the mean |score change| are measured over those rows alone, with intervals.
+
+The four-fifths rule (EEOC Uniform Guidelines, 29 CFR 1607.4(D)) is a screening heuristic for adverse impact,
+not a legal test of discrimination; the report says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from audit import pii, stats
+from audit.checks import check
+from audit.context import CheckContext
+from audit.result import Measurement
+
+RATES = ("selection_rate", "tpr", "fpr", "fnr", "precision", "accuracy", "roc_auc")
+RATE_NAMES = {"selection_rate": "selection rate", "tpr": "true-positive rate", "fpr": "false-positive rate",
+              "fnr": "false-negative rate", "precision": "precision", "accuracy": "accuracy", "roc_auc": "ROC-AUC"}
+SEP = " × "
+MAX_LISTED = 8  # groups named in one reason
+MAX_TEXT = 600  # characters of an example text kept in details
+
+GROUP_PARAMS: dict[str, Any] = {"attributes": [], "intersections": [], "min_group_size": 0,
+                                "small_groups": "inconclusive"}
+FOUR_FIFTHS = ("The four-fifths rule (EEOC Uniform Guidelines, 29 CFR 1607.4(D)) is a screening heuristic for "
+               "adverse impact, not a legal test of discrimination: a ratio below 0.80 calls for a closer look, "
+               "and a ratio above it does not show that the model is lawful.")
+LABEL_CAVEAT = ("Error rates (TPR, FPR, precision) are measured against the labels in the data, which may carry "
+                "the bias of past decisions.")
+
+
+def _f(x: Any) -> float | None:
+    """A finite float, or None (JSON has no NaN)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _interval(reps: np.ndarray, confidence: float) -> list[float | None]:
+    if reps.size == 0:
+        return [None, None]
+    return list(stats.percentile_interval(reps, confidence))
+
+
+# ---------------------------------------------------------------- groups
+
+
+@dataclass
+class Grouping:
+    """One protected attribute, or an intersection of several: a group index per eval row."""
+
+    name: str  # "age", or "sex × age"
+    kind: str  # "attribute" or "intersection"
+    parts: list[str]
+    columns: list[str]
+    groups: list[str]
+    codes: np.ndarray  # (n,) index into groups; -1 where a value is missing
+    notes: list[str]
+
+    @property
+    def missing(self) -> int:
+        return int((self.codes < 0).sum())
+
+
+@dataclass
+class GroupTable:
+    """Counts, point rates (fairlearn MetricFrame) and bootstrap replicates of every rate, per group."""
+
+    grouping: Grouping
+    count: np.ndarray  # (G,) rows
+    positives: np.ndarray  # favourable true labels
+    negatives: np.ndarray
+    predicted: np.ndarray  # favourable decisions
+    point: dict[str, np.ndarray]  # rate -> (G,)
+    reps: dict[str, np.ndarray]  # rate -> (R, G), one row per bootstrap replicate
+
+    def denominators(self, rate: str) -> list[tuple[np.ndarray, str]]:
+        need = {"tpr": [(self.positives, "pos")], "fnr": [(self.positives, "pos")],
+                "fpr": [(self.negatives, "neg")], "precision": [(self.predicted, "pred")],
+                "roc_auc": [(self.positives, "pos"), (self.negatives, "neg")]}
+        return need.get(rate, [])
+
+
+def _parse_intersection(item: Any) -> list[str]:
+    if isinstance(item, list):
+        parts = [str(p).strip() for p in item]
+    elif isinstance(item, str):
+        parts = [p.strip() for p in re.split(r"\s*[×*&]\s*|\s+x\s+", item)]
+    else:
+        raise ValueError(f"an intersection is 'a×b' or a list [a, b], got {item!r}")
+    if len(parts) < 2 or not all(parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"an intersection needs two or more different attributes, got {item!r}")
+    return parts
+
+
+def _attribute(ctx: CheckContext, name: str) -> tuple[list[str], np.ndarray]:
+    """Group names of one manifest attribute (its defined groups first, then other values seen, sorted), and
+    each row's index into them (-1 where the value is missing)."""
+    import pandas as pd
+
+    from audit.data import group_series
+
+    attr = ctx.manifest.protected_attributes[name]
+    series = group_series(ctx.frame, name, attr, ctx.extra.get("eval_path", "eval data"))
+    values = pd.Series(series.to_numpy(dtype=object)).map(lambda v: None if v is None or v != v else str(v))
+    known = [str(g) for g in attr.group_names()]
+    groups = known + sorted(set(values.dropna()) - set(known))
+    codes = pd.Categorical(values, categories=groups).codes.astype(np.int64)
+    return groups, codes
+
+
+def _grouping(ctx: CheckContext, parts: list[str]) -> Grouping:
+    cache = ctx.extra.setdefault("_fairness_groupings", {})
+    key = tuple(parts)
+    if key in cache:
+        return cache[key]
+    import itertools
+
+    found = [_attribute(ctx, p) for p in parts]
+    groups = [SEP.join(c) for c in itertools.product(*(g for g, _ in found))]
+    codes = np.zeros(len(found[0][1]), dtype=np.int64)
+    for names, part in found:  # row-major over the parts, as itertools.product orders the combinations
+        codes = codes * len(names) + part
+    codes[np.any([part < 0 for _, part in found], axis=0)] = -1
+    attrs = ctx.manifest.protected_attributes
+    notes = [f"{p}: {' '.join(attrs[p].note.split())}" if len(parts) > 1 else " ".join(attrs[p].note.split())
+             for p in parts if attrs[p].note.strip()]
+    g = Grouping(SEP.join(parts), "attribute" if len(parts) == 1 else "intersection", list(parts),
+                 [attrs[p].column for p in parts], groups, codes, notes)
+    cache[key] = g
+    return g
+
+
+def _groupings(ctx: CheckContext, attributes: list, intersections: list) -> tuple[list[Grouping], list[str]]:
+    """The groupings a rule asks for, and the problems that leave part of it unmeasurable."""
+    if ctx.manifest is None or not ctx.manifest.protected_attributes:
+        return [], ["the model's manifest maps no protected attributes to columns, so no group can be formed"]
+    if ctx.frame is None:
+        return [], ["the eval rows' columns are not available to this check"]
+    mapped = list(ctx.manifest.protected_attributes)
+    if not isinstance(attributes, list) or not isinstance(intersections, list):
+        raise ValueError("attributes and intersections must be lists")
+    wanted = [str(a) for a in attributes] or mapped
+    specs = [[a] for a in dict.fromkeys(wanted)] + [_parse_intersection(i) for i in intersections]
+    problems, out = [], []
+    for parts in specs:
+        unknown = [p for p in parts if p not in mapped]
+        if unknown:
+            problems.append(f"the policy names {', '.join(repr(u) for u in unknown)}, which the model's manifest "
+                            f"does not map to a column (it maps {', '.join(mapped)})")
+            continue
+        out.append(_grouping(ctx, parts))
+    return out, problems
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def _weighted_auc(W: np.ndarray, idx: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Weighted ROC-AUC (ties count one half) of the rows `idx`, on every row of W: the Mann-Whitney sum
+    over positives of the weight of negatives scored below them. Replicates go in chunks of about a million
+    weights: that bounds the memory and keeps each chunk in cache (3x faster than 20M-weight chunks on 50k
+    rows). Equals stats.roc_auc (tested)."""
+    y, s = y[idx], s[idx]
+    pos, neg = idx[y == 1], idx[y == 0]
+    s_pos = s[y == 1]
+    order = np.argsort(s[y == 0], kind="mergesort")
+    neg, s_neg = neg[order], s[y == 0][order]
+    left = np.searchsorted(s_neg, s_pos, side="left")
+    right = np.searchsorted(s_neg, s_pos, side="right")
+    ties = bool((right > left).any())
+    out = np.empty(W.shape[0])
+    step = max(1, int(1e6 // max(len(idx), 1)))
+    for a in range(0, W.shape[0], step):
+        Wn = W[a:a + step][:, neg]
+        cum = np.zeros((Wn.shape[0], len(neg) + 1))
+        np.cumsum(Wn, axis=1, out=cum[:, 1:])
+        Wp = W[a:a + step][:, pos]
+        below = cum[:, left]
+        if ties:
+            below += 0.5 * (cum[:, right] - below)
+        out[a:a + step] = _div((Wp * below).sum(axis=1), Wp.sum(axis=1) * cum[:, -1])
+    return out
+
+
+def _metricframe_point(grouping: Grouping, y: np.ndarray, p: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
+    """Point rates per group from fairlearn's MetricFrame (NaN where a rate is undefined).
+
+    The label metrics depend only on each group's confusion counts, so MetricFrame runs on one row per
+    (group, true label, decision) cell weighted by its count: the same numbers as on the rows themselves
+    (tested), in milliseconds at any size; the cells are the small, mergeable statistics a partitioned or
+    federated audit would ship. ROC-AUC needs the scores: scikit-learn's roc_auc_score per group."""
+    import pandas as pd
+    from fairlearn.metrics import (
+        MetricFrame,
+        false_negative_rate,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
+    from sklearn.metrics import accuracy_score, precision_score, roc_auc_score
+
+    def guard(fn: Callable, need: Callable[[np.ndarray, np.ndarray], bool]) -> Callable:
+        def metric(yt, yp, sample_weight):
+            yt, yp, w = np.asarray(yt), np.asarray(yp), np.asarray(sample_weight)
+            return float(fn(yt, yp, sample_weight=w)) if need(yt[w > 0], yp[w > 0]) else np.nan
+        return metric
+
+    labels = {
+        "selection_rate": guard(lambda yt, yp, **kw: selection_rate(yt, yp, pos_label=1, **kw),
+                                lambda yt, yp: len(yt) > 0),
+        "tpr": guard(lambda yt, yp, **kw: true_positive_rate(yt, yp, pos_label=1, **kw),
+                     lambda yt, yp: (yt == 1).any()),
+        "fpr": guard(lambda yt, yp, **kw: false_positive_rate(yt, yp, pos_label=1, **kw),
+                     lambda yt, yp: (yt == 0).any()),
+        "fnr": guard(lambda yt, yp, **kw: false_negative_rate(yt, yp, pos_label=1, **kw),
+                     lambda yt, yp: (yt == 1).any()),
+        "precision": guard(lambda yt, yp, **kw: precision_score(yt, yp, pos_label=1, zero_division=np.nan, **kw),
+                           lambda yt, yp: (yp == 1).any()),
+        "accuracy": guard(accuracy_score, lambda yt, yp: len(yt) > 0),
+    }
+    G = len(grouping.groups)
+    out = {r: np.full(G, np.nan) for r in RATES}
+    keep = grouping.codes >= 0
+    if not keep.any():
+        return out
+    cells = np.bincount(grouping.codes[keep] * 4 + y[keep] * 2 + p[keep], minlength=4 * G)
+    live = np.flatnonzero(cells)
+    sf = pd.Series(np.asarray(grouping.groups, dtype=object)[live // 4], name=grouping.name)
+    weight = {"sample_weight": cells[live].astype(float)}
+    by = MetricFrame(metrics=labels, y_true=(live // 2) % 2, y_pred=live % 2, sensitive_features=sf,
+                     sample_params={r: weight for r in labels}).by_group
+    index = {g: i for i, g in enumerate(grouping.groups)}
+    for g in by.index:
+        for r in labels:
+            out[r][index[g]] = by.loc[g, r]
+    for g in range(G):
+        rows = grouping.codes == g
+        if 0 < y[rows].sum() < rows.sum():
+            out["roc_auc"][g] = roc_auc_score(y[rows], s[rows])
+    return out
+
+
+def _table(ctx: CheckContext, grouping: Grouping) -> GroupTable:
+    cache = ctx.extra.setdefault("_fairness_tables", {})
+    if grouping.name in cache:
+        return cache[grouping.name]
+    y_int, p_int, score = (np.asarray(a) for a in (ctx.y_true, ctx.y_pred, ctx.score))
+    y, p = y_int.astype(float), p_int.astype(float)
+    G = len(grouping.groups)
+    onehot = np.zeros((len(y), G))
+    rows = np.flatnonzero(grouping.codes >= 0)
+    onehot[rows, grouping.codes[rows]] = 1.0
+    X = np.hstack([onehot, onehot * y[:, None], onehot * p[:, None], onehot * (y * p)[:, None]])
+    c = X.sum(axis=0)
+    W = ctx.weights[1:]
+    M = W @ X  # (R, 4G): rows, positives, favourable decisions, true positives, per replicate and group
+    n, pos, pp, tp = (M[:, i * G:(i + 1) * G] for i in range(4))
+    fp, fn = pp - tp, pos - tp
+    neg = n - pos
+    tn = neg - fp
+    reps = {"selection_rate": _div(pp, n), "tpr": _div(tp, pos), "fpr": _div(fp, neg), "fnr": _div(fn, pos),
+            "precision": _div(tp, pp), "accuracy": _div(tp + tn, n), "roc_auc": np.full((W.shape[0], G), np.nan)}
+    for g in range(G):
+        if c[G + g] > 0 and c[g] - c[G + g] > 0:  # both labels present: AUC is defined on the point
+            reps["roc_auc"][:, g] = _weighted_auc(W, np.flatnonzero(grouping.codes == g), y_int, score)
+    point = _metricframe_point(grouping, y_int.astype(np.int64), p_int.astype(np.int64), score)
+    t = GroupTable(grouping, c[:G].astype(int), c[G:2 * G].astype(int), (c[:G] - c[G:2 * G]).astype(int),
+                   c[2 * G:3 * G].astype(int), point, reps)
+    cache[grouping.name] = t
+    return t
+
+
+def _floor(ctx: CheckContext, min_group_size: Any) -> int:
+    k = int(min_group_size or 0)
+    if k < 0:
+        raise ValueError(f"min_group_size must be 0 (the policy's) or more, got {min_group_size}")
+    return k or int(ctx.min_group_size)
+
+
+def _why_small(ctx: CheckContext, t: GroupTable, g: int, rates: tuple[str, ...], k: int) -> str:
+    """Why group g cannot be judged for `rates`, or "" when it can."""
+    if t.count[g] < k:
+        return f"{t.count[g]} rows, at least {k} needed" if t.count[g] else "no rows in the eval set"
+    words = {"pos": f"true '{ctx.positive_label}'", "neg": f"true '{ctx.negative_label}'",
+             "pred": f"predicted '{ctx.positive_label}'"}
+    lacking = {}
+    for r in rates:
+        for arr, kind in t.denominators(r):
+            if arr[g] < k:
+                lacking.setdefault(kind, (int(arr[g]), []))[1].append(RATE_NAMES[r])
+    return "; ".join(f"{n} {words[kind]} rows, the {' and '.join(dict.fromkeys(names))} needs at least {k}"
+                     for kind, (n, names) in lacking.items())
+
+
+def _group_rows(ctx: CheckContext, t: GroupTable, why: list[str]) -> list[dict]:
+    rows = []
+    for g, name in enumerate(t.grouping.groups):
+        row: dict[str, Any] = {"group": name, "count": int(t.count[g]), "positives": int(t.positives[g]),
+                               "negatives": int(t.negatives[g]), "predicted_positive": int(t.predicted[g])}
+        for r in RATES:
+            row[r] = _f(t.point[r][g])
+            row[r + "_ci"] = _interval(t.reps[r][:, g], ctx.confidence) if row[r] is not None else [None, None]
+        row["judged"] = not why[g]
+        row["too_small"] = why[g]
+        rows.append(row)
+    return rows
+
+
+def _listing(items: list[str]) -> str:
+    shown = "; ".join(items[:MAX_LISTED])
+    return shown + (f"; and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+# ---------------------------------------------------------------- disparities
+
+
+def _range(point: np.ndarray, reps: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """max - min over groups (fairlearn's between_groups difference): (1 + R,) values, argmax, argmin."""
+    hi, lo = int(np.argmax(point)), int(np.argmin(point))
+    values = np.r_[point[hi] - point[lo], reps.max(axis=1) - reps.min(axis=1)]
+    return values, hi, lo
+
+
+def _disparity(ctx: CheckContext, check_id: str, rates: tuple[str, ...], kind: str, params: dict) -> Measurement:
+    """One group disparity over every grouping asked; `kind` is "ratio" (selection-rate ratio) or "difference"."""
+    k = _floor(ctx, params.get("min_group_size"))
+    mode = params.get("small_groups", "inconclusive")
+    if mode not in ("inconclusive", "exclude"):
+        raise ValueError(f"small_groups must be 'inconclusive' or 'exclude', got {mode!r}")
+    groupings, problems = _groupings(ctx, params.get("attributes", []), params.get("intersections", []))
+    reference = str(params.get("reference", "most_favoured"))
+    R = ctx.weights.shape[0] - 1
+    per_attr, stats_rows, small, caveats = [], [], [], []
+    for grouping in groupings:
+        t = _table(ctx, grouping)
+        why = [_why_small(ctx, t, g, rates, k) for g in range(len(grouping.groups))]
+        ok = [g for g in range(len(grouping.groups)) if not why[g]]
+        small += [{"attribute": grouping.name, "group": grouping.groups[g], "count": int(t.count[g]),
+                   "reason": why[g]} for g in range(len(grouping.groups)) if why[g]]
+        caveats += [f"{grouping.name if grouping.kind == 'attribute' else 'Intersection ' + grouping.name}: {n}"
+                    for n in grouping.notes]
+        if grouping.missing:
+            caveats.append(f"{grouping.missing} eval rows have no value for {grouping.name} and are left out of "
+                           f"its groups.")
+        entry: dict[str, Any] = {"attribute": grouping.name, "kind": grouping.kind, "columns": grouping.columns,
+                                 "missing_rows": grouping.missing, "value": None, "ci_low": None, "ci_high": None,
+                                 "note": "", "groups": _group_rows(ctx, t, why)}
+        values = None
+        if len(ok) < 2:
+            entry["note"] = (f"fewer than two groups of {grouping.name} are large enough to compare "
+                             f"({len(ok)} of {len(grouping.groups)})")
+            problems.append(entry["note"])
+        elif kind == "ratio":
+            values = _ratio(ctx, t, ok, reference, entry, problems)
+        else:
+            found = [(_range(t.point[r][ok], t.reps[r][:, ok]), r) for r in rates]
+            (_, hi, lo), rate = max(found, key=lambda f: f[0][0][0])
+            # equalized odds: the larger of the TPR and FPR differences, on the point and on every replicate
+            values = np.vstack([v for (v, _, _), _ in found]).max(axis=0)
+            per_rate = {r: {"difference": _f(v[0]), "ci": _interval(v[1:], ctx.confidence),
+                            "highest_group": grouping.groups[ok[h]], "lowest_group": grouping.groups[ok[lo_]],
+                            "highest": _f(t.point[r][ok[h]]), "lowest": _f(t.point[r][ok[lo_]])}
+                        for (v, h, lo_), r in found}
+            entry.update(rates=per_rate, worst_rate=rate, worst_group=grouping.groups[ok[lo]],
+                         versus_group=grouping.groups[ok[hi]])
+        if values is not None:
+            entry.update(value=_f(values[0]), ci_low=_interval(values[1:], ctx.confidence)[0],
+                         ci_high=_interval(values[1:], ctx.confidence)[1])
+            stats_rows.append((grouping.name, values))
+        per_attr.append(entry)
+
+    details: dict[str, Any] = {"favourable_label": ctx.positive_label, "decision_threshold": ctx.threshold,
+                               "min_group_size": k, "small_groups_rule": mode, "rates": list(rates),
+                               "attributes": per_attr, "small_groups": small}
+    if kind == "ratio":
+        details["reference"] = reference
+        caveats.append(FOUR_FIFTHS)
+    elif set(rates) & {"tpr", "fpr", "precision", "roc_auc"}:
+        caveats.append(LABEL_CAVEAT)
+    details["caveats"] = list(dict.fromkeys(caveats))
+    m = Measurement(check_id, None, n=len(ctx.y_true), details=details)
+    if stats_rows:
+        stacked = np.vstack([v for _, v in stats_rows])  # (attributes, 1 + R)
+        pick = np.argmin if kind == "ratio" else np.argmax
+        worst = int(pick(stacked[:, 0]))
+        # the worst attribute on each replicate (NaN on any attribute makes the replicate undefined)
+        overall = stacked.min(axis=0) if kind == "ratio" else stacked.max(axis=0)
+        m.value = _f(overall[0])
+        m.ci_low, m.ci_high = stats.percentile_interval(overall[1:], ctx.confidence) if R else (None, None)
+        w = next(e for e in per_attr if e["attribute"] == stats_rows[worst][0])
+        details["worst"] = {"attribute": w["attribute"], "group": w.get("worst_group"),
+                            "versus": w.get("versus_group"), "rate": w.get("worst_rate", "selection_rate")}
+    reasons = list(problems)
+    if small and mode == "inconclusive":
+        reasons.insert(0, "groups too small to judge: " + _listing(
+            [f"{s['attribute']} '{s['group']}' ({s['reason']})" for s in small]))
+    if m.value is None and not reasons:
+        reasons.append("no group disparity could be computed")
+    if m.value is not None and R and m.ci_low is None:
+        reasons.append("the interval is undefined on too many bootstrap replicates")
+    if reasons:
+        m.inconclusive = "; ".join(reasons)
+    return m
+
+
+def _ratio(ctx: CheckContext, t: GroupTable, ok: list[int], reference: str, entry: dict,
+           problems: list[str]) -> np.ndarray | None:
+    """Selection-rate ratio of each judged group to the reference; (1 + R,) of the smallest, or None."""
+    groups = t.grouping.groups
+    point, reps = t.point["selection_rate"], t.reps["selection_rate"]
+    choice = reference
+    if reference == "largest":
+        ref = max(ok, key=lambda g: (t.count[g], -g))
+    elif reference not in ("most_favoured", "largest") and reference in groups:
+        ref = groups.index(reference)
+        if ref not in ok:
+            problems.append(f"the reference group {t.grouping.name} '{reference}' is too small to judge")
+            return None
+    else:
+        if reference != "most_favoured":
+            choice = f"most_favoured ('{reference}' is not a group of {t.grouping.name})"
+        ref = max(ok, key=lambda g: (point[g], -g))
+    entry.update(reference_group=groups[ref], reference_choice=choice)
+    if not point[ref] > 0:
+        problems.append(f"no {t.grouping.name} group received a favourable decision, so no ratio is defined"
+                        if choice.startswith("most") else
+                        f"the reference group {t.grouping.name} '{groups[ref]}' received no favourable decision")
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_reps = reps / reps[:, [ref]]
+    for row, g in zip(entry["groups"], range(len(groups))):
+        row["ratio_to_reference"] = _f(point[g] / point[ref]) if row["selection_rate"] is not None else None
+        row["ratio_to_reference_ci"] = (_interval(ratio_reps[:, g], ctx.confidence)
+                                        if row["ratio_to_reference"] is not None and g != ref else [None, None])
+    others = [g for g in ok if g != ref]
+    worst = min(others, key=lambda g: (point[g] / point[ref], g))
+    entry.update(worst_group=groups[worst], versus_group=groups[ref])
+    if choice == "most_favoured":  # min / max over judged groups, the reference re-chosen on every replicate
+        sub = reps[:, ok]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rep_values = sub.min(axis=1) / sub.max(axis=1)
+    else:
+        rep_values = ratio_reps[:, others].min(axis=1)
+    return np.r_[point[worst] / point[ref], rep_values]
+
+
+@check("fairness.selection_rate_ratio", title="Selection-rate ratio (adverse impact)", direction="higher",
+       unit="ratio", params={**GROUP_PARAMS, "reference": "most_favoured"})
+def selection_rate_ratio(ctx: CheckContext, **params) -> Measurement:
+    """Lowest group selection rate divided by the reference group's, over the attributes asked: the adverse-impact ratio.
+
+    The selection rate is the share of a group that the model gives the favourable decision. With the most
+    favoured group as reference this is fairlearn's MetricFrame.ratio() of the selection rate (smallest over
+    largest); 1.0 is parity. Below 0.80 a group is selected less than four-fifths as often as the reference,
+    the EEOC's screening rule for adverse impact, which is a heuristic, not a legal test. The reference may
+    also be the largest group or a group the policy names."""
+    return _disparity(ctx, "fairness.selection_rate_ratio", ("selection_rate",), "ratio", params)
+
+
+@check("fairness.demographic_parity_difference", title="Demographic-parity difference", direction="lower",
+       unit="rate", params=GROUP_PARAMS)
+def demographic_parity_difference(ctx: CheckContext, **params) -> Measurement:
+    """Largest minus smallest group selection rate, over the attributes asked (fairlearn's demographic_parity_difference).
+
+    0 means every group gets the favourable decision equally often; 0.10 means the most favoured group gets it
+    10 percentage points more often than the least favoured one, whatever the groups' true labels."""
+    return _disparity(ctx, "fairness.demographic_parity_difference", ("selection_rate",), "difference", params)
+
+
+@check("fairness.equalized_odds_difference", title="Equalized-odds difference", direction="lower", unit="rate",
+       params=GROUP_PARAMS)
+def equalized_odds_difference(ctx: CheckContext, **params) -> Measurement:
+    """The larger of the between-group differences (max minus min) in true-positive rate and in false-positive rate (fairlearn's equalized_odds_difference).
+
+    It asks whether applicants who deserve the favourable outcome get it equally often in every group, and
+    whether those who do not get it by mistake equally often. A group needs enough rows of both true labels."""
+    return _disparity(ctx, "fairness.equalized_odds_difference", ("tpr", "fpr"), "difference", params)
+
+
+@check("fairness.equal_opportunity_difference", title="Equal-opportunity difference", direction="lower",
+       unit="rate", params=GROUP_PARAMS)
+def equal_opportunity_difference(ctx: CheckContext, **params) -> Measurement:
+    """Largest minus smallest group true-positive rate, over the attributes asked (fairlearn's equal_opportunity_difference).
+
+    Among rows whose true label is the favourable one, how much more often one group is given the favourable
+    decision than another."""
+    return _disparity(ctx, "fairness.equal_opportunity_difference", ("tpr",), "difference", params)
+
+
+@check("fairness.predictive_parity_difference", title="Predictive-parity difference", direction="lower",
+       unit="rate", params=GROUP_PARAMS)
+def predictive_parity_difference(ctx: CheckContext, **params) -> Measurement:
+    """Largest minus smallest group precision, over the attributes asked (MetricFrame(precision).difference()).
+
+    Precision is the share of favourable decisions that turn out right; a gap means a favourable decision is
+    worth more in one group than in another."""
+    return _disparity(ctx, "fairness.predictive_parity_difference", ("precision",), "difference", params)
+
+
+@check("fairness.auc_gap", title="ROC-AUC gap between groups", direction="lower", params=GROUP_PARAMS)
+def auc_gap(ctx: CheckContext, **params) -> Measurement:
+    """Largest minus smallest group ROC-AUC, over the attributes asked (MetricFrame(roc_auc_score).difference()).
+
+    A gap means the score ranks applicants of one group less well than another's, whatever the threshold."""
+    return _disparity(ctx, "fairness.auc_gap", ("roc_auc",), "difference", params)
+
+
+# ---------------------------------------------------------------- counterfactual swaps
+
+
+CF_PARAMS: dict[str, Any] = {"swaps": None, "examples": 5, "min_group_size": 0}
+
+
+@dataclass
+class SwapOutcome:
+    name: str
+    source: str
+    rows: np.ndarray  # eval rows whose text changed
+    before: list[str]
+    after: list[str]
+    terms: dict[str, int]  # term -> times swapped
+    old: np.ndarray  # scores
+    new: np.ndarray
+
+
+def _swap_outcomes(ctx: CheckContext, swaps: Any) -> list[SwapOutcome]:
+    from audit import swaps as sw
+
+    lists = sw.load_all("gender" if swaps is None else swaps)
+    cache = ctx.extra.setdefault("_fairness_swaps", {})
+    out = []
+    for sl in lists:
+        key = (sl.name, sl.source)
+        if key not in cache:
+            rows, before, after, terms = [], [], [], {}
+            for i, text in enumerate(ctx.texts):
+                new, found = sl.swap(text)
+                if found and new != text:
+                    rows.append(i)
+                    before.append(text)
+                    after.append(new)
+                    for term in found:
+                        terms[term] = terms.get(term, 0) + 1
+            rows_ = np.array(rows, dtype=np.int64)
+            new_scores = (np.asarray(ctx.score_texts(after, desc=f"counterfactual swaps ({sl.name})"), dtype=float)
+                          if after else np.empty(0))
+            cache[key] = SwapOutcome(sl.name, sl.source, rows_, before, after, terms, ctx.score[rows_], new_scores)
+        out.append(cache[key])
+    return out
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…"
+
+
+def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -> Measurement:
+    k = _floor(ctx, params.get("min_group_size"))
+    examples = int(params.get("examples", 5))
+    m = Measurement(check_id, None, n=0)
+    if not ctx.texts or len(ctx.texts) != len(ctx.score):
+        m.inconclusive = "the eval texts are not available to this check"
+        return m
+    if ctx.bundle is None or getattr(ctx.bundle, "model", None) is None:
+        m.inconclusive = "the run has no model loaded to re-score the swapped texts"
+        return m
+    outcomes = _swap_outcomes(ctx, params.get("swaps"))
+    W = ctx.weights
+    ids = None
+    if ctx.frame is not None and ctx.manifest is not None and getattr(ctx.manifest, "id_column", None):
+        ids = ctx.frame[ctx.manifest.id_column].astype(str).tolist()
+    lists, values, reasons = [], [], []
+    for o in outcomes:
+        thr = ctx.threshold
+        flips = (o.old >= thr) != (o.new >= thr)
+        delta = o.new - o.old
+        Wc = W[:, o.rows]  # the bootstrap weights of the changed rows only
+        total = Wc.sum(axis=1)
+        flip_rate = _div(Wc @ flips.astype(float), total)
+        mean_abs = _div(Wc @ np.abs(delta), total)
+        v = flip_rate if stat == "flip_rate" else mean_abs
+        order = np.lexsort((o.rows, -np.abs(delta), ~flips))[:max(examples, 0)]  # flips first, then |change|
+        entry = {
+            "list": o.name, "source": o.source, "rows_total": len(ctx.texts), "rows_changed": len(o.rows),
+            "terms_swapped": dict(sorted(o.terms.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
+            "flip_rate": _f(flip_rate[0]), "flip_rate_ci": _interval(flip_rate[1:], ctx.confidence),
+            "flips": int(flips.sum()),
+            "flips_to_favourable": int(((o.old < thr) & (o.new >= thr)).sum()),
+            "flips_to_unfavourable": int(((o.old >= thr) & (o.new < thr)).sum()),
+            "mean_abs_score_change": _f(mean_abs[0]), "mean_abs_score_change_ci": _interval(mean_abs[1:], ctx.confidence),
+            "mean_score_change": _f(delta.mean()) if len(delta) else None,
+            "max_abs_score_change": _f(np.abs(delta).max()) if len(delta) else None,
+            "examples": [{"row": int(o.rows[j]), "id": ids[o.rows[j]] if ids else str(int(o.rows[j])),
+                          "before": _clip(pii.redact(o.before[j])), "after": _clip(pii.redact(o.after[j])),
+                          "score_before": _f(o.old[j]), "score_after": _f(o.new[j]),
+                          "decision_before": ctx.positive_label if o.old[j] >= thr else ctx.negative_label,
+                          "decision_after": ctx.positive_label if o.new[j] >= thr else ctx.negative_label,
+                          "flipped": bool(flips[j])} for j in order],
+        }
+        lists.append(entry)
+        values.append(v)
+        if not len(o.rows):
+            reasons.append(f"no eval text contains a term of the '{o.name}' list")
+        elif len(o.rows) < k:
+            texts = "eval text contains" if len(o.rows) == 1 else "eval texts contain"
+            reasons.append(f"only {len(o.rows)} {texts} a term of the '{o.name}' list (at least {k} needed)")
+    stacked = np.vstack(values)
+    overall = stacked.max(axis=0)  # the worst list, on the point and on every replicate
+    m.n = int(len(np.unique(np.concatenate([o.rows for o in outcomes])))) if outcomes else 0
+    m.value = _f(overall[0])
+    if W.shape[0] > 1:
+        m.ci_low, m.ci_high = stats.percentile_interval(overall[1:], ctx.confidence)
+    worst = int(np.nanargmax(stacked[:, 0])) if np.isfinite(stacked[:, 0]).any() else 0
+    m.details = {"statistic": stat, "decision_threshold": ctx.threshold, "favourable_label": ctx.positive_label,
+                 "min_group_size": k, "lists": lists, "worst_list": lists[worst]["list"] if lists else None,
+                 "rows_total": len(ctx.texts), "rows_changed": m.n,
+                 "caveats": ["Only texts that contain a term of a swap list count; the others carry no evidence "
+                             "either way.", "A swap changes words, not facts: a model may also read a protected "
+                             "attribute through proxies (names, places, amounts) that no list swaps."]}
+    if m.value is not None and W.shape[0] > 1 and m.ci_low is None:
+        reasons.append("the interval is undefined on too many bootstrap replicates")
+    if reasons:
+        m.inconclusive = "; ".join(reasons)
+    return m
+
+
+def _validate_swaps(params: dict) -> None:
+    """At policy load: the swap lists must exist and parse (raises ValueError naming the problem)."""
+    from audit import swaps
+
+    if params.get("swaps") is not None:
+        swaps.load_all(params["swaps"])
+
+
+@check("fairness.counterfactual_flip_rate", title="Counterfactual decision flip rate", direction="lower",
+       unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps)
+def counterfactual_flip_rate(ctx: CheckContext, **params) -> Measurement:
+    """Share of eval texts whose decision changes when identity terms are swapped (he/she, Mr/Ms, ...), worst swap list.
+
+    Only texts that contain a term of the list count. Each is re-scored with its terms swapped; a flip is a
+    decision on the other side of the threshold. The policy's swaps name bundled lists (gender,
+    national_origin, age, marital_status) or YAML files of pairs; the default is gender. A model that reads identity words should
+    not change its decision because of them."""
+    return _counterfactual(ctx, "fairness.counterfactual_flip_rate", "flip_rate", params)
+
+
+@check("fairness.counterfactual_score_change", title="Counterfactual mean score change", direction="lower",
+       unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps)
+def counterfactual_score_change(ctx: CheckContext, **params) -> Measurement:
+    """Mean absolute change of the score when identity terms in a text are swapped, worst swap list.
+
+    It counts every change, also those that do not cross the threshold: a model that moves its score by 0.05
+    when "he" becomes "she" reads gender even if few decisions flip."""
+    return _counterfactual(ctx, "fairness.counterfactual_score_change", "score_change", params)

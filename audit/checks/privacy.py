@@ -1,0 +1,293 @@
+"""Privacy family: personal data in the text, and whether the model gives away who was in its training set.
+
+PII checks scan the text with `audit.pii` (validated patterns, no model) and report the share of rows that
+hold personal data, with counts by type. A measurement never carries the data it found: only counts, row
+positions and short snippets in which every find is replaced by its token (`[EMAIL]`, `[CARD]` …).
+
+Membership inference is the loss-threshold attack (Yeom et al., 2018): an attacker who can query the model
+guesses "member" when an example's loss is low. Members are the training rows, non-members the eval rows
+(both scored once per run, as the runner scores every data set); the larger set is subsampled, with the
+run's seed, to the size of the smaller. A text that occurs in both sets is left out of both sides: to the
+model it is the same input, member or not. The area under the attack's ROC curve is 0.5 when the
+model behaves the same on data it trained on and data it never saw; the true-positive rate at a low
+false-positive rate says whether a few members can be picked out with confidence (Carlini et al., 2022).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from audit import pii, stats
+from audit.checks import check
+from audit.context import CheckContext
+from audit.result import Measurement
+
+LOW_FPRS = (0.01, 0.001)
+MIN_MEMBERS = 20  # per side, below which the attack's numbers mean little
+_CELLS = 4_000_000  # bootstrap weights held at once (rows x replicates), about 32 MB
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _bootstrap(n: int, replicates: int, seed: int, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """fn over a row of ones, then over `replicates` Poisson(1) weight rows of length n, built a chunk at a
+    time so a large set never holds the whole (replicates x n) matrix. Returns 1 + replicates values."""
+    rng = np.random.default_rng(seed)
+    out = [fn(np.ones((1, n)))]
+    step = max(1, _CELLS // max(n, 1))
+    for lo in range(0, replicates, step):
+        out.append(fn(rng.poisson(1.0, size=(min(step, replicates - lo), n)).astype(np.float64)))
+    return np.concatenate(out)
+
+
+def _interval(values: np.ndarray, confidence: float, replicates: int) -> tuple[float | None, float | None]:
+    if not replicates:
+        return None, None
+    return stats.percentile_interval(values[1:], confidence)
+
+
+def training_set(ctx: CheckContext):
+    """(the run's scored training split, None) or (None, why there is none)."""
+    from audit.errors import AuditError
+
+    try:
+        train = ctx.dataset("train")
+    except AuditError as exc:
+        return None, f"the training data cannot be read: {exc}"
+    if train is not None:
+        return train, ""
+    m = ctx.manifest
+    if ctx.loader is None:
+        return None, "no training data was given to the checks"
+    if m is None or getattr(m, "data", None) is None:
+        return None, ("no training data: the model's manifest records no training split (a model that "
+                      "`audit train` did not make), so there is nothing to compare the eval rows with")
+    return None, ("no training data: the training file named in the manifest has changed since the model was "
+                  "trained (its sha256 differs), so its rows cannot be matched to the split")
+
+
+# ---------------------------------------------------------------- PII
+
+
+def _pii(ctx: CheckContext, check_id: str, dataset: str, types: list, examples: int) -> Measurement:
+    dataset = str(dataset).strip().lower()
+    chosen = pii.check_types(types)  # raises on an unknown type: the finding says which
+    if dataset == "eval":
+        texts, weights = list(ctx.texts), None
+        if len(ctx.y_true) == len(texts):
+            weights = ctx.weights  # the run's shared replicates
+    elif dataset == "train":
+        train, why = training_set(ctx)
+        if train is None:
+            return Measurement(check_id, None, details={"dataset": dataset}, inconclusive=why)
+        texts, weights = list(train.texts), None
+    else:
+        raise ValueError(f"dataset must be 'eval' or 'train', got {dataset!r}")
+    n = len(texts)
+    found = pii.scan(texts, chosen)
+    flags = found.any_row.astype(np.float64)
+    if n == 0:
+        return Measurement(check_id, None, details={"dataset": dataset, "rows": 0},
+                           inconclusive=f"the {dataset} set has no rows to scan")
+
+    def rate(W: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (W @ flags) / W.sum(axis=1)  # NaN for a resample that drew no row
+
+    if weights is not None:
+        values = rate(weights)
+    else:
+        values = _bootstrap(n, ctx.replicates, ctx.seed, rate)
+    low, high = _interval(values, ctx.confidence, ctx.replicates)
+    counts, rows = found.counts, found.rows
+    by_type = [{"type": t, "label": pii.LABELS[t], "token": pii.TOKENS[t], "finds": counts[t], "rows": rows[t],
+                "share": rows[t] / n} for t in chosen]
+    shown = []
+    first_rows = np.flatnonzero(found.any_row)[: max(int(examples), 0)]
+    by_row: dict[int, list[pii.Find]] = {}
+    for f in found.finds:
+        by_row.setdefault(f.row, []).append(f)
+    for row in first_rows.tolist():
+        finds = by_row[row]
+        shown.append({"row": row, "types": sorted({f.kind for f in finds}, key=pii.TYPES.index),
+                      "text": pii.snippet(texts[row], finds[0], types=None)})
+    details: dict[str, Any] = {
+        "dataset": dataset, "rows": n, "rows_with_pii": found.rows_any, "types": list(chosen), "by_type": by_type,
+        "examples": shown,
+        "not_detected": "names, postal addresses and free-form account numbers (the scanner uses validated "
+                        "patterns, not a language model)",
+    }
+    return Measurement(check_id, float(values[0]), low, high, n=n, details=details)
+
+
+def _validate_pii(params: dict) -> None:
+    """At policy load: `dataset` and `types` must name what the scanner knows."""
+    if params.get("dataset", "eval") not in ("eval", "train"):
+        raise ValueError(f"dataset must be 'eval' or 'train', got {params.get('dataset')!r}")
+    unknown = [t for t in params.get("types") or [] if t not in pii.TYPES]
+    if unknown:
+        raise ValueError(f"unknown PII type {unknown[0]!r} (known: {', '.join(pii.TYPES)})")
+
+
+@check("privacy.pii_rate", title="Rows with personal data", direction="lower", unit="rate",
+       params={"dataset": "eval", "types": [], "examples": 3}, validate=_validate_pii)
+def pii_rate(ctx: CheckContext, dataset: str = "eval", types: list | None = None, examples: int = 3) -> Measurement:
+    """Share of rows of a data set (`dataset`: eval or train) whose text holds personal data: e-mail, phone,
+    payment card, IBAN, US SSN, IP address or date of birth (`types` narrows the list).
+
+    Personal data in text that a model reads or is trained on must be necessary for its purpose and protected;
+    a high share usually means free text is passed on without redaction. The report shows only counts and
+    redacted snippets."""
+    return _pii(ctx, "privacy.pii_rate", dataset, list(types or []), examples)
+
+
+@check("privacy.pii_in_training_text", title="Training rows with personal data", direction="lower",
+       unit="rate", params={"types": [], "examples": 3}, validate=_validate_pii, cost="training-set")
+def pii_in_training_text(ctx: CheckContext, types: list | None = None, examples: int = 3) -> Measurement:
+    """Share of the model's training rows whose text holds personal data (e-mail, phone, payment card, IBAN,
+    US SSN, IP address or date of birth).
+
+    What a model was trained on it can memorise and repeat: personal data in training text is the hardest
+    kind to take back, because removing it means retraining."""
+    return _pii(ctx, "privacy.pii_in_training_text", "train", list(types or []), examples)
+
+
+# ---------------------------------------------------------------- membership inference
+
+
+def _attack_curves(W: np.ndarray, member: np.ndarray, score: np.ndarray) -> dict[str, np.ndarray]:
+    """Per weight row: the attack's TPR at each low FPR and its advantage max(TPR - FPR). The attacker calls
+    "member" when the score (minus the loss) is at or above a threshold; every distinct score is a threshold."""
+    order = np.argsort(-score, kind="mergesort")
+    s = score[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    m = member[order].astype(np.float64)
+    Wo = W[:, order]
+    tp = np.cumsum(np.add.reduceat(Wo * m, starts, axis=1), axis=1)
+    fp = np.cumsum(np.add.reduceat(Wo * (1.0 - m), starts, axis=1), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpr = tp / tp[:, -1:]
+        fpr = fp / fp[:, -1:]
+    defined = (tp[:, -1] > 0) & (fp[:, -1] > 0)
+    gap = np.where(defined[:, None], np.nan_to_num(tpr - fpr), 0.0)
+    out = {"advantage": np.where(defined, np.maximum(gap.max(axis=1), 0.0), np.nan)}
+    for a in LOW_FPRS:
+        best = np.where(fpr <= a + 1e-12, tpr, 0.0).max(axis=1)  # the (0, 0) corner is always reachable
+        out[f"tpr@{a:g}"] = np.where(defined, best, np.nan)
+    return out
+
+
+def membership_attack(ctx: CheckContext) -> dict[str, Any]:
+    """The loss-threshold attack of this run, computed once and shared by the privacy checks."""
+    key = ("privacy.membership_attack", ctx.seed, ctx.replicates, ctx.confidence)
+    cache = ctx.extra.setdefault("_cache", {})
+    if key in cache:
+        return cache[key]
+    cache[key] = result = _membership_attack(ctx)
+    return result
+
+
+def _membership_attack(ctx: CheckContext) -> dict[str, Any]:
+    train, why = training_set(ctx)
+    if train is None:
+        return {"inconclusive": why}
+    preds = ctx.extra.get("predictions")
+    eval_loss = getattr(preds, "loss", None)
+    train_loss = getattr(train.predictions, "loss", None)
+    if eval_loss is None or train_loss is None:
+        return {"inconclusive": "per-row losses are missing: the eval and training rows need labels"}
+    # A text in both sets is the same input to the model, member or not: leave it out of both sides, so that
+    # the two sides stay alike (dropping it from one side only would set short, common texts against the rest).
+    eval_texts = list(ctx.texts) if len(ctx.texts) == len(eval_loss) else [None] * len(eval_loss)
+    shared = set(train.texts) & set(eval_texts)
+    keep_non = np.array([t not in shared for t in eval_texts], dtype=bool)
+    keep_mem = np.array([t not in shared for t in train.texts], dtype=bool)
+    non = np.asarray(eval_loss, dtype=np.float64)[keep_non]
+    mem = np.asarray(train_loss, dtype=np.float64)[keep_mem]
+    dropped = int((~keep_non).sum())
+    n = min(len(mem), len(non))
+    facts: dict[str, Any] = {
+        "attack": "loss threshold (Yeom et al. 2018): lower loss on an example = guess it was in training",
+        "members_available": len(mem), "non_members_available": len(non), "non_members_dropped": dropped,
+        "members_dropped": int((~keep_mem).sum()),
+    }
+    if n < MIN_MEMBERS:
+        extra = (f"; {dropped} eval rows and {facts['members_dropped']} training rows were left out because "
+                 f"their text occurs in both sets" if dropped else "")
+        return {"inconclusive": f"too few rows for the attack: {len(mem)} training rows and {len(non)} eval rows "
+                                f"that the model never trained on (needs at least {MIN_MEMBERS} of each){extra}",
+                "details": facts}
+    rng = np.random.default_rng(ctx.seed)
+    if len(mem) > n:
+        mem = mem[np.sort(rng.choice(len(mem), size=n, replace=False))]
+    if len(non) > n:
+        non = non[np.sort(rng.choice(len(non), size=n, replace=False))]
+    member = np.r_[np.ones(n), np.zeros(n)]
+    score = -np.r_[mem, non]  # the attacker's score: lower loss, more likely a member
+
+    def all_stats(W: np.ndarray) -> np.ndarray:
+        curves = _attack_curves(W, member, score)
+        return np.column_stack([stats.roc_auc(W, member, score), curves["advantage"],
+                                *[curves[f"tpr@{a:g}"] for a in LOW_FPRS]])
+
+    values = _bootstrap(2 * n, ctx.replicates, ctx.seed + 1, all_stats)
+    names = ["auc", "advantage", *[f"tpr@{a:g}" for a in LOW_FPRS]]
+    est = {}
+    for j, name in enumerate(names):
+        low, high = _interval(values[:, j], ctx.confidence, ctx.replicates)
+        v = float(values[0, j])
+        est[name] = {"value": None if np.isnan(v) else v, "ci_low": low, "ci_high": high}
+    facts.update({
+        "members": n, "non_members": n,
+        "mean_loss_members": float(mem.mean()), "mean_loss_non_members": float(non.mean()),
+        "median_loss_members": float(np.median(mem)), "median_loss_non_members": float(np.median(non)),
+        "auc": est["auc"], "advantage": est["advantage"],
+        "tpr_at_fpr": [{"fpr": a, **est[f"tpr@{a:g}"], "resolved": n * a >= 1.0,
+                        "chance": a} for a in LOW_FPRS],
+        "curve": stats.roc_curve_points(member, score),
+    })
+    return {"details": facts, "n": 2 * n, "estimates": est}
+
+
+def _from_attack(ctx: CheckContext, check_id: str, name: str, needs_rows: int = 0) -> Measurement:
+    attack = membership_attack(ctx)
+    details = dict(attack.get("details") or {})
+    if "estimates" not in attack:
+        return Measurement(check_id, None, details=details, inconclusive=attack["inconclusive"])
+    e = attack["estimates"][name]
+    m = Measurement(check_id, e["value"], e["ci_low"], e["ci_high"], n=attack["n"], details=details)
+    if m.value is None:
+        m.inconclusive = "the attack is undefined on these rows"
+    elif needs_rows and details["non_members"] < needs_rows:
+        m.inconclusive = (f"only {details['non_members']} non-members: a false-positive rate of "
+                          f"{1 / needs_rows:.0%} cannot be resolved with fewer than {needs_rows}")
+    elif ctx.replicates and m.ci_low is None:
+        m.inconclusive = "the interval is undefined on most resamples (too few rows)"
+    return m
+
+
+@check("privacy.membership_inference_auc", title="Membership inference AUC (loss attack)", direction="lower",
+       cost="training-set")
+def membership_inference_auc(ctx: CheckContext) -> Measurement:
+    """How well an attacker who sees the model's loss on an example tells training rows from rows the model
+    never saw: the area under the ROC curve of the loss-threshold attack.
+
+    0.5 means the model behaves the same on both, so its outputs do not reveal who was in the training data;
+    well above 0.5 means it has memorised its training rows, and anyone who can query it may learn that a
+    person's record was used to train it."""
+    return _from_attack(ctx, "privacy.membership_inference_auc", "auc")
+
+
+@check("privacy.mia_tpr_at_1pct_fpr", title="Membership inference TPR at 1% FPR", direction="lower",
+       unit="rate", cost="training-set")
+def mia_tpr_at_1pct_fpr(ctx: CheckContext) -> Measurement:
+    """Share of training rows the loss attack picks out while wrongly accusing at most 1% of rows the model
+    never saw (true-positive rate at a 1% false-positive rate).
+
+    Chance is 0.01. A higher value means some individuals' membership can be inferred with confidence even
+    when the overall AUC looks harmless; it needs at least 100 non-members to be resolved."""
+    return _from_attack(ctx, "privacy.mia_tpr_at_1pct_fpr", "tpr@0.01", needs_rows=100)

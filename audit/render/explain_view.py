@@ -1,0 +1,281 @@
+"""View-model of the explainability family: a bar chart of the top-k words, the word table, and example texts
+with each word highlighted by the sign and strength of its SHAP value.
+
+Built from result.json alone (the measurements' details), every string formatted here; the template only loops
+and prints. Sign is never shown by colour alone: a word that pushes towards the positive label has a solid
+underline, one that pushes towards the negative label a dashed one, and every highlighted word carries its
+value as a tooltip and as visually hidden text for screen readers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from audit.render.charts import _num
+
+# Light fills (dark text keeps more than 7:1 contrast on each), weakest first.
+POS_FILLS = ("#e3edf8", "#c2d8ef", "#95b9e2")
+NEG_FILLS = ("#fbeadb", "#f6d0aa", "#efb078")
+POS_LINE = "2px solid #1d4f91"
+NEG_LINE = "2px dashed #8a4500"
+BAR_POS, BAR_NEG, PROHIBITED = "#1d4f91", "#b35f00", "#9b1616"
+STEPS = (0.15, 0.4, 0.7)  # strength buckets as shares of the largest |value| shown
+
+
+@dataclass
+class Bar:
+    y: str
+    h: str
+    width: str
+    fill: str
+    label: str
+    label_y: str
+    value_text: str
+    value_x: str
+    prohibited: bool
+    title: str
+
+
+@dataclass
+class BarChart:
+    id: str
+    title: str
+    desc: str
+    width: int
+    height: int
+    label_x: str
+    plot_x: str
+    plot_right: str
+    top: str
+    bottom: str
+    tick_y: str
+    axis_label: str
+    axis_label_x: str
+    axis_label_y: str
+    ticks: list[tuple[str, str]]  # (x, text)
+    bars: list[Bar]
+
+
+@dataclass
+class WordRow:
+    rank: str
+    word: str
+    mean_abs: str
+    mean_signed: str
+    direction: str
+    share: str
+    rows: str
+    prohibited: bool
+
+
+@dataclass
+class Span:
+    text: str  # the unit without its trailing whitespace
+    tail: str  # the whitespace after it
+    style: str  # "" when the unit is not highlighted
+    title: str
+    note: str  # the visually hidden annotation, "+0.12"
+
+
+@dataclass
+class Example:
+    title: str
+    why: str
+    facts: str
+    spans: list[Span]
+
+
+@dataclass
+class Swatch:
+    style: str
+    label: str
+
+
+@dataclass
+class ExplainView:
+    intro: str
+    notes: list[str]
+    chart: BarChart | None
+    words: list[WordRow]
+    words_caption: str
+    examples: list[Example]
+    legend: list[Swatch]
+    legend_note: str
+
+
+def _d(x: Any) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
+def _l(x: Any) -> list:
+    return x if isinstance(x, list) else []
+
+
+def _c(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def _signed(v: float) -> str:
+    return f"{v:+.3f}".replace("-", "−")
+
+
+def _nice_step(top: float) -> float:
+    raw = top / 4 if top > 0 else 1.0
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def bar_chart(rows: list[dict], positive: str, negative: str, prohibited: set[str], top_k: int) -> BarChart | None:
+    """Horizontal bars of mean |SHAP| per row for the top-k words; colour and the (+)/(−) mark give the average
+    direction, prohibited terms are outlined in red and named as such."""
+    rows = [r for r in rows if _num(r.get("mean_abs")) is not None][:top_k]
+    if not rows:
+        return None
+    width, label_w, right_pad, row_h, top = 640, 140, 92, 18, 26
+    plot_x, plot_right = label_w, width - right_pad
+    height = top + row_h * len(rows) + 34
+    biggest = max(_num(r["mean_abs"]) for r in rows) or 1.0
+    step = _nice_step(biggest)
+    scale_top = math.ceil(biggest / step - 1e-9) * step or step
+
+    def sx(v: float) -> float:
+        return plot_x + v / scale_top * (plot_right - plot_x)
+
+    bars = []
+    for i, r in enumerate(rows):
+        v = _num(r["mean_abs"])
+        signed = _num(r.get("mean_signed")) or 0.0
+        word = str(r.get("word", ""))
+        bad = word in prohibited
+        y = top + i * row_h + 3
+        toward = positive if signed >= 0 else negative
+        mark = "(+)" if signed >= 0 else "(−)"
+        label = word if len(word) <= 20 else word[:19] + "…"
+        bars.append(Bar(_c(y), _c(row_h - 6), _c(max(sx(v) - plot_x, 0.5)), BAR_POS if signed >= 0 else BAR_NEG,
+                        label + (" ⚑" if bad else ""), _c(y + row_h - 8), f"{v:.3f} {mark}", _c(sx(v) + 4), bad,
+                        f"{word}: mean |SHAP| {v:.3f} per row, on average towards '{toward}' ({_signed(signed)})"
+                        + ("; a prohibited term" if bad else "")))
+    ticks = []
+    t = 0.0
+    while t <= scale_top + 1e-12:
+        ticks.append((_c(sx(t)), f"{t:g}"))
+        t += step
+    named = [r["word"] for r in rows if r.get("word") in prohibited]
+    desc = (f"The {len(rows)} words the model leans on most, by mean |SHAP| per sampled row (log-odds). "
+            f"Blue bars marked (+) push towards '{positive}' on average, orange bars marked (−) towards '{negative}'. "
+            + (f"Prohibited terms among them, outlined in red and flagged ⚑: {', '.join(named)}."
+               if named else "No prohibited term is among them."))
+    bottom = top + row_h * len(rows)
+    return BarChart("explain-top-words", f"Top {len(rows)} words by mean |SHAP|", desc, width, height,
+                    _c(plot_x - 6), _c(plot_x), _c(plot_right), _c(top), _c(bottom), _c(bottom + 14),
+                    "mean |SHAP| per row (log-odds)", _c((plot_x + plot_right) / 2), _c(bottom + 30), ticks, bars)
+
+
+def _strength(v: float, scale: float) -> int:
+    if scale <= 0:
+        return 0
+    share = abs(v) / scale
+    return sum(share >= s for s in STEPS)
+
+
+def _style(v: float, level: int) -> str:
+    fills, line = (POS_FILLS, POS_LINE) if v >= 0 else (NEG_FILLS, NEG_LINE)
+    return f"background:{fills[level - 1]};border-bottom:{line}"
+
+
+def _spans(units: list, scale: float, positive: str, negative: str) -> list[Span]:
+    out = []
+    for u in units:
+        if not isinstance(u, list) or len(u) < 2:
+            continue
+        text, v = str(u[0]), _num(u[1]) or 0.0
+        core = text.rstrip()
+        tail = text[len(core):]
+        level = _strength(v, scale) if (len(u) < 3 or u[2] == "word") else 0  # punctuation is not highlighted
+        if level == 0 or not core:
+            out.append(Span(core, tail, "", "", ""))
+            continue
+        toward = positive if v >= 0 else negative
+        out.append(Span(core, tail, _style(v, level), f"{_signed(v)} log-odds, towards '{toward}'",
+                        "(" + f"{v:+.2f}".replace("-", "−") + ")"))
+    return out
+
+
+def _legend(scale: float, positive: str, negative: str) -> tuple[list[Swatch], str]:
+    bounds = [s * scale for s in STEPS]
+    out = []
+    for v, who in ((1.0, positive), (-1.0, negative)):
+        for level in (1, 2, 3):
+            lo = bounds[level - 1]
+            hi = f"–{bounds[level]:.2f}" if level < 3 else " and more"
+            out.append(Swatch(_style(v, level), f"towards '{who}', |SHAP| {lo:.2f}{hi}"))
+    note = (f"Solid underline: the word raises the log-odds of '{positive}'; dashed underline: it lowers them "
+            f"(towards '{negative}'). Darker means stronger; words under {bounds[0]:.2f} are not highlighted. "
+            "Punctuation is not highlighted. Hover a word, or read it with a screen reader, for its value.")
+    return out, note
+
+
+def explain_view(result: dict) -> ExplainView | None:
+    ms = _d(result.get("measurements"))
+    model = _d(result.get("model"))
+    positive = str(model.get("positive_label") or "positive")
+    negative = str(model.get("negative_label") or "negative")
+    add = _d(_d(ms.get("explainability.additivity_error")).get("details"))
+    stab = _d(_d(ms.get("explainability.stability")).get("details"))
+    share_d = _d(_d(ms.get("explainability.prohibited_terms")).get("details"))
+    topk_d = _d(_d(ms.get("explainability.prohibited_terms_in_top_k")).get("details"))
+    budget = add or stab or share_d or topk_d
+    if not budget:
+        return None
+    prohibited = {str(t) for t in _l(share_d.get("terms")) + _l(topk_d.get("terms"))}
+    top_k = int(_num(topk_d.get("top_k")) or _num(share_d.get("top_k")) or _num(stab.get("top_k")) or 20)
+    seconds = _num(budget.get("seconds"))
+    reviewer = _d(budget.get("reviewer_rows"))
+    n_review = sum(int(_num(v) or 0) for v in reviewer.values())
+    intro = (f"SHAP values of the model's log-odds of '{positive}' (shap's partition explainer over a Text masker, "
+             f"scored in batches through the audited model): {_num(budget.get('sample_rows')) or 0:.0f} eval rows "
+             f"drawn at random with the policy's seed give the word ranking, and {n_review} more rows were "
+             f"explained for review; {_num(budget.get('max_evals')) or 0:.0f} model calls per text, "
+             f"{_num(budget.get('model_evaluations')) or 0:,.0f} in all"
+             + (f", {seconds:.0f} s." if seconds is not None else "."))
+    notes = ["A word's importance is the mean over the sampled rows of the sum of |SHAP| of its occurrences (a row "
+             "without the word counts 0); sub-word pieces are merged into words and special tokens dropped. With "
+             "fewer model calls than tokens, the explainer resolves the groups of tokens that matter most and "
+             "shares the credit of a group it did not split evenly among its words."]
+    words = []
+    for r in map(_d, _l(stab.get("importance"))[:top_k]):
+        signed = _num(r.get("mean_signed")) or 0.0
+        share = _num(r.get("share"))
+        words.append(WordRow(str(r.get("rank", "")), str(r.get("word", "")), f"{_num(r.get('mean_abs')) or 0:.4f}",
+                             _signed(signed), f"towards '{positive if signed >= 0 else negative}'",
+                             f"{share:.1%}" if share is not None else "—",
+                             f"{r.get('rows', '—')} of {_num(budget.get('sample_rows')) or 0:.0f}",
+                             str(r.get("word")) in prohibited))
+    chart = bar_chart([_d(r) for r in _l(stab.get("importance"))], positive, negative, prohibited, top_k)
+    raw = [_d(e) for e in _l(add.get("examples"))]
+    values = [abs(_num(u[1]) or 0.0) for e in raw for u in _l(e.get("units")) if isinstance(u, list) and len(u) > 1]
+    scale = max(values) if values else 0.0
+    examples = []
+    for e in raw:
+        facts = (f"Row {e.get('row_id')}: score {_num(e.get('score')) or 0:.3f}, predicted '{e.get('predicted')}', "
+                 f"true label '{e.get('true')}'. Base value {_signed(_num(e.get('base_value')) or 0)} + sum of SHAP "
+                 f"{_signed(_num(e.get('shap_sum')) or 0)} = log-odds {_signed(_num(e.get('output')) or 0)}.")
+        kind = str(e.get("kind") or "example")
+        examples.append(Example(kind[:1].upper() + kind[1:] + " row", str(e.get("why") or ""), facts,
+                                _spans(_l(e.get("units")), scale, positive, negative)))
+    if _d(ms.get("explainability.additivity_error")).get("error"):
+        notes.insert(0, "These explanations do not add up to the model's output (see the additivity finding): they "
+                        "are shown for diagnosis and are not evidence of what the model leans on.")
+    if any(e.get("redacted") for e in raw):
+        notes.append("Personal data found in an example text (e-mail, phone, card, IBAN, SSN, IP address, date of "
+                     "birth) is replaced by its type, such as [PHONE], and carries the summed value of what it replaced.")
+    legend, legend_note = _legend(scale, positive, negative) if scale > 0 else ([], "")
+    return ExplainView(intro, notes, chart, words,
+                       f"The top {len(words)} words by mean |SHAP| per sampled row" +
+                       ("; ⚑ marks a prohibited term" if prohibited else ""),
+                       examples, legend, legend_note)
