@@ -166,17 +166,22 @@ class Manifest(BaseModel):
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
-def load_manifest(path: Path) -> Manifest:
-    from audit.policy import _first_error  # the same file:line error mapping as the policy
+def _load(path: Path, model: type[BaseModel], what: str):
+    """Read YAML safely and validate it as `model`; errors name file:line and key, as for the policy."""
+    from audit.policy import _first_error
     from audit.yamlsrc import load_yaml
 
-    data, loc = load_yaml(path, ManifestError, what="model manifest")
+    data, loc = load_yaml(path, ManifestError, what=what)
     if not isinstance(data, dict):
-        raise ManifestError(f"{loc.where(())}: a model manifest must be a mapping of keys")
+        raise ManifestError(f"{loc.where(())}: a {what} must be a mapping of keys")
     try:
-        return Manifest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ManifestError(_first_error(exc, loc)) from None
+
+
+def load_manifest(path: Path) -> Manifest:
+    return _load(path, Manifest, "model manifest")
 
 
 class Recipe(BaseModel):
@@ -195,13 +200,4 @@ class Recipe(BaseModel):
 
 
 def load_recipe(path: Path) -> Recipe:
-    from audit.policy import _first_error
-    from audit.yamlsrc import load_yaml
-
-    data, loc = load_yaml(path, ManifestError, what="recipe")
-    if not isinstance(data, dict):
-        raise ManifestError(f"{loc.where(())}: a recipe must be a mapping of keys")
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as exc:
-        raise ManifestError(_first_error(exc, loc)) from None
+    return _load(path, Recipe, "recipe")

@@ -33,14 +33,9 @@ def num(x: Any) -> float | None:
 
 def fmt(value: Any, unit: str = "") -> str:
     """A measured number as the judge's sentences print it: three decimals, counts with thousands commas."""
-    v = num(value)
-    if v is None:
-        return "n/a"
-    if unit == "count":
-        return f"{v:,.0f}"
-    if v != 0 and abs(v) < 0.001:
-        return f"{v:.2g}"  # 0.00012, not 0.000
-    return f"{v:.3f}"
+    from audit.judge import fmt as judge_fmt
+
+    return judge_fmt(num(value), unit)
 
 
 def conf_text(confidence: Any) -> str:
