@@ -151,11 +151,13 @@ def measure(policy: Policy, ctx) -> dict[str, Measurement]:
         params = dict(spec.params)
         if cid in policy.checks:
             params.update(policy.checks[cid].params)
+        started = time.perf_counter()
         try:
             out[cid] = spec.fn(ctx, **params)
         except Exception as exc:  # one broken check never aborts the audit
             out[cid] = Measurement(cid, None, error=f"{type(exc).__name__}: {exc}",
                                    details={"traceback": traceback.format_exc(limit=3)})
+        ctx.extra.setdefault("check_seconds", {})[cid] = round(time.perf_counter() - started, 3)
     return out
 
 
@@ -265,7 +267,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         "run": {"id": f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}",
                 "started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
                 "duration_s": round(time.perf_counter() - t0, 2),
-                "timings": {"scoring_s": round(preds.seconds, 3), "scoring_rows_per_s": round(preds.rows_per_s, 1)},
+                "timings": {"scoring_s": round(preds.seconds, 3), "scoring_rows_per_s": round(preds.rows_per_s, 1),
+                            "checks_s": ctx.extra.get("check_seconds", {})},
                 "command": command or ["audit", "run", str(model_dir), "--policy", str(policy_path)],
                 "seed": policy.budget.seed},
         "verdict": {"status": v.value, "exit_code": code, "counts": counts, "strict": strict,

@@ -14,9 +14,12 @@ def test_demo_trains_audits_and_reports(tmp_path):
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "verdict:" in r.output and "report:" in r.output
-    runs = list((tmp_path / "demo" / "reports").iterdir())
+    runs = [p for p in (tmp_path / "demo" / "reports").iterdir() if p.is_dir()]
     assert len(runs) == 1
     result = json.loads((runs[0] / "result.json").read_text())
     assert result["data"]["eval"]["rows"] == 300
     assert result["measurements"]["performance.roc_auc"]["value"] > 0.6
     assert (runs[0] / "report.html").stat().st_size < 2_000_000
+    assert (tmp_path / "demo" / "reports" / "ledger.jsonl").exists()
+    assert result["data"]["current"]["rows"] == 200  # the shifted cohort for the drift checks
+    assert CliRunner().invoke(cli, ["verify", str(runs[0])]).exit_code == 0

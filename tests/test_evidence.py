@@ -129,6 +129,33 @@ def test_same_inputs_give_identical_result_json(tiny_model, tmp_path, policy_fil
     assert (tmp_path / "a" / "predictions.csv").read_bytes() == (tmp_path / "b" / "predictions.csv").read_bytes()
 
 
+BROAD_POLICY = """\
+policy: broad
+version: "1"
+min_group_size: 5
+checks:
+  performance.roc_auc: {min: 0.6}
+  fairness.selection_rate_ratio: {min: 0.5}
+  fairness.counterfactual_flip_rate: {max: 0.5, swaps: gender}
+  explainability.additivity_error: {max: 0.01, rows: 6, max_evals: 40}
+  privacy.membership_inference_auc: {max: 0.9}
+budget: {bootstrap: 100}
+"""
+
+
+def test_every_family_is_reproducible(tiny_model, tmp_path, policy_file):
+    pol = policy_file(BROAD_POLICY)
+    for name in ("a", "b"):
+        r = invoke("run", tiny_model, "--policy", pol, "--out", tmp_path / name, "--no-progress")
+        assert r.exit_code in (0, 1, 3), r.output
+    a, b = (json.loads((tmp_path / n / "result.json").read_text()) for n in ("a", "b"))
+    assert {"fairness.selection_rate_ratio", "explainability.additivity_error",
+            "privacy.membership_inference_auc"} <= set(a["measurements"])
+    for r in (a, b):
+        r.pop("run")
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 def test_diff_names_status_and_measurement_changes(tiny_model, tmp_path, policy_file):
     a = tmp_path / "a"
     b = tmp_path / "b"

@@ -234,7 +234,9 @@ def explain_view(result: dict) -> ExplainView | None:
         return None
     prohibited = {str(t) for t in _l(share_d.get("terms")) + _l(topk_d.get("terms"))}
     top_k = int(_num(topk_d.get("top_k")) or _num(share_d.get("top_k")) or _num(stab.get("top_k")) or 20)
-    seconds = _num(budget.get("seconds"))
+    timings = _d(_d(_d(result.get("run")).get("timings")).get("checks_s"))
+    spent = [_num(v) for k, v in timings.items() if str(k).startswith("explainability.")]
+    seconds = sum(v for v in spent if v is not None) if spent else None
     reviewer = _d(budget.get("reviewer_rows"))
     n_review = sum(int(_num(v) or 0) for v in reviewer.values())
     intro = (f"SHAP values of the model's log-odds of '{positive}' (shap's partition explainer over a Text masker, "
