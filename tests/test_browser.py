@@ -88,8 +88,9 @@ def test_pdf_from_run_folder(hostile_report, tmp_path):
     r = CliRunner().invoke(cli, ["report", str(run), "--pdf"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     pdf = run / "report.pdf"
-    head = pdf.read_bytes()[:5]
-    assert head == b"%PDF-" and pdf.stat().st_size > 5_000
+    raw = pdf.read_bytes()
+    assert raw[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
+    assert b"/Subtype /Image" not in raw and b"/Subtype/Image" not in raw  # charts stay vector, no raster
     v = CliRunner().invoke(cli, ["verify", str(run)])
     assert v.exit_code == 0 and "report.pdf: printed from report.html after the run was sealed" in v.output
 
