@@ -563,6 +563,15 @@ def _term_rows(ranked: Sequence[WordStat], terms: set[str]) -> list[dict[str, An
     return [w.to_dict(rank) for rank, w in enumerate(ranked, start=1) if w.word in terms]
 
 
+def _prohibited_start(ctx: CheckContext, cid: str, params: dict):
+    """(a measurement to return early, or None; the explanation; the terms; the multi-word terms not matched)."""
+    terms, multi, skipped = _terms(cid, params)
+    if skipped:
+        return skipped, None, terms, multi
+    early, ex = _start(ctx, cid, params)
+    return early, ex, terms, multi
+
+
 @check("explainability.prohibited_terms", title="Share of |SHAP| on prohibited terms", direction="lower",
        unit="share", params={**BUDGET, **TERM_PARAMS}, validate=_validate, cost="shap")
 def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
@@ -572,10 +581,7 @@ def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
     shared with the counterfactual fairness check). The interval is a Poisson bootstrap over the sampled rows.
     Whether any of them ranks in the top k is the separate count explainability.prohibited_terms_in_top_k."""
     cid = "explainability.prohibited_terms"
-    terms, multi, skipped = _terms(cid, params)
-    if skipped:
-        return skipped
-    early, ex = _start(ctx, cid, params)
+    early, ex, terms, multi = _prohibited_start(ctx, cid, params)
     if early:
         return early
     top_k = int(params["top_k"])
@@ -609,10 +615,7 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     top k words, at least 10) is below `min_stability`, this finding is INCONCLUSIVE, with the terms each half
     ranks in its top k."""
     cid = "explainability.prohibited_terms_in_top_k"
-    terms, multi, skipped = _terms(cid, params)
-    if skipped:
-        return skipped
-    early, ex = _start(ctx, cid, params)
+    early, ex, terms, multi = _prohibited_start(ctx, cid, params)
     if early:
         return early
     top_k = int(params["top_k"])
