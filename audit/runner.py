@@ -144,11 +144,19 @@ def measure(policy: Policy, ctx) -> dict[str, Measurement]:
     specs = all_checks()
     families = {specs[cid].family for cid in policy.checks}
     paid = {specs[cid].cost for cid in policy.checks if specs[cid].cost}
+    # Checks that share a costly step share its budget: parameters given on any rule of that cost (SHAP rows,
+    # max_evals, ...) apply to all of them unless a rule sets its own, so the step runs once, not per rule.
+    shared: dict[str, dict] = {}
+    for cid, rule in policy.checks.items():
+        if specs[cid].cost:
+            shared.setdefault(specs[cid].cost, {}).update(rule.params)
     out: dict[str, Measurement] = {}
     for cid, spec in specs.items():
         if spec.family not in families or (spec.cost and spec.cost not in paid):
             continue
         params = dict(spec.params)
+        if spec.cost:
+            params.update({k: v for k, v in shared.get(spec.cost, {}).items() if k in spec.params})
         if cid in policy.checks:
             params.update(policy.checks[cid].params)
         started = time.perf_counter()

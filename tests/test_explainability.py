@@ -252,3 +252,23 @@ def test_bad_explainability_rule_is_named_at_policy_load(policy_file, rule, mess
     with pytest.raises(PolicyError) as info:
         load_policy(path)
     assert str(info.value).startswith(f"{path}:4: checks.explainability.prohibited_terms_in_top_k: {message}")
+
+
+def test_checks_sharing_shap_share_one_budget(tiny_model, tmp_path):
+    """A budget given on one explainability rule applies to the unruled checks that share the SHAP step."""
+    import json
+
+    from click.testing import CliRunner
+
+    from audit.cli import cli
+
+    pol = tmp_path / "p.yaml"
+    pol.write_text("policy: p\nversion: '1'\nchecks:\n"
+                   "  explainability.additivity_error: {max: 0.01, rows: 6, max_evals: 40}\n"
+                   "budget: {bootstrap: 50}\n")
+    r = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(pol), "--out", str(tmp_path / "o"),
+                                 "--no-progress"], catch_exceptions=False)
+    assert r.exit_code in (0, 1, 3), r.output
+    ms = json.loads((tmp_path / "o" / "result.json").read_text())["measurements"]
+    for cid in ("explainability.additivity_error", "explainability.stability"):
+        assert ms[cid]["details"]["sample_rows"] == 6 and ms[cid]["details"]["max_evals"] == 40, cid
