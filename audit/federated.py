@@ -1,0 +1,705 @@
+"""Audits from mergeable statistics: `audit stats` (inside a data silo), `audit merge` (anywhere), and the checks
+that read statistics instead of rows (also used by `audit run --predictions`, audit/streaming.py).
+
+A stats file (JSON, `format: audit-stats`) holds an `AuditStats` (audit/mergeable.py) and what is needed to refuse
+a wrong merge: the model's hash, its labels and protected-attribute mapping, and the grid settings. It holds no
+row, no text, no row id and no score of any single row. What it reveals is listed in README.md ("Federated
+audit"): the number of rows, and per protected group the rows, the label base rate and the score histogram on the
+threshold grid; the fine score histogram by label; calibration sums; and the bootstrap replicate counts, which
+are the same kind of counts on random reweightings of the rows (without noise, counts of small cells can single
+out a person who is known to be in the data).
+
+Differential privacy (`audit stats --epsilon E`): the Laplace mechanism on the whole released vector. Adding or
+removing one row changes it by at most L1 = 5 + A (A protected attributes): 1 in the (label, score bin)
+histogram; at most 1 + 1 + 1 + 1 in the calibration bin's rows, sum of labels, sum of scores (scores are in
+[0, 1]) and the sum of squared errors; 1 in each attribute's table (the row's group cell, or its count of rows
+with no value). Every released number gets independent Laplace(0, L1 / E) noise, which makes the whole file
+E-differentially private (Dwork et al. 2006; equivalently E / L1 per table, each of sensitivity 1, composed
+sequentially, with parallel composition over the disjoint cells inside a table). Replicate counts are NOT released
+under noise (one row's replicate counts have unbounded sensitivity); the merge draws them instead from the noised
+counts: a cell's Poisson-bootstrap count is Poisson(its count) exactly, and the noise is drawn again per replicate,
+so the intervals carry both the sampling and the noise variance. Not covered by E: the settings, the model hash,
+and the group NAMES of an attribute without defined groups (raw values: which values occur is data-dependent; map
+or bin such attributes in the manifest before a noised release).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit import __version__
+from audit.errors import AuditError, DataError
+from audit.mergeable import AuditStats, Grid, GroupConfusion, ScoreDrift, binned_auc, threshold_index
+from audit.result import Measurement
+
+FORMAT = "audit-stats"
+FORMAT_VERSION = 1
+
+
+class StatsError(AuditError):
+    """A stats file that cannot be read or merged."""
+
+
+# ---------------------------------------------------------------- identity of what may merge
+
+
+def model_identity(bundle) -> dict[str, Any]:
+    """The model a stats file belongs to: the sha256 of its weights and config, its labels and attributes."""
+    m = bundle.manifest
+    files = {k: v for k, v in sorted(bundle.hashes.items()) if k.endswith(".safetensors") or k == "config.json"}
+    digest = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in files.items()).encode()).hexdigest()
+    return {"name": m.name, "sha256": digest, "files": files, "labels": list(m.labels),
+            "positive_label": m.positive_label, "label_column": m.label_column,
+            "protected_attributes": {k: a.model_dump(exclude_none=True) for k, a in m.protected_attributes.items()},
+            "manifest": {"text": m.text.model_dump(exclude_none=True), "max_length": m.max_length, "created": m.created,
+                         "card": m.card.model_dump(),
+                         "base_model": m.base_model.model_dump() if m.base_model else None}}
+
+
+def known_groups(manifest) -> dict[str, list[str]]:
+    return {name: [str(g) for g in a.group_names()] for name, a in manifest.protected_attributes.items()}
+
+
+# ---------------------------------------------------------------- noise
+
+
+def noise_sensitivity(stats: AuditStats) -> int:
+    return 5 + len(stats.attributes)
+
+
+def add_noise(stats: AuditStats, epsilon: float, rng: np.random.Generator) -> dict[str, Any]:
+    """Laplace noise on every released count and sum (in place); drops the replicate counts. Returns the record
+    of what was done, for the stats file."""
+    if not epsilon > 0:
+        raise DataError(f"--epsilon must be positive, got {epsilon}")
+    l1 = noise_sensitivity(stats)
+    scale = l1 / float(epsilon)
+
+    def noisy(a: np.ndarray) -> np.ndarray:
+        return a + rng.laplace(0.0, scale, size=a.shape)
+
+    stats.scores.counts = stats.scores.counts.with_point(noisy(stats.scores.counts.point))
+    stats.calibration.sums = stats.calibration.sums.with_point(noisy(stats.calibration.sums.point))
+    for g in stats.groups.values():
+        g.counts = g.counts.with_point(noisy(g.counts.point))
+        g.missing = float(g.missing + rng.laplace(0.0, scale))
+        g.replicates = 0
+    stats.scores.replicates = stats.calibration.replicates = 0
+    stats.rows = float("nan")  # not released: the sum of the noised histogram estimates it
+    return {"mechanism": "laplace", "epsilon": float(epsilon), "l1_sensitivity": l1, "scale": scale,
+            "neighbouring": "add or remove one row",
+            "accounting": (f"one Laplace mechanism over every released number; one row changes them by at most "
+                           f"{l1} in L1 (1 score histogram + 4 calibration sums + 1 per protected attribute), so "
+                           f"noise of scale {l1}/epsilon makes the whole file epsilon-DP"),
+            "replicates_released": False,
+            "not_covered": ["settings and model hash (public)",
+                            "group names of attributes without defined groups (raw values)"]}
+
+
+# ---------------------------------------------------------------- files
+
+
+def stats_document(stats: AuditStats, model: dict[str, Any], privacy: dict[str, Any] | None,
+                   data: dict[str, Any]) -> dict[str, Any]:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "tool": {"name": "audit", "version": __version__},
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "model": model, "settings": stats.grid.to_dict(), "privacy": privacy, "data": data,
+            "reveals": REVEALS, "stats": stats.to_dict()}
+
+
+REVEALS = ("rows (exact without noise); per protected group: rows, rows with each true label, and both by score "
+           "bin of width 1/threshold_bins; rows by true label and fine score bin; calibration sums; rows with no "
+           "value per attribute; Poisson-bootstrap replicate counts of the same cells (without noise only). "
+           "No row, row id, text, input column or single score.")
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    from audit.render.outputs import json_safe
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}")
+    try:
+        tmp.write_text(json.dumps(json_safe(doc), separators=(",", ":"), allow_nan=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def load_stats(path: str | Path) -> tuple[dict[str, Any], AuditStats]:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StatsError(f"{path}: stats file not found") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise StatsError(f"{path}: not a readable JSON stats file ({type(exc).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise StatsError(f"{path}: not an audit stats file (no 'format: {FORMAT}'); make one with 'audit stats'")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise StatsError(f"{path}: stats format version {doc.get('format_version')!r}, this audit reads "
+                         f"{FORMAT_VERSION}")
+    try:
+        stats = AuditStats.from_dict(doc["stats"])
+    except (KeyError, TypeError, ValueError, zlib_error()) as exc:
+        raise StatsError(f"{path}: the statistics are damaged ({type(exc).__name__}: {exc})") from None
+    return doc, stats
+
+
+def zlib_error():
+    import zlib
+
+    return zlib.error
+
+
+def merge_files(paths: list[Path]) -> tuple[list[dict[str, Any]], AuditStats]:
+    """Read and merge stats files; refuse files of another model, other settings or other attributes."""
+    if not paths:
+        raise StatsError("give at least one stats file")
+    docs, merged = [], None
+    first: tuple[Path, dict] | None = None
+    for p in paths:
+        doc, stats = load_stats(p)
+        if first is None:
+            first = (Path(p), doc)
+            merged = stats
+        else:
+            f, d0 = first
+            for key, what in (("sha256", "model (weights hash)"), ("labels", "labels"),
+                              ("positive_label", "positive label"), ("protected_attributes", "protected attributes")):
+                if doc["model"].get(key) != d0["model"].get(key):
+                    a, b = d0["model"].get(key), doc["model"].get(key)
+                    if key == "sha256":
+                        a, b = str(a)[:12] + "…", str(b)[:12] + "…"
+                    raise StatsError(f"{p}: refused to merge: its {what} differ from {f}'s ({b} vs {a})")
+            if doc["settings"] != d0["settings"]:
+                diff = ", ".join(f"{k} {doc['settings'].get(k)} vs {v}" for k, v in d0["settings"].items()
+                                 if doc["settings"].get(k) != v)
+                raise StatsError(f"{p}: refused to merge: computed with other settings than {f} ({diff})")
+            try:  # replicate counts merge when both have them; a noised file has none, and then neither does the union
+                merged = merged.merge(stats)
+            except ValueError as exc:
+                raise StatsError(f"{p}: refused to merge with {f}: {exc}") from None
+        docs.append(doc)
+    assert merged is not None
+    return docs, merged
+
+
+# ---------------------------------------------------------------- replicates: released, or drawn from noised counts
+
+
+class Replicates:
+    """(1 + R, ...) matrices of each table: released replicate counts, or, from noised counts, Poisson draws
+    around the (clipped) counts plus fresh draws of the noise each silo added."""
+
+    def __init__(self, stats: AuditStats, noise_scales: list[float], seed: int):
+        self.stats, self.scales = stats, noise_scales
+        self.R = stats.grid.replicates
+        self.rng = np.random.default_rng([seed, 7])
+        self.noised = bool(noise_scales)
+
+    def _drawn(self, point: np.ndarray) -> np.ndarray:
+        # the point, plus a Poisson-bootstrap deviation of each cell (its resampled count is Poisson(count)), plus
+        # a fresh draw of each silo's noise; cells are not clipped (clipping noised zeros at 0 would bias sums)
+        c = np.clip(point, 0, None)
+        reps = point[None] + (self.rng.poisson(c, size=(self.R, *point.shape)) - c[None])
+        for b in self.scales:
+            reps += self.rng.laplace(0.0, b, size=reps.shape)
+        return np.concatenate([point[None], reps])
+
+    def scores(self) -> np.ndarray:
+        c = self.stats.scores.counts
+        return self._drawn(c.point) if self.noised or c.reps is None else self.stats.scores.matrix()
+
+    def calibration(self) -> np.ndarray:
+        c = self.stats.calibration.sums
+        if not (self.noised or c.reps is None):
+            return self.stats.calibration.matrix()
+        # a replicate rescales each bin's sums by its drawn row count (the rows of a bin resampled together)
+        bins = self.stats.calibration.bins
+        t = np.clip(c.point[: 3 * bins].reshape(bins, 3), 0, None)
+        n = t[:, 0]
+        drawn = self.rng.poisson(n, size=(self.R, bins)).astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.where(n > 0, drawn / np.where(n > 0, n, 1), 0.0)
+        reps = np.empty((self.R, 3 * bins + 1))
+        reps[:, : 3 * bins] = (t[None] * f[:, :, None]).reshape(self.R, -1)
+        reps[:, 3 * bins] = max(c.point[-1], 0) * drawn.sum(axis=1) / max(n.sum(), 1)
+        for b in self.scales:
+            reps += self.rng.laplace(0.0, b, size=reps.shape)
+        return np.concatenate([c.point[None], reps])
+
+    def groups(self, g: GroupConfusion) -> np.ndarray:
+        c = g.counts
+        return self._drawn(c.point) if self.noised or c.reps is None else g.matrix()
+
+
+# ---------------------------------------------------------------- checks computed from statistics
+
+SUPPORTED = {
+    "performance.accuracy", "performance.balanced_accuracy", "performance.precision", "performance.recall",
+    "performance.f1", "performance.roc_auc", "performance.pr_auc", "performance.brier_score", "performance.ece",
+    "fairness.selection_rate_ratio", "fairness.demographic_parity_difference", "fairness.equalized_odds_difference",
+    "fairness.equal_opportunity_difference", "fairness.predictive_parity_difference", "fairness.auc_gap",
+    "drift.prediction_psi", "drift.prediction_ks", "drift.favourable_rate_change",
+}
+NEEDS_ROWS = {
+    "explainability": "it explains the model on eval texts, and the statistics carry no text and no model",
+    "privacy": "it needs the texts or the model's per-row losses on training rows, which the statistics do not carry",
+    "fairness": "it re-scores edited texts through the model, and the statistics carry no text",
+    "drift": "it compares input columns, texts or embeddings, which the statistics do not carry",
+}
+
+
+def _div(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _perf(cid: str, values: np.ndarray, n: int, n_pos: int, R: int, confidence: float, details: dict,
+          needs: str = "") -> Measurement:
+    """As audit.checks.performance._measure, from (1 + R,) values."""
+    from audit.stats import percentile_interval
+
+    point = float(values[0])
+    low, high = percentile_interval(values[1:], confidence) if R else (None, None)
+    m = Measurement(cid, _finite(point), low, high, n=n, details=details)
+    n_neg = n - n_pos
+    if m.value is None:
+        m.inconclusive = f"undefined on this data: {needs or 'not enough rows'} ({n_pos} positive, {n_neg} negative rows)"
+    elif R and low is None:
+        m.inconclusive = (f"the interval is undefined on most resamples: {needs or 'too few rows'} ({n_pos} positive, "
+                          f"{n_neg} negative rows)")
+    return m
+
+
+def _curves(S: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """ROC and PR points from (2, bins) counts, thresholds from high to low."""
+    pos, neg = np.clip(S[1, ::-1], 0, None), np.clip(S[0, ::-1], 0, None)
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    P, N = max(tp[-1], 1e-300), max(fp[-1], 1e-300)
+    live = (pos + neg) > 0
+    tpr, fpr = np.r_[0.0, (tp / P)[live]], np.r_[0.0, (fp / N)[live]]
+    rec, prec = (tp / P)[live], (tp / np.maximum(tp + fp, 1e-300))[live]
+
+    def thin(a):
+        from audit.stats import _round, _thin
+
+        return _round(a[_thin(len(a), 200)])
+
+    return {"roc": {"fpr": thin(fpr), "tpr": thin(tpr)}, "pr": {"recall": thin(rec), "precision": thin(prec)}}
+
+
+def performance(stats: AuditStats, reps: Replicates, threshold: float, confidence: float, pos_label: str,
+                neg_label: str, ece_bins: int = 10) -> dict[str, Measurement]:
+    from audit import stats as st
+
+    h = stats.scores
+    M = reps.scores()
+    S = h.counts.point
+    n = int(round(S.sum()))
+    n_pos = int(round(S[1].sum()))
+    R = M.shape[0] - 1
+    out: dict[str, Measurement] = {}
+    k = threshold_index(threshold, h.bins)
+    if k is None:
+        why = (f"the decision threshold {threshold} is not on the statistics' score grid (multiples of "
+               f"1/{h.bins}); recompute the statistics or use a threshold on the grid")
+        for cid in ("accuracy", "balanced_accuracy", "precision", "recall", "f1"):
+            out[f"performance.{cid}"] = Measurement(f"performance.{cid}", None, n=n, inconclusive=why)
+    else:
+        c = {key: np.clip(v, 0, None) for key, v in h.confusion(k, M).items()}  # noised sums can dip below 0
+        cm = {key: int(round(v[0])) for key, v in c.items()}
+        details = {"confusion_matrix": {"threshold": threshold, "positive_label": pos_label,
+                                        "negative_label": neg_label, **cm}}
+        for cid, fn, needs, det in (
+                ("accuracy", st.accuracy, "", details),
+                ("balanced_accuracy", st.balanced_accuracy, "both classes are needed", {}),
+                ("precision", st.precision, "the model must predict some rows positive", {}),
+                ("recall", st.tpr, "positive rows are needed", {}),
+                ("f1", st.f1, "positive rows or predictions are needed", {})):
+            out[f"performance.{cid}"] = _perf(f"performance.{cid}", fn(c), n, n_pos, R, confidence, dict(det), needs)
+    curves = _curves(S)
+    bound = h.auc_error_bound()
+    auc = _perf("performance.roc_auc", np.clip(binned_auc(M[:, 1], M[:, 0]), 0, 1), n, n_pos,
+                R, confidence, {"curve": curves["roc"], "binned": {
+                    "score_bins": h.bins, "max_abs_error": _finite(bound),
+                    "note": (f"computed from rows per score bin of width 1/{h.bins}: a positive and a negative in "
+                             "one bin count as a tie, which moves the AUC by at most the bound shown")}},
+                "both classes are needed")
+    out["performance.roc_auc"] = auc
+    out["performance.pr_auc"] = _perf("performance.pr_auc", np.clip(h.average_precision(M), 0, 1), n, n_pos, R,
+                                      confidence, {"curve": curves["pr"], "positive_rate": n_pos / n if n else None,
+                                                   "binned": {"score_bins": h.bins}}, "positive rows are needed")
+    cal = stats.calibration
+    C = reps.calibration()
+    out["performance.brier_score"] = _perf("performance.brier_score", cal.brier(C), n, n_pos, R, confidence, {})
+    if int(ece_bins) != cal.bins:
+        out["performance.ece"] = Measurement("performance.ece", None, n=n, inconclusive=(
+            f"the policy asks for {ece_bins} calibration bins; the statistics were computed with {cal.bins}"))
+    else:
+        out["performance.ece"] = _perf("performance.ece", cal.ece(C), n, n_pos, R, confidence, {"bins": cal.table()})
+    return out
+
+
+def group_table(g: GroupConfusion, M: np.ndarray, threshold_k: int, grouping):
+    """audit.checks.fairness.GroupTable of one attribute from its (1 + R, G, 2, bins) counts."""
+    from audit.checks.fairness import GroupTable
+
+    pos_rows, neg_rows = M[:, :, 1, :], M[:, :, 0, :]
+    # sums first, then clipped: with noised counts a cell can be negative, and clipping cells would bias sums
+    pos = np.clip(pos_rows.sum(axis=2), 0, None)
+    neg = np.clip(neg_rows.sum(axis=2), 0, None)
+    tp = np.clip(pos_rows[:, :, threshold_k:].sum(axis=2), 0, pos)
+    fp = np.clip(neg_rows[:, :, threshold_k:].sum(axis=2), 0, neg)
+    n, pp = pos + neg, tp + fp
+    tn, fn = neg - fp, pos - tp
+    rates = {"selection_rate": _div(pp, n), "tpr": _div(tp, pos), "fpr": _div(fp, neg), "fnr": _div(fn, pos),
+             "precision": _div(tp, pp), "accuracy": _div(tp + tn, n), "roc_auc": np.clip(binned_auc(pos_rows, neg_rows), 0, 1)}
+    r0 = {k: v[0] for k, v in rates.items()}
+    return GroupTable(grouping, np.round(n[0]).astype(int), np.round(pos[0]).astype(int),
+                      np.round(neg[0]).astype(int), np.round(pp[0]).astype(int), r0,
+                      {k: v[1:] for k, v in rates.items()})
+
+
+def fairness_context(stats: AuditStats, reps: Replicates, manifest, threshold: float, confidence: float,
+                     min_group_size: int):
+    """A CheckContext whose fairness caches hold group tables built from the statistics, so the fairness
+    family's own disparity code (audit.checks.fairness) judges them. None when the threshold is off the grid."""
+    import pandas as pd
+
+    from audit.checks.fairness import Grouping
+    from audit.context import CheckContext
+
+    k = threshold_index(threshold, stats.grid.threshold_bins)
+    if k is None:
+        return None
+
+    class StatsGrouping(Grouping):
+        @property
+        def missing(self) -> int:  # type: ignore[override]
+            return self._missing
+
+    ctx = CheckContext(y_true=np.zeros(0, dtype=np.int8), score=np.zeros(0), threshold=threshold,
+                       confidence=confidence, replicates=stats.grid.replicates, seed=stats.grid.seed,
+                       min_group_size=min_group_size, positive_label=manifest.positive_label,
+                       negative_label=manifest.negative_label, frame=pd.DataFrame(), manifest=manifest)
+    ctx.__dict__["weights"] = np.zeros((1 + stats.grid.replicates, 0))
+    groupings, tables = {}, {}
+    attrs = manifest.protected_attributes
+    for name, g in stats.groups.items():
+        notes = [" ".join(attrs[name].note.split())] if name in attrs and attrs[name].note.strip() else []
+        grouping = StatsGrouping(name, "attribute", [name], [attrs[name].column if name in attrs else name],
+                                 list(g.groups), np.zeros(0, dtype=np.int64), notes)
+        grouping._missing = int(round(max(g.missing, 0)))
+        groupings[(name,)] = grouping
+        tables[name] = group_table(g, reps.groups(g), k, grouping)
+    ctx.extra["_fairness_groupings"] = groupings
+    ctx.extra["_fairness_tables"] = tables
+    ctx.extra["stats_rows"] = int(round(stats.scores.counts.point.clip(0).sum()))
+    return ctx
+
+
+def drift(stats: AuditStats, reference: AuditStats | None, threshold: float, confidence: float,
+          replicates: int, seed: int, bins: int = 10) -> dict[str, Measurement]:
+    from audit import driftstats as ds
+
+    ids = ("drift.prediction_psi", "drift.prediction_ks", "drift.favourable_rate_change")
+    if reference is None:
+        why = ("no reference statistics to compare with: give `audit merge … --reference REF.stats.json` "
+               "(statistics of the training split or an earlier period)")
+        return {cid: Measurement(cid, None, skipped=why) for cid in ids}
+    d = ScoreDrift.of(reference.scores, stats.scores)
+    rc, cc, cut = d.psi_counts(int(bins))
+    value = float(ds.psi_from_counts(rc, cc))
+    low, high = ds.psi_interval(rc, cc, replicates, seed, confidence)
+    lows, highs = np.r_[-np.inf, cut], np.r_[cut, np.inf]
+    r_sh, c_sh = rc / rc.sum(), cc / cc.sum()
+    rf, cf = np.maximum(r_sh, ds.PSI_EPS), np.maximum(c_sh, ds.PSI_EPS)
+    table = [{"low": None if not np.isfinite(lo) else float(lo), "high": None if not np.isfinite(hi) else float(hi),
+              "reference_count": int(round(a)), "current_count": int(round(b)), "reference_share": float(p),
+              "current_share": float(q), "contribution": float((y - x) * np.log(y / x))}
+             for lo, hi, a, b, p, q, x, y in zip(lows, highs, rc, cc, r_sh, c_sh, rf, cf)]
+    n_ref, n_cur = int(round(d.reference.sum())), int(round(d.current.sum()))
+    ref_info = {"name": "reference statistics", "rows": n_ref, "labelled": True}
+    cur_info = {"name": "audited statistics", "rows": n_cur, "labelled": True}
+    d_low, d_high = d.ks()
+    out = {"drift.prediction_psi": Measurement("drift.prediction_psi", value, low, high, n=n_cur, details={
+        "reference": ref_info, "current": cur_info, "bins": table, "epsilon": ds.PSI_EPS,
+        "null_mean": ds.psi_null_mean(len(table), n_ref, n_cur), "ks_statistic": d_low,
+        "ks_p_value": d.ks_p_value(d_low),
+        "binned": (f"bins cut at the reference's quantiles rounded to the score grid (1/{stats.scores.bins})")})}
+    out["drift.prediction_ks"] = Measurement("drift.prediction_ks", d_low, n=n_cur, details={
+        "reference": ref_info, "current": cur_info, "p_value": d.ks_p_value(d_low),
+        "ks_upper_bound": d_high,
+        "test": (f"two-sample KS from histograms of width 1/{stats.scores.bins}: the raw-score D lies between the "
+                 f"value ({d_low:.4f}) and {d_high:.4f}; asymptotic p-value")})
+    k = threshold_index(threshold, stats.scores.bins)
+    if k is None:
+        out["drift.favourable_rate_change"] = Measurement("drift.favourable_rate_change", None, n=n_cur,
+                                                          inconclusive="the decision threshold is off the score grid")
+    else:
+        k1, k2 = float(d.reference[k:].sum()), float(d.current[k:].sum())
+        diff, lo, hi = ds.newcombe_diff(k1, n_ref, k2, n_cur, confidence)
+        out["drift.favourable_rate_change"] = Measurement("drift.favourable_rate_change", diff, lo, hi, n=n_cur, details={
+            "reference": ref_info, "current": cur_info, "reference_rate": k1 / n_ref if n_ref else None,
+            "current_rate": k2 / n_cur if n_cur else None, "threshold": threshold,
+            "interval": "Newcombe hybrid score interval (1998, method 10)"})
+    return out
+
+
+def measure_stats(policy, stats: AuditStats, manifest, *, noise_scales: list[float] | None = None,
+                  reference: AuditStats | None = None, why_no_rows: str = "") -> dict[str, Measurement]:
+    """Measurements of every check the stats can support in the families the policy uses; checks the policy
+    rules that need rows, texts or the model are INCONCLUSIVE with the reason (the policy's `inconclusive`
+    setting then decides the gate)."""
+    from audit.checks import all_checks
+
+    specs = all_checks()
+    families = {specs[cid].family for cid in policy.checks}
+    rep = Replicates(stats, list(noise_scales or []), stats.grid.seed)
+    out: dict[str, Measurement] = {}
+    params = {cid: {**specs[cid].params, **r.params} for cid, r in policy.checks.items()}
+    if "performance" in families:
+        out.update(performance(stats, rep, policy.decision_threshold, policy.confidence, manifest.positive_label,
+                               manifest.negative_label, params.get("performance.ece", {}).get("bins", 10)))
+    if "fairness" in families:
+        ctx = fairness_context(stats, rep, manifest, policy.decision_threshold, policy.confidence,
+                               policy.min_group_size)
+        for cid, spec in specs.items():
+            if spec.family != "fairness" or cid not in SUPPORTED:
+                continue
+            p = {**spec.params, **params.get(cid, {})}
+            if ctx is None:
+                out[cid] = Measurement(cid, None, inconclusive=(
+                    f"the decision threshold {policy.decision_threshold} is not on the statistics' threshold grid "
+                    f"(multiples of 1/{stats.grid.threshold_bins})"))
+            elif p.get("intersections"):
+                out[cid] = Measurement(cid, None, inconclusive=(
+                    "intersections of attributes are not in the statistics (they keep one table per attribute)"))
+            else:
+                try:
+                    m = spec.fn(ctx, **p)
+                    m.n = ctx.extra["stats_rows"]
+                    out[cid] = m
+                except Exception as exc:  # as runner.measure: one broken check never aborts the audit
+                    out[cid] = Measurement(cid, None, error=f"{type(exc).__name__}: {exc}")
+    if "drift" in families:
+        psi = params.get("drift.prediction_psi", {})
+        out.update(drift(stats, reference, policy.decision_threshold, policy.confidence, stats.grid.replicates,
+                         stats.grid.seed, int(psi.get("bins", 10))))
+        if reference is not None and psi.get("reference", "train") != "train":
+            pass  # the reference is what --reference names
+    for cid in policy.checks:
+        if cid not in out:
+            family = specs[cid].family
+            reason = NEEDS_ROWS.get(family, "it needs the rows")
+            if family == "drift" and reference is None:
+                out[cid] = Measurement(cid, None, skipped="no reference statistics to compare with")
+            else:
+                out[cid] = Measurement(cid, None, inconclusive=f"not measurable from statistics: {reason}"
+                                       + (f" ({why_no_rows})" if why_no_rows else ""))
+    if noise_scales:
+        sd = float(np.sqrt(sum(2 * b * b for b in noise_scales)))
+        for m in out.values():
+            if m.value is not None or m.ci_low is not None:
+                m.details["noise"] = {"mechanism": "laplace", "scales": list(noise_scales),
+                                      "per_count_sd": sd,
+                                      "note": ("computed from counts with differential-privacy noise; the interval "
+                                               "adds the noise to the bootstrap (drawn again per replicate)")}
+    return out
+
+
+def mark_noised(findings, measurements: dict[str, Measurement], epsilons: list[float]) -> None:
+    """Say in each finding judged on noised counts that it was, and that its interval includes the noise."""
+    eps = ", ".join(f"{e:g}" for e in epsilons)
+    for f in findings:
+        if "noise" in measurements[f.check_id].details:
+            f.message = (f"{f.message} (From counts with differential-privacy noise, ε = {eps} per silo; the "
+                         "interval is widened by the noise.)")
+
+
+# ---------------------------------------------------------------- a run from statistics
+
+
+def judge_and_write(policy, manifest, model_info: dict[str, Any], measurements: dict[str, Measurement], *,
+                    out_dir: Path | None, strict: bool, started: dt.datetime, t0: float, command: list[str],
+                    data: dict[str, Any], inputs: list[dict[str, Any]], warnings: list[str],
+                    extra: dict[str, Any], report_root: Path = Path("reports"), template_dirs=None,
+                    noised_epsilons: list[float] | None = None, timings: dict[str, Any] | None = None):
+    """Judge, build result.json as `audit run` does, and write the run folder with the same writer."""
+    import re
+
+    from audit.checks import all_checks
+    from audit.judge import exit_code, verdict
+    from audit.judge import judge as judge_all
+    from audit.ledger import EVIDENCE, append_ledger
+    from audit.provenance import environment
+    from audit.render.outputs import signals_deferred, write_run
+    from audit.result import SCHEMA_VERSION, Status
+    from audit.runner import RunOutcome
+
+    specs = all_checks()
+    findings = judge_all(policy, specs, measurements, today=started.date())
+    if noised_epsilons:
+        mark_noised(findings, measurements, noised_epsilons)
+    v = verdict(findings, policy)
+    code = exit_code(v, findings, strict)
+    counts = {s.value: sum(f.status == s for f in findings) for s in Status if any(f.status == s for f in findings)}
+    finished = dt.datetime.now(dt.timezone.utc)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", manifest.name).strip("-")[:60] or "model"
+    out = Path(out_dir) if out_dir else Path(report_root) / f"{slug}-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "audit", "version": __version__},
+        "run": {"id": f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}",
+                "started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
+                "duration_s": round(time.perf_counter() - t0, 2), "timings": timings or {},
+                "command": command, "seed": policy.budget.seed},
+        "verdict": {"status": v.value, "exit_code": code, "counts": counts, "strict": strict,
+                    "blocking_failures": [f.check_id for f in findings
+                                          if f.blocking and f.status in (Status.FAIL, Status.ERROR)]},
+        "policy": {"name": policy.policy, "version": policy.version, "description": policy.description,
+                   "path": str(policy.source), "sha256": policy.sha256, "confidence": policy.confidence,
+                   "inconclusive": policy.inconclusive, "min_group_size": policy.min_group_size,
+                   "decision_threshold": policy.decision_threshold, "replicates": extra.get("replicates")},
+        "model": {**model_info, "negative_label": manifest.negative_label, "text": manifest.text.model_dump(exclude_none=True),
+                  "max_length": manifest.max_length, "trained": manifest.created,
+                  "training": {k: v for k, v in manifest.training.items() if k != "loss_curve"},
+                  "loss_curve": manifest.training.get("loss_curve", []),
+                  "training_data": manifest.data.source.model_dump() if manifest.data else None,
+                  "description": manifest.data.description if manifest.data else "",
+                  "card": manifest.card.model_dump()},
+        "data": data,
+        "inputs": inputs,
+        "environment": environment(),
+        "scoring": {"rows": data.get("eval", {}).get("rows"), "device": "none: scores read from statistics or a "
+                    "prediction log", "precision": "", "truncated": 0},
+        "measurements": {cid: m.to_dict() for cid, m in measurements.items()},
+        "findings": [f.to_dict() for f in findings],
+        "warnings": list(warnings),
+        **extra.get("sections", {}),
+    }
+    out = write_run(out, result, None, template_dirs=template_dirs)
+    digest = json.loads((out / EVIDENCE).read_text())["digest"]
+    with signals_deferred():
+        append_ledger(Path(out).resolve().parent, Path(out).resolve(), result, digest)
+    return RunOutcome(result, out, code)
+
+
+def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Path] | None = None,
+              out_dir: Path | None = None, strict: bool = False, command: list[str] | None = None,
+              report_root: Path = Path("reports"), template_dirs=None):
+    """`audit merge`: judge the union of silos' statistics against a policy, without a row."""
+    from audit.data import sha256_file
+    from audit.manifest import Manifest
+    from audit.policy import load_policy
+
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    policy = load_policy(policy_path)
+    docs, merged = merge_files([Path(p) for p in stats_paths])
+    reference = None
+    if reference_paths:
+        rdocs, reference = merge_files([Path(p) for p in reference_paths])
+        if rdocs[0]["settings"]["score_bins"] != docs[0]["settings"]["score_bins"]:
+            raise StatsError(f"{reference_paths[0]}: refused: its score grid differs from the audited statistics'")
+    model = docs[0]["model"]
+    extra_m = model.get("manifest") or {}
+    manifest = Manifest(name=model["name"], labels=model["labels"], positive_label=model["positive_label"],
+                        label_column=model["label_column"], text=extra_m.get("text") or {"column": "text"},
+                        protected_attributes=model["protected_attributes"], card=extra_m.get("card") or {},
+                        max_length=extra_m.get("max_length", 128), created=extra_m.get("created", ""),
+                        base_model=extra_m.get("base_model"))
+    scales = [d["privacy"]["scale"] for d in docs if d.get("privacy")]
+    epsilons = [d["privacy"]["epsilon"] for d in docs if d.get("privacy")]
+    measurements = measure_stats(policy, merged, manifest, noise_scales=scales, reference=reference,
+                                 why_no_rows="a federated audit sees statistics only")
+    rows = float(np.clip(merged.scores.counts.point, 0, None).sum())
+    warnings = [f"This audit was judged from the statistics of {len(docs)} silo(s), without any row: checks that "
+                "need texts, inputs or the model are INCONCLUSIVE or SKIPPED with the reason."]
+    if scales:
+        warnings.append(f"{len(scales)} of {len(docs)} silo(s) added differential-privacy noise (ε = "
+                        f"{', '.join(f'{e:g}' for e in epsilons)}): their counts are noised, rates come from clipped "
+                        "noised counts, and intervals include the noise.")
+    if merged.grid.replicates != policy.budget.bootstrap:
+        warnings.append(f"The statistics carry {merged.grid.replicates} bootstrap replicates; the policy's budget "
+                        f"asks for {policy.budget.bootstrap}. Intervals use the statistics'.")
+    silos = [{"path": str(p), "sha256": sha256_file(Path(p)), "created": d.get("created"),
+              "rows": d["stats"].get("rows") if not d.get("privacy") else None,
+              "privacy": d.get("privacy"), "data_sha256": (d.get("data") or {}).get("sha256")}
+             for p, d in zip(stats_paths, docs)]
+    inputs = [{"role": "policy", "path": str(policy.source), "sha256": policy.sha256,
+               "bytes": Path(policy.source).stat().st_size}]
+    inputs += [{"role": "statistics", "path": s["path"], "sha256": s["sha256"], "bytes": Path(s["path"]).stat().st_size}
+               for s in silos]
+    inputs += [{"role": "reference statistics", "path": str(p), "sha256": sha256_file(Path(p)),
+                "bytes": Path(p).stat().st_size} for p in (reference_paths or [])]
+    data = {"eval": {"path": ", ".join(str(p) for p in stats_paths), "sha256": "", "rows": int(round(rows)),
+                     "source": f"merged statistics of {len(docs)} silo(s)",
+                     "positives": int(round(np.clip(merged.scores.counts.point[1], 0, None).sum())),
+                     "negatives": int(round(np.clip(merged.scores.counts.point[0], 0, None).sum()))}}
+    model_info = {"path": "", "name": model["name"], "base_model": None, "base_model_sha256": None,
+                  "sha256": model["sha256"], "labels": model["labels"], "positive_label": model["positive_label"],
+                  "num_parameters": None, "label_column": model["label_column"],
+                  "protected_attributes": model["protected_attributes"]}
+    sections = {"federated": {"silos": silos, "settings": docs[0]["settings"], "noised": bool(scales),
+                              "reveals": REVEALS}}
+    return judge_and_write(policy, manifest, model_info, measurements, out_dir=out_dir, strict=strict,
+                           started=started, t0=t0, command=command or ["audit", "merge"], data=data, inputs=inputs,
+                           warnings=warnings, extra={"replicates": merged.grid.replicates, "sections": sections},
+                           report_root=report_root, template_dirs=template_dirs, noised_epsilons=epsilons)
+
+
+def compute_silo_stats(model_dir, data_path, out_path, *, grid: Grid, epsilon: float | None = None,
+                       batch_size: int = 64, progress: bool = False, manifest=None, manifest_path=None,
+                       noise_seed: int | None = None) -> dict[str, Any]:
+    """`audit stats`: score the silo's rows with the model, once, inside the silo, and write its statistics."""
+    from audit.data import group_series, sha256_file
+    from audit.model import open_bundle
+    from audit.runner import load_eval_set
+    from audit.scoring import score_texts
+
+    bundle = open_bundle(model_dir, manifest=manifest, manifest_path=manifest_path)
+    m = bundle.manifest
+    if len(m.labels) != 2:
+        raise DataError(f"{bundle.path}: audit supports binary classifiers; the manifest lists {len(m.labels)} labels")
+    if epsilon is not None and not epsilon > 0:
+        raise DataError(f"--epsilon must be positive, got {epsilon}")
+    ev = load_eval_set(bundle, Path(data_path), None, grid.seed)
+    groups = {}
+    for name, attr in m.protected_attributes.items():
+        if attr.column not in ev.frame.columns:
+            raise DataError(f"{data_path}: no column '{attr.column}' for the protected attribute '{name}' "
+                            "(a silo's statistics must cover every attribute so that silos merge)")
+        groups[name] = group_series(ev.frame, name, attr, data_path).to_numpy(dtype=object)
+    bundle.load()
+    pos = m.labels.index(m.positive_label)
+    preds = score_texts(bundle.model, bundle.tokenizer, ev.texts, max_length=m.max_length, positive_index=pos,
+                        batch_size=batch_size, labels=ev.y, embeddings=False, progress=progress)
+    stats = AuditStats.empty(grid, known_groups(m))
+    stats.update(ev.row_ids, preds.score, (ev.y == pos).astype(int), groups)
+    privacy = None
+    if epsilon is not None:
+        seed = noise_seed if noise_seed is not None else secrets.randbits(64)
+        privacy = add_noise(stats, float(epsilon), np.random.default_rng(seed))
+    data = {"rows": len(ev.texts) if privacy is None else None,
+            "sha256": sha256_file(Path(data_path)) if privacy is None else None}
+    doc = stats_document(stats, model_identity(bundle), privacy, data)
+    write_json_atomic(Path(out_path), doc)
+    return doc
