@@ -348,6 +348,61 @@ def diff_cmd(run_a, run_b):
         click.echo(f"  {m['check_id']:<40} {a:>8} -> {b:>8}  {delta}")
 
 
+@cli.command("stats")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="The silo's rows (text, label, protected attributes, id column).")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The stats file to write (JSON; no rows, no texts).")
+@click.option("--epsilon", type=float, help="Add Laplace noise to every count: the file is epsilon-DP.")
+@click.option("--score-bins", type=int, help="Fine score grid (default 1000; 20 with --epsilon).")
+@click.option("--threshold-bins", type=int, help="Group tables' threshold grid (default 100; 20 with --epsilon).")
+@click.option("--replicates", default=1000, show_default=True, help="Poisson bootstrap replicates (not released "
+              "with --epsilon).")
+@click.option("--seed", default=0, show_default=True, help="Bootstrap seed: every silo of one audit uses the same.")
+@click.option("--batch-size", default=64, show_default=True, help="Scoring batch size.")
+@click.option("--no-progress", is_flag=True)
+def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bins, replicates, seed, batch_size,
+              no_progress):
+    """Score a silo's rows inside the silo and write only mergeable statistics (see README, Federated audit)."""
+    _quiet_env()
+    from audit.errors import UsageError
+    from audit.federated import compute_silo_stats
+    from audit.mergeable import Grid
+
+    default = 20 if epsilon is not None else None
+    score_bins = score_bins or default or 1000
+    threshold_bins = threshold_bins or default or 100
+    for name, v in (("--score-bins", score_bins), ("--threshold-bins", threshold_bins)):
+        if not 2 <= v <= 100000:
+            raise UsageError(f"{name} must be between 2 and 100000, got {v}")
+    if not 0 <= replicates <= 10000:
+        raise UsageError(f"--replicates must be between 0 and 10000, got {replicates}")
+    grid = Grid(score_bins=score_bins, threshold_bins=threshold_bins, replicates=replicates, seed=seed)
+    doc = compute_silo_stats(model_dir, data_path, out_path, grid=grid, epsilon=epsilon, batch_size=batch_size,
+                             progress=not no_progress)
+    noise = f", Laplace noise at epsilon {epsilon:g} (scale {doc['privacy']['scale']:g})" if epsilon else ""
+    click.echo(f"stats: {out_path} ({doc['data']['rows'] if doc['data']['rows'] is not None else 'noised'} rows"
+               f"{noise})")
+
+
+@cli.command("merge")
+@click.argument("stats_files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--policy", "policy_path", required=True, help="Policy YAML file, or a bundled pack name (fin).")
+@click.option("--reference", "reference_files", multiple=True, type=click.Path(path_type=Path),
+              help="Stats file(s) of a reference period (e.g. the training split) for the score-drift checks.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder (default: reports/<model>-<time>/).")
+@click.option("--strict", is_flag=True, help="Warnings fail the gate (exit 1).")
+def merge_cmd(stats_files, policy_path, reference_files, out_dir, strict):
+    """Judge the union of silos' stats files against a policy and write the report, without a row."""
+    from audit.federated import run_merge
+
+    outcome = run_merge(list(stats_files), policy_path, reference_paths=list(reference_files) or None,
+                        out_dir=out_dir, strict=strict, command=["audit", *sys.argv[1:]])
+    _print_outcome(outcome)
+    sys.exit(outcome.exit_code)
+
+
 def _terminate(signum, frame):
     raise KeyboardInterrupt  # run the same clean-up as Ctrl-C: temp folders go, nothing half-written stays
 

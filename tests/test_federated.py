@@ -1,0 +1,177 @@
+"""Federated audit: `audit stats` in each silo, `audit merge` over the files, the same gate as `audit run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from audit.cli import cli
+
+POLICY = """\
+policy: federated-test
+version: "1"
+inconclusive: inconclusive
+min_group_size: 10
+checks:
+  performance.roc_auc: {min: 0.5, basis: point}
+  performance.accuracy: {min: 0.5, severity: warn}
+  performance.recall: {min: 0.1, severity: warn}
+  fairness.selection_rate_ratio: {min: 0.0, attributes: [age, sex], basis: point}
+  fairness.equalized_odds_difference: {max: 1.0, attributes: [age, sex], severity: warn}
+  explainability.prohibited_terms: {max: 0.05, basis: ci_high, severity: warn}
+  drift.prediction_psi: {max: 0.25, severity: warn}
+budget: {bootstrap: 200, seed: 0}
+"""
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def silos(tiny_model, credit_csv, tmp_path_factory):
+    """The synthetic data cut into two silos, the stats of each and of the whole, and the policy."""
+    folder = tmp_path_factory.mktemp("federated")
+    df = pd.read_csv(credit_csv, dtype=str)
+    a, b = folder / "silo_a.csv", folder / "silo_b.csv"
+    df.iloc[::2].to_csv(a, index=False)
+    df.iloc[1::2].to_csv(b, index=False)
+    policy = folder / "policy.yaml"
+    policy.write_text(POLICY)
+    out = {}
+    for name, data in (("a", a), ("b", b), ("whole", credit_csv)):
+        out[name] = folder / f"{name}.stats.json"
+        r = invoke("stats", tiny_model, "--data", data, "--out", out[name], "--replicates", 200, "--no-progress")
+        assert r.exit_code == 0, r.output
+    return {"folder": folder, "policy": policy, "data": credit_csv, **out}
+
+
+def merge(silos, *files, out: str, extra=()):
+    r = invoke("merge", *files, "--policy", silos["policy"], "--out", silos["folder"] / out, *extra)
+    return r, (silos["folder"] / out / "result.json")
+
+
+def test_merging_silos_equals_the_whole_and_the_gate_runs(silos):
+    r, path = merge(silos, silos["a"], silos["b"], out="merged")
+    assert r.exit_code in (0, 3), r.output
+    merged = json.loads(path.read_text())
+    r2, path2 = merge(silos, silos["whole"], out="whole")
+    whole = json.loads(path2.read_text())
+    assert r2.exit_code == r.exit_code
+    for cid, m in whole["measurements"].items():
+        got = merged["measurements"][cid]
+        for key in ("value", "ci_low", "ci_high"):
+            if cid in ("performance.brier_score", "performance.ece"):
+                # sums of scores: a row's score from a batch of other rows can differ in the 8th digit (padding)
+                assert got[key] == pytest.approx(m[key], rel=1e-6), (cid, key)
+            else:
+                assert got[key] == m[key], (cid, key)
+    assert merged["federated"]["noised"] is False and len(merged["federated"]["silos"]) == 2
+    assert merged["data"]["eval"]["rows"] == 400
+    statuses = {f["check_id"]: f["status"] for f in merged["findings"]}
+    assert statuses["explainability.prohibited_terms"] == "INCONCLUSIVE"
+    assert statuses["drift.prediction_psi"] == "SKIPPED"
+    for name in ("report.html", "junit.xml", "summary.md"):
+        assert (path.parent / name).is_file()
+
+
+def test_stats_path_equals_audit_run_on_the_same_rows(silos, tiny_model, tmp_path):
+    """The in-memory audit of the whole file and the merged silos' statistics: the same counts and rates
+    (exactly) and the same AUC up to the binning bound; intervals differ (other bootstrap draws)."""
+    policy = tmp_path / "p.yaml"  # the same rules without the SHAP and drift ones (slow, and not from statistics)
+    policy.write_text("\n".join(line for line in POLICY.splitlines()
+                                if not line.strip().startswith(("explainability", "drift"))))
+    r = invoke("run", tiny_model, "--policy", policy, "--data", silos["data"], "--out", tmp_path / "run",
+               "--no-progress")
+    assert r.exit_code in (0, 3), r.output
+    run = json.loads((tmp_path / "run" / "result.json").read_text())["measurements"]
+    _, path = merge(silos, silos["a"], silos["b"], out="merged2")
+    fed = json.loads(path.read_text())["measurements"]
+    for cid in ("performance.accuracy", "performance.recall", "performance.balanced_accuracy",
+                "fairness.selection_rate_ratio", "fairness.equalized_odds_difference"):
+        assert fed[cid]["value"] == pytest.approx(run[cid]["value"], abs=1e-12), cid
+    assert fed["performance.brier_score"]["value"] == pytest.approx(run["performance.brier_score"]["value"], abs=1e-6)
+    bound = fed["performance.roc_auc"]["details"]["binned"]["max_abs_error"]
+    assert abs(fed["performance.roc_auc"]["value"] - run["performance.roc_auc"]["value"]) <= bound + 1e-9
+    cm_run = run["performance.accuracy"]["details"]["confusion_matrix"]
+    cm_fed = fed["performance.accuracy"]["details"]["confusion_matrix"]
+    assert {k: cm_run[k] for k in ("tp", "fp", "tn", "fn")} == {k: cm_fed[k] for k in ("tp", "fp", "tn", "fn")}
+
+
+def test_a_stats_file_holds_no_row_no_id_and_no_text(silos, credit_csv):
+    raw = Path(silos["a"]).read_text()
+    doc = json.loads(raw)
+    assert set(doc) == {"format", "format_version", "tool", "created", "model", "settings", "privacy", "data",
+                        "reveals", "stats"}
+    df = pd.read_csv(credit_csv, dtype=str)
+    for value in [*df["id"].head(20), "pays on time", "often late", "applicant"]:
+        assert value not in raw
+    assert doc["model"]["sha256"] and doc["settings"]["score_bins"] == 1000
+
+
+def test_reference_statistics_give_score_drift(silos):
+    r, path = merge(silos, silos["b"], out="drift", extra=("--reference", silos["a"]))
+    assert r.exit_code in (0, 3), r.output
+    m = json.loads(path.read_text())["measurements"]
+    assert m["drift.prediction_psi"]["value"] is not None and m["drift.prediction_psi"]["value"] >= 0
+    ks = m["drift.prediction_ks"]
+    assert ks["value"] <= ks["details"]["ks_upper_bound"]
+
+
+def test_noised_stats_are_marked_and_release_no_replicates(silos, tiny_model, tmp_path):
+    noised = tmp_path / "noised.stats.json"
+    r = invoke("stats", tiny_model, "--data", silos["data"], "--out", noised, "--epsilon", 1, "--replicates", 200,
+               "--no-progress")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(noised.read_text())
+    assert doc["privacy"]["epsilon"] == 1 and doc["privacy"]["l1_sensitivity"] == 5 + 2
+    assert doc["data"]["rows"] is None and '"replicates":{' not in noised.read_text()
+    assert doc["settings"]["score_bins"] == 20
+    r = invoke("merge", noised, "--policy", silos["policy"], "--out", tmp_path / "out")
+    assert r.exit_code in (0, 1, 3), r.output
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["federated"]["noised"] is True
+    f = {x["check_id"]: x for x in result["findings"]}
+    assert "differential-privacy noise" in f["performance.accuracy"]["message"]
+    assert "noise" in result["measurements"]["performance.accuracy"]["details"]
+    assert any("differential-privacy" in w for w in result["warnings"])
+
+
+def test_refuses_another_model_other_settings_and_non_stats_files(silos, tiny_model, tmp_path):
+    other = tmp_path / "other.stats.json"
+    doc = json.loads(Path(silos["a"]).read_text())
+    doc["model"]["sha256"] = "f" * 64
+    other.write_text(json.dumps(doc))
+    r = invoke("merge", silos["b"], other, "--policy", silos["policy"], "--out", tmp_path / "x")
+    assert r.exit_code == 2
+    assert "refused to merge" in r.output and "model (weights hash)" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x").exists()
+
+    coarse = tmp_path / "coarse.stats.json"
+    assert invoke("stats", tiny_model, "--data", silos["data"], "--out", coarse, "--score-bins", 500,
+                  "--replicates", 10, "--no-progress").exit_code == 0
+    r = invoke("merge", silos["a"], coarse, "--policy", silos["policy"], "--out", tmp_path / "y")
+    assert r.exit_code == 2 and "other settings" in r.output and "score_bins 500 vs 1000" in r.output
+    assert not (tmp_path / "y").exists()
+
+    junk = tmp_path / "junk.json"
+    junk.write_text("{}")
+    r = invoke("merge", junk, "--policy", silos["policy"], "--out", tmp_path / "z")
+    assert r.exit_code == 2 and "not an audit stats file" in r.output
+    r = invoke("merge", tmp_path / "missing.json", "--policy", silos["policy"])
+    assert r.exit_code == 2 and "stats file not found" in r.output
+
+
+def test_stats_needs_every_protected_column(silos, tiny_model, tmp_path):
+    df = pd.read_csv(silos["data"], dtype=str).drop(columns=["sex"])
+    bad = tmp_path / "nosex.csv"
+    df.to_csv(bad, index=False)
+    r = invoke("stats", tiny_model, "--data", bad, "--out", tmp_path / "s.json", "--no-progress")
+    assert r.exit_code == 2 and "'sex'" in r.output and str(bad) in r.output
+    assert not (tmp_path / "s.json").exists()
+    assert np.isfinite(1.0)
