@@ -31,6 +31,12 @@ class ModelBundle:
     hashes: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     model: Any = None
     tokenizer: Any = None
+    base: Path | None = None  # an adapter folder's base model (its weights checked against the manifest)
+    base_hashes: dict[str, str] = field(default_factory=dict)  # base weight file name -> sha256
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.base is not None
 
     @property
     def name(self) -> str:
@@ -39,10 +45,14 @@ class ModelBundle:
     def inputs(self) -> list[dict[str, Any]]:
         rows = []
         for name, digest in self.hashes.items():
-            role = "weights" if name.endswith(".safetensors") else ("config" if name == "config.json" else
-                                                                    "manifest" if name == MANIFEST_NAME else "tokenizer")
+            role = ("adapter weights" if name == ADAPTER_WEIGHTS else "weights" if name.endswith(".safetensors")
+                    else "config" if name in ("config.json", ADAPTER_CONFIG)
+                    else "manifest" if name == MANIFEST_NAME else "tokenizer")
             p = self.path / name
             rows.append({"role": role, "path": str(p), "sha256": digest, "bytes": p.stat().st_size})
+        for name, digest in self.base_hashes.items():
+            p = self.base / name
+            rows.append({"role": "base weights", "path": str(p), "sha256": digest, "bytes": p.stat().st_size})
         return rows
 
     def load(self) -> ModelBundle:
@@ -61,11 +71,14 @@ class ModelBundle:
                                                            trust_remote_code=False)
         except Exception as exc:  # transformers raises many types for a broken tokenizer
             raise ModelError(f"{self.path}: cannot load tokenizer: {_first_line(exc)}") from None
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(self.path), local_files_only=True, use_safetensors=True, trust_remote_code=False)
-        except Exception as exc:
-            raise ModelError(f"{self.path}: cannot load model: {_first_line(exc)}") from None
+        if self.is_adapter:
+            model = self._load_adapter()
+        else:
+            try:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    str(self.path), local_files_only=True, use_safetensors=True, trust_remote_code=False)
+            except Exception as exc:
+                raise ModelError(f"{self.path}: cannot load model: {_first_line(exc)}") from None
         model.eval()
         n_out = model.config.num_labels
         if n_out != len(self.manifest.labels):
@@ -73,6 +86,42 @@ class ModelBundle:
                              f"{len(self.manifest.labels)} labels")
         self.model = model
         return self
+
+    def _load_adapter(self):
+        """The recorded base (its weights' sha256 checked when the folder was opened) with the LoRA adapter on
+        top, unmerged: the same modules and the same arithmetic as in training. The adapter's settings are
+        read from adapter_config.json through an allow-list, its weights from safetensors only."""
+        import warnings
+
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        try:
+            import peft
+            from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ModelError(f"{self.path}: a LoRA adapter model needs the package 'peft': "
+                             "pip install 'audit[train]'") from None
+        lora = peft.LoraConfig(**adapter_settings(self.path))
+        lora.inference_mode = True
+        try:
+            config = AutoConfig.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False)
+            base = AutoModelForSequenceClassification.from_pretrained(
+                str(self.base), config=config, local_files_only=True, use_safetensors=True, trust_remote_code=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                model = peft.get_peft_model(base, lora)
+            state = load_file(str(self.path / ADAPTER_WEIGHTS))
+            result = set_peft_model_state_dict(model, state)
+        except Exception as exc:
+            raise ModelError(f"{self.path}: cannot load the adapter on its base {self.base}: {_first_line(exc)}") from None
+        if getattr(result, "unexpected_keys", None):
+            raise ModelError(f"{self.path}: {ADAPTER_WEIGHTS} holds tensors the adapter does not have "
+                             f"({result.unexpected_keys[0]}, …)")
+        missing = sorted(set(get_peft_model_state_dict(model)) - set(state))
+        if missing:
+            raise ModelError(f"{self.path}: {ADAPTER_WEIGHTS} lacks adapter weights ({missing[0]}, …)")
+        return model
 
     @property
     def num_parameters(self) -> int | None:
@@ -82,6 +131,86 @@ class ModelBundle:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# adapter_config.json keys that are read; any other key must hold its default (several peft options import
+# modules by name or run initialisation code, which a folder from elsewhere must not be able to ask for)
+ADAPTER_KEYS = ("task_type", "r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save", "bias",
+                "fan_in_fan_out", "use_rslora", "layers_to_transform", "layers_pattern", "rank_pattern",
+                "alpha_pattern", "exclude_modules")
+ADAPTER_IGNORED = ("peft_type", "base_model_name_or_path", "revision", "inference_mode", "auto_mapping",
+                   "peft_version", "init_lora_weights")
+
+
+def adapter_settings(path: Path) -> dict[str, Any]:
+    """The LoRA settings of an adapter folder, through an allow-list (no torch import)."""
+    cpath = path / ADAPTER_CONFIG
+    try:
+        data = json.loads(cpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{cpath}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{cpath}: not a JSON object")
+    if str(data.get("peft_type", "")).upper() != "LORA":
+        raise ModelError(f"{cpath}: peft_type {data.get('peft_type')!r} is not supported; audit loads LoRA adapters")
+    if data.get("auto_mapping"):
+        raise ModelError(f"{cpath}: the adapter asks for custom classes (auto_mapping); refused")
+    defaults = _lora_defaults()
+    for key, value in data.items():
+        if key in ADAPTER_KEYS or key in ADAPTER_IGNORED:
+            continue
+        if key in defaults and value != defaults[key] and value not in (None, False, {}, []):
+            raise ModelError(f"{cpath}: '{key}' is set; audit loads plain LoRA adapters only")
+    return {k: data[k] for k in ADAPTER_KEYS if k in data}
+
+
+def _lora_defaults() -> dict[str, Any]:
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        return {}
+    import dataclasses
+
+    return {f.name: (f.default if f.default is not dataclasses.MISSING else None)
+            for f in dataclasses.fields(LoraConfig)}
+
+
+def _open_adapter(path: Path, manifest: Manifest) -> tuple[Path, dict[str, str]]:
+    """An adapter folder: safetensors weights only, and a base model whose weights hash as the manifest says."""
+    if (path / "adapter_model.bin").exists():
+        raise ModelError(f"{path}: adapter_model.bin is a pickle file, which can run code: refused; "
+                         f"keep only {ADAPTER_WEIGHTS}")
+    if not (path / ADAPTER_WEIGHTS).exists():
+        raise ModelError(f"{path}: {ADAPTER_CONFIG} without {ADAPTER_WEIGHTS}")
+    adapter_settings(path)
+    info = manifest.base_model
+    if info is None or not info.path or not info.sha256:
+        raise ModelError(f"{path}: a LoRA adapter needs its base model: {MANIFEST_NAME} must record base_model "
+                         "with its path and sha256")
+    recorded = (manifest.training.get("peft") or {}).get("base_weights") or {}
+    base = Path(info.path)
+    if not base.is_dir():
+        raise ModelError(f"{path}: the adapter's base model {base} (from {MANIFEST_NAME}) is not there")
+    files = sorted(base.glob("*.safetensors"))
+    if not files:
+        raise ModelError(f"{base}: the adapter's base model has no safetensors weights")
+    expected = dict(recorded) or {files[0].name: info.sha256}
+    hashes = {}
+    for name, digest in expected.items():
+        f = base / name
+        if not f.exists():
+            raise ModelError(f"{base}: base weights {name} recorded in {MANIFEST_NAME} are missing")
+        check_safetensors(f)
+        hashes[name] = sha256_file(f)
+        if hashes[name] != digest:
+            raise ModelError(f"{f}: the base model's weights changed since the adapter was trained (sha256 "
+                             f"{hashes[name][:12]}…, {MANIFEST_NAME} records {digest[:12]}…); refusing to "
+                             "audit the adapter on a different base")
+    if files[0].name in hashes and hashes[files[0].name] != info.sha256:
+        raise ModelError(f"{files[0]}: sha256 differs from base_model.sha256 in {MANIFEST_NAME}")
+    return base, hashes
 
 
 def check_safetensors(path: Path) -> None:
@@ -148,8 +277,12 @@ def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_pat
             raise ModelError(f"{path}: no {MANIFEST_NAME}; train with 'audit train', or give --manifest FILE or "
                              "--label-column, --positive-label and --text-column/--template")
         manifest = load_manifest(mpath)
+    base, base_hashes = (None, {})
+    if (path / ADAPTER_CONFIG).exists():
+        base, base_hashes = _open_adapter(path, manifest)
     hashes = {w.name: sha256_file(w) for w in weights}
-    for name in ("config.json", MANIFEST_NAME, *TOKENIZER_FILES):
+    for name in ("config.json", ADAPTER_CONFIG, MANIFEST_NAME, *TOKENIZER_FILES):
         if (path / name).exists():
             hashes[name] = sha256_file(path / name)
-    return ModelBundle(path=path, manifest=manifest, config=config, weights=weights, hashes=hashes)
+    return ModelBundle(path=path, manifest=manifest, config=config, weights=weights, hashes=hashes, base=base,
+                       base_hashes=base_hashes)

@@ -291,3 +291,46 @@ def mia_tpr_at_1pct_fpr(ctx: CheckContext) -> Measurement:
     Chance is 0.01. A higher value means some individuals' membership can be inferred with confidence even
     when the overall AUC looks harmless; it needs at least 100 non-members to be resolved."""
     return _from_attack(ctx, "privacy.mia_tpr_at_1pct_fpr", "tpr@0.01", needs_rows=100)
+
+
+# ---------------------------------------------------------------- differential privacy
+
+
+def _validate_dp(params: dict) -> None:
+    if params.get("missing", "inconclusive") not in ("fail", "inconclusive"):
+        raise ValueError(f"missing must be 'fail' or 'inconclusive', got {params.get('missing')!r}")
+
+
+@check("privacy.dp_epsilon", title="Differential privacy ε", direction="lower",
+       params={"missing": "inconclusive"}, validate=_validate_dp)
+def dp_epsilon(ctx: CheckContext, missing: str = "inconclusive") -> Measurement:
+    """The privacy budget ε the model's training spent under DP-SGD, as recorded by `audit train` from opacus'
+    accountant (at the recorded δ).
+
+    ε bounds how much any one training row can change what the model does: at ε = 1 an attacker's odds of
+    telling whether a person was in the training data grow at most e¹ ≈ 2.7-fold; large ε (say above 10)
+    promise little. It is a guarantee of the training procedure, not a measurement on data, so it has no
+    interval. A model trained without DP has no bound at all (ε = ∞): `missing: fail` judges that against the
+    rule's max (FAIL, or WARN for a warn rule), `missing: inconclusive` (the default) leaves it unjudged."""
+    cid = "privacy.dp_epsilon"
+    m = ctx.manifest
+    training = getattr(m, "training", None) or {}
+    dp = training.get("dp") if isinstance(training, dict) else None
+    if not isinstance(dp, dict) or dp.get("epsilon") is None:
+        if m is None or not training:
+            why = ("the model's manifest records no training settings (a model that `audit train` did not make), "
+                   "so whether it was trained with differential privacy is unknown")
+        else:
+            why = "the model was trained without differential privacy (no DP-SGD), so its ε is unbounded"
+        details = {"dp": None, "missing": missing, "reason": why}
+        if missing == "fail":
+            return Measurement(cid, float("inf"), details=details)  # ε = ∞: no guarantee, judged against max
+        return Measurement(cid, None, details=details, inconclusive=why)
+    keys = ("epsilon", "target_epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm", "sample_rate",
+            "sampling", "steps", "expected_batch_size", "training_rows", "clipping", "frozen_for_dp", "library",
+            "secure_rng")
+    details = {"dp": {k: dp.get(k) for k in keys if k in dp}}
+    peft = training.get("peft")
+    if isinstance(peft, dict):
+        details["peft"] = {k: peft.get(k) for k in ("method", "r", "alpha", "target_modules") if k in peft}
+    return Measurement(cid, float(dp["epsilon"]), n=int(dp.get("training_rows") or 0), details=details)

@@ -9,6 +9,7 @@ here, so a result written by another tool cannot put personal data into the repo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ DASH = "—"
 PII_CHECKS = ("privacy.pii_in_training_text", "privacy.pii_rate")
 MIA_AUC = "privacy.membership_inference_auc"
 MIA_TPR = "privacy.mia_tpr_at_1pct_fpr"
+DP_EPS = "privacy.dp_epsilon"
 DATASET_NAMES = {"eval": "eval", "train": "training"}
 
 
@@ -111,10 +113,18 @@ class MiaView:
 
 
 @dataclass
+class DpView:
+    rows: list[tuple[str, str]]  # (setting, value), formatted
+    sentence: str
+    reason: str
+
+
+@dataclass
 class PrivacyView:
     intro: str
     pii: list[PiiTable] = field(default_factory=list)
     mia: MiaView | None = None
+    dp: DpView | None = None
 
 
 # ---------------------------------------------------------------- builders
@@ -216,6 +226,39 @@ def _mia(measurements: dict, conf: str) -> MiaView | None:
         reason=reason, chart=chart)
 
 
+def _g(x: Any) -> str:
+    v = _num(x)
+    return DASH if v is None else f"{v:.4g}"
+
+
+def _dp(measurements: dict, result: dict) -> DpView | None:
+    """DP-SGD settings from the dp_epsilon measurement, or from the model's training record when no rule asks."""
+    m = _d(measurements.get(DP_EPS))
+    training = _d(_d(result.get("model")).get("training"))
+    dp = _d(_d(m.get("details")).get("dp")) or _d(training.get("dp"))
+    if not dp:
+        reason = str(m.get("inconclusive") or _d(m.get("details")).get("reason") or "")
+        return DpView([], "", reason) if m else None
+    rows = [("ε spent (target)", f"{_g(dp.get('epsilon'))} ({_g(dp.get('target_epsilon'))})"),
+            ("δ", _g(dp.get("delta"))),
+            ("Accountant", f"{dp.get('accountant') or DASH} ({dp.get('library') or 'opacus'})"),
+            ("Noise multiplier", _g(dp.get("noise_multiplier"))),
+            ("Per-sample clipping norm", _g(dp.get("max_grad_norm"))),
+            ("Sampling rate", f"{_g(dp.get('sample_rate'))} ({dp.get('sampling') or 'poisson'} sampling), "
+                              f"{count(dp.get('steps'))} steps"),
+            ("Frozen for DP", ", ".join(str(x) for x in _l(dp.get("frozen_for_dp"))) or "none")]
+    peft = _d(training.get("peft")) or _d(_d(m.get("details")).get("peft"))
+    if peft:
+        rows.append(("Adapters", f"LoRA rank {peft.get('r', DASH)} on "
+                                 f"{', '.join(str(x) for x in _l(peft.get('target_modules'))) or DASH}"))
+    eps = _num(dp.get("epsilon"))
+    sentence = ("" if eps is None else
+                f"Trained with differential privacy (DP-SGD): any one training row changes the odds of any outcome "
+                f"of training by at most a factor e^ε = {math.exp(min(eps, 700)):.3g}, except with probability "
+                f"δ = {_g(dp.get('delta'))}.")
+    return DpView(rows, sentence, "")
+
+
 def privacy_view(result: dict) -> PrivacyView:
     measurements = {k: _d(v) for k, v in _d(result.get("measurements")).items() if str(k).startswith("privacy.")}
     findings = {str(f.get("check_id")): _d(f) for f in _l(result.get("findings"))}
@@ -229,4 +272,4 @@ def privacy_view(result: dict) -> PrivacyView:
     intro = ("Personal data found in the text (e-mail, phone, payment card, IBAN, US SSN, IP address, date of "
              "birth; validated, e.g. card numbers by the Luhn check), and whether the model's outputs reveal "
              "which rows it was trained on. The report shows counts and redacted snippets only.")
-    return PrivacyView(intro, tables, _mia(measurements, conf))
+    return PrivacyView(intro, tables, _mia(measurements, conf), _dp(measurements, result))
