@@ -141,16 +141,35 @@ def _print_outcome(outcome) -> None:
               help="Base model folder (default: the packaged all-MiniLM-L6-v2).")
 @click.option("--epochs", default=3, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
-@click.option("--lr", "learning_rate", default=5e-5, show_default=True, help="Learning rate.")
+@click.option("--lr", "learning_rate", type=float, help="Learning rate [default: 5e-5; 5e-4 with --peft lora].")
 @click.option("--max-length", default=128, show_default=True, help="Tokens per text (longer ones are truncated).")
 @click.option("--eval-fraction", default=0.3, show_default=True, help="Held-out share, stratified by label.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--peft", type=click.Choice(["lora"]), help="Train LoRA adapters on the frozen base (needs peft).")
+@click.option("--lora-r", type=int, help="With --peft lora: the adapters' rank [default: 8].")
+@click.option("--lora-alpha", type=float, help="With --peft lora: the scaling alpha [default: 16].")
+@click.option("--lora-dropout", type=float, help="With --peft lora: dropout on the adapters' input [default: 0.1].")
+@click.option("--target-modules", help="With --peft lora: modules to adapt, comma-separated [default: peft's for "
+                                       "the architecture; BERT: query,value].")
+@click.option("--dp-epsilon", type=float, help="Train with DP-SGD (opacus) to this privacy budget ε over the "
+                                               "planned epochs (needs opacus).")
+@click.option("--dp-delta", type=float, help="With --dp-epsilon: δ, below 1/training rows [default: 1e-5].")
+@click.option("--max-grad-norm", type=float, help="Gradient clipping norm; per-sample under DP [default: 1.0].")
+@click.option("--dp-accountant", type=click.Choice(["rdp", "prv"]),
+              help="With --dp-epsilon: opacus' privacy accountant [default: rdp].")
 @click.option("--no-progress", is_flag=True)
 def train_cmd(data_path, out_dir, recipe_path, text_column, template, template_file, label_column, positive_label,
               protected, id_column, name, base_model, epochs, batch_size, learning_rate, max_length, eval_fraction,
-              seed, no_progress):
-    """Fine-tune a sequence classifier on DATA_PATH and write a model folder with audit-model.yaml."""
+              seed, peft, lora_r, lora_alpha, lora_dropout, target_modules, dp_epsilon, dp_delta, max_grad_norm,
+              dp_accountant, no_progress):
+    """Fine-tune a sequence classifier on DATA_PATH and write a model folder with audit-model.yaml.
+
+    \b
+    Full fine-tuning by default; --peft lora trains adapters on the frozen base; --dp-epsilon trains with
+    DP-SGD (per-sample clipping, Poisson sampling, noise calibrated to the budget); both combine.
+    """
     _quiet_env()
+    from audit.errors import UsageError
     from audit.train import TrainConfig, train
 
     cfg = build_train_config(recipe_path, text_column, template, template_file, label_column, positive_label,
@@ -158,11 +177,39 @@ def train_cmd(data_path, out_dir, recipe_path, text_column, template, template_f
     cfg.base_model = str(base_model) if base_model else None
     cfg.epochs, cfg.batch_size, cfg.learning_rate = epochs, batch_size, learning_rate
     cfg.max_length, cfg.eval_fraction, cfg.seed = max_length, eval_fraction, seed
+    lora = {"--lora-r": lora_r, "--lora-alpha": lora_alpha, "--lora-dropout": lora_dropout,
+            "--target-modules": target_modules}
+    given = [flag for flag, v in lora.items() if v is not None]
+    if given and not peft:
+        raise UsageError(f"{given[0]} applies to LoRA adapters: add --peft lora")
+    dp = {"--dp-delta": dp_delta, "--dp-accountant": dp_accountant}
+    given = [flag for flag, v in dp.items() if v is not None]
+    if given and dp_epsilon is None:
+        raise UsageError(f"{given[0]} applies to DP-SGD: add --dp-epsilon")
+    cfg.peft = peft
+    for attr, value in (("lora_r", lora_r), ("lora_alpha", lora_alpha), ("lora_dropout", lora_dropout),
+                        ("dp_delta", dp_delta), ("max_grad_norm", max_grad_norm), ("dp_accountant", dp_accountant)):
+        if value is not None:
+            setattr(cfg, attr, value)
+    if target_modules is not None:
+        cfg.target_modules = [m.strip() for m in target_modules.split(",") if m.strip()]
+    cfg.dp_epsilon = dp_epsilon
     assert isinstance(cfg, TrainConfig)
     manifest = train(data_path, out_dir, cfg, progress=not no_progress)
     curve = manifest.training["loss_curve"][-1]
     click.echo(f"model: {out_dir} ({manifest.data.split.train_rows} train / {manifest.data.split.eval_rows} held-out "
                f"rows, {manifest.training['seconds']:.0f} s, held-out loss {curve['eval_loss']:.4f})")
+    peft_info, dp_info = manifest.training.get("peft"), manifest.training.get("dp")
+    if peft_info:
+        click.echo(f"LoRA: rank {peft_info['r']} on {', '.join(peft_info['target_modules'])}, "
+                   f"{peft_info['trainable_parameters']:,} of {peft_info['total_parameters']:,} parameters trained; "
+                   f"base {manifest.base_model.path} (sha256 {manifest.base_model.sha256[:12]}…)")
+    if dp_info:
+        frozen = dp_info["frozen_for_dp"]
+        click.echo(f"DP-SGD: ε = {dp_info['epsilon']:.3f} spent (target {dp_info['target_epsilon']:g}) at "
+                   f"δ = {dp_info['delta']:g} ({dp_info['accountant']} accountant), noise multiplier "
+                   f"{dp_info['noise_multiplier']:.3f}, clipping {dp_info['max_grad_norm']:g}, sampling rate "
+                   f"{dp_info['sample_rate']:.4f}" + (f"; frozen for DP: {', '.join(frozen)}" if frozen else ""))
 
 
 def parse_protected(items) -> dict:
