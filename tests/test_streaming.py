@@ -1,0 +1,120 @@
+"""`audit run --predictions LOG`: chunked, bounded, and the same numbers as one pass over all rows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from audit.cli import cli
+
+POLICY = """\
+policy: streaming-test
+version: "1"
+inconclusive: inconclusive
+min_group_size: 30
+checks:
+  performance.roc_auc: {min: 0.6, basis: ci_low}
+  performance.accuracy: {min: 0.6, severity: warn}
+  performance.ece: {max: 0.2, severity: warn}
+  fairness.selection_rate_ratio: {min: 0.8, attributes: [age, sex]}
+  fairness.counterfactual_flip_rate: {max: 0.02, severity: warn}
+  privacy.membership_inference_auc: {max: 0.6, basis: ci_high, severity: warn}
+budget: {bootstrap: 200, seed: 0}
+"""
+N = 50_000
+
+
+def make_log(n: int = N, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.65
+    sex = rng.choice(["male", "female"], n)
+    score = np.clip(0.3 * y + 0.7 * rng.random(n) - 0.05 * (sex == "female"), 0, 1)
+    return pd.DataFrame({"row_id": [f"r{i}" for i in range(n)], "score": score,
+                         "label": np.where(y, "good", "bad"), "age": rng.integers(18, 80, n), "sex": sex,
+                         "text": "not read"})
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stream")
+    df = make_log()
+    path = folder / "log.parquet"
+    df.to_parquet(path, index=False)
+    (folder / "policy.yaml").write_text(POLICY)
+    return {"df": df, "path": path, "policy": folder / "policy.yaml", "folder": folder}
+
+
+def test_chunked_equals_one_pass_and_scikit_learn(log, tiny_model, monkeypatch):
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    from audit import mergeable
+    from audit.streaming import run_predictions
+
+    sizes: list[int] = []
+    update = mergeable.AuditStats.update
+
+    def spy(self, row_ids, score, y, groups):
+        sizes.append(len(score))
+        return update(self, row_ids, score, y, groups)
+
+    monkeypatch.setattr(mergeable.AuditStats, "update", spy)
+    chunked = run_predictions(tiny_model, log["policy"], log["path"], out_dir=log["folder"] / "chunked",
+                              chunk_rows=8192, report_root=log["folder"])
+    assert max(sizes) == 8192 and len(sizes) == -(-N // 8192)  # never more than one chunk in memory
+    sizes.clear()
+    whole = run_predictions(tiny_model, log["policy"], log["path"], out_dir=log["folder"] / "whole",
+                            chunk_rows=10 * N, report_root=log["folder"])
+    assert sizes == [N]
+    a, b = chunked.result["measurements"], whole.result["measurements"]
+    for cid in a:
+        for key in ("value", "ci_low", "ci_high"):
+            if cid == "performance.ece":
+                assert a[cid][key] == pytest.approx(b[cid][key], rel=1e-12)
+            else:
+                assert a[cid][key] == b[cid][key], (cid, key)
+    df = log["df"]
+    y, s = (df["label"] == "good").to_numpy(), df["score"].to_numpy()
+    assert a["performance.accuracy"]["value"] == pytest.approx(accuracy_score(y, s >= 0.5), abs=1e-15)
+    bound = a["performance.roc_auc"]["details"]["binned"]["max_abs_error"]
+    assert abs(a["performance.roc_auc"]["value"] - roc_auc_score(y, s)) <= bound
+    assert chunked.exit_code == whole.exit_code
+    f = {x["check_id"]: x["status"] for x in chunked.result["findings"]}
+    assert f["fairness.counterfactual_flip_rate"] == "INCONCLUSIVE"
+    assert f["privacy.membership_inference_auc"] == "INCONCLUSIVE"
+    assert chunked.result["streaming"]["rows"] == N and chunked.result["data"]["eval"]["rows"] == N
+
+
+def test_cli_writes_the_same_outputs_as_audit_run(log, tiny_model, tmp_path):
+    csv = tmp_path / "log.csv"
+    log["df"].head(5000).to_csv(csv, index=False)
+    r = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(log["policy"]), "--predictions", str(csv),
+                                 "--out", str(tmp_path / "out")], catch_exceptions=False)
+    assert r.exit_code in (0, 1, 3), r.output
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["verdict"]["exit_code"] == r.exit_code
+    for name in ("report.html", "junit.xml", "summary.md", "evidence.json"):
+        assert (tmp_path / "out" / name).is_file()
+    sample = json.loads(open("tests/fixtures/result_sample.json").read())
+    assert set(sample) - set(result) <= {"baseline"}
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.drop(columns=["score"]), ["no column 'score'", "log.parquet"]),
+    (lambda d: d.drop(columns=["label"]), ["no column 'label'", "true label"]),
+    (lambda d: d.assign(score=d["score"] * 2), ["[0, 1]", "row "]),
+    (lambda d: d.assign(label=d["label"].where(d.index != 7, "maybe")), ["row 7", "'maybe'"]),
+])
+def test_bad_logs_exit_2_naming_the_column_and_file(log, tiny_model, tmp_path, change, words):
+    bad = tmp_path / "log.parquet"
+    change(log["df"].head(100)).to_parquet(bad, index=False)
+    r = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(log["policy"]), "--predictions", str(bad),
+                                 "--out", str(tmp_path / "out")], catch_exceptions=False)
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: ") and "Traceback" not in r.output
+    for w in words:
+        assert w in r.output
+    assert not (tmp_path / "out").exists()
