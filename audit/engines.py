@@ -1,0 +1,304 @@
+"""Where the big scoring passes run: here (`local`, the default) or on Ray workers (`--engine ray`).
+
+    Engine              score(bundle, texts, ...) -> Predictions, describe() -> result.json's scoring fields
+    ├── LocalEngine     audit.scoring.score_texts in this process (the numbers of every earlier release)
+    └── RayEngine       Ray Data: the texts in partitions, an actor pool of `workers` actors that each open and
+                        load the model folder once (same safety checks), results merged here in row order
+
+The runner scores the eval set and every other data set of the run (`train`, `--current`) through the engine.
+Re-scoring of changed texts by the checks (counterfactual swaps, SHAP maskers: `CheckContext.score_texts`)
+stays in this process: those are many small batches, for which shipping work to a cluster costs more than it
+saves.
+
+How the Ray engine forms partitions, so that its scores equal the local engine's: identical texts are scored
+once (as locally), the unique texts are tokenized here and sorted longest first (as locally), and that order is
+cut into partitions whose size is a multiple of the batch size. Each worker then forms exactly the batches the
+local engine forms, so the scores are the same computation; they can differ only through the torch thread
+count of the worker (measured: 0 on the tiny test model, tested against a tolerance of 1e-6).
+
+Ray is an optional extra (`pip install 'audit[ray]'`); nothing imports it unless `--engine ray` is asked.
+Ray is started without a dashboard and with usage statistics off (nothing leaves the machine); `--address`
+connects to an existing cluster instead, whose nodes must see the model folder at the same path and have
+`audit` installed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from audit.errors import AuditError, ModelError, UsageError
+
+ENGINES = ("local", "ray")
+INSTALL_HINT = "pip install 'audit[ray]'"
+
+
+class LocalEngine:
+    """Score in this process: today's `score_texts` call, unchanged."""
+
+    name = "local"
+
+    def score(self, bundle, texts: list[str], *, batch_size: int, labels: np.ndarray | None = None,
+              embeddings: bool = True, progress: bool = True, desc: str = "scoring"):
+        from audit.scoring import score_texts
+
+        m = bundle.manifest
+        return score_texts(bundle.model, bundle.tokenizer, texts, max_length=m.max_length,
+                           positive_index=m.labels.index(m.positive_label), batch_size=batch_size, labels=labels,
+                           embeddings=embeddings, progress=progress, desc=desc)
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.name}
+
+    def close(self) -> None:
+        pass
+
+
+def make_engine(engine: str | Any = "local", address: str | None = None, workers: int | None = None):
+    """An engine from its name (the CLI's --engine/--address); an engine object is returned as it is."""
+    if not isinstance(engine, str):
+        return engine
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if engine == "local":
+        if address is not None:
+            raise UsageError("--address is for --engine ray (the address of a Ray cluster)")
+        return LocalEngine()
+    return RayEngine(address=address, workers=workers)
+
+
+def _import_ray():
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # Ray would otherwise report usage over the network
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"--engine ray needs Ray Data, which is not installed ({exc}): {INSTALL_HINT}") from None
+    return ray
+
+
+class RayEngine:
+    """Score on Ray workers: Ray Data `map_batches` over partitions with a pool of model-loading actors.
+
+    `workers` actors (default: the cluster's CPUs divided by `cpus_per_worker`) each load the model once per
+    scoring pass and run `cpus_per_worker` torch threads. `partition_rows` fixes the partition size (rounded up
+    to a multiple of the batch size); by default the texts are cut into about `partitions_per_worker` partitions
+    per worker, so a slow partition does not hold the others up.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_worker: int = 1,
+                 partitions_per_worker: int = 4, partition_rows: int | None = None, num_cpus: int | None = None):
+        if workers is not None and workers < 1:
+            raise UsageError(f"Ray workers must be at least 1, got {workers}")
+        self.address = address
+        self.workers = workers
+        self.cpus_per_worker = max(1, int(cpus_per_worker))
+        self.partitions_per_worker = max(1, int(partitions_per_worker))
+        self.partition_rows = partition_rows
+        self.num_cpus = num_cpus  # for a Ray started here; None: all of this machine's
+        self._ray = _import_ray()  # fails now, before any model loads, when Ray is missing
+        self._started_here = False
+
+    # -------------------------------------------------------------- cluster
+
+    def start(self) -> None:
+        import logging
+
+        ray = self._ray
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
+                                      "log_to_driver": False}
+            if self.address is None and self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
+            try:
+                ray.init(address=self.address, **kwargs)
+            except Exception as exc:  # ConnectionError, RuntimeError, ValueError from a bad address
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+                raise UsageError(f"cannot start or reach {where}: {_first_line(exc)}") from None
+            self._started_here = True
+        from ray.data import DataContext
+
+        ctx = DataContext.get_current()
+        ctx.enable_operator_progress_bars = False
+        ctx.print_on_execution_start = False
+        ctx.enable_auto_log_stats = False
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        if self.workers is None:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            self.workers = max(1, cpus // self.cpus_per_worker)
+
+    def close(self) -> None:
+        """Shut down the Ray that this engine started (a Ray started by the caller is left running)."""
+        if self._started_here:
+            self._ray.shutdown()
+            self._started_here = False
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"engine": self.name, "workers": self.workers, "cpus_per_worker": self.cpus_per_worker}
+        if self.address:
+            out["address"] = self.address
+        return out
+
+    # -------------------------------------------------------------- scoring
+
+    def score(self, bundle, texts: list[str], *, batch_size: int, labels: np.ndarray | None = None,
+              embeddings: bool = True, progress: bool = True, desc: str = "scoring"):
+        from audit.scoring import Predictions, tokenize
+
+        start = time.perf_counter()
+        m = bundle.manifest
+        positive_index = m.labels.index(m.positive_label)
+        if not texts:
+            return LocalEngine().score(bundle, texts, batch_size=batch_size, labels=labels, embeddings=embeddings,
+                                       progress=False, desc=desc)
+        self.start()
+        # As the local engine: each distinct text once, longest first (one order for both engines).
+        unique: dict[str, int] = {}
+        back = np.array([unique.setdefault(t, len(unique)) for t in texts], dtype=np.int64)
+        utexts = list(unique)
+        ids, full = tokenize(bundle.tokenizer, utexts, m.max_length)
+        order = np.argsort(-np.array([len(x) for x in ids]), kind="stable")
+        parts = partition(len(utexts), batch_size, self.workers * self.partitions_per_worker, self.partition_rows)
+        rows = _run_partitions(self._ray, bundle, [order[lo:hi] for lo, hi in parts], utexts,
+                               batch_size=batch_size, embeddings=embeddings, workers=self.workers,
+                               cpus_per_worker=self.cpus_per_worker, progress=progress)
+        n_unique, num_labels = len(utexts), int(bundle.model.config.num_labels)
+        probs = np.zeros((n_unique, num_labels), dtype=np.float64)
+        lengths = np.zeros(n_unique, dtype=np.int64)
+        emb = None
+        seen = np.zeros(n_unique, dtype=bool)
+        per_part: dict[int, dict[str, Any]] = {}
+        for batch in rows:
+            i = np.asarray(batch["i"], dtype=np.int64)
+            seen[i] = True
+            probs[i] = np.asarray(batch["probs"], dtype=np.float64)
+            lengths[i] = batch["length"]
+            if embeddings:
+                e = np.asarray(batch["emb"], dtype=np.float32)
+                if emb is None:
+                    emb = np.zeros((n_unique, e.shape[1]), dtype=np.float32)
+                emb[i] = e
+            for p, s, w in zip(batch["part"], batch["seconds"], batch["worker"]):
+                per_part.setdefault(int(p), {"rows": 0, "seconds": float(s), "worker": int(w)})["rows"] += 1
+        if not seen.all():
+            raise ModelError(f"Ray scoring returned {int(seen.sum())} of {n_unique} rows")
+        probs, lengths, full = probs[back], lengths[back], full[back]
+        if emb is not None:
+            emb = emb[back]
+        n = len(texts)
+        loss = None
+        if labels is not None:  # as audit.scoring computes it
+            loss = -np.log(np.clip(probs[np.arange(n), labels], 1e-300, None))
+        return Predictions(probs=probs, positive_index=positive_index, lengths=lengths,
+                           truncated=int((full > m.max_length).sum()), seconds=time.perf_counter() - start,
+                           loss=loss, embeddings=emb,
+                           meta={"batch_size": batch_size, "max_length": m.max_length, "unique_texts": n_unique,
+                                 "engine": self.name, "workers": self.workers, "partitions": len(parts),
+                                 "worker_processes": len({v["worker"] for v in per_part.values()}),
+                                 "worker_seconds": round(sum(v["seconds"] for v in per_part.values()), 3)})
+
+
+def partition(n: int, batch_size: int, target: int, rows: int | None = None) -> list[tuple[int, int]]:
+    """[lo, hi) ranges over n rows: about `target` partitions (or `rows` rows each), every size but the last a
+    multiple of batch_size, so a partition holds whole batches of the local engine."""
+    batch_size = max(1, int(batch_size))
+    size = rows if rows is not None else -(-n // max(1, target))
+    size = max(batch_size, -(-int(size) // batch_size) * batch_size)
+    return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+
+def _run_partitions(ray, bundle, parts: list[np.ndarray], texts: list[str], *, batch_size: int, embeddings: bool,
+                    workers: int, cpus_per_worker: int, progress: bool) -> list[dict[str, np.ndarray]]:
+    import pandas as pd
+    from ray.data import ActorPoolStrategy, DataContext
+
+    DataContext.get_current().enable_progress_bars = bool(progress)
+    frames = [pd.DataFrame({"i": idx.astype(np.int64), "part": np.full(len(idx), p, dtype=np.int64),
+                            "text": [texts[j] for j in idx]}) for p, idx in enumerate(parts)]
+    ds = ray.data.from_pandas(frames)  # one block per partition
+    spec = {"path": str(bundle.path.resolve()), "manifest": bundle.manifest, "hashes": dict(bundle.hashes),
+            "batch_size": int(batch_size), "embeddings": bool(embeddings), "threads": cpus_per_worker}
+    out = ds.map_batches(PartitionScorer, fn_constructor_kwargs={"spec": spec}, batch_size=None,
+                         batch_format="numpy", compute=ActorPoolStrategy(size=min(workers, len(parts))),
+                         num_cpus=cpus_per_worker)
+    try:
+        return list(out.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0))
+    except Exception as exc:
+        cause = _audit_cause(exc)
+        if cause is not None:
+            raise type(cause)(cause.message) from None
+        raise ModelError(f"scoring on Ray failed: {_first_line(exc)}") from None
+
+
+class PartitionScorer:
+    """A Ray actor: checks and loads the model folder once, then scores whole partitions with `score_texts`."""
+
+    def __init__(self, spec: dict[str, Any]):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import torch
+
+        from audit.model import open_bundle
+
+        torch.set_num_threads(max(1, int(spec["threads"])))
+        bundle = open_bundle(spec["path"], manifest=spec["manifest"])  # safetensors only, no remote code
+        if bundle.hashes != spec["hashes"]:
+            changed = sorted(k for k in set(bundle.hashes) | set(spec["hashes"])
+                             if bundle.hashes.get(k) != spec["hashes"].get(k))
+            raise ModelError(f"{spec['path']}: the model folder a Ray worker sees differs from the one audited "
+                             f"({', '.join(changed)}); refused")
+        self.bundle = bundle.load()
+        self.spec = spec
+        self.pid = os.getpid()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from audit.scoring import score_texts
+
+        m = self.bundle.manifest
+        out: dict[str, list] = {"i": [], "part": [], "probs": [], "length": [], "seconds": [], "worker": []}
+        if self.spec["embeddings"]:
+            out["emb"] = []
+        for p in np.unique(batch["part"]):  # one partition per batch; grouped in case Ray joins blocks
+            sel = batch["part"] == p
+            texts = [str(t) for t in batch["text"][sel]]
+            t0 = time.perf_counter()
+            preds = score_texts(self.bundle.model, self.bundle.tokenizer, texts, max_length=m.max_length,
+                                positive_index=m.labels.index(m.positive_label), batch_size=self.spec["batch_size"],
+                                embeddings=self.spec["embeddings"], progress=False)
+            n = len(texts)
+            out["i"].append(batch["i"][sel])
+            out["part"].append(np.full(n, p, dtype=np.int64))
+            out["probs"].append(preds.probs)
+            out["length"].append(preds.lengths)
+            out["seconds"].append(np.full(n, time.perf_counter() - t0))
+            out["worker"].append(np.full(n, self.pid, dtype=np.int64))
+            if self.spec["embeddings"]:
+                out["emb"].append(preds.embeddings)
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _audit_cause(exc: BaseException) -> AuditError | None:
+    """The AuditError a Ray worker raised, found in the chain of errors Ray wraps it in."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, AuditError) and type(e).__module__ == "audit.errors":
+            return e
+        todo.extend(x for x in (e.__cause__, e.__context__, getattr(e, "cause", None)) if isinstance(x, BaseException))
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -1,0 +1,162 @@
+"""Scoring engines: `--engine ray` writes the same result.json as the local engine; without it Ray is never imported.
+
+The Ray tests share one local Ray with 2 CPUs (started once for the module: Ray takes seconds to start).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from audit.cli import cli
+from tests.conftest import make_frame
+
+TOL = 1e-6  # largest difference allowed between the engines' scores and measurements (measured: 0 here)
+
+POLICY = """\
+policy: engines
+version: "1"
+checks:
+  performance.roc_auc: {min: 0.6, basis: ci_low}
+  performance.accuracy: {min: 0.5, severity: warn}
+  performance.brier_score: {max: 0.3}
+  privacy.membership_inference_auc: {max: 0.9, basis: point}
+  drift.embedding_auc: {max: 0.9, reference: eval, severity: warn}
+  drift.prediction_psi: {max: 0.5}
+budget: {bootstrap: 100, seed: 0, batch_size: 16}
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    pytest.importorskip("ray.data", reason="Ray is an optional extra: pip install 'audit[ray]'")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def current_csv(tmp_path_factory):
+    frame = make_frame(150, seed=3)
+    frame["text"] = frame["text"].str.replace("stable", "small")  # a shifted current set
+    path = tmp_path_factory.mktemp("current") / "current.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _run(model, policy, out, current, *extra):
+    return CliRunner().invoke(cli, ["run", str(model), "--policy", str(policy), "--out", str(out), "--no-progress",
+                                    "--current", str(current), *extra], catch_exceptions=False)
+
+
+def test_ray_run_writes_the_local_result(ray_local, tiny_model, current_csv, tmp_path):
+    pol = tmp_path / "p.yaml"
+    pol.write_text(POLICY)
+    local = _run(tiny_model, pol, tmp_path / "local", current_csv)
+    dist = _run(tiny_model, pol, tmp_path / "ray", current_csv, "--engine", "ray")
+    assert local.exit_code == dist.exit_code, (local.output, dist.output)
+    a = json.loads((tmp_path / "local" / "result.json").read_text())
+    b = json.loads((tmp_path / "ray" / "result.json").read_text())
+    assert a["scoring"]["engine"] == "local" and set(a["scoring"]) - set(b["scoring"]) == set()
+    assert b["scoring"]["engine"] == "ray" and b["scoring"]["workers"] == 2
+    assert {k: v for k, v in b["scoring"].items() if k not in ("engine", "workers", "cpus_per_worker")} == \
+        {k: v for k, v in a["scoring"].items() if k != "engine"}
+    assert a["verdict"] == b["verdict"]
+    assert [(f["check_id"], f["status"]) for f in a["findings"]] == [(f["check_id"], f["status"]) for f in b["findings"]]
+    assert a["measurements"].keys() == b["measurements"].keys()
+    for cid, m in a["measurements"].items():
+        assert m.get("error") is None and b["measurements"][cid].get("error") is None, cid
+        if m["value"] is None:
+            assert b["measurements"][cid]["value"] is None, cid
+        else:
+            assert b["measurements"][cid]["value"] == pytest.approx(m["value"], abs=TOL), cid
+    assert a["data"] == b["data"]
+    pa = pd.read_csv(tmp_path / "local" / "predictions.csv", dtype={"row_id": str})
+    pb = pd.read_csv(tmp_path / "ray" / "predictions.csv", dtype={"row_id": str})
+    assert (pa["row_id"] == pb["row_id"]).all() and (pa["predicted_label"] == pb["predicted_label"]).all()
+    assert np.abs(pa["score"] - pb["score"]).max() <= TOL
+
+
+def test_ray_engine_equals_local_scoring_row_by_row(ray_local, tiny_model):
+    """Many small partitions, duplicates, truncated texts: every per-row array matches the local engine."""
+    from audit.engines import LocalEngine, RayEngine
+    from audit.model import open_bundle
+
+    bundle = open_bundle(tiny_model).load()
+    texts = make_frame(90, seed=5)["text"].tolist()
+    texts = texts + texts[:20] + [" ".join(["applicant pays on time"] * 20)] * 3  # duplicates, truncated rows
+    y = np.arange(len(texts)) % 2
+    local = LocalEngine().score(bundle, texts, batch_size=8, labels=y, embeddings=True, progress=False)
+    engine = RayEngine(partition_rows=16)
+    dist = engine.score(bundle, texts, batch_size=8, labels=y, embeddings=True, progress=False)
+    assert dist.meta["partitions"] == -(-dist.meta["unique_texts"] // 16) and dist.meta["workers"] == 2
+    assert np.abs(dist.probs - local.probs).max() <= TOL
+    assert np.abs(dist.loss - local.loss).max() <= TOL
+    assert np.abs(dist.embeddings - local.embeddings).max() <= TOL
+    assert (dist.lengths == local.lengths).all() and dist.truncated == local.truncated == 3
+    assert dist.score[-1] == dist.score[-2]  # a repeated text is scored once: ties stay ties
+    none = engine.score(bundle, texts[:5], batch_size=8, embeddings=False, progress=False)
+    assert none.embeddings is None and np.abs(none.probs - local.probs[:5]).max() <= TOL
+    engine.close()  # leaves the caller's Ray running
+    assert ray_local.is_initialized()
+
+
+def test_a_worker_refuses_a_model_folder_that_changed(ray_local, tiny_model):
+    from audit.engines import RayEngine
+    from audit.errors import ModelError
+    from audit.model import open_bundle
+
+    bundle = open_bundle(tiny_model).load()
+    bundle.hashes["model.safetensors"] = "0" * 64  # as if the weights changed after the driver checked them
+    with pytest.raises(ModelError, match="the model folder a Ray worker sees differs.*model.safetensors"):
+        RayEngine().score(bundle, ["applicant pays on time"], batch_size=8, progress=False)
+
+
+def test_partitions_hold_whole_batches():
+    from audit.engines import partition
+
+    assert partition(100, 16, 3) == [(0, 48), (48, 96), (96, 100)]
+    assert partition(10, 16, 8) == [(0, 10)]
+    assert partition(64, 16, 4, rows=20) == [(0, 32), (32, 64)]
+
+
+def test_address_without_ray_engine_is_a_usage_error(tmp_path):
+    r = CliRunner().invoke(cli, ["run", str(tmp_path), "--policy", "fin", "--address", "auto"])
+    assert r.exit_code == 2
+    assert r.output.strip() == "error: --address is for --engine ray (the address of a Ray cluster)"
+
+
+def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    r = CliRunner().invoke(cli, ["run", str(tmp_path), "--policy", "fin", "--engine", "ray"])
+    assert r.exit_code == 2
+    assert r.output.startswith("error: --engine ray needs Ray Data, which is not installed")
+    assert r.output.rstrip().endswith("pip install 'audit[ray]'") and "Traceback" not in r.output
+
+
+def test_the_local_engine_never_imports_ray(tiny_model, tmp_path):
+    pol = tmp_path / "p.yaml"
+    pol.write_text("policy: t\nversion: '1'\nchecks:\n  performance.accuracy: {min: 0.5}\nbudget: {bootstrap: 20}\n")
+    code = ("import sys\n"
+            "from click.testing import CliRunner\n"
+            "from audit.cli import cli\n"
+            "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
+            "help_ok = 'ray' not in sys.modules and 'torch' not in sys.modules\n"
+            f"r = CliRunner().invoke(cli, ['run', {str(tiny_model)!r}, '--policy', {str(pol)!r}, '--out', "
+            f"{str(tmp_path / 'out')!r}, '--no-progress'])\n"
+            "print(help_ok, r.exit_code, 'ray' in sys.modules)\n")
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.stdout.split() == ["True", "0", "False"], out.stdout + out.stderr
+    r = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert r["scoring"]["engine"] == "local" and "workers" not in r["scoring"]
