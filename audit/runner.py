@@ -20,7 +20,7 @@ import numpy as np
 
 from audit import __version__
 from audit.data import group_series, label_indices, make_texts, read_table, sha256_file
-from audit.errors import DataError
+from audit.errors import DataError, UsageError
 from audit.manifest import Manifest
 from audit.model import ModelBundle, open_bundle
 from audit.policy import Policy, load_policy
@@ -107,14 +107,14 @@ def _find_source(recorded: str, model_dir: Path) -> Path:
 
 
 def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
-               paths: dict[str, Path] | None = None):
+               paths: dict[str, Path] | None = None, engine=None):
     """Load and score another data set of the run, once, with embeddings from the same pass.
 
     "train": the manifest's training split (None when the manifest records none, or the file changed).
     Any other name: the file given for it (`--current FILE` → "current"); labels are optional there.
     """
     from audit.context import Scored
-    from audit.scoring import score_texts
+    from audit.engines import LocalEngine
 
     m = bundle.manifest
     if name == "train":
@@ -131,9 +131,8 @@ def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
         return None
     texts = make_texts(frame, m.text, path)
     y = label_indices(frame, m.label_column, m.labels, path) if m.label_column in frame.columns else None
-    preds = score_texts(bundle.model, bundle.tokenizer, texts, max_length=m.max_length,
-                        positive_index=m.labels.index(m.positive_label), batch_size=batch_size, labels=y,
-                        embeddings=True, progress=progress, desc=f"scoring {name} rows")
+    preds = (engine or LocalEngine()).score(bundle, texts, batch_size=batch_size, labels=y, embeddings=True,
+                                            progress=progress, desc=f"scoring {name} rows")
     return Scored(name, frame, texts, y, preds, str(path))
 
 
@@ -199,15 +198,25 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
               manifest_path: Path | None = None, batch_size: int | None = None,
               command: list[str] | None = None, report_root: Path = Path("reports"),
               sign_key: Path | None = None, baseline_dir: Path | None = None,
-              notes: list[str] | None = None) -> RunOutcome:
+              notes: list[str] | None = None, engine: str | Any = "local",
+              address: str | None = None, precision: str = "fp32") -> RunOutcome:
     from audit.checks import all_checks
     from audit.context import CheckContext
+    from audit.engines import make_engine
     from audit.judge import exit_code, verdict
     from audit.judge import judge as judge_all
     from audit.render.outputs import write_run
 
     started = _now()
     t0 = time.perf_counter()
+    engine = make_engine(engine, address)  # a missing Ray or a misplaced --address fails before anything loads
+    from audit.scoring import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision != "fp32" and getattr(engine, "name", "local") != "local":
+        raise UsageError(f"--precision {precision} scores in this process; it does not combine with --engine "
+                         f"{engine.name}")
     policy = load_policy(policy_path)
     bundle = open_bundle(model_dir, manifest=manifest, manifest_path=manifest_path)
     m = bundle.manifest
@@ -234,20 +243,35 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         _load_private(Path(sign_key))  # a bad key fails before the model loads
     bundle.load()
     pos = m.labels.index(m.positive_label)
-    from audit.scoring import score_texts
+    precision_info = None
+    if precision != "fp32":
+        # opt-in: every pass of the run (eval, other sets, SHAP, swaps) goes through the reduced-precision model;
+        # a seeded sample is scored both ways first, so the report states what the shortcut costs
+        from audit.scoring import precision_check, with_precision
 
-    preds = score_texts(bundle.model, bundle.tokenizer, ev.texts, max_length=m.max_length, positive_index=pos,
-                        batch_size=batch_size or policy.budget.batch_size, labels=ev.y, embeddings=True,
-                        progress=progress)
+        low = with_precision(bundle.model, precision)
+        precision_info = precision_check(bundle.model, low, bundle.tokenizer, ev.texts, max_length=m.max_length,
+                                         positive_index=pos, seed=policy.budget.seed,
+                                         threshold=policy.decision_threshold)
+        bundle.model = low
+        ev.notes.append(
+            f"Scored in {precision} (opt-in --precision), not in the fp32 the model was trained in: on "
+            f"{precision_info['rows']} eval rows scored both ways the largest |score difference| was "
+            f"{precision_info['max_abs_score_diff']:.2g} and {precision_info['flipped_decisions']} "
+            f"decision(s) at the threshold {policy.decision_threshold:g} changed.")
+    preds = engine.score(bundle, ev.texts, batch_size=batch_size or policy.budget.batch_size, labels=ev.y,
+                         embeddings=True, progress=progress)
     y_pos = (ev.y == pos).astype(int)
     ctx = CheckContext(y_true=y_pos, score=preds.score, threshold=policy.decision_threshold,
                        confidence=policy.confidence, replicates=policy.budget.bootstrap, seed=policy.budget.seed,
                        min_group_size=policy.min_group_size, positive_label=m.positive_label,
                        negative_label=m.negative_label, frame=ev.frame, texts=ev.texts, manifest=m, bundle=bundle,
-                       loader=lambda name: load_other(name, bundle, batch_size or policy.budget.batch_size, progress, others),
+                       loader=lambda name: load_other(name, bundle, batch_size or policy.budget.batch_size, progress, others,
+                                                      engine),
                        extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path),
                               "attachments": {}})
     measurements = measure(policy, ctx)
+    engine.close()
     specs = all_checks()
     findings = judge_all(policy, specs, measurements, today=started.date(),
                          baseline=baseline["measurements"] if baseline else None)
@@ -306,8 +330,10 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                     for name, p in others.items() if name in ctx._datasets}},
         "inputs": inputs,
         "environment": environment(),
-        "scoring": {"rows": len(ev.texts), "batch_size": preds.meta["batch_size"], "max_length": m.max_length, "device": "cpu",
-                    "precision": "fp32", "truncated": preds.truncated,
+        "scoring": {**engine.describe(), "rows": len(ev.texts), "batch_size": preds.meta["batch_size"],
+                    "max_length": m.max_length, "device": "cpu",
+                    "precision": precision, "truncated": preds.truncated,
+                    **({"precision_check": precision_info} if precision_info else {}),
                     "mean_tokens": round(float(preds.lengths.mean()), 1)},
         "measurements": {cid: meas.to_dict() for cid, meas in measurements.items()},
         "findings": [f.to_dict() for f in findings],

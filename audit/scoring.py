@@ -104,3 +104,50 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
                        truncated=int((full > max_length).sum()), seconds=time.perf_counter() - start,
                        loss=loss, embeddings=emb,
                        meta={"batch_size": batch_size, "max_length": max_length, "unique_texts": len(texts)})
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def with_precision(model, precision: str):
+    """The model itself for fp32; for bf16, a wrapper that runs its forward pass under bfloat16 autocast (matrix
+    products in bf16 on AMX/AVX-512-BF16, weights, layer norms and softmax kept in fp32). Opt-in only: the audit
+    must score the model as trained, so a bf16 run states its precision and its largest |score difference|
+    against fp32 on a sample."""
+    if precision == "fp32":
+        return model
+    if precision != "bf16":
+        raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    import torch
+
+    class Bf16(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.config = inner.config
+
+        def forward(self, *args, **kwargs):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.inner(*args, **kwargs)
+
+    wrapped = Bf16(model)
+    wrapped.eval()
+    return wrapped
+
+
+def precision_check(model_fp32, model_low, tokenizer, texts: list[str], *, max_length: int, positive_index: int,
+                    sample: int = 256, seed: int = 0, batch_size: int = 64, threshold: float = 0.5) -> dict:
+    """Score a seeded sample of `texts` at both precisions: the largest and mean |score difference|, and how
+    many decisions at `threshold` differ."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(texts), size=min(sample, len(texts)), replace=False)) if texts else np.array([], int)
+    chosen = [texts[i] for i in idx]
+    if not chosen:
+        return {"rows": 0, "max_abs_score_diff": 0.0, "mean_abs_score_diff": 0.0, "flipped_decisions": 0}
+    a = score_texts(model_fp32, tokenizer, chosen, max_length=max_length, positive_index=positive_index,
+                    batch_size=batch_size, progress=False).score
+    b = score_texts(model_low, tokenizer, chosen, max_length=max_length, positive_index=positive_index,
+                    batch_size=batch_size, progress=False).score
+    d = np.abs(a - b)
+    return {"rows": len(chosen), "max_abs_score_diff": float(d.max()), "mean_abs_score_diff": float(d.mean()),
+            "flipped_decisions": int(((a >= threshold) != (b >= threshold)).sum())}

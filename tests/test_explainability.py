@@ -272,3 +272,87 @@ def test_checks_sharing_shap_share_one_budget(tiny_model, tmp_path):
     ms = json.loads((tmp_path / "o" / "result.json").read_text())["measurements"]
     for cid in ("explainability.additivity_error", "explainability.stability"):
         assert ms[cid]["details"]["sample_rows"] == 6 and ms[cid]["details"]["max_evals"] == 40, cid
+
+
+def _tiny_predict(tiny_model, precision="fp32"):
+    from audit.model import open_bundle
+    from audit.scoring import score_texts, with_precision
+
+    b = open_bundle(tiny_model).load()
+    model = with_precision(b.model, precision)
+
+    def predict(texts):
+        p = score_texts(model, b.tokenizer, list(texts), max_length=32, positive_index=1,
+                        batch_size=min(max(len(texts), 1), 64), progress=False)
+        return X._log_odds(p.probs, 1)
+
+    return b, predict
+
+
+def test_lockstep_batching_equals_shaps_own_path_on_a_model(tiny_model, credit_csv):
+    """Texts explained side by side (their masked texts scored in shared, length-sorted batches) get the values
+    shap's one-text-at-a-time path gives, up to batch-composition float noise (< 1e-6); more texts than slots, so
+    slots take new texts as they finish; and the model is called far fewer times."""
+    import pandas as pd
+
+    b, predict = _tiny_predict(tiny_model)
+    texts = pd.read_csv(credit_csv)["text"].tolist()[:7]
+    calls = {"n": 0}
+
+    def counted(t):
+        calls["n"] += 1
+        return predict(t)
+
+    np.random.seed(0)
+    one = X.shap_explain(counted, b.tokenizer, texts, max_evals=60, lockstep=1)
+    sequential_calls, calls["n"] = calls["n"], 0
+    np.random.seed(0)
+    many = X.shap_explain(counted, b.tokenizer, texts, max_evals=60, lockstep=3)
+    assert calls["n"] < sequential_calls / 2
+    for (p1, v1, b1), (p2, v2, b2) in zip(one, many):
+        assert p1 == p2
+        np.testing.assert_allclose(v2, v1, rtol=0, atol=1e-6)
+        assert b2 == pytest.approx(b1, abs=1e-6)
+    again = X.shap_explain(counted, b.tokenizer, texts, max_evals=60, lockstep=3)
+    for (_, v2, _), (_, v3, _) in zip(many, again):
+        np.testing.assert_array_equal(v2, v3)  # deterministic: same batches, same order
+
+
+def test_lockstep_passes_a_model_failure_up_and_leaves_no_thread_waiting(toy_tokenizer):
+    import threading
+
+    before = threading.active_count()
+    calls = {"n": 0}
+
+    def flaky(texts):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("model fell over")
+        return toy_predict(texts)
+
+    with pytest.raises(RuntimeError, match="model fell over"):
+        X.shap_explain(flaky, toy_tokenizer, TEXTS * 3, max_evals=100, lockstep=4)
+    import time
+
+    for _ in range(50):
+        if threading.active_count() <= before:
+            break
+        time.sleep(0.05)
+    assert threading.active_count() <= before
+
+
+def test_bf16_scoring_stays_close_to_fp32(tiny_model, credit_csv):
+    import pandas as pd
+
+    from audit.model import open_bundle
+    from audit.scoring import precision_check, with_precision
+
+    b = open_bundle(tiny_model).load()
+    texts = pd.read_csv(credit_csv)["text"].tolist()
+    got = precision_check(b.model, with_precision(b.model, "bf16"), b.tokenizer, texts, max_length=32,
+                          positive_index=1, sample=64)
+    assert got["rows"] == 64
+    assert 0 < got["max_abs_score_diff"] < 0.02  # bf16 is not fp32, and not far from it
+    assert with_precision(b.model, "fp32") is b.model
+    with pytest.raises(ValueError, match="unknown precision"):
+        with_precision(b.model, "fp8")

@@ -58,6 +58,7 @@ from audit.result import Measurement
 BUDGET = {"rows": 40, "max_evals": 100, "examples": 1, "tolerance": 0.01}
 TERM_PARAMS = {"terms": [], "term_lists": [], "top_k": 20}
 BATCH_SIZE = 64
+LOCKSTEP = 16  # texts explained side by side, their masked texts scored in shared batches
 MIN_HALF = 5  # rows in each half of the sample before a rank correlation means anything
 MIN_WORDS = 10  # a ranking rule reads the stability of at least the top 10 words, however small its k
 TABLE_WORDS = 40  # words kept in the stored global-importance table
@@ -250,15 +251,23 @@ class Explained:
 
 def shap_explain(predict: Callable[[list[str]], np.ndarray], tokenizer: Any, texts: Sequence[str], *,
                  max_evals: int, batch_size: int = BATCH_SIZE, progress: bool = False,
-                 desc: str = "SHAP explanations") -> list[tuple[list[str], np.ndarray, float]]:
-    """(token pieces, SHAP values, base value) per text: shap's partition explainer over a Text masker."""
+                 desc: str = "SHAP explanations", lockstep: int = LOCKSTEP) -> list[tuple[list[str], np.ndarray, float]]:
+    """(token pieces, SHAP values, base value) per text: shap's partition explainer over a Text masker.
+
+    With `lockstep` > 1, that many texts are explained side by side and their masked texts share the model's
+    batches (audit.shapstep); 1 is shap's own path, one text after another."""
     import shap
     from tqdm.auto import tqdm
 
-    masker = shap.maskers.Text(tokenizer)
-    explainer = shap.Explainer(lambda x: predict([str(t) for t in x]), masker, algorithm="partition")
-    out = []
     with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False) as bar:
+        if lockstep > 1 and len(texts) > 1:
+            from audit.shapstep import explain_lockstep
+
+            return explain_lockstep(predict, tokenizer, texts, max_evals=max_evals, batch_size=batch_size,
+                                    width=lockstep, on_text=lambda: bar.update(1))
+        masker = shap.maskers.Text(tokenizer)
+        explainer = shap.Explainer(lambda x: predict([str(t) for t in x]), masker, algorithm="partition")
+        out = []
         for text in texts:
             sv = explainer([str(text)], max_evals=int(max_evals), batch_size=batch_size, silent=True)
             out.append(([str(p) for p in sv.data[0]], np.asarray(sv.values[0], dtype=np.float64),
@@ -285,7 +294,7 @@ def _model_predict(ctx: CheckContext, counter: list[int]) -> Callable[[list[str]
     def predict(texts: list[str]) -> np.ndarray:
         counter[0] += len(texts)
         preds = score_texts(b.model, b.tokenizer, texts, max_length=m.max_length, positive_index=pos,
-                            batch_size=max(len(texts), 1), progress=False)
+                            batch_size=min(max(len(texts), 1), BATCH_SIZE), progress=False)
         return _log_odds(preds.probs, pos)
 
     return predict

@@ -1,0 +1,48 @@
+"""Opt-in reduced precision: `audit run --precision bf16` states its precision and what it costs; fp32 stays the
+default and scores the model as trained."""
+
+import json
+
+import numpy as np
+import pandas as pd
+from click.testing import CliRunner
+
+from audit.cli import cli
+from tests.conftest import MIN_POLICY
+
+
+def _run(model, policy, out, *extra):
+    return CliRunner().invoke(cli, ["run", str(model), "--policy", str(policy), "--out", str(out), "--no-progress",
+                                    *extra], catch_exceptions=False)
+
+
+def test_bf16_run_states_precision_and_its_difference_from_fp32(tiny_model, tmp_path):
+    pol = tmp_path / "p.yaml"
+    pol.write_text(MIN_POLICY)
+    a = _run(tiny_model, pol, tmp_path / "fp32")
+    b = _run(tiny_model, pol, tmp_path / "bf16", "--precision", "bf16")
+    assert a.exit_code in (0, 1, 3) and b.exit_code in (0, 1, 3), b.output
+    ra = json.loads((tmp_path / "fp32" / "result.json").read_text())
+    rb = json.loads((tmp_path / "bf16" / "result.json").read_text())
+    assert ra["scoring"]["precision"] == "fp32" and "precision_check" not in ra["scoring"]
+    check = rb["scoring"]["precision_check"]
+    assert rb["scoring"]["precision"] == "bf16"
+    # the stated difference is the real one: compare the two runs' written scores on every row
+    pa = pd.read_csv(tmp_path / "fp32" / "predictions.csv")
+    pb = pd.read_csv(tmp_path / "bf16" / "predictions.csv")
+    score_col = next(c for c in pa.columns if c.startswith("score") or c.startswith("p_"))
+    full = float(np.abs(pa[score_col] - pb[score_col]).max())
+    assert check["rows"] == min(256, len(pa))
+    assert 0 < check["max_abs_score_diff"] <= full + 1e-6
+    assert check["max_abs_score_diff"] < 0.02
+    assert any("bf16" in w and "fp32" in w for w in rb["warnings"])
+    html = (tmp_path / "bf16" / "report.html").read_text()
+    assert "bf16" in html
+
+
+def test_unknown_precision_is_a_usage_error(tiny_model, tmp_path):
+    pol = tmp_path / "p.yaml"
+    pol.write_text(MIN_POLICY)
+    r = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(pol), "--precision", "fp8"])
+    assert r.exit_code == 2
+    assert "fp8" in r.output
