@@ -162,8 +162,10 @@ class Counts:
         if self.reps is None and self.replicates:
             self.reps = np.zeros((self.replicates, *self.shape))
 
-    def add(self, cell: np.ndarray, W: np.ndarray | None, values: np.ndarray | None = None) -> None:
-        """Add rows at flat cell indices `cell` (n,), with replicate weights W (n, R) and values (n,)."""
+    def add(self, cell: np.ndarray, W: np.ndarray | None, values: np.ndarray | None = None,
+            rows: np.ndarray | None = None) -> None:
+        """Add entries at flat cell indices `cell` (k,) with values (k,), each entry from row `rows[i]` of the
+        replicate weights W (n, R) (default: entry i is row i)."""
         size = int(np.prod(self.shape))
         v = np.ones(len(cell)) if values is None else np.asarray(values, dtype=float)
         self.point.reshape(-1)[:] += np.bincount(cell, weights=v, minlength=size)
@@ -174,7 +176,8 @@ class Counts:
         # (cells x rows) sparse, one entry per row, times (rows x R): each row adds its R weights to its cell
         # (float32 is exact for these integer sums: at most 4096 rows x weight 8 per call)
         data = v.astype(W.dtype) if values is not None else np.ones(len(cell), dtype=W.dtype)
-        S = csr_matrix((data, (cell, np.arange(len(cell)))), shape=(size, len(cell)))
+        cols = np.arange(len(cell)) if rows is None else rows
+        S = csr_matrix((data, (cell, cols)), shape=(size, W.shape[0]))
         self.reps.reshape(self.replicates, size)[:] += np.asarray(S @ W).T
 
     def merge(self, other: Counts) -> Counts:
@@ -380,8 +383,8 @@ class Calibration:
         n = len(s)
         cells = np.concatenate([b * 3, b * 3 + 1, b * 3 + 2, np.full(n, self.bins * 3)])
         values = np.concatenate([np.ones(n), yy, s, (s - yy) ** 2])
-        WW = None if W is None else np.tile(W.astype(np.float64), (4, 1))  # sums of scores: float64
-        self.sums.add(cells, WW, values)
+        W64 = None if W is None else W.astype(np.float64)  # sums of scores: float64
+        self.sums.add(cells, W64, values, rows=np.tile(np.arange(n), 4))
 
     def merge(self, other: Calibration) -> Calibration:
         _same("calibration bins", self.bins, other.bins)

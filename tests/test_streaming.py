@@ -23,6 +23,7 @@ checks:
   fairness.selection_rate_ratio: {min: 0.8, attributes: [age, sex]}
   fairness.counterfactual_flip_rate: {max: 0.02, severity: warn}
   privacy.membership_inference_auc: {max: 0.6, basis: ci_high, severity: warn}
+  privacy.dp_epsilon: {max: 8, severity: warn}
 budget: {bootstrap: 200, seed: 0}
 """
 N = 50_000
@@ -85,6 +86,8 @@ def test_chunked_equals_one_pass_and_scikit_learn(log, tiny_model, monkeypatch):
     f = {x["check_id"]: x["status"] for x in chunked.result["findings"]}
     assert f["fairness.counterfactual_flip_rate"] == "INCONCLUSIVE"
     assert f["privacy.membership_inference_auc"] == "INCONCLUSIVE"
+    # a check that reads only the manifest runs as in memory: this model was trained without DP
+    assert "without differential privacy" in a["privacy.dp_epsilon"]["inconclusive"]
     assert chunked.result["streaming"]["rows"] == N and chunked.result["data"]["eval"]["rows"] == N
 
 
