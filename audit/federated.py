@@ -537,11 +537,17 @@ def measure_stats(policy, stats: AuditStats, manifest, *, noise_scales: list[flo
 
 def mark_noised(findings, measurements: dict[str, Measurement], epsilons: list[float]) -> None:
     """Say in each finding judged on noised counts that it was, and that its interval includes the noise."""
-    eps = ", ".join(f"{e:g}" for e in epsilons)
+    eps = describe_epsilons(epsilons)
     for f in findings:
         if "noise" in measurements[f.check_id].details:
-            f.message = (f"{f.message} (From counts with differential-privacy noise, ε = {eps} per silo; the "
-                         "interval is widened by the noise.)")
+            f.message = (f"{f.message} (From counts with differential-privacy noise, {eps}; the interval is "
+                         "widened by the noise.)")
+
+
+def describe_epsilons(epsilons: list[float]) -> str:
+    if len(set(epsilons)) == 1:
+        return f"ε = {epsilons[0]:g}" + (f" in each of {len(epsilons)} silos" if len(epsilons) > 1 else "")
+    return "ε = " + ", ".join(f"{e:g}" for e in epsilons) + " (one per noised silo)"
 
 
 # ---------------------------------------------------------------- a run from statistics
@@ -644,9 +650,9 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
     warnings = [f"This audit was judged from the statistics of {len(docs)} silo(s), without any row: checks that "
                 "need texts, inputs or the model are INCONCLUSIVE or SKIPPED with the reason."]
     if scales:
-        warnings.append(f"{len(scales)} of {len(docs)} silo(s) added differential-privacy noise (ε = "
-                        f"{', '.join(f'{e:g}' for e in epsilons)}): their counts are noised, rates come from clipped "
-                        "noised counts, and intervals include the noise.")
+        warnings.append(f"{len(scales)} of {len(docs)} silo(s) added differential-privacy noise "
+                        f"({describe_epsilons(epsilons)}): their counts are noised, rates come from sums of noised "
+                        "counts clipped at 0, and intervals include the noise.")
     if merged.grid.replicates != policy.budget.bootstrap:
         warnings.append(f"The statistics carry {merged.grid.replicates} bootstrap replicates; the policy's budget "
                         f"asks for {policy.budget.bootstrap}. Intervals use the statistics'.")
@@ -703,13 +709,19 @@ def compute_silo_stats(model_dir, data_path, out_path, *, grid: Grid, epsilon: f
     preds = score_texts(bundle.model, bundle.tokenizer, ev.texts, max_length=m.max_length, positive_index=pos,
                         batch_size=batch_size, labels=ev.y, embeddings=False, progress=progress)
     stats = AuditStats.empty(grid, known_groups(m))
-    stats.update(ev.row_ids, preds.score, (ev.y == pos).astype(int), groups)
+    row_ids, notes = ev.row_ids, []
+    if not (m.id_column and m.id_column in ev.frame.columns):
+        # row numbers would repeat across silos and give rows of different silos the same bootstrap weights
+        row_ids = [f"{ev.sha256[:16]}:{r}" for r in ev.row_ids]
+        notes.append("no id column: rows are named by the data file's hash and their row number, so this silo's "
+                     "bootstrap weights do not repeat another's, but differ from those of the same rows in another file")
+    stats.update(row_ids, preds.score, (ev.y == pos).astype(int), groups)
     privacy = None
     if epsilon is not None:
         seed = noise_seed if noise_seed is not None else secrets.randbits(64)
         privacy = add_noise(stats, float(epsilon), np.random.default_rng(seed))
     data = {"rows": len(ev.texts) if privacy is None else None,
-            "sha256": sha256_file(Path(data_path)) if privacy is None else None}
+            "sha256": sha256_file(Path(data_path)) if privacy is None else None, "notes": notes}
     doc = stats_document(stats, model_identity(bundle), privacy, data)
     write_json_atomic(Path(out_path), doc)
     return doc

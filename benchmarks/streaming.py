@@ -78,8 +78,9 @@ def run_one(model: Path, log: Path, out: Path) -> dict:
     parts = [float(x) for x in wall.split(":")]
     seconds = sum(v * 60 ** i for i, v in enumerate(reversed(parts)))
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
+    cpu = sum(float(re.search(rf"{k} time \(seconds\): ([\d.]+)", p.stderr).group(1)) for k in ("User", "System"))
     timings = json.loads((out / "result.json").read_text())["run"]["timings"]
-    return {"wall_s": seconds, "peak_rss_mib": rss_kb / 1024, "exit": p.returncode, **timings}
+    return {"wall_s": seconds, "cpu_s": cpu, "peak_rss_mib": rss_kb / 1024, "exit": p.returncode, **timings}
 
 
 def main() -> None:
@@ -89,11 +90,12 @@ def main() -> None:
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     model = make_model(args.dir / "model")
-    print(f"{'rows':>12} {'wall s':>8} {'peak RSS MiB':>13} {'rows/s':>10} {'read s':>7} {'stats s':>8} {'checks s':>9}")
+    print(f"{'rows':>12} {'wall s':>8} {'cpu s':>8} {'peak RSS MiB':>13} {'rows/s':>10} {'read s':>7} {'stats s':>8} "
+          f"{'checks s':>9}")
     for n in args.sizes:
         log = make_log(args.dir / f"log-{n}.parquet", n)
         r = run_one(model, log, args.dir / f"out-{n}")
-        print(f"{n:>12,} {r['wall_s']:>8.1f} {r['peak_rss_mib']:>13.0f} {n / r['wall_s']:>10,.0f} "
+        print(f"{n:>12,} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} {r['peak_rss_mib']:>13.0f} {n / r['wall_s']:>10,.0f} "
               f"{r['read_s']:>7.1f} {r['statistics_s']:>8.1f} {r['checks_s']:>9.1f}", flush=True)
 
 
