@@ -121,3 +121,30 @@ def test_bad_logs_exit_2_naming_the_column_and_file(log, tiny_model, tmp_path, c
     for w in words:
         assert w in r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_stats_give_score_drift_and_another_models_are_refused(log, tiny_model, credit_csv, tmp_path):
+    ref = tmp_path / "ref.stats.json"
+    r = CliRunner().invoke(cli, ["stats", str(tiny_model), "--data", str(credit_csv), "--out", str(ref),
+                                 "--replicates", "0", "--no-progress"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    policy = tmp_path / "p.yaml"
+    policy.write_text(POLICY.replace("budget:", "  drift.prediction_psi: {max: 0.25, severity: warn}\n"
+                                               "  drift.prediction_ks: {max: 0.5, severity: warn}\nbudget:"))
+    small = tmp_path / "small.parquet"
+    log["df"].head(3000).to_parquet(small, index=False)
+    args = ["run", str(tiny_model), "--policy", str(policy), "--predictions", str(small)]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a")], catch_exceptions=False)
+    m = json.loads((tmp_path / "a" / "result.json").read_text())["measurements"]
+    assert m["drift.prediction_psi"]["skipped"]
+    r = CliRunner().invoke(cli, [*args, "--reference-stats", str(ref), "--out", str(tmp_path / "b")],
+                           catch_exceptions=False)
+    assert r.exit_code in (0, 1, 3), r.output
+    m = json.loads((tmp_path / "b" / "result.json").read_text())["measurements"]
+    assert m["drift.prediction_psi"]["value"] > 0 and m["drift.prediction_ks"]["value"] > 0
+    doc = json.loads(ref.read_text())
+    doc["model"]["sha256"] = "0" * 64
+    ref.write_text(json.dumps(doc))
+    r = CliRunner().invoke(cli, [*args, "--reference-stats", str(ref), "--out", str(tmp_path / "c")],
+                           catch_exceptions=False)
+    assert r.exit_code == 2 and "another model" in r.output and not (tmp_path / "c").exists()
