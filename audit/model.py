@@ -185,11 +185,15 @@ def _open_adapter(path: Path, manifest: Manifest) -> tuple[Path, dict[str, str]]
     if not (path / ADAPTER_WEIGHTS).exists():
         raise ModelError(f"{path}: {ADAPTER_CONFIG} without {ADAPTER_WEIGHTS}")
     adapter_settings(path)
+    peft = manifest.training.get("peft") or {}
+    if peft.get("adapter_sha256") and sha256_file(path / ADAPTER_WEIGHTS) != peft["adapter_sha256"]:
+        raise ModelError(f"{path / ADAPTER_WEIGHTS}: sha256 differs from the one {MANIFEST_NAME} recorded when the "
+                         "adapter was trained; the adapter was changed or replaced")
     info = manifest.base_model
     if info is None or not info.path or not info.sha256:
         raise ModelError(f"{path}: a LoRA adapter needs its base model: {MANIFEST_NAME} must record base_model "
                          "with its path and sha256")
-    recorded = (manifest.training.get("peft") or {}).get("base_weights") or {}
+    recorded = peft.get("base_weights") or {}
     base = Path(info.path)
     if not base.is_dir():
         raise ModelError(f"{path}: the adapter's base model {base} (from {MANIFEST_NAME}) is not there")

@@ -329,6 +329,7 @@ def _save(model, tokenizer, manifest: Manifest, out_dir: Path) -> None:
             # manifest records them, with their sha256.
             model.get_base_model().config.save_pretrained(str(tmp))
             (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
+            manifest.training["peft"]["adapter_sha256"] = sha256_file(tmp / "adapter_model.safetensors")
         tokenizer.save_pretrained(str(tmp))
         (tmp / MANIFEST_NAME).write_text(manifest.to_yaml(), encoding="utf-8")
         if out_dir.exists():

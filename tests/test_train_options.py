@@ -56,6 +56,7 @@ def lora_dp_model(lora_base, credit_csv, tmp_path_factory) -> Path:
 # ---------------------------------------------------------------- DP accounting
 
 
+@pytest.mark.filterwarnings("ignore:Optimal order is the largest alpha")
 def test_manifest_epsilon_matches_opacus_accountant(lora_dp_model):
     from opacus.accountants import PRVAccountant, RDPAccountant
     from opacus.accountants.utils import get_noise_multiplier
@@ -167,6 +168,9 @@ def test_lora_model_reloads_and_scores_identically(lora_base, credit_csv, tmp_pa
     assert peft["trainable_parameters"] < peft["total_parameters"] / 3
     assert m.base_model.path == str(lora_base.resolve()) and m.training["dp"] is None
     assert peft["base_weights"] == {"model.safetensors": m.base_model.sha256}
+    from audit.data import sha256_file
+
+    assert peft["adapter_sha256"] == sha256_file(out / "adapter_model.safetensors")
 
     bundle = open_bundle(out).load()
     assert type(bundle.model).__name__ == seen["type"] == "PeftModelForSequenceClassification"
@@ -187,7 +191,8 @@ def test_audit_run_on_lora_dp_model_reports_dp(lora_dp_model, tmp_path, policy_f
     f = next(f for f in result["findings"] if f["check_id"] == "privacy.dp_epsilon")
     dp = load_manifest(lora_dp_model / MANIFEST_NAME).training["dp"]
     assert f["status"] == "PASS" and f["value"] == pytest.approx(dp["epsilon"])
-    assert any(i["role"] == "base weights" for i in result["inputs"]) if "inputs" in result else True
+    base = next(i for i in result["inputs"] if i["role"] == "base weights")
+    assert base["sha256"] == load_manifest(lora_dp_model / MANIFEST_NAME).base_model.sha256
     html = (out / "report.html").read_text()
     assert "Differential privacy" in html and "Noise multiplier" in html and "Sampling rate" in html
 
@@ -202,7 +207,10 @@ def test_a_model_without_dp_has_no_epsilon(tiny_model, tmp_path, policy_file, mi
     f = next(f for f in json.loads((out / "result.json").read_text())["findings"]
              if f["check_id"] == "privacy.dp_epsilon")
     assert f["status"] == status
-    assert "without differential privacy" in (f["reason"] or f["message"]) or "inf" in f["message"]
+    if missing == "inconclusive":
+        assert f["reason"] == "the model was trained without differential privacy (no DP-SGD), so its ε is unbounded"
+    else:
+        assert f["message"] == "Differential privacy ε was inf; the policy requires at most 8.000."
 
 
 # ---------------------------------------------------------------- the base model and unsafe adapter folders
@@ -247,6 +255,16 @@ def test_pickle_adapter_and_unknown_adapter_options_are_refused(lora_dp_model, t
     (odd / "adapter_config.json").write_text(json.dumps(cfg))
     r = _run(odd, pol, tmp_path / "o2")
     assert r.exit_code == 2 and "'layer_replication' is set" in r.output, r.output
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(lora_dp_model, swapped)
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(swapped / "adapter_model.safetensors")
+    tensors = {k: v * 2 for k, v in tensors.items()}
+    save_file(tensors, swapped / "adapter_model.safetensors")
+    r = _run(swapped, pol, tmp_path / "o3")
+    assert r.exit_code == 2 and "the adapter was changed or replaced" in r.output, r.output
 
 
 # ---------------------------------------------------------------- bad combinations: exit 2, one line, nothing written
