@@ -119,7 +119,7 @@ class RayEngine:
                 ray.init(address=self.address, **kwargs)
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError from a bad address
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
-                raise UsageError(f"cannot start or reach {where}: {_first_line(exc)}") from None
+                raise UsageError(f"cannot start or reach {where}: {type(exc).__name__}: {_first_line(exc)}") from None
             self._started_here = True
         from ray.data import DataContext
 
@@ -127,8 +127,9 @@ class RayEngine:
         ctx.enable_operator_progress_bars = False
         ctx.print_on_execution_start = False
         ctx.enable_auto_log_stats = False
-        for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        ctx.log_internal_stack_trace = False
+        for name in ("ray", "ray.data"):  # a worker's error reaches the user once, as one line (exit 2)
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         if self.workers is None:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             self.workers = max(1, cpus // self.cpus_per_worker)
@@ -230,16 +231,20 @@ def _run_partitions(ray, bundle, parts: list[np.ndarray], texts: list[str], *, b
     try:
         return list(out.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0))
     except Exception as exc:
-        cause = _audit_cause(exc)
-        if cause is not None:
-            raise type(cause)(cause.message) from None
-        raise ModelError(f"scoring on Ray failed: {_first_line(exc)}") from None
+        raise _worker_error(exc) from None
 
 
 class PartitionScorer:
     """A Ray actor: checks and loads the model folder once, then scores whole partitions with `score_texts`."""
 
     def __init__(self, spec: dict[str, Any]):
+        self.spec, self.error = spec, None
+        try:
+            self._load(spec)
+        except Exception as exc:  # raised by the first call instead: Ray keeps a task's error, not an actor's
+            self.error = exc
+
+    def _load(self, spec: dict[str, Any]) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -255,11 +260,13 @@ class PartitionScorer:
             raise ModelError(f"{spec['path']}: the model folder a Ray worker sees differs from the one audited "
                              f"({', '.join(changed)}); refused")
         self.bundle = bundle.load()
-        self.spec = spec
         self.pid = os.getpid()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from audit.scoring import score_texts
+
+        if self.error is not None:
+            raise self.error
 
         m = self.bundle.manifest
         out: dict[str, list] = {"i": [], "part": [], "probs": [], "length": [], "seconds": [], "worker": []}
@@ -284,21 +291,26 @@ class PartitionScorer:
         return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def _audit_cause(exc: BaseException) -> AuditError | None:
-    """The AuditError a Ray worker raised, found in the chain of errors Ray wraps it in."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, AuditError) and type(e).__module__ == "audit.errors":
-            return e
-        todo.extend(x for x in (e.__cause__, e.__context__, getattr(e, "cause", None)) if isinstance(x, BaseException))
-    return None
+def _worker_error(exc: BaseException) -> AuditError:
+    """One line for what a Ray worker raised. Ray Data passes a worker's exception back as text (the worker's
+    traceback inside its own error's message), so the worker's error is read from that text: an AuditError
+    keeps its class and message, anything else is named."""
+    import re
+
+    from audit import errors
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Ray colours its messages
+    raised = re.findall(r"^([A-Za-z_][\w.]*): (.+)$", text, flags=re.MULTILINE)
+    for name, message in raised:
+        cls = getattr(errors, name.rpartition(".")[2], None) if name.startswith("audit.errors.") else None
+        if isinstance(cls, type) and issubclass(cls, AuditError):
+            return cls(message)
+    for name, message in raised:
+        if not name.startswith("ray.") and name.rpartition(".")[2][:1].isupper():
+            return ModelError(f"scoring on Ray failed: {name.rpartition('.')[2]}: {message}")
+    return ModelError(f"scoring on Ray failed: {type(exc).__name__}: {_first_line(text)}")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+def _first_line(exc: BaseException | str) -> str:
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    return lines[0] if lines else type(exc).__name__
