@@ -288,3 +288,19 @@ def test_noise_drops_replicates_states_its_scale_and_widens_intervals():
     wa = a["performance.accuracy"].ci_high - a["performance.accuracy"].ci_low
     wb = b["performance.accuracy"].ci_high - b["performance.accuracy"].ci_low
     assert wb > wa * 0.9  # drawn from the noised counts plus the noise: not narrower than the clean interval
+
+
+def test_a_noised_partition_merges_without_replicates_and_intervals_are_drawn():
+    from audit.policy import Policy
+
+    df = rows(4000)
+    grid = mg.Grid(score_bins=20, threshold_bins=20, replicates=R, seed=0)
+    clean, noisy = stats_of(df.iloc[:2000], grid), stats_of(df.iloc[2000:], grid)
+    rec = add_noise(noisy, 1.0, np.random.default_rng(1))
+    merged = clean.merge(noisy)
+    assert merged.scores.counts.reps is None and merged.groups["race"].counts.reps is None
+    np.testing.assert_allclose(merged.scores.counts.point, clean.scores.counts.point + noisy.scores.counts.point)
+    policy = Policy.model_validate({"policy": "t", "version": "1", "checks": {"performance.recall": {"min": 0.5}},
+                                    "budget": {"bootstrap": R, "seed": 0}})
+    m = measure_stats(policy, merged, manifest(), noise_scales=[rec["scale"]])["performance.recall"]
+    assert m.ci_low < m.value < m.ci_high and m.details["noise"]["scales"] == [rec["scale"]]
