@@ -48,6 +48,7 @@ class CheckContext:
     loader: Callable[[str], Scored] | None = None  # the runner's loader of other data sets
     extra: dict[str, Any] = field(default_factory=dict)
     _datasets: dict[str, Scored] = field(default_factory=dict)
+    row_ids: list[str] | None = None  # the eval rows' ids: bootstrap weights keyed by (seed, row id), see weights
 
     @cached_property
     def y_pred(self) -> np.ndarray:
@@ -55,8 +56,22 @@ class CheckContext:
 
     @cached_property
     def weights(self) -> np.ndarray:
-        """(1 + replicates, n): ones, then Poisson bootstrap weights shared by every check of the run."""
-        return poisson_weights(len(self.y_true), self.replicates, self.seed)
+        """(1 + replicates, n): ones, then Poisson bootstrap weights shared by every check of the run.
+
+        With unique row ids, a row's weights are a function of (seed, row id) (audit.mergeable.replicate_weights):
+        the in-memory audit is then the one-partition case of the mergeable statistics, and the same rows give the
+        same intervals whether audited here, streamed in chunks or merged from silos. Without ids (or with
+        repeated ones) the weights are drawn by position."""
+        n = len(self.y_true)
+        ids = self.row_ids
+        if ids is not None and len(ids) == n and len(set(ids)) == n:
+            from audit.mergeable import replicate_weights, row_keys
+
+            w = np.ones((1 + self.replicates, n))
+            if self.replicates:
+                w[1:] = replicate_weights(row_keys(ids, self.seed), self.replicates).T
+            return w
+        return poisson_weights(n, self.replicates, self.seed)
 
     def dataset(self, name: str) -> Scored | None:
         """Another data set of the run ("train"), scored once and cached; None when the run has none."""

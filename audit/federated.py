@@ -505,8 +505,6 @@ def measure_stats(policy, stats: AuditStats, manifest, *, noise_scales: list[flo
         psi = params.get("drift.prediction_psi", {})
         out.update(drift(stats, reference, policy.decision_threshold, policy.confidence, stats.grid.replicates,
                          stats.grid.seed, int(psi.get("bins", 10))))
-        if reference is not None and psi.get("reference", "train") != "train":
-            pass  # the reference is what --reference names
     for cid in policy.checks:
         if cid in MANIFEST_ONLY and cid not in out:  # read the model's manifest only: as in memory
             from audit.context import CheckContext

@@ -269,7 +269,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                        loader=lambda name: load_other(name, bundle, batch_size or policy.budget.batch_size, progress, others,
                                                       engine),
                        extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path),
-                              "attachments": {}})
+                              "attachments": {}}, row_ids=ev.row_ids)
     measurements = measure(policy, ctx)
     engine.close()
     specs = all_checks()

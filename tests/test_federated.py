@@ -81,8 +81,9 @@ def test_merging_silos_equals_the_whole_and_the_gate_runs(silos):
 
 
 def test_stats_path_equals_audit_run_on_the_same_rows(silos, tiny_model, tmp_path):
-    """The in-memory audit of the whole file and the merged silos' statistics: the same counts and rates
-    (exactly) and the same AUC up to the binning bound; intervals differ (other bootstrap draws)."""
+    """The in-memory audit of the whole file and the merged silos' statistics: the same counts and rates, and
+    the same intervals (both draw each row's bootstrap weights from (seed, row id)), exactly; the same AUC up to
+    the binning bound. The in-memory audit is the one-partition case."""
     policy = tmp_path / "p.yaml"  # the same rules without the SHAP and drift ones (slow, and not from statistics)
     policy.write_text("\n".join(line for line in POLICY.splitlines()
                                 if not line.strip().startswith(("explainability", "drift"))))
@@ -94,7 +95,8 @@ def test_stats_path_equals_audit_run_on_the_same_rows(silos, tiny_model, tmp_pat
     fed = json.loads(path.read_text())["measurements"]
     for cid in ("performance.accuracy", "performance.recall", "performance.balanced_accuracy",
                 "fairness.selection_rate_ratio", "fairness.equalized_odds_difference"):
-        assert fed[cid]["value"] == pytest.approx(run[cid]["value"], abs=1e-12), cid
+        for key in ("value", "ci_low", "ci_high"):
+            assert fed[cid][key] == pytest.approx(run[cid][key], abs=1e-12), (cid, key)
     assert fed["performance.brier_score"]["value"] == pytest.approx(run["performance.brier_score"]["value"], abs=1e-6)
     bound = fed["performance.roc_auc"]["details"]["binned"]["max_abs_error"]
     assert abs(fed["performance.roc_auc"]["value"] - run["performance.roc_auc"]["value"]) <= bound + 1e-9
