@@ -103,6 +103,8 @@ class RayEngine:
         self.num_cpus = num_cpus  # for a Ray started here; None: all of this machine's
         self._ray = _import_ray()  # fails now, before any model loads, when Ray is missing
         self._started_here = False
+        if address:
+            _probe(address)  # Ray itself retries an address that does not answer for minutes
 
     # -------------------------------------------------------------- cluster
 
@@ -203,6 +205,20 @@ class RayEngine:
                                  "engine": self.name, "workers": self.workers, "partitions": len(parts),
                                  "worker_processes": len({v["worker"] for v in per_part.values()}),
                                  "worker_seconds": round(sum(v["seconds"] for v in per_part.values()), 3)})
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Refuse a HOST:PORT (or ray://HOST:PORT) address where nothing answers; "auto" and others go to Ray."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?:ray://)?\[?([^\[\]/]+?)\]?:(\d+)/?", address.strip())
+    if m is None:
+        return
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
 
 
 def partition(n: int, batch_size: int, target: int, rows: int | None = None) -> list[tuple[int, int]]:

@@ -150,3 +150,40 @@ def test_the_local_engine_never_imports_ray(tiny_model, tmp_path):
     assert out.stdout.split() == ["True", "0", "False"], out.stdout + out.stderr
     r = json.loads((tmp_path / "out" / "result.json").read_text())
     assert r["scoring"]["engine"] == "local" and "workers" not in r["scoring"]
+
+
+def test_an_address_reaches_ray_init_and_a_dead_one_fails_fast(monkeypatch):
+    pytest.importorskip("ray.data")
+    import socket
+
+    from audit.engines import RayEngine
+
+    calls = []
+
+    class FakeRay:  # records what the engine asks of Ray, without starting one
+        def is_initialized(self):
+            return False
+
+        def init(self, **kwargs):
+            calls.append(kwargs)
+
+        def cluster_resources(self):
+            return {"CPU": 6.0}
+
+        def shutdown(self):
+            calls.append("shutdown")
+
+    engine = RayEngine(address="auto")
+    engine._ray = FakeRay()
+    engine.start()
+    assert calls[0]["address"] == "auto" and calls[0]["include_dashboard"] is False and "num_cpus" not in calls[0]
+    assert engine.describe() == {"engine": "ray", "workers": 6, "cpus_per_worker": 1, "address": "auto"}
+    engine.close()
+    assert calls[-1] == "shutdown" and os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = CliRunner().invoke(cli, ["run", "model", "--policy", "fin", "--engine", "ray", "--address", f"127.0.0.1:{port}"])
+    assert r.exit_code == 2
+    assert r.output.startswith(f"error: --address 127.0.0.1:{port}: no Ray cluster answers there")
