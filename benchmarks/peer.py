@@ -4,9 +4,10 @@ Prepares once: the reference model from ../shared/bench/make_model.py (under $PE
 ~/.cache/peers), then an audit manifest for it (train rows then held-out rows in one CSV, the split recorded by
 row index). Then runs, in one process group and alternating A B A B, `audit run` with every family at the peer's
 SHAP budget (benchmarks/peer-policy.yaml; drift: training rows vs the held-out rows as `--current`) and the
-peer. Prints each wall time, the medians and the ratio audit / peer (peak RSS: run each under /usr/bin/time -v).
+peer. Prints each wall time and peak RSS (through /usr/bin/time), the medians and the ratio audit / peer;
+`--bf16` adds a third arm, the audit with the opt-in `--precision bf16`.
 
-    PEERS_DIR=/tmp/peers .venv/bin/python benchmarks/peer.py [--rounds 2]
+    PEERS_DIR=/tmp/peers .venv/bin/python benchmarks/peer.py [--rounds 2] [--bf16]
 """
 
 from __future__ import annotations
@@ -52,18 +53,23 @@ def prepare(peers: Path) -> tuple[Path, Path]:
     return model, path
 
 
-def timed(cmd: list[str], env: dict) -> float:
+def timed(cmd: list[str], env: dict) -> tuple[float, float | None]:
+    """Wall seconds and peak RSS (MiB, from /usr/bin/time when the machine has it) of one command."""
+    tool = Path("/usr/bin/time")
+    full = [str(tool), "-f", "MAXRSS_KB %M", *cmd] if tool.exists() else cmd
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(full, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
     if proc.returncode not in (0, 1, 3):  # the audit's verdict codes; 2 means it could not run
         raise SystemExit(f"{' '.join(cmd[:4])} failed ({proc.returncode}): {proc.stderr[-500:]}")
-    return wall
+    rss = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("MAXRSS_KB ")]
+    return wall, (int(rss[-1]) / 1024 if rss else None)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true", help="Also run the audit with the opt-in --precision bf16.")
     args = ap.parse_args()
     peers = Path(os.environ.get("PEERS_DIR", Path.home() / ".cache" / "peers"))
     model, manifest = prepare(peers)
@@ -71,15 +77,25 @@ def main() -> None:
     audit_cmd = [sys.executable, "-m", "audit", "run", str(model), "--manifest", str(manifest), "--policy",
                  str(HERE / "peer-policy.yaml"), "--current", str(peers / "data" / "heldout.csv"),
                  "--out", str(peers / "out" / "audit"), "--no-progress"]
-    peer_cmd = [sys.executable, str(BENCH / "peer_a_handwritten.py")]
-    walls: dict[str, list[float]] = {"audit": [], "peer": []}
+    arms = [("audit", audit_cmd), ("peer", [sys.executable, str(BENCH / "peer_a_handwritten.py")])]
+    if args.bf16:
+        arms.insert(1, ("audit-bf16", audit_cmd[:-2] + [str(peers / "out" / "audit-bf16"), "--no-progress",
+                                                          "--precision", "bf16"]))
+    walls: dict[str, list[float]] = {name: [] for name, _ in arms}
+    rss: dict[str, list[float]] = {name: [] for name, _ in arms}
     for r in range(args.rounds):
-        for name, cmd in (("audit", audit_cmd), ("peer", peer_cmd)):
-            wall = timed(cmd, env)
+        for name, cmd in arms:
+            wall, peak = timed(cmd, env)
             walls[name].append(wall)
-            print(f"round {r + 1} {name:<5} {wall:6.1f} s", flush=True)
-    a, p = statistics.median(walls["audit"]), statistics.median(walls["peer"])
-    print(f"median: audit {a:.1f} s, peer {p:.1f} s, ratio audit/peer {a / p:.2f}")
+            if peak is not None:
+                rss[name].append(peak)
+            print(f"round {r + 1} {name:<10} {wall:6.1f} s" + (f"  peak RSS {peak:6.0f} MiB" if peak else ""),
+                  flush=True)
+    p = statistics.median(walls["peer"])
+    for name, _ in arms:
+        w = statistics.median(walls[name])
+        mem = f", peak RSS {statistics.median(rss[name]):.0f} MiB" if rss[name] else ""
+        print(f"median {name:<10} {w:6.1f} s{mem}, ratio to peer {w / p:.2f}")
 
 
 if __name__ == "__main__":
