@@ -121,7 +121,10 @@ class RayEngine:
                 ray.init(address=self.address, **kwargs)
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError from a bad address
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
-                raise UsageError(f"cannot start or reach {where}: {type(exc).__name__}: {_first_line(exc)}") from None
+                hint = (" (a cluster with token authentication also needs RAY_AUTH_MODE=token and its token)"
+                        if self.address and not os.environ.get("RAY_AUTH_MODE") else "")
+                raise UsageError(f"cannot start or reach {where}: {type(exc).__name__}: {_first_line(exc)}{hint}") \
+                    from None
             self._started_here = True
         from ray.data import DataContext
 
