@@ -38,7 +38,7 @@ budget: {bootstrap: 500, seed: 0}
 # name -> (label, train options). Learning rates: the demo's 5e-5 for full fine-tuning; adapters and DP-SGD
 # need larger steps (LoRA 1e-3; DP with a larger expected batch, as noise is averaged over the batch).
 ROWS = {
-    "full": ("Full fine-tuning, 3 epochs at lr 1e-4 (over-trained)",
+    "full": ("Full fine-tuning, 3 epochs at lr 1e-4",
              dict(epochs=3, learning_rate=1e-4, batch_size=16)),
     "lora": ("LoRA r=8 (query, value), 3 epochs", dict(epochs=3, learning_rate=1e-3, batch_size=16, peft="lora")),
     "dp8": ("LoRA r=8 + DP-SGD ε=8, 2 epochs", dict(epochs=2, learning_rate=2e-3, batch_size=32, peft="lora",
