@@ -93,6 +93,9 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
                     emb = np.zeros((n, pooled.shape[1]), dtype=np.float32)
                 emb[rows] = pooled.numpy()
             bar.update(len(rows))
+    from audit.heap import release
+
+    release()  # activations of many shapes leave glibc's heap fragmented: give the free pages back
     probs, lengths, full = probs[back], lengths[back], full[back]
     if emb is not None:
         emb = emb[back]

@@ -46,3 +46,13 @@ def test_unknown_precision_is_a_usage_error(tiny_model, tmp_path):
     r = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(pol), "--precision", "fp8"])
     assert r.exit_code == 2
     assert "fp8" in r.output
+
+
+def test_heap_release_is_safe_to_call_and_reports_what_it_did():
+    import sys
+
+    from audit.heap import release
+
+    got = release()
+    assert got is (sys.platform.startswith("linux") and got)  # True on glibc Linux, False where there is no trim
+    assert release() == got
