@@ -43,6 +43,8 @@ ROWS = {
     "lora": ("LoRA r=8 (query, value), 3 epochs", dict(epochs=3, learning_rate=1e-3, batch_size=16, peft="lora")),
     "dp8": ("LoRA r=8 + DP-SGD ε=8, 2 epochs", dict(epochs=2, learning_rate=2e-3, batch_size=32, peft="lora",
                                                    dp_epsilon=8.0, dp_delta=1e-5)),
+    "dp8-long": ("LoRA r=8 + DP-SGD ε=8, 4 epochs, lr 5e-3",
+                 dict(epochs=4, learning_rate=5e-3, batch_size=32, peft="lora", dp_epsilon=8.0, dp_delta=1e-5)),
     "dp1": ("LoRA r=8 + DP-SGD ε=1, 2 epochs", dict(epochs=2, learning_rate=2e-3, batch_size=32, peft="lora",
                                                    dp_epsilon=1.0, dp_delta=1e-5)),
 }
