@@ -40,6 +40,8 @@ budget: {bootstrap: 500, seed: 0}
 ROWS = {
     "full": ("Full fine-tuning, 3 epochs at lr 1e-4",
              dict(epochs=3, learning_rate=1e-4, batch_size=16)),
+    "full-8": ("Full fine-tuning over-trained, 8 epochs at lr 1e-4",
+               dict(epochs=8, learning_rate=1e-4, batch_size=16)),
     "lora": ("LoRA r=8 (query, value), 3 epochs", dict(epochs=3, learning_rate=1e-3, batch_size=16, peft="lora")),
     "dp8": ("LoRA r=8 + DP-SGD ε=8, 2 epochs", dict(epochs=2, learning_rate=2e-3, batch_size=32, peft="lora",
                                                    dp_epsilon=8.0, dp_delta=1e-5)),
