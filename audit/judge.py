@@ -21,6 +21,8 @@ from audit.result import EXIT_CODES, Finding, Measurement, Status, Verdict
 def fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "n/a"
+    if value in (float("inf"), float("-inf")):
+        return "∞" if value > 0 else "−∞"  # e.g. the ε of a model trained without differential privacy
     if unit == "count":
         return f"{value:,.0f}"
     if value != 0 and abs(value) < 0.001:

@@ -70,3 +70,11 @@ def test_heap_release_returns_freed_pages_from_the_middle_of_the_heap():
     after = _rss_mb()
     assert before - after > 50, (before, after)
     assert fence[0] == ord("y")
+
+
+def test_numbers_in_messages_read_as_people_write_them():
+    from audit.judge import fmt
+
+    assert fmt(float("inf")) == "∞" and fmt(float("-inf")) == "−∞"
+    assert fmt(None) == "n/a"
+    assert fmt(0.00012) == "0.00012" and fmt(0.5) == "0.500" and fmt(1234.0, "count") == "1,234"

@@ -210,7 +210,7 @@ def test_a_model_without_dp_has_no_epsilon(tiny_model, tmp_path, policy_file, mi
     if missing == "inconclusive":
         assert f["reason"] == "the model was trained without differential privacy (no DP-SGD), so its ε is unbounded"
     else:
-        assert f["message"] == "Differential privacy ε was inf; the policy requires at most 8.000."
+        assert f["message"] == "Differential privacy ε was ∞; the policy requires at most 8.000."
 
 
 # ---------------------------------------------------------------- the base model and unsafe adapter folders
