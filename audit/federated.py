@@ -557,16 +557,19 @@ def judge_and_write(policy, manifest, model_info: dict[str, Any], measurements: 
                     extra: dict[str, Any], report_root: Path = Path("reports"), template_dirs=None,
                     noised_epsilons: list[float] | None = None, timings: dict[str, Any] | None = None):
     """Judge, build result.json as `audit run` does, and write the run folder with the same writer."""
-    import re
-
     from audit.checks import all_checks
     from audit.judge import exit_code, verdict
     from audit.judge import judge as judge_all
-    from audit.ledger import EVIDENCE, append_ledger
     from audit.provenance import environment
-    from audit.render.outputs import signals_deferred, write_run
-    from audit.result import SCHEMA_VERSION, Status
-    from audit.runner import RunOutcome
+    from audit.runner import (
+        RunOutcome,
+        manifest_section,
+        policy_section,
+        record_run,
+        result_head,
+        run_slug,
+        verdict_section,
+    )
 
     specs = all_checks()
     findings = judge_all(policy, specs, measurements, today=started.date())
@@ -574,31 +577,13 @@ def judge_and_write(policy, manifest, model_info: dict[str, Any], measurements: 
         mark_noised(findings, measurements, noised_epsilons)
     v = verdict(findings, policy)
     code = exit_code(v, findings, strict)
-    counts = {s.value: sum(f.status == s for f in findings) for s in Status if any(f.status == s for f in findings)}
     finished = dt.datetime.now(dt.timezone.utc)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", manifest.name).strip("-")[:60] or "model"
-    out = Path(out_dir) if out_dir else Path(report_root) / f"{slug}-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    out = Path(out_dir) if out_dir else Path(report_root) / f"{run_slug(manifest.name)}-{started.strftime('%Y%m%dT%H%M%SZ')}"
     result = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "audit", "version": __version__},
-        "run": {"id": f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}",
-                "started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
-                "duration_s": round(time.perf_counter() - t0, 2), "timings": timings or {},
-                "command": command, "seed": policy.budget.seed},
-        "verdict": {"status": v.value, "exit_code": code, "counts": counts, "strict": strict,
-                    "blocking_failures": [f.check_id for f in findings
-                                          if f.blocking and f.status in (Status.FAIL, Status.ERROR)]},
-        "policy": {"name": policy.policy, "version": policy.version, "description": policy.description,
-                   "path": str(policy.source), "sha256": policy.sha256, "confidence": policy.confidence,
-                   "inconclusive": policy.inconclusive, "min_group_size": policy.min_group_size,
-                   "decision_threshold": policy.decision_threshold, "replicates": extra.get("replicates")},
-        "model": {**model_info, "negative_label": manifest.negative_label, "text": manifest.text.model_dump(exclude_none=True),
-                  "max_length": manifest.max_length, "trained": manifest.created,
-                  "training": {k: v for k, v in manifest.training.items() if k != "loss_curve"},
-                  "loss_curve": manifest.training.get("loss_curve", []),
-                  "training_data": manifest.data.source.model_dump() if manifest.data else None,
-                  "description": manifest.data.description if manifest.data else "",
-                  "card": manifest.card.model_dump()},
+        **result_head(started, finished, t0, command, policy.budget.seed, timings or {}),
+        "verdict": verdict_section(v, code, findings, strict),
+        "policy": policy_section(policy, extra.get("replicates")),
+        "model": {**manifest_section(manifest), **model_info},
         "data": data,
         "inputs": inputs,
         "environment": environment(),
@@ -609,10 +594,7 @@ def judge_and_write(policy, manifest, model_info: dict[str, Any], measurements: 
         "warnings": list(warnings),
         **extra.get("sections", {}),
     }
-    out = write_run(out, result, None, template_dirs=template_dirs)
-    digest = json.loads((out / EVIDENCE).read_text())["digest"]
-    with signals_deferred():
-        append_ledger(Path(out).resolve().parent, Path(out).resolve(), result, digest)
+    out = record_run(out, result, None, template_dirs=template_dirs)
     return RunOutcome(result, out, code)
 
 

@@ -168,7 +168,7 @@ def measure(policy: Policy, ctx) -> dict[str, Measurement]:
     return out
 
 
-def _slug(text: str) -> str:
+def run_slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "model"
 
 
@@ -205,7 +205,6 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     from audit.engines import make_engine
     from audit.judge import exit_code, verdict
     from audit.judge import judge as judge_all
-    from audit.render.outputs import write_run
 
     started = _now()
     t0 = time.perf_counter()
@@ -229,7 +228,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         current = read_table(current_path)
         make_texts(current, m.text, current_path)
         others["current"] = Path(current_path)
-    out = Path(out_dir) if out_dir else Path(report_root) / f"{_slug(m.name)}-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    out = Path(out_dir) if out_dir else Path(report_root) / f"{run_slug(m.name)}-{started.strftime('%Y%m%dT%H%M%SZ')}"
 
     baseline = None
     if baseline_dir is not None:
@@ -277,7 +276,6 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                          baseline=baseline["measurements"] if baseline else None)
     v = verdict(findings, policy)
     code = exit_code(v, findings, strict)
-    counts = {s.value: sum(f.status == s for f in findings) for s in Status if any(f.status == s for f in findings)}
     if preds.truncated:
         ev.notes.append(f"{preds.truncated} of {len(ev.texts)} texts were longer than the model's window "
                         f"({m.max_length} tokens) and were truncated.")
@@ -294,35 +292,16 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     from audit.provenance import environment
 
     result = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "audit", "version": __version__},
-        "run": {"id": f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}",
-                "started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
-                "duration_s": round(time.perf_counter() - t0, 2),
-                "timings": {"scoring_s": round(preds.seconds, 3), "scoring_rows_per_s": round(preds.rows_per_s, 1),
-                            "checks_s": ctx.extra.get("check_seconds", {})},
-                "command": command or ["audit", "run", str(model_dir), "--policy", str(policy_path)],
-                "seed": policy.budget.seed},
-        "verdict": {"status": v.value, "exit_code": code, "counts": counts, "strict": strict,
-                    "blocking_failures": [f.check_id for f in findings
-                                          if f.blocking and f.status in (Status.FAIL, Status.ERROR)]},
-        "policy": {"name": policy.policy, "version": policy.version, "description": policy.description,
-                   "path": str(policy.source), "sha256": policy.sha256, "confidence": policy.confidence,
-                   "inconclusive": policy.inconclusive, "min_group_size": policy.min_group_size,
-                   "decision_threshold": policy.decision_threshold, "replicates": policy.budget.bootstrap},
+        **result_head(started, finished, t0, command or ["audit", "run", str(model_dir), "--policy", str(policy_path)],
+                      policy.budget.seed,
+                      {"scoring_s": round(preds.seconds, 3), "scoring_rows_per_s": round(preds.rows_per_s, 1),
+                       "checks_s": ctx.extra.get("check_seconds", {})}),
+        "verdict": verdict_section(v, code, findings, strict),
+        "policy": policy_section(policy, policy.budget.bootstrap),
         "model": {"path": str(bundle.path), "name": m.name,
                   "base_model": m.base_model.name if m.base_model else None,
                   "base_model_sha256": m.base_model.sha256 if m.base_model else None,
-                  "labels": m.labels, "positive_label": m.positive_label, "negative_label": m.negative_label,
-                  "num_parameters": bundle.num_parameters, "text": m.text.model_dump(exclude_none=True),
-                  "label_column": m.label_column, "max_length": m.max_length, "trained": m.created,
-                  "training": {k: v for k, v in m.training.items() if k != "loss_curve"},
-                  "loss_curve": m.training.get("loss_curve", []),
-                  "protected_attributes": {k: a.model_dump(exclude_none=True)
-                                           for k, a in m.protected_attributes.items()},
-                  "training_data": m.data.source.model_dump() if m.data else None,
-                  "description": m.data.description if m.data else "",
-                  "card": m.card.model_dump()},
+                  **manifest_section(m), "num_parameters": bundle.num_parameters},
         "data": {"eval": {"path": str(ev.path), "sha256": ev.sha256, "rows": len(ev.texts), "source": ev.source,
                           "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum())},
                  **{name: {"path": str(p), "sha256": sha256_file(p), "rows": len(ctx._datasets[name].texts),
@@ -342,18 +321,66 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     if baseline is not None:
         result["baseline"] = {"path": str(baseline_dir), "run_id": baseline.get("run", {}).get("id"),
                               "verdict": baseline.get("verdict", {}).get("status")}
-    out = write_run(out, result, predictions_csv(ev, preds, m.labels, policy.decision_threshold),
-                    template_dirs=template_dirs, sign_key=Path(sign_key) if sign_key else None,
-                    extra=ctx.extra["attachments"])
+    out = record_run(out, result, predictions_csv(ev, preds, m.labels, policy.decision_threshold),
+                     template_dirs=template_dirs, sign_key=Path(sign_key) if sign_key else None,
+                     extra=ctx.extra["attachments"])
+    return RunOutcome(result, out, code)
+
+
+# ---------------------------------------------------------------- result.json sections every kind of run shares
+
+
+def result_head(started: dt.datetime, finished: dt.datetime, t0: float, command: list[str], seed: int,
+                timings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "audit", "version": __version__},
+        "run": {"id": f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}",
+                "started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
+                "duration_s": round(time.perf_counter() - t0, 2), "timings": timings, "command": command,
+                "seed": seed},
+    }
+
+
+def verdict_section(v, code: int, findings, strict: bool) -> dict[str, Any]:
+    counts = {s.value: sum(f.status == s for f in findings) for s in Status if any(f.status == s for f in findings)}
+    return {"status": v.value, "exit_code": code, "counts": counts, "strict": strict,
+            "blocking_failures": [f.check_id for f in findings
+                                  if f.blocking and f.status in (Status.FAIL, Status.ERROR)]}
+
+
+def policy_section(policy: Policy, replicates: int | None) -> dict[str, Any]:
+    return {"name": policy.policy, "version": policy.version, "description": policy.description,
+            "path": str(policy.source), "sha256": policy.sha256, "confidence": policy.confidence,
+            "inconclusive": policy.inconclusive, "min_group_size": policy.min_group_size,
+            "decision_threshold": policy.decision_threshold, "replicates": replicates}
+
+
+def manifest_section(m: Manifest) -> dict[str, Any]:
+    """What result.json's `model` says from the manifest alone (the caller adds the folder, hashes, size)."""
+    return {"name": m.name, "labels": m.labels, "positive_label": m.positive_label,
+            "negative_label": m.negative_label, "text": m.text.model_dump(exclude_none=True),
+            "label_column": m.label_column, "max_length": m.max_length, "trained": m.created,
+            "training": {k: v for k, v in m.training.items() if k != "loss_curve"},
+            "loss_curve": m.training.get("loss_curve", []),
+            "protected_attributes": {k: a.model_dump(exclude_none=True) for k, a in m.protected_attributes.items()},
+            "training_data": m.data.source.model_dump() if m.data else None,
+            "description": m.data.description if m.data else "", "card": m.card.model_dump()}
+
+
+def record_run(out: Path, result: dict[str, Any], predictions: str | None, *, template_dirs=None,
+               sign_key: Path | None = None, extra: dict | None = None) -> Path:
+    """Write the run folder atomically, then append the run to the ledger of the folder it sits in."""
     import json
 
     from audit.ledger import EVIDENCE, append_ledger
-    from audit.render.outputs import signals_deferred
+    from audit.render.outputs import signals_deferred, write_run
 
+    out = write_run(out, result, predictions, template_dirs=template_dirs, sign_key=sign_key, extra=extra)
     digest = json.loads((out / EVIDENCE).read_text())["digest"]
     with signals_deferred():
         append_ledger(Path(out).resolve().parent, Path(out).resolve(), result, digest)
-    return RunOutcome(result, out, code)
+    return out
 
 
 def template_inputs(template_dirs: list[Path] | None) -> list[dict[str, Any]]:
