@@ -242,24 +242,27 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         _load_private(Path(sign_key))  # a bad key fails before the model loads
     bundle.load()
     pos = m.labels.index(m.positive_label)
+    full_precision = bundle.model
+    if precision != "fp32":
+        # opt-in: every pass of the run (eval, other sets, SHAP, swaps) goes through the reduced-precision model
+        from audit.scoring import with_precision
+
+        bundle.model = with_precision(bundle.model, precision)
+    preds = engine.score(bundle, ev.texts, batch_size=batch_size or policy.budget.batch_size, labels=ev.y,
+                         embeddings=True, progress=progress)
     precision_info = None
     if precision != "fp32":
-        # opt-in: every pass of the run (eval, other sets, SHAP, swaps) goes through the reduced-precision model;
-        # a seeded sample is scored both ways first, so the report states what the shortcut costs
-        from audit.scoring import precision_check, with_precision
+        # a seeded sample of the eval rows is scored again in fp32, so the report states what the shortcut costs
+        from audit.scoring import precision_check
 
-        low = with_precision(bundle.model, precision)
-        precision_info = precision_check(bundle.model, low, bundle.tokenizer, ev.texts, max_length=m.max_length,
-                                         positive_index=pos, seed=policy.budget.seed,
+        precision_info = precision_check(full_precision, bundle.tokenizer, ev.texts, preds.score,
+                                         max_length=m.max_length, positive_index=pos, seed=policy.budget.seed,
                                          threshold=policy.decision_threshold)
-        bundle.model = low
         ev.notes.append(
             f"Scored in {precision} (opt-in --precision), not in the fp32 the model was trained in: on "
             f"{precision_info['rows']} eval rows scored both ways the largest |score difference| was "
             f"{precision_info['max_abs_score_diff']:.2g} and {precision_info['flipped_decisions']} "
             f"decision(s) at the threshold {policy.decision_threshold:g} changed.")
-    preds = engine.score(bundle, ev.texts, batch_size=batch_size or policy.budget.batch_size, labels=ev.y,
-                         embeddings=True, progress=progress)
     y_pos = (ev.y == pos).astype(int)
     ctx = CheckContext(y_true=y_pos, score=preds.score, threshold=policy.decision_threshold,
                        confidence=policy.confidence, replicates=policy.budget.bootstrap, seed=policy.budget.seed,

@@ -138,19 +138,18 @@ def with_precision(model, precision: str):
     return wrapped
 
 
-def precision_check(model_fp32, model_low, tokenizer, texts: list[str], *, max_length: int, positive_index: int,
-                    sample: int = 256, seed: int = 0, batch_size: int = 64, threshold: float = 0.5) -> dict:
-    """Score a seeded sample of `texts` at both precisions: the largest and mean |score difference|, and how
-    many decisions at `threshold` differ."""
+def precision_check(model_fp32, tokenizer, texts: list[str], low_scores: np.ndarray, *, max_length: int,
+                    positive_index: int, sample: int = 256, seed: int = 0, batch_size: int = 64,
+                    threshold: float = 0.5) -> dict:
+    """Score a seeded sample of `texts` in fp32 and compare with `low_scores`, the run's reduced-precision scores of
+    all of them: the largest and mean |score difference|, and how many decisions at `threshold` differ."""
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(texts), size=min(sample, len(texts)), replace=False)) if texts else np.array([], int)
-    chosen = [texts[i] for i in idx]
-    if not chosen:
+    if not len(idx):
         return {"rows": 0, "max_abs_score_diff": 0.0, "mean_abs_score_diff": 0.0, "flipped_decisions": 0}
-    a = score_texts(model_fp32, tokenizer, chosen, max_length=max_length, positive_index=positive_index,
-                    batch_size=batch_size, progress=False).score
-    b = score_texts(model_low, tokenizer, chosen, max_length=max_length, positive_index=positive_index,
-                    batch_size=batch_size, progress=False).score
+    a = score_texts(model_fp32, tokenizer, [texts[i] for i in idx], max_length=max_length,
+                    positive_index=positive_index, batch_size=batch_size, progress=False).score
+    b = np.asarray(low_scores)[idx]
     d = np.abs(a - b)
-    return {"rows": len(chosen), "max_abs_score_diff": float(d.max()), "mean_abs_score_diff": float(d.mean()),
+    return {"rows": len(idx), "max_abs_score_diff": float(d.max()), "mean_abs_score_diff": float(d.mean()),
             "flipped_decisions": int(((a >= threshold) != (b >= threshold)).sum())}

@@ -345,12 +345,13 @@ def test_bf16_scoring_stays_close_to_fp32(tiny_model, credit_csv):
     import pandas as pd
 
     from audit.model import open_bundle
-    from audit.scoring import precision_check, with_precision
+    from audit.scoring import precision_check, score_texts, with_precision
 
     b = open_bundle(tiny_model).load()
     texts = pd.read_csv(credit_csv)["text"].tolist()
-    got = precision_check(b.model, with_precision(b.model, "bf16"), b.tokenizer, texts, max_length=32,
-                          positive_index=1, sample=64)
+    low = score_texts(with_precision(b.model, "bf16"), b.tokenizer, texts, max_length=32, positive_index=1,
+                      progress=False).score
+    got = precision_check(b.model, b.tokenizer, texts, low, max_length=32, positive_index=1, sample=64)
     assert got["rows"] == 64
     assert 0 < got["max_abs_score_diff"] < 0.02  # bf16 is not fp32, and not far from it
     assert with_precision(b.model, "fp32") is b.model
