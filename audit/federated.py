@@ -5,17 +5,26 @@ A stats file (JSON, `format: audit-stats`) holds an `AuditStats` (audit/mergeabl
 a wrong merge: the model's hash, its labels and protected-attribute mapping, and the grid settings. It holds no
 row, no text, no row id and no score of any single row. What it reveals is listed in README.md ("Federated
 audit"): the number of rows, and per protected group the rows, the label base rate and the score histogram on the
-threshold grid; the fine score histogram by label; calibration sums; and the bootstrap replicate counts, which
-are the same kind of counts on random reweightings of the rows (without noise, counts of small cells can single
-out a person who is known to be in the data).
+threshold grid; the same per group of each intersection of attributes carried; the fine score histogram by label;
+calibration sums; and the bootstrap replicate counts, which are the same kind of counts on random reweightings
+of the rows (without noise, counts of small cells can single out a person who is known to be in the data).
+
+Intersections. `audit stats` does not know the policy, so by default it carries every PAIR of the manifest's
+protected attributes ("sex × age"), in the manifest's order; a streaming audit knows the policy and carries
+exactly the intersections its fairness rules ask. A rule asking for an intersection the statistics do not carry
+(a triple, or any for a file made without) is INCONCLUSIVE naming it; one asking for a carried intersection in
+another order ("age × sex") is judged from the same table, its groups renamed. Files merge only when they carry
+the same intersections.
 
 Differential privacy (`audit stats --epsilon E`): the Laplace mechanism on the whole released vector. Adding or
-removing one row changes it by at most L1 = 5 + A (A protected attributes): 1 in the (label, score bin)
-histogram; at most 1 + 1 + 1 + 1 in the calibration bin's rows, sum of labels, sum of scores (scores are in
-[0, 1]) and the sum of squared errors; 1 in each attribute's table (the row's group cell, or its count of rows
-with no value). Every released number gets independent Laplace(0, L1 / E) noise, which makes the whole file
-E-differentially private (Dwork et al. 2006; equivalently E / L1 per table, each of sensitivity 1, composed
-sequentially, with parallel composition over the disjoint cells inside a table). Replicate counts are NOT released
+removing one row changes it by at most L1 = 5 + A + I (A protected attributes, I intersections carried): 1 in the
+(label, score bin) histogram; at most 1 + 1 + 1 + 1 in the calibration bin's rows, sum of labels, sum of scores
+(scores are in [0, 1]) and the sum of squared errors; 1 in each attribute's table and 1 in each intersection's
+table (the row's group cell, or its count of rows with no value). Every released number gets independent
+Laplace(0, L1 / E) noise, which makes the whole file E-differentially private (Dwork et al. 2006; equivalently
+E / L1 per table, each of sensitivity 1, composed sequentially, with parallel composition over the disjoint
+cells inside a table). Each intersection carried thus costs noise: with A = 3 attributes, the 3 pairs raise L1
+from 8 to 11, and every count's noise scale with it. Replicate counts are NOT released
 under noise (one row's replicate counts have unbounded sensitivity); the merge draws them instead from the noised
 counts: a cell's Poisson-bootstrap count is Poisson(its count) exactly, and the noise is drawn again per replicate,
 so the intervals carry both the sampling and the noise variance. Not covered by E: the settings, the model hash,
@@ -38,7 +47,15 @@ import numpy as np
 
 from audit import __version__
 from audit.errors import AuditError, DataError
-from audit.mergeable import AuditStats, Grid, GroupConfusion, ScoreDrift, binned_auc, threshold_index
+from audit.mergeable import (
+    AuditStats,
+    Grid,
+    GroupConfusion,
+    ScoreDrift,
+    binned_auc,
+    intersection_name,
+    threshold_index,
+)
 from audit.result import Measurement
 
 FORMAT = "audit-stats"
@@ -74,7 +91,9 @@ def known_groups(manifest) -> dict[str, list[str]]:
 
 
 def noise_sensitivity(stats: AuditStats) -> int:
-    return 5 + len(stats.attributes)
+    """L1 change of the released vector when one row is added or removed: 1 (score histogram) + 4 (calibration
+    sums) + 1 per attribute table + 1 per intersection table."""
+    return 5 + len(stats.attributes) + len(stats.intersections)
 
 
 def add_noise(stats: AuditStats, epsilon: float, rng: np.random.Generator) -> dict[str, Any]:
@@ -90,7 +109,7 @@ def add_noise(stats: AuditStats, epsilon: float, rng: np.random.Generator) -> di
 
     stats.scores.counts = stats.scores.counts.with_point(noisy(stats.scores.counts.point))
     stats.calibration.sums = stats.calibration.sums.with_point(noisy(stats.calibration.sums.point))
-    for g in stats.groups.values():
+    for g in stats.tables():
         g.counts = g.counts.with_point(noisy(g.counts.point))
         g.missing = float(g.missing + rng.laplace(0.0, scale))
         g.replicates = 0
@@ -99,9 +118,12 @@ def add_noise(stats: AuditStats, epsilon: float, rng: np.random.Generator) -> di
     return {"mechanism": "laplace", "epsilon": float(epsilon), "l1_sensitivity": l1, "scale": scale,
             "neighbouring": "add or remove one row",
             "accounting": (f"one Laplace mechanism over every released number; one row changes them by at most "
-                           f"{l1} in L1 (1 score histogram + 4 calibration sums + 1 per protected attribute), so "
-                           f"noise of scale {l1}/epsilon makes the whole file epsilon-DP"),
+                           f"{l1} in L1 (1 score histogram + 4 calibration sums + 1 per protected attribute "
+                           f"({len(stats.attributes)}) + 1 per intersection of attributes "
+                           f"({len(stats.intersections)})), so noise of scale {l1}/epsilon makes the whole file "
+                           "epsilon-DP"),
             "replicates_released": False,
+            "tables": {"attributes": list(stats.attributes), "intersections": stats.intersection_names()},
             "not_covered": ["settings and model hash (public)",
                             "group names of attributes without defined groups (raw values)"]}
 
@@ -115,13 +137,23 @@ def stats_document(stats: AuditStats, model: dict[str, Any], privacy: dict[str, 
             "tool": {"name": "audit", "version": __version__},
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "model": model, "settings": stats.grid.to_dict(), "privacy": privacy, "data": data,
-            "reveals": REVEALS, "stats": stats.to_dict()}
+            "reveals": reveals(stats), "stats": stats.to_dict()}
 
 
 REVEALS = ("rows (exact without noise); per protected group: rows, rows with each true label, and both by score "
            "bin of width 1/threshold_bins; rows by true label and fine score bin; calibration sums; rows with no "
            "value per attribute; Poisson-bootstrap replicate counts of the same cells (without noise only). "
            "No row, row id, text, input column or single score.")
+
+
+def reveals(stats: AuditStats) -> str:
+    """REVEALS, with the intersections of attributes this file carries."""
+    names = stats.intersection_names()
+    if not names:
+        return REVEALS + " No intersection of attributes."
+    return (REVEALS + f" The same group counts for each combination of groups of {len(names)} intersection(s) "
+            f"of attributes: {', '.join(names)} (by default `audit stats` carries every pair of protected "
+            "attributes; rows with no value for any part are counted as missing).")
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
@@ -183,6 +215,14 @@ def merge_files(paths: list[Path]) -> tuple[list[dict[str, Any]], AuditStats]:
                     if key == "sha256":
                         a, b = str(a)[:12] + "…", str(b)[:12] + "…"
                     raise StatsError(f"{p}: refused to merge: its {what} differ from {f}'s ({b} vs {a})")
+            mine = [intersection_name(x) for x in d0["stats"].get("intersections") or []]
+            theirs = [intersection_name(x) for x in doc["stats"].get("intersections") or []]
+            if set(mine) != set(theirs):
+                only_p = [x for x in theirs if x not in mine]
+                only_f = [x for x in mine if x not in theirs]
+                raise StatsError(f"{p}: refused to merge: it carries other intersections of attributes than {f} "
+                                 f"(only in {p}: {', '.join(only_p) or 'none'}; only in {f}: "
+                                 f"{', '.join(only_f) or 'none'})")
             if doc["settings"] != d0["settings"]:
                 diff = ", ".join(f"{k} {doc['settings'].get(k)} vs {v}" for k, v in d0["settings"].items()
                                  if doc["settings"].get(k) != v)
@@ -379,10 +419,74 @@ def group_table(g: GroupConfusion, M: np.ndarray, threshold_k: int, grouping):
                       {k: v[1:] for k, v in rates.items()})
 
 
+def canonical_groups(names: list[str], known: list[str]) -> list[str]:
+    """Group order of the in-memory fairness check (audit.checks.fairness._attribute): the manifest's defined
+    groups first, then the other values, sorted."""
+    return known + sorted(set(names) - set(known))
+
+
+def _intersection_table(stats: AuditStats, parts: list[str], order: dict[str, list[str]]) -> GroupConfusion | None:
+    """The table of the intersection `parts` with its groups in the in-memory check's order (every combination
+    of the parts' groups, row-major as itertools.product): from the carried table of the same parts, in this or
+    another order (groups renamed); None when the statistics do not carry it."""
+    import itertools
+
+    stored = next((p for p in stats.intersections if sorted(p) == sorted(parts)), None)
+    if stored is None or any(p not in order for p in parts):
+        return None
+    g = stats.crossed[intersection_name(stored)]
+    names, source = [], []
+    for combo in itertools.product(*(order[p] for p in parts)):
+        by_part = dict(zip(parts, combo))
+        names.append(intersection_name(combo))
+        source.append(intersection_name([by_part[p] for p in stored]))
+    extra = [x for x in g.groups if x not in set(source)]  # not a combination of known groups: kept, at the end
+    t = g.aligned(source + extra)
+    t.groups = names + extra
+    t.attribute = intersection_name(parts)
+    return t
+
+
+def asked_intersections(rule_params: list[dict[str, Any]], mapped: list[str]) -> list[list[str]]:
+    """The intersections the fairness rules ask for whose parts the manifest maps, each once, in policy order
+    (items that do not parse are left to the check, which reports them)."""
+    from audit.checks.fairness import _parse_intersection
+
+    out: dict[tuple[str, ...], list[str]] = {}
+    for p in rule_params:
+        items = p.get("intersections") or []
+        for item in items if isinstance(items, list) else []:
+            try:
+                parts = _parse_intersection(item)
+            except ValueError:
+                continue
+            if all(x in mapped for x in parts):
+                out.setdefault(tuple(parts), parts)
+    return list(out.values())
+
+
+def policy_intersections(policy, available: list[str]) -> list[list[str]]:
+    """The intersections a policy's fairness rules ask for that can be formed from the `available` attributes
+    (what a streaming audit, which knows the policy, carries), each set of parts once."""
+    from audit.checks import all_checks
+
+    specs = all_checks()
+    params = [{**specs[cid].params, **r.params} for cid, r in policy.checks.items()
+              if cid in specs and specs[cid].family == "fairness"]
+    out, seen = [], set()
+    for parts in asked_intersections(params, available):
+        if frozenset(parts) not in seen:
+            seen.add(frozenset(parts))
+            out.append(parts)
+    return out
+
+
 def fairness_context(stats: AuditStats, reps: Replicates, manifest, threshold: float, confidence: float,
-                     min_group_size: int):
+                     min_group_size: int, intersections: list[list[str]] | None = None):
     """A CheckContext whose fairness caches hold group tables built from the statistics, so the fairness
-    family's own disparity code (audit.checks.fairness) judges them. None when the threshold is off the grid."""
+    family's own disparity code (audit.checks.fairness) judges them: one per attribute, and one per intersection
+    in `intersections` that the statistics carry (in any order of its parts). Groups are listed in the in-memory
+    check's order. None when the threshold is off the grid."""
     import pandas as pd
 
     from audit.checks.fairness import Grouping
@@ -404,13 +508,29 @@ def fairness_context(stats: AuditStats, reps: Replicates, manifest, threshold: f
     ctx.__dict__["weights"] = np.zeros((1 + stats.grid.replicates, 0))
     groupings, tables = {}, {}
     attrs = manifest.protected_attributes
-    for name, g in stats.groups.items():
-        notes = [" ".join(attrs[name].note.split())] if name in attrs and attrs[name].note.strip() else []
-        grouping = StatsGrouping(name, "attribute", [name], [attrs[name].column if name in attrs else name],
-                                 list(g.groups), np.zeros(0, dtype=np.int64), notes)
+    order: dict[str, list[str]] = {}
+
+    def add(parts: list[str], g: GroupConfusion) -> None:
+        name = intersection_name(parts)
+        if len(parts) == 1:
+            notes = [" ".join(attrs[name].note.split())] if name in attrs and attrs[name].note.strip() else []
+        else:
+            notes = [f"{p}: {' '.join(attrs[p].note.split())}" for p in parts if p in attrs and attrs[p].note.strip()]
+        grouping = StatsGrouping(name, "attribute" if len(parts) == 1 else "intersection", list(parts),
+                                 [attrs[p].column if p in attrs else p for p in parts], list(g.groups),
+                                 np.zeros(0, dtype=np.int64), notes)
         grouping._missing = int(round(max(g.missing, 0)))
-        groupings[(name,)] = grouping
+        groupings[tuple(parts)] = grouping
         tables[name] = group_table(g, reps.groups(g), k, grouping)
+
+    for name, g in stats.groups.items():
+        known = [str(x) for x in attrs[name].group_names()] if name in attrs else []
+        order[name] = canonical_groups(g.groups, known)
+        add([name], g.aligned(order[name]))
+    for parts in intersections or []:
+        t = _intersection_table(stats, list(parts), order)
+        if t is not None:
+            add(list(parts), t)
     ctx.extra["_fairness_groupings"] = groupings
     ctx.extra["_fairness_tables"] = tables
     ctx.extra["stats_rows"] = int(round(stats.scores.counts.point.clip(0).sum()))
@@ -481,19 +601,26 @@ def measure_stats(policy, stats: AuditStats, manifest, *, noise_scales: list[flo
         out.update(performance(stats, rep, policy.decision_threshold, policy.confidence, manifest.positive_label,
                                manifest.negative_label, params.get("performance.ece", {}).get("bins", 10)))
     if "fairness" in families:
+        mapped = list(manifest.protected_attributes)
+        fair = [{**specs[cid].params, **params.get(cid, {})} for cid in specs
+                if specs[cid].family == "fairness" and cid in SUPPORTED]
         ctx = fairness_context(stats, rep, manifest, policy.decision_threshold, policy.confidence,
-                               policy.min_group_size)
+                               policy.min_group_size, asked_intersections(fair, mapped))
         for cid, spec in specs.items():
             if spec.family != "fairness" or cid not in SUPPORTED:
                 continue
             p = {**spec.params, **params.get(cid, {})}
+            absent = [] if ctx is None else _not_carried(p, mapped, ctx.extra["_fairness_groupings"])
             if ctx is None:
                 out[cid] = Measurement(cid, None, inconclusive=(
                     f"the decision threshold {policy.decision_threshold} is not on the statistics' threshold grid "
                     f"(multiples of 1/{stats.grid.threshold_bins})"))
-            elif p.get("intersections"):
+            elif absent:
+                carried = stats.intersection_names()
                 out[cid] = Measurement(cid, None, inconclusive=(
-                    "intersections of attributes are not in the statistics (they keep one table per attribute)"))
+                    f"not in the statistics: {'; '.join(absent)} (the statistics carry the attributes "
+                    f"{', '.join(stats.attributes) or 'none'} and the intersections {', '.join(carried) or 'none'}"
+                    "; `audit stats` carries every pair of attributes, a streaming audit those its policy asks)"))
             else:
                 try:
                     m = spec.fn(ctx, **p)
@@ -530,6 +657,17 @@ def measure_stats(policy, stats: AuditStats, manifest, *, noise_scales: list[flo
                                       "per_count_sd": sd,
                                       "note": ("computed from counts with differential-privacy noise; the interval "
                                                "adds the noise to the bootstrap (drawn again per replicate)")}
+    return out
+
+
+def _not_carried(p: dict[str, Any], mapped: list[str], groupings: dict[tuple[str, ...], Any]) -> list[str]:
+    """What a fairness rule asks for that the statistics lack: mapped attributes without a table, and
+    intersections of mapped attributes not carried (unmapped names are left to the check, which names them)."""
+    attributes = p.get("attributes") or []
+    wanted = [str(a) for a in attributes] if isinstance(attributes, list) and attributes else mapped
+    out = [f"the attribute '{a}'" for a in dict.fromkeys(wanted) if a in mapped and (a,) not in groupings]
+    out += [f"the intersection '{intersection_name(parts)}'" for parts in asked_intersections([p], mapped)
+            if tuple(parts) not in groupings]
     return out
 
 
@@ -655,7 +793,7 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
                   "num_parameters": None, "label_column": model["label_column"],
                   "protected_attributes": model["protected_attributes"]}
     sections = {"federated": {"silos": silos, "settings": docs[0]["settings"], "noised": bool(scales),
-                              "reveals": REVEALS}}
+                              "intersections": merged.intersection_names(), "reveals": docs[0].get("reveals", REVEALS)}}
     return judge_and_write(policy, manifest, model_info, measurements, out_dir=out_dir, strict=strict,
                            started=started, t0=t0, command=command or ["audit", "merge"], data=data, inputs=inputs,
                            warnings=warnings, extra={"replicates": merged.grid.replicates, "sections": sections},
@@ -664,8 +802,12 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
 
 def compute_silo_stats(model_dir, data_path, out_path, *, grid: Grid, epsilon: float | None = None,
                        batch_size: int = 64, progress: bool = False, manifest=None, manifest_path=None,
-                       noise_seed: int | None = None) -> dict[str, Any]:
-    """`audit stats`: score the silo's rows with the model, once, inside the silo, and write its statistics."""
+                       noise_seed: int | None = None, intersections: list[list[str]] | None = None) -> dict[str, Any]:
+    """`audit stats`: score the silo's rows with the model, once, inside the silo, and write its statistics.
+    `intersections`: the intersections of attributes to carry; default every pair of the manifest's attributes
+    (the policy is not known here), each adding 1 to the L1 sensitivity under `epsilon`."""
+    import itertools
+
     from audit.data import group_series, sha256_file
     from audit.model import open_bundle
     from audit.runner import load_eval_set
@@ -688,7 +830,12 @@ def compute_silo_stats(model_dir, data_path, out_path, *, grid: Grid, epsilon: f
     pos = m.labels.index(m.positive_label)
     preds = score_texts(bundle.model, bundle.tokenizer, ev.texts, max_length=m.max_length, positive_index=pos,
                         batch_size=batch_size, labels=ev.y, embeddings=False, progress=progress)
-    stats = AuditStats.empty(grid, known_groups(m))
+    if intersections is None:
+        intersections = [list(c) for c in itertools.combinations(m.protected_attributes, 2)]
+    try:
+        stats = AuditStats.empty(grid, known_groups(m), intersections)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     row_ids, notes = ev.row_ids, []
     if not (m.id_column and m.id_column in ev.frame.columns):
         # row numbers would repeat across silos and give rows of different silos the same bootstrap weights

@@ -16,6 +16,9 @@ line up):
     GroupConfusion       rows per (group, true label, score bin) of one protected attribute on the coarser
                          `threshold_bins` grid, plus rows with no value: every fairness rate at any grid
                          threshold (selection rate, TPR, FPR, FNR, precision, accuracy; per-group ROC-AUC binned).
+                         An intersection of attributes ("sex × age") is one more GroupConfusion whose groups are
+                         the combinations ("female × under 25"), a row with no value for any part counted as
+                         missing, named as the in-memory fairness check names them.
     Calibration          per equal-width calibration bin (scikit-learn's right-closed bins, as audit.stats):
                          rows, sum of labels, sum of scores; and the sum of squared errors (Brier). Exact ECE and
                          Brier score.
@@ -290,6 +293,28 @@ def binned_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+SEP = " × "  # joins an intersection's parts and its groups' names: audit.checks.fairness.SEP (tested equal)
+
+
+def intersection_name(parts) -> str:
+    return SEP.join(parts)
+
+
+def combined_groups(parts: list[str], groups: dict[str, np.ndarray]) -> np.ndarray:
+    """Each row's group of the intersection of `parts`: the parts' group names joined by SEP, None where any
+    part is missing (None or NaN), as audit.checks.fairness forms intersection groups."""
+    import pandas as pd
+
+    cols = [pd.Series(np.asarray(groups[p], dtype=object), dtype=object) for p in parts]
+    missing = np.any([c.isna().to_numpy() for c in cols], axis=0)
+    names = cols[0].astype(str)
+    for c in cols[1:]:
+        names = names + SEP + c.astype(str)
+    out = names.to_numpy(dtype=object)
+    out[missing] = None
+    return out
+
+
 @dataclass
 class GroupConfusion:
     """One protected attribute: rows per (group, true label, score bin) on the threshold grid, with replicate
@@ -532,7 +557,12 @@ class TokenImportance:
 
 @dataclass
 class AuditStats:
-    """Every mergeable statistic of one eval set: what `audit stats` writes and `audit merge` reads."""
+    """Every mergeable statistic of one eval set: what `audit stats` writes and `audit merge` reads.
+
+    `groups` holds one GroupConfusion per protected attribute; `intersections` lists the intersections of
+    attributes also kept (each a list of two or more attribute names), with their tables in `crossed`, keyed by
+    the intersection's name ("sex × age"). Two statistics merge only when they carry the same attributes and
+    the same intersections."""
 
     grid: Grid
     attributes: list[str]
@@ -540,6 +570,8 @@ class AuditStats:
     calibration: Calibration = None  # type: ignore[assignment]
     groups: dict[str, GroupConfusion] = field(default_factory=dict)
     rows: float = 0.0
+    intersections: list[list[str]] = field(default_factory=list)
+    crossed: dict[str, GroupConfusion] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         g = self.grid
@@ -549,28 +581,57 @@ class AuditStats:
             self.calibration = Calibration(g.ece_bins, g.replicates)
         for a in self.attributes:
             self.groups.setdefault(a, GroupConfusion(a, g.threshold_bins, g.replicates))
+        self.intersections = [[str(p) for p in parts] for parts in self.intersections]
+        for parts in self.intersections:
+            unknown = [p for p in parts if p not in self.attributes]
+            if len(parts) < 2 or len(set(parts)) != len(parts) or unknown:
+                raise ValueError(f"an intersection needs two or more different attributes of the statistics "
+                                 f"({', '.join(self.attributes)}), got {intersection_name(parts)!r}")
+            name = intersection_name(parts)
+            self.crossed.setdefault(name, GroupConfusion(name, g.threshold_bins, g.replicates))
+        if len(self.crossed) != len(self.intersections):
+            raise ValueError("an intersection is listed twice, or a table has no intersection")
 
     @classmethod
-    def empty(cls, grid: Grid, attributes: dict[str, list[str]]) -> AuditStats:
-        """`attributes`: name -> the groups known in advance (the manifest's), listed first in that order."""
-        s = cls(grid, list(attributes))
+    def empty(cls, grid: Grid, attributes: dict[str, list[str]],
+              intersections: list[list[str]] | tuple = ()) -> AuditStats:
+        """`attributes`: name -> the groups known in advance (the manifest's), listed first in that order;
+        an intersection's known groups are every combination of its parts' known groups."""
+        import itertools
+
+        s = cls(grid, list(attributes), intersections=[list(p) for p in intersections])
         for a, known in attributes.items():
-            s.groups[a] = GroupConfusion(a, grid.threshold_bins, grid.replicates, list(known))
+            s.groups[a] = GroupConfusion(a, grid.threshold_bins, grid.replicates, [str(k) for k in known])
+        for parts in s.intersections:
+            name = intersection_name(parts)
+            known = [intersection_name(c) for c in itertools.product(*([str(k) for k in attributes[p]]
+                                                                         for p in parts))]
+            s.crossed[name] = GroupConfusion(name, grid.threshold_bins, grid.replicates, known)
         return s
+
+    def tables(self) -> list[GroupConfusion]:
+        """Every group table: one per attribute, then one per intersection."""
+        return [*self.groups.values(), *self.crossed.values()]
+
+    def intersection_names(self) -> list[str]:
+        return [intersection_name(p) for p in self.intersections]
 
     def update(self, row_ids, score: np.ndarray, y: np.ndarray, groups: dict[str, np.ndarray]) -> None:
         """Add a batch: row ids (for the bootstrap weights), scores in [0, 1], labels 0/1 (1 = positive), and
-        each attribute's group name per row (None where missing)."""
+        each attribute's group name per row (None where missing); intersections are formed from them."""
         score = np.asarray(score, dtype=float)
         y = np.asarray(y, dtype=np.int64)
+        names = {a: np.asarray(groups[a], dtype=object) for a in self.groups}
+        for parts in self.intersections:
+            names[intersection_name(parts)] = combined_groups(parts, groups)
         keys = row_keys(row_ids, self.grid.seed) if self.grid.replicates else None
         for a in range(0, len(score), SUBCHUNK):
             sl = slice(a, a + SUBCHUNK)
             W = replicate_weights(keys[sl], self.grid.replicates) if keys is not None else None
             self.scores.update(score[sl], y[sl], W)
             self.calibration.update(score[sl], y[sl], W)
-            for name, g in self.groups.items():
-                g.update(np.asarray(groups[name], dtype=object)[sl], score[sl], y[sl], W)
+            for g in self.tables():
+                g.update(names[g.attribute][sl], score[sl], y[sl], W)
         self.rows += len(score)
 
     def merge(self, other: AuditStats) -> AuditStats:
@@ -580,15 +641,22 @@ class AuditStats:
         if self.attributes != other.attributes:
             raise ValueError(f"the statistics cover different protected attributes ({', '.join(self.attributes)} "
                              f"vs {', '.join(other.attributes)})")
+        mine, theirs = self.intersection_names(), other.intersection_names()
+        if set(mine) != set(theirs):
+            raise ValueError(f"the statistics carry different intersections of attributes "
+                             f"({', '.join(mine) or 'none'} vs {', '.join(theirs) or 'none'})")
         return AuditStats(self.grid, list(self.attributes), self.scores.merge(other.scores),
                           self.calibration.merge(other.calibration),
                           {a: self.groups[a].merge(other.groups[a]) for a in self.attributes},
-                          self.rows + other.rows)
+                          self.rows + other.rows, [list(p) for p in self.intersections],
+                          {n: self.crossed[n].merge(other.crossed[n]) for n in mine})
 
     def to_dict(self) -> dict[str, Any]:
         return {"grid": self.grid.to_dict(), "attributes": list(self.attributes), "rows": self.rows,
                 "scores": self.scores.to_dict(), "calibration": self.calibration.to_dict(),
-                "groups": {a: g.to_dict() for a, g in self.groups.items()}}
+                "groups": {a: g.to_dict() for a, g in self.groups.items()},
+                "intersections": [list(p) for p in self.intersections],
+                "intersection_groups": {n: g.to_dict() for n, g in self.crossed.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AuditStats:
@@ -596,7 +664,9 @@ class AuditStats:
         return cls(grid, list(d["attributes"]), ScoreLabelHistogram.from_dict(d["scores"]),
                    Calibration.from_dict(d["calibration"]),
                    {a: GroupConfusion.from_dict(g) for a, g in d["groups"].items()},
-                   float("nan") if d.get("rows") is None else float(d["rows"]))
+                   float("nan") if d.get("rows") is None else float(d["rows"]),
+                   [list(p) for p in d.get("intersections") or []],
+                   {n: GroupConfusion.from_dict(g) for n, g in (d.get("intersection_groups") or {}).items()})
 
 
 def _same(what: str, a: Any, b: Any) -> None:

@@ -94,7 +94,7 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
                     reference_stats: list[Path] | None = None, command: list[str] | None = None,
                     report_root: Path = Path("reports"), template_dirs=None, progress: bool = False):
     from audit.data import group_series, sha256_file
-    from audit.federated import judge_and_write, load_stats, measure_stats, merge_files
+    from audit.federated import judge_and_write, load_stats, measure_stats, merge_files, policy_intersections
     from audit.federated import model_identity as identity
     from audit.mergeable import AuditStats, Grid
     from audit.model import open_bundle
@@ -138,7 +138,9 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
             raise DataError(f"{reference_stats[0]}: refused: these statistics are of another model")
     grid = Grid(score_bins=reference.grid.score_bins if reference else 1000, threshold_bins=100,
                 replicates=policy.budget.bootstrap, seed=policy.budget.seed)
-    stats = AuditStats.empty(grid, {n: [str(g) for g in a.group_names()] for n, a in attrs.items()})
+    # the policy is known: carry exactly the intersections its fairness rules ask (of the attributes in the log)
+    crossed = policy_intersections(policy, list(attrs))
+    stats = AuditStats.empty(grid, {n: [str(g) for g in a.group_names()] for n, a in attrs.items()}, crossed)
     columns = list(dict.fromkeys([c for c in (idc, score_column, m.label_column) if c] +
                                  [a.column for a in attrs.values()]))
     offset, t_read, t_update = 0, 0.0, 0.0
@@ -197,7 +199,7 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
     timings = {"read_s": round(t_read, 3), "statistics_s": round(t_update, 3), "checks_s": round(t_measure, 3),
                "rows_per_s": round(offset / max(t_read + t_update, 1e-9), 1)}
     sections = {"streaming": {"rows": offset, "chunk_rows": int(chunk_rows), "columns": columns,
-                              "settings": grid.to_dict()}}
+                              "settings": grid.to_dict(), "intersections": stats.intersection_names()}}
     return judge_and_write(policy, m, model_info, measurements, out_dir=out_dir, strict=strict, started=started,
                            t0=t0, command=command or ["audit", "run", str(model_dir), "--predictions", str(path)],
                            data=data, inputs=inputs, warnings=warnings,

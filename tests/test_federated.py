@@ -131,7 +131,11 @@ def test_noised_stats_are_marked_and_release_no_replicates(silos, tiny_model, tm
                "--no-progress")
     assert r.exit_code == 0, r.output
     doc = json.loads(noised.read_text())
-    assert doc["privacy"]["epsilon"] == 1 and doc["privacy"]["l1_sensitivity"] == 5 + 2
+    # 1 score histogram + 4 calibration sums + 2 attributes (age, sex) + 1 intersection (the one pair, age × sex)
+    assert doc["privacy"]["epsilon"] == 1 and doc["privacy"]["l1_sensitivity"] == 5 + 2 + 1
+    assert doc["privacy"]["scale"] == pytest.approx(8.0)
+    assert doc["privacy"]["tables"] == {"attributes": ["age", "sex"], "intersections": ["age × sex"]}
+    assert doc["stats"]["intersections"] == [["age", "sex"]] and "age × sex" in doc["reveals"]
     assert doc["data"]["rows"] is None and '"replicates":{' not in noised.read_text()
     assert doc["settings"]["score_bins"] == 20
     r = invoke("merge", noised, "--policy", silos["policy"], "--out", tmp_path / "out")
@@ -177,3 +181,81 @@ def test_stats_needs_every_protected_column(silos, tiny_model, tmp_path):
     assert r.exit_code == 2 and "'sex'" in r.output and str(bad) in r.output
     assert not (tmp_path / "s.json").exists()
     assert np.isfinite(1.0)
+
+
+CROSSED_POLICY = """\
+policy: federated-intersections
+version: "1"
+inconclusive: inconclusive
+min_group_size: 10
+checks:
+  fairness.selection_rate_ratio: {min: 0.0, attributes: [sex], intersections: ["sex×age"], basis: point}
+  fairness.equalized_odds_difference: {max: 1.0, attributes: [sex], intersections: [[age, sex]], severity: warn}
+  fairness.demographic_parity_difference: {max: 1.0, intersections: ["sex×age×age_dup"], severity: warn}
+budget: {bootstrap: 200, seed: 0}
+"""
+
+
+def test_an_intersection_rule_from_merged_silos_equals_audit_run(silos, tiny_model, tmp_path):
+    """`audit stats` carries every pair of attributes (here age × sex); a rule over sex × age or age × sex is
+    judged from the merged silos with the in-memory audit's value, interval and group counts."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(CROSSED_POLICY.replace('  fairness.demographic_parity_difference: {max: 1.0, intersections: '
+                                             '["sex×age×age_dup"], severity: warn}\n', ""))
+    r = invoke("run", tiny_model, "--policy", policy, "--data", silos["data"], "--out", tmp_path / "run",
+               "--no-progress")
+    assert r.exit_code in (0, 3), r.output
+    run = json.loads((tmp_path / "run" / "result.json").read_text())["measurements"]
+    r = invoke("merge", silos["a"], silos["b"], "--policy", policy, "--out", tmp_path / "merged")
+    assert r.exit_code in (0, 3), r.output
+    result = json.loads((tmp_path / "merged" / "result.json").read_text())
+    assert result["federated"]["intersections"] == ["age × sex"]
+    fed = result["measurements"]
+    df = pd.read_csv(silos["data"], dtype=str)
+    age = np.where(df["age"].astype(float) < 25, "<25", ">=25")
+    hand = pd.Series(1, index=pd.MultiIndex.from_arrays([df["sex"], age])).groupby(level=[0, 1]).sum()
+    for cid, name in (("fairness.selection_rate_ratio", "sex × age"),
+                      ("fairness.equalized_odds_difference", "age × sex")):
+        assert fed[cid]["value"] is not None
+        for key in ("value", "ci_low", "ci_high"):
+            assert fed[cid][key] == pytest.approx(run[cid][key], abs=1e-12), (cid, key)
+        got = next(e for e in fed[cid]["details"]["attributes"] if e["attribute"] == name)
+        want = next(e for e in run[cid]["details"]["attributes"] if e["attribute"] == name)
+        assert [(g["group"], g["count"]) for g in got["groups"]] == [(g["group"], g["count"]) for g in want["groups"]]
+        for g in got["groups"]:
+            parts = g["group"].split(" × ")
+            sex, a = parts if name == "sex × age" else parts[::-1]
+            assert g["count"] == hand.get((sex, a), 0), g["group"]
+
+
+def test_an_intersection_the_stats_do_not_carry_is_inconclusive_naming_it(silos, tmp_path):
+    bare = tmp_path / "bare.stats.json"  # a stats file made without intersections
+    doc = json.loads(Path(silos["a"]).read_text())
+    doc["stats"]["intersections"] = []
+    doc["stats"].pop("intersection_groups")
+    bare.write_text(json.dumps(doc))
+    policy = tmp_path / "p.yaml"
+    policy.write_text(CROSSED_POLICY)
+    r = invoke("merge", bare, "--policy", policy, "--out", tmp_path / "m")
+    assert r.exit_code == 3, r.output
+    m = json.loads((tmp_path / "m" / "result.json").read_text())["measurements"]
+    assert "not in the statistics: the intersection 'sex × age'" in m["fairness.selection_rate_ratio"]["inconclusive"]
+    assert "the intersection 'age × sex'" in m["fairness.equalized_odds_difference"]["inconclusive"]
+    # an attribute the manifest does not map: the check itself names it, as in memory
+    r = invoke("merge", silos["a"], "--policy", policy, "--out", tmp_path / "n")
+    m = json.loads((tmp_path / "n" / "result.json").read_text())["measurements"]
+    assert "'age_dup'" in m["fairness.demographic_parity_difference"]["inconclusive"]
+    assert m["fairness.selection_rate_ratio"]["value"] is not None
+
+
+def test_merge_refuses_files_with_other_intersections(silos, tmp_path):
+    bare = tmp_path / "bare.stats.json"
+    doc = json.loads(Path(silos["a"]).read_text())
+    doc["stats"]["intersections"] = []
+    doc["stats"].pop("intersection_groups")
+    bare.write_text(json.dumps(doc))
+    r = invoke("merge", silos["b"], bare, "--policy", silos["policy"], "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "refused to merge: it carries other intersections of attributes" in r.output
+    assert f"only in {bare}: none; only in {silos['b']}: age × sex" in r.output
+    assert not (tmp_path / "x").exists()

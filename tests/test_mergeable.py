@@ -304,3 +304,128 @@ def test_a_noised_partition_merges_without_replicates_and_intervals_are_drawn():
                                     "budget": {"bootstrap": R, "seed": 0}})
     m = measure_stats(policy, merged, manifest(), noise_scales=[rec["scale"]])["performance.recall"]
     assert m.ci_low < m.value < m.ci_high and m.details["noise"]["scales"] == [rec["scale"]]
+
+
+# ---------------------------------------------------------------- intersections of attributes
+
+CROSSED = [["race", "age"]]
+
+
+def crossed_stats_of(df: pd.DataFrame, grid: mg.Grid = GRID, intersections=CROSSED) -> mg.AuditStats:
+    known = {n: a.group_names() for n, a in manifest().protected_attributes.items()}
+    s = mg.AuditStats.empty(grid, known, intersections)
+    s.update(df["id"].tolist(), df["score"].to_numpy(), df["y"].to_numpy(), groups(df))
+    return s
+
+
+def test_the_intersection_separator_is_the_fairness_checks():
+    from audit.checks import fairness
+
+    assert mg.SEP == fairness.SEP
+
+
+def test_intersection_counts_equal_a_pandas_groupby():
+    df = rows()
+    s = crossed_stats_of(df)
+    t = s.crossed["race × age"]
+    g = groups(df)
+    hand = pd.DataFrame({"race": g["race"], "age": g["age"], "y": df["y"], "sel": (df["score"] >= 0.5).astype(int)})
+    missing = hand[["race", "age"]].isna().any(axis=1)
+    by = hand[~missing].groupby(["race", "age"]).agg(rows=("y", "size"), pos=("y", "sum"), sel=("sel", "sum"))
+    assert t.missing == int(missing.sum()) > 0
+    assert len(by) == 9 and sorted(t.groups) == sorted(f"{r} × {a}" for r, a in by.index)
+    for (race, age), row in by.iterrows():
+        cells = t.counts.point[t.groups.index(f"{race} × {age}")]
+        assert cells.sum() == row["rows"] and cells[1].sum() == row["pos"]
+        assert cells[:, 50:].sum() == row["sel"]  # score bins at or above the threshold 0.5
+    # the known groups' combinations are listed first, in product order, also those with no rows
+    ages = [str(x) for x in manifest().protected_attributes["age"].group_names()]
+    assert mg.AuditStats.empty(GRID, {"race": [], "age": ages}, CROSSED).crossed["race × age"].groups == []
+    both = mg.AuditStats.empty(GRID, {"race": ["a", "b"], "age": ages}, CROSSED).crossed["race × age"].groups
+    assert both == [f"{r} × {a}" for r in ("a", "b") for a in ages]
+
+
+def test_intersection_partitions_merge_to_the_whole_exactly():
+    df = rows()
+    whole = crossed_stats_of(df)
+    part = np.random.default_rng(2).integers(0, 3, len(df))
+    merged = crossed_stats_of(df[part == 1]).merge(crossed_stats_of(df[part == 0])).merge(
+        crossed_stats_of(df[part == 2]))
+    merged = mg.AuditStats.from_dict(merged.to_dict())  # through a stats file's encoding
+    a, b = whole.crossed["race × age"], merged.crossed["race × age"]
+    b = b.aligned(a.groups)
+    assert a.groups == b.groups and a.missing == b.missing
+    np.testing.assert_array_equal(a.counts.point, b.counts.point)
+    np.testing.assert_array_equal(a.counts.reps, b.counts.reps)
+    with pytest.raises(ValueError, match=r"different intersections of attributes \(race × age vs none\)"):
+        whole.merge(stats_of(df))
+
+
+@pytest.mark.parametrize("check_id", ["fairness.selection_rate_ratio", "fairness.demographic_parity_difference",
+                                      "fairness.equalized_odds_difference", "fairness.equal_opportunity_difference",
+                                      "fairness.predictive_parity_difference", "fairness.auc_gap"])
+@pytest.mark.parametrize("asked", ["race×age", "age × race"])
+def test_intersection_rule_from_stats_equals_the_in_memory_check(check_id, asked):
+    """A rule over `race × age` (and the same parts in the other order, from the one table carried) judged from
+    the statistics of one partition and of four merged partitions: the in-memory check's value and interval to
+    1e-12, the same groups, in the same order, with the same counts and rates."""
+    from audit.policy import Policy
+
+    df = rows(decimals=2)
+    spec = all_checks()[check_id]
+    params = {"attributes": ["race"], "intersections": [asked]}
+    expected = spec.fn(in_memory_ctx(df), **{**spec.params, **params})
+    policy = Policy.model_validate({"policy": "t", "version": "1", "checks": {check_id: {"max": 1, **params}},
+                                    "budget": {"bootstrap": R, "seed": GRID.seed}})
+    part = np.random.default_rng(4).integers(0, 4, len(df))
+    merged = crossed_stats_of(df[part == 0])
+    for p in (1, 2, 3):
+        merged = merged.merge(crossed_stats_of(df[part == p]))
+    name = "race × age" if asked == "race×age" else "age × race"
+    want = next(e for e in expected.details["attributes"] if e["attribute"] == name)
+    assert want["kind"] == "intersection" and len(want["groups"]) == 9
+    for stats in (crossed_stats_of(df), merged):
+        got = measure_stats(policy, stats, manifest())[check_id]
+        assert got.value == pytest.approx(expected.value, abs=1e-12)
+        assert got.ci_low == pytest.approx(expected.ci_low, abs=1e-12)
+        assert got.ci_high == pytest.approx(expected.ci_high, abs=1e-12)
+        assert got.inconclusive == expected.inconclusive
+        entry = next(e for e in got.details["attributes"] if e["attribute"] == name)
+        assert entry["missing_rows"] == want["missing_rows"] > 0 and entry["columns"] == want["columns"]
+        assert entry["value"] == pytest.approx(want["value"], abs=1e-12)
+        assert [g["group"] for g in entry["groups"]] == [g["group"] for g in want["groups"]]
+        for g, w in zip(entry["groups"], want["groups"]):
+            assert {k: g[k] for k in ("count", "positives", "negatives", "predicted_positive", "judged")} == \
+                   {k: w[k] for k in ("count", "positives", "negatives", "predicted_positive", "judged")}
+            for r in ("selection_rate", "tpr", "fpr", "precision", "roc_auc"):
+                assert g[r] == pytest.approx(w[r], abs=1e-12, nan_ok=True), (g["group"], r)
+                assert g[r + "_ci"] == pytest.approx(w[r + "_ci"], abs=1e-12), (g["group"], r)
+
+
+def test_an_intersection_the_statistics_do_not_carry_stays_inconclusive_naming_it():
+    from audit.policy import Policy
+
+    df = rows(1000)
+    policy = Policy.model_validate({"policy": "t", "version": "1", "checks": {
+        "fairness.demographic_parity_difference": {"max": 1, "intersections": ["race×age"]}},
+        "budget": {"bootstrap": 20, "seed": GRID.seed}})
+    m = measure_stats(policy, stats_of(df), manifest())["fairness.demographic_parity_difference"]
+    assert m.value is None and "the intersection 'race × age'" in m.inconclusive
+    assert "the intersections none" in m.inconclusive
+
+
+def test_noise_sensitivity_counts_every_intersection_table():
+    from audit.federated import noise_sensitivity
+
+    df = rows(2000)
+    grid = mg.Grid(score_bins=20, threshold_bins=20, replicates=R, seed=0)
+    s = crossed_stats_of(df, grid)
+    assert noise_sensitivity(s) == 5 + 2 + 1
+    clean = s.crossed["race × age"].counts.point.copy()
+    rec = add_noise(s, 2.0, np.random.default_rng(0))
+    assert rec["l1_sensitivity"] == 8 and rec["scale"] == pytest.approx(8 / 2.0)
+    assert "1 per intersection of attributes (1)" in rec["accounting"]
+    t = s.crossed["race × age"]
+    assert t.counts.reps is None and not np.array_equal(t.counts.point, clean)
+    noise = t.counts.point - clean  # Laplace(0, 4): mean |x| = 4
+    assert abs(np.abs(noise).mean() - 4.0) < 0.5

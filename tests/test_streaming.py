@@ -148,3 +148,36 @@ def test_reference_stats_give_score_drift_and_another_models_are_refused(log, ti
     r = CliRunner().invoke(cli, [*args, "--reference-stats", str(ref), "--out", str(tmp_path / "c")],
                            catch_exceptions=False)
     assert r.exit_code == 2 and "another model" in r.output and not (tmp_path / "c").exists()
+
+
+def test_a_log_carries_exactly_the_intersections_the_policy_asks(log, tiny_model, tmp_path):
+    from audit.streaming import run_predictions
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(POLICY.replace("fairness.selection_rate_ratio: {min: 0.8, attributes: [age, sex]}",
+                                     'fairness.selection_rate_ratio: {min: 0.8, attributes: [sex], '
+                                     'intersections: ["age×sex"]}\n'
+                                     '  fairness.demographic_parity_difference: {max: 0.5, intersections: '
+                                     '[[sex, age]], severity: warn}'))
+    df = log["df"].head(6000)
+    small = tmp_path / "small.parquet"
+    df.to_parquet(small, index=False)
+    out = run_predictions(tiny_model, policy, small, out_dir=tmp_path / "out", chunk_rows=2500,
+                          report_root=tmp_path)
+    r = out.result
+    assert r["streaming"]["intersections"] == ["age × sex"]  # sex × age is the same table, renamed
+    age = np.where(df["age"] < 25, "<25", ">=25")
+    sel = (df["score"] >= 0.5).to_numpy()
+    hand = pd.DataFrame({"age": age, "sex": df["sex"], "sel": sel}).groupby(["age", "sex"]).agg(
+        rows=("sel", "size"), sel=("sel", "sum"))
+    for cid, name in (("fairness.selection_rate_ratio", "age × sex"),
+                      ("fairness.demographic_parity_difference", "sex × age")):
+        m = r["measurements"][cid]
+        assert m["value"] is not None, m
+        entry = next(e for e in m["details"]["attributes"] if e["attribute"] == name)
+        assert len(entry["groups"]) == 4
+        for g in entry["groups"]:
+            a, s = g["group"].split(" × ")
+            if name == "sex × age":
+                a, s = s, a
+            assert g["count"] == hand.loc[(a, s), "rows"] and g["predicted_positive"] == hand.loc[(a, s), "sel"]
