@@ -25,7 +25,8 @@ line up):
     ScoreDrift           a reference and a current ScoreLabelHistogram on the same grid: PSI on bins cut at the
                          reference's quantiles (rounded to the grid), and the two-sample KS statistic from the
                          cumulative histograms, with an exact bound on the binning error.
-    TokenImportance      sum of |SHAP| and count per word, and the total: global importance and prohibited share.
+    TokenImportance      per word: sums of |SHAP| and of signed SHAP, occurrences and rows containing it; the
+                         rows seen and the total |SHAP|: global importance and prohibited-term share.
 
 Bootstrap. Every count object also keeps Poisson-bootstrap REPLICATE counts: replicate r adds each row
 w_r(row) ~ Poisson(1) times. The weight is a pure function of (seed, row id, r) (`replicate_weights`: a
@@ -516,40 +517,107 @@ class ScoreDrift:
 
 @dataclass
 class TokenImportance:
-    """SHAP global importance that merges: per word, the sum of |SHAP| and how many times it was attributed;
-    and the total |SHAP| over every word. Global importance = sum / count (mean |SHAP|) or the sum itself;
-    the share of importance on a set of words = their sums / total."""
+    """SHAP global importance that merges. A row is one explained text: its units (words, and units that are
+    not ranked, such as punctuation) with their SHAP values. Per word: the sum of |SHAP| over its occurrences
+    (`sums`), the signed sum (`signed`), the occurrences (`counts`) and the rows that contain it (`in_rows`);
+    the rows seen (`rows`); and the total |SHAP| of every unit, ranked or not (`total`).
+
+    A word's global importance is sums / rows: the mean over rows of the sum of |SHAP| of its occurrences in
+    the row, a row without the word counting 0 (audit.checks.explainability ranks words by it; signed / rows
+    says which way the word pushes on average). The share of importance on a set of words is their sums /
+    total. Counts merge exactly, float sums up to rounding; the in-memory checks are the one-partition case
+    (rows added in their order).
+
+    A dict written before rows were recorded (sums, counts and total only) loads with `signed`, `in_rows` and
+    `rows` None: sums, counts, total, `top` by sum or by mean per occurrence and `share` still work; the per-row
+    importance does not, and a merge with it carries None on."""
 
     sums: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     total: float = 0.0
+    signed: dict[str, float] | None = field(default_factory=dict)
+    in_rows: dict[str, int] | None = field(default_factory=dict)
+    rows: int | None = 0
 
-    def update(self, words: list[str], values: np.ndarray) -> None:
-        for w, v in zip(words, np.abs(np.asarray(values, dtype=float))):
-            self.sums[w] = self.sums.get(w, 0.0) + float(v)
+    def update(self, words: list[str | None], values: np.ndarray) -> None:
+        """Add ONE row: its units' words in order (None for a unit that is not ranked, whose |SHAP| counts in
+        the total only) and their SHAP values."""
+        values = np.asarray(values, dtype=float).reshape(-1)
+        if len(words) != len(values):
+            raise ValueError(f"a row of {len(words)} words came with {len(values)} SHAP values")
+        seen: set[str] = set()
+        for w, v in zip(words, values.tolist()):
+            a = abs(v)
+            self.total += a
+            if w is None:
+                continue
+            self.sums[w] = self.sums.get(w, 0.0) + a
             self.counts[w] = self.counts.get(w, 0) + 1
-            self.total += float(v)
+            if self.signed is not None:
+                self.signed[w] = self.signed.get(w, 0.0) + v
+            if self.in_rows is not None and w not in seen:
+                self.in_rows[w] = self.in_rows.get(w, 0) + 1
+            seen.add(w)
+        if self.rows is not None:
+            self.rows += 1
 
     def merge(self, other: TokenImportance) -> TokenImportance:
-        out = TokenImportance(dict(self.sums), dict(self.counts), self.total + other.total)
-        for w, v in other.sums.items():
-            out.sums[w] = out.sums.get(w, 0.0) + v
-            out.counts[w] = out.counts.get(w, 0) + other.counts[w]
-        return out
+        return TokenImportance(_add(self.sums, other.sums), _add(self.counts, other.counts), self.total + other.total,
+                               _add(self.signed, other.signed), _add(self.in_rows, other.in_rows),
+                               None if self.rows is None or other.rows is None else self.rows + other.rows)
 
     def top(self, k: int, by: str = "sum") -> list[tuple[str, float]]:
-        score = self.sums if by == "sum" else {w: self.sums[w] / self.counts[w] for w in self.sums}
+        """The k words with the largest sum of |SHAP| ("sum"), mean |SHAP| per occurrence ("mean") or mean
+        |SHAP| per row ("row", the global importance); ties by word."""
+        if by == "sum":
+            score = dict(self.sums)
+        elif by == "mean":
+            score = {w: s / self.counts[w] for w, s in self.sums.items()}
+        elif by == "row":
+            n = self.rows_seen()
+            score = {w: s / n for w, s in self.sums.items()} if n else {}
+        else:
+            raise ValueError(f"top words by 'sum', 'mean' or 'row', not {by!r}")
         return sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
+    def term_sum(self, words: set[str]) -> float:
+        """The |SHAP| on the given words (summed per word, words in the order first seen)."""
+        return sum(v for w, v in self.sums.items() if w in words)
+
     def share(self, words: set[str]) -> float:
-        return sum(v for w, v in self.sums.items() if w in words) / self.total if self.total > 0 else float("nan")
+        """The share of the total |SHAP| on the given words (NaN when there is none)."""
+        return self.term_sum(words) / self.total if self.total > 0 else float("nan")
+
+    def rows_seen(self) -> int:
+        if self.rows is None or self.signed is None or self.in_rows is None:
+            raise ValueError("this token importance was written without rows (sums, counts and total only): the "
+                             "importance per row cannot be computed from it")
+        return self.rows
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sums": self.sums, "counts": self.counts, "total": self.total}
+        d: dict[str, Any] = {"sums": self.sums, "counts": self.counts, "total": self.total}
+        for key in ("signed", "in_rows", "rows"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TokenImportance:
-        return cls(dict(d["sums"]), {k: int(v) for k, v in d["counts"].items()}, float(d["total"]))
+        def per_word(key: str, kind: type) -> dict | None:
+            return None if d.get(key) is None else {w: kind(v) for w, v in d[key].items()}
+
+        return cls(per_word("sums", float), per_word("counts", int), float(d["total"]), per_word("signed", float),
+                   per_word("in_rows", int), None if d.get("rows") is None else int(d["rows"]))
+
+
+def _add(a: dict | None, b: dict | None) -> dict | None:
+    """Per-key sums of two per-word tables (None when either is None: not recorded)."""
+    if a is None or b is None:
+        return None
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out[k] + v if k in out else v
+    return out
 
 
 # ---------------------------------------------------------------- all statistics of one audit

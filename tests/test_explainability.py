@@ -357,3 +357,170 @@ def test_bf16_scoring_stays_close_to_fp32(tiny_model, credit_csv):
     assert with_precision(b.model, "fp32") is b.model
     with pytest.raises(ValueError, match="unknown precision"):
         with_precision(b.model, "fp8")
+
+
+# ---------------------------------------------------------------- the mergeable token importance (issue #10)
+
+TERMS = {"he", "she", "female"}
+
+
+def _random_rows(seed: int, n: int = 40) -> list[list[X.Unit]]:
+    """Rows of words (repeated within a row, in upper and lower case, prohibited words interleaved) and
+    punctuation, values over five orders of magnitude; some rows are empty."""
+    rng = np.random.default_rng(seed)
+    vocab = ["he", "She", "she", "job", "late", "female", "car", "pays", "time", "1169"]
+    rows = []
+    for _ in range(n):
+        rows.append([X.Unit(f"{rng.choice(vocab)} ", float(rng.normal() * 10.0 ** rng.integers(-4, 1)), "word")
+                     if rng.random() < 0.8 else X.Unit(", ", float(rng.normal() * 0.1), "punct")
+                     for _ in range(int(rng.integers(0, 12)))])
+    return rows
+
+
+def _hand(rows: list[list[X.Unit]]):
+    """Numpy over the per-row values: per word (mean |SHAP| per row, mean signed, occurrences, rows, share of
+    the total |SHAP| of every unit), the words in ranking order, and the share on TERMS."""
+    flat = [(r, u.text.strip().lower(), u.value, u.kind == "word") for r, us in enumerate(rows) for u in us]
+    row = np.array([f[0] for f in flat])
+    value = np.array([f[2] for f in flat])
+    word = np.array([f[3] for f in flat])
+    words = sorted({f[1] for f in flat if f[3]})
+    col = np.array([words.index(f[1]) if f[3] else -1 for f in flat])
+    A, S, C = (np.zeros((len(rows), len(words))) for _ in range(3))
+    np.add.at(A, (row[word], col[word]), np.abs(value[word]))
+    np.add.at(S, (row[word], col[word]), value[word])
+    np.add.at(C, (row[word], col[word]), 1)
+    total = np.abs(value).sum()
+    table = {w: (A[:, j].mean(), S[:, j].mean(), int(C[:, j].sum()), int((C[:, j] > 0).sum()), A[:, j].sum() / total)
+             for j, w in enumerate(words)}
+    order = sorted(words, key=lambda w: (-table[w][0], w))
+    share = A[:, [words.index(w) for w in sorted(TERMS)]].sum() / total
+    return table, order, share
+
+
+def _merged_parts(rows: list[list[X.Unit]], part: np.ndarray, rng: np.random.Generator):
+    """The token importance of each partition (rows in a shuffled order within it), merged in a shuffled order
+    and read back through a stats file's JSON."""
+    from audit.mergeable import TokenImportance
+
+    k = int(part.max()) + 1
+    pieces = [X.token_importance([rows[i] for i in rng.permutation(np.flatnonzero(part == p))]) for p in range(k)]
+    order = rng.permutation(k)
+    merged = pieces[order[0]]
+    for p in order[1:]:
+        merged = merged.merge(pieces[p])
+    return TokenImportance.from_dict(json.loads(json.dumps(merged.to_dict())))
+
+
+def _pre_mergeable_global_importance(rows):
+    """The loop `global_importance` ran before it read a TokenImportance (issue #10), kept verbatim as the
+    reference that the ranking did not move by a bit (ties included)."""
+    n = len(rows)
+    abs_sum, signed, occ, in_rows, total = {}, {}, {}, {}, 0.0
+    for units in rows:
+        seen = set()
+        for u in units:
+            total += abs(u.value)
+            if u.kind != "word":
+                continue
+            k = u.key
+            abs_sum[k] = abs_sum.get(k, 0.0) + abs(u.value)
+            signed[k] = signed.get(k, 0.0) + u.value
+            occ[k] = occ.get(k, 0) + 1
+            if k not in seen:
+                in_rows[k] = in_rows.get(k, 0) + 1
+                seen.add(k)
+    if not n:
+        return []
+    out = [X.WordStat(k, abs_sum[k] / n, signed[k] / n, occ[k], in_rows[k], abs_sum[k] / total if total > 0 else 0.0)
+           for k in abs_sum]
+    out.sort(key=lambda w: (-w.mean_abs, w.word))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("split", ["random", "lockstep groups"])
+def test_token_importance_of_any_split_of_the_rows_merges_to_the_whole(seed, split):
+    rows = _random_rows(seed, 50)
+    rng = np.random.default_rng(100 + seed)
+    part = (rng.integers(0, int(rng.integers(2, 8)), len(rows)) if split == "random"
+            else np.arange(len(rows)) // X.LOCKSTEP)
+    whole = X.token_importance(rows)
+    merged = _merged_parts(rows, part, rng)
+    assert merged.rows == whole.rows == 50
+    assert merged.counts == whole.counts and merged.in_rows == whole.in_rows  # counts: exactly
+    assert set(merged.sums) == set(merged.signed) == set(whole.sums)
+    for w in whole.sums:
+        assert merged.sums[w] == pytest.approx(whole.sums[w], rel=1e-12, abs=1e-12)
+        assert merged.signed[w] == pytest.approx(whole.signed[w], rel=1e-12, abs=1e-12)
+    assert merged.total == pytest.approx(whole.total, rel=1e-12)
+    assert merged.share(TERMS) == pytest.approx(whole.share(TERMS), rel=1e-12)
+    a, b = X.ranking(merged), X.ranking(whole)
+    assert [w.word for w in a] == [w.word for w in b]
+    for x, y in zip(a, b):
+        assert (x.occurrences, x.rows) == (y.occurrences, y.rows)
+        assert (x.mean_abs, x.mean_signed, x.share) == pytest.approx((y.mean_abs, y.mean_signed, y.share), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_global_importance_from_merged_partitions_equals_a_hand_computation(seed):
+    rows = _random_rows(seed, 60)
+    table, order, _ = _hand(rows)
+    assert len(order) == 9  # 'She' and 'she' are one word
+    merged = _merged_parts(rows, np.random.default_rng(seed).integers(0, 3, len(rows)), np.random.default_rng(seed))
+    for ranked in (X.global_importance(rows), X.ranking(merged)):
+        assert [w.word for w in ranked] == order
+        for w in ranked:
+            mean_abs, mean_signed, occurrences, in_rows, share = table[w.word]
+            assert (w.occurrences, w.rows) == (occurrences, in_rows)
+            assert (w.mean_abs, w.mean_signed, w.share) == pytest.approx((mean_abs, mean_signed, share), abs=1e-12)
+    top = merged.top(3, by="row")
+    assert [w for w, _ in top] == order[:3]
+    assert [v for _, v in top] == pytest.approx([table[w][0] for w in order[:3]], abs=1e-12)
+    # the in-memory ranking (one partition, rows in order) is the one computed before, to the bit
+    assert X.global_importance(rows) == _pre_mergeable_global_importance(rows)
+    assert X.global_importance([]) == [] == X.ranking(X.token_importance([]))
+
+
+def test_prohibited_share_and_stability_from_merged_partitions_equal_a_hand_count():
+    rows = _random_rows(11, 40)
+    ctx = _ctx_with(_explained(rows), 40)
+    table, order, share = _hand(rows)
+    merged = _merged_parts(rows, np.random.default_rng(1).integers(0, 4, len(rows)), np.random.default_rng(2))
+    assert merged.share(TERMS) == pytest.approx(share, rel=1e-12) and 0.1 < share < 0.9
+    params = {**X.BUDGET, **X.TERM_PARAMS, "terms": ["He", "she", "FEMALE"], "top_k": 3}
+    m = X.prohibited_terms(ctx, **params)
+    assert m.value == pytest.approx(share, rel=1e-12) and m.ci_low < m.value < m.ci_high and m.n == 40
+    assert [(r["rank"], r["word"]) for r in m.details["found"]] == [
+        (order.index(w) + 1, w) for w in order if w in TERMS]
+    top = X.prohibited_terms_in_top_k(ctx, **{**params, "min_stability": -1})
+    assert top.value == len(TERMS & set(order[:3])) and top.details["top_k_words"] == order[:3]
+    # the stability of the ranking: the two halves, each merged from two partitions
+    halves = [rows[0::2], rows[1::2]]
+    ranked = [X.ranking(_merged_parts(h, np.arange(len(h)) % 2, np.random.default_rng(3))) for h in halves]
+    stab = X.stability(ctx, **{**X.BUDGET, "top_k": 5})
+    assert stab.value == pytest.approx(X.rank_stability(*ranked, 5)[0], abs=1e-12)
+    assert stab.details["top_half_a"] == [w.word for w in ranked[0][:5]]
+    assert [r["mean_abs"] for r in stab.details["importance"]] == [round(table[w][0], 6) for w in order]
+
+
+def test_token_importance_reads_a_dict_written_without_rows():
+    from audit.mergeable import TokenImportance
+
+    old = {"sums": {"a": 1.5, "b": 0.5}, "counts": {"a": 2, "b": 1}, "total": 2.5}
+    t = TokenImportance.from_dict(old)
+    assert t.to_dict() == old and t.rows is None and t.signed is None
+    assert t.top(1) == [("a", 1.5)] and t.top(2, by="mean") == [("a", 0.75), ("b", 0.5)]
+    assert t.share({"a"}) == 0.6
+    with pytest.raises(ValueError, match="written without rows"):
+        X.ranking(t)
+    new = TokenImportance()
+    new.update(["a", None, "c", "a"], [-1.0, 0.5, 2.0, 0.25])
+    assert (new.rows, new.counts, new.in_rows, new.signed, new.total) == (1, {"a": 2, "c": 1}, {"a": 1, "c": 1},
+                                                                         {"a": -0.75, "c": 2.0}, 3.75)
+    both = t.merge(new)
+    assert both.sums == {"a": 2.75, "b": 0.5, "c": 2.0} and both.counts == {"a": 4, "b": 1, "c": 1}
+    assert both.total == 6.25 and both.rows is None and both.in_rows is None  # not recorded on one side
+    assert TokenImportance.from_dict(json.loads(json.dumps(new.to_dict()))) == new
+    with pytest.raises(ValueError, match="2 words came with 3 SHAP values"):
+        new.update(["a", "b"], [1.0, 2.0, 3.0])

@@ -27,7 +27,11 @@ words). Words are compared in lower case.
 
 Global importance of a word = mean over the sampled rows of the sum of |SHAP| of its occurrences (a row
 without the word counts 0), so a word ranks high when the model leans on it strongly, often, or both. Its
-signed mean says which way it pushes on average.
+signed mean says which way it pushes on average. It is read from a mergeable statistic,
+`audit.mergeable.TokenImportance` (per word: sums of |SHAP| and of signed SHAP, occurrences, rows containing
+it; rows seen; total |SHAP|), so that explanations computed elsewhere (partitions of rows) merge into the same
+ranking; the checks here are the one-partition case: the ranking, the top k, the prohibited-term share and
+the stability of the ranking all come from such objects (one per set of rows, rows added in the sample's order).
 
 Shared budget. All checks of the family read one explanation per run: give the same `rows`, `max_evals`,
 `examples` on every explainability rule (or leave the defaults). Rules that differ make the run explain a
@@ -53,6 +57,7 @@ import numpy as np
 from audit import stats
 from audit.checks import check
 from audit.context import CheckContext
+from audit.mergeable import TokenImportance
 from audit.result import Measurement
 
 BUDGET = {"rows": 40, "max_evals": 100, "examples": 1, "tolerance": 0.01}
@@ -124,33 +129,30 @@ class WordStat:
                 "occurrences": self.occurrences, "rows": self.rows, "share": _r(self.share)}
 
 
-def global_importance(rows: Sequence[Sequence[Unit]]) -> list[WordStat]:
-    """Words ranked by mean |SHAP| per row (ties by word), over the given rows' units."""
-    n = len(rows)
-    abs_sum: dict[str, float] = {}
-    signed: dict[str, float] = {}
-    occ: dict[str, int] = {}
-    in_rows: dict[str, int] = {}
-    total = 0.0
+def token_importance(rows: Sequence[Sequence[Unit]]) -> TokenImportance:
+    """The mergeable statistic of the given rows, added in their order: each row's words by key (lower case),
+    its other units (punctuation) counted in the total |SHAP| only."""
+    ti = TokenImportance()
     for units in rows:
-        seen = set()
-        for u in units:
-            total += abs(u.value)
-            if u.kind != "word":
-                continue
-            k = u.key
-            abs_sum[k] = abs_sum.get(k, 0.0) + abs(u.value)
-            signed[k] = signed.get(k, 0.0) + u.value
-            occ[k] = occ.get(k, 0) + 1
-            if k not in seen:
-                in_rows[k] = in_rows.get(k, 0) + 1
-                seen.add(k)
+        ti.update([u.key if u.kind == "word" else None for u in units], [u.value for u in units])
+    return ti
+
+
+def ranking(ti: TokenImportance) -> list[WordStat]:
+    """Words ranked by mean |SHAP| per row (ties by word), from a (merged) token importance."""
+    n = ti.rows_seen()
     if not n:
         return []
-    out = [WordStat(k, abs_sum[k] / n, signed[k] / n, occ[k], in_rows[k], abs_sum[k] / total if total > 0 else 0.0)
-           for k in abs_sum]
+    total = ti.total
+    out = [WordStat(k, s / n, ti.signed[k] / n, ti.counts[k], ti.in_rows[k], s / total if total > 0 else 0.0)
+           for k, s in ti.sums.items()]
     out.sort(key=lambda w: (-w.mean_abs, w.word))
     return out
+
+
+def global_importance(rows: Sequence[Sequence[Unit]]) -> list[WordStat]:
+    """Words ranked by mean |SHAP| per row (ties by word), over the given rows' units."""
+    return ranking(token_importance(rows))
 
 
 def additivity_errors(base: Sequence[float], sums: Sequence[float], outputs: Sequence[float]) -> np.ndarray:
@@ -226,6 +228,7 @@ class Explained:
     seconds: float
     evaluations: int
     tolerance: float
+    _importance: dict[tuple[int, ...], TokenImportance] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def errors(self) -> np.ndarray:
@@ -237,6 +240,17 @@ class Explained:
 
     def units(self, indices: Sequence[int]) -> list[list[Unit]]:
         return [self.rows[i].units for i in indices]
+
+    def importance(self, indices: Sequence[int]) -> TokenImportance:
+        """The token importance of these rows (added in this order), computed once per run and shared by the
+        family's checks."""
+        key = tuple(int(i) for i in indices)
+        if key not in self._importance:
+            self._importance[key] = token_importance(self.units(key))
+        return self._importance[key]
+
+    def ranking(self, indices: Sequence[int]) -> list[WordStat]:
+        return ranking(self.importance(indices))
 
     def broken(self) -> str | None:
         """Why the explanations cannot be trusted, or None."""
@@ -544,8 +558,8 @@ def stability(ctx: CheckContext, **params) -> Measurement:
         return early
     top_k = int(params["top_k"])
     half_a, half_b = ex.sample[0::2], ex.sample[1::2]
-    ia, ib = global_importance(ex.units(half_a)), global_importance(ex.units(half_b))
-    everything = global_importance(ex.units(ex.sample))
+    ia, ib = ex.ranking(half_a), ex.ranking(half_b)
+    everything = ex.ranking(ex.sample)
     rho, words = rank_stability(ia, ib, top_k)
     details = {**_budget_details(ex), "top_k": top_k, "halves": [len(half_a), len(half_b)],
                "words_compared": len(words), "importance": _ranked(everything, max(TABLE_WORDS, top_k)),
@@ -595,19 +609,21 @@ def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
         return early
     top_k = int(params["top_k"])
     wanted = set(terms)
-    rows = ex.units(ex.sample)
-    on_terms = np.array([sum(abs(u.value) for u in us if u.kind == "word" and u.key in wanted) for us in rows])
-    total = np.array([sum(abs(u.value) for u in us) for us in rows])
-    W = stats.poisson_weights(len(rows), ctx.replicates, ctx.seed)
+    # one token importance per sampled row (the bootstrap resamples rows): W's first row, all ones, sums them as
+    # merging does, so the value is the merged sample's share (to rounding); the replicates reweight the rows
+    per_row = [ex.importance([i]) for i in ex.sample]
+    on_terms = np.array([t.term_sum(wanted) for t in per_row])
+    total = np.array([t.total for t in per_row])
+    W = stats.poisson_weights(len(per_row), ctx.replicates, ctx.seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         shares = np.where(W @ total > 0, (W @ on_terms) / (W @ total), np.nan)
-    ranked = global_importance(rows)
+    ranked = ex.ranking(ex.sample)
     found = _term_rows(ranked, wanted)
     low, high = stats.percentile_interval(shares[1:], ctx.confidence)
     value = None if not math.isfinite(shares[0]) else float(shares[0])
     details = {**_budget_details(ex), "top_k": top_k, "terms": terms, "term_lists": list(params.get("term_lists") or []),
                "not_matched": multi, "found": found, "in_top_k": [r for r in found if r["rank"] <= top_k]}
-    m = Measurement(cid, value, low, high, n=len(rows), details=details)
+    m = Measurement(cid, value, low, high, n=len(per_row), details=details)
     if value is None:
         m.inconclusive = "the sampled rows carry no SHAP values to share out"
     return _guard(m, ex)
@@ -629,9 +645,9 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
         return early
     top_k = int(params["top_k"])
     wanted = set(terms)
-    ranked = global_importance(ex.units(ex.sample))
+    ranked = ex.ranking(ex.sample)
     in_top = [r for r in _term_rows(ranked, wanted) if r["rank"] <= top_k]
-    half_a, half_b = global_importance(ex.units(ex.sample[0::2])), global_importance(ex.units(ex.sample[1::2]))
+    half_a, half_b = ex.ranking(ex.sample[0::2]), ex.ranking(ex.sample[1::2])
     rho, _ = rank_stability(half_a, half_b, max(top_k, MIN_WORDS))
     details = {**_budget_details(ex), "top_k": top_k, "terms": terms,
                "term_lists": list(params.get("term_lists") or []), "not_matched": multi, "in_top_k": in_top,
