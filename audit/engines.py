@@ -24,8 +24,10 @@ connects to an existing cluster instead, whose nodes must see the model folder a
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,19 +38,60 @@ ENGINES = ("local", "ray")
 INSTALL_HINT = "pip install 'audit[ray]'"
 
 
+@dataclass
+class StatsRequest:
+    """Ask an engine for the scored rows' mergeable statistics (audit.mergeable.AuditStats) as well: the grid,
+    each protected attribute's defined groups, and per row (in the order of the texts) its id, whether its true
+    label is the positive one, and its group names (None where missing). The Ray engine computes them on the
+    workers, one AuditStats per partition, and merges them here; the local engine computes the one partition."""
+
+    grid: Any  # audit.mergeable.Grid
+    known: dict[str, list[str]]
+    row_ids: list[str]
+    y: np.ndarray  # 1 where the true label is the positive label
+    groups: dict[str, np.ndarray]
+
+    def empty(self):
+        from audit.mergeable import AuditStats
+
+        return AuditStats.empty(self.grid, self.known)
+
+    def of_rows(self, rows: np.ndarray, score: np.ndarray):
+        """The statistics of the given rows (indices into the request's rows) with their scores."""
+        stats = self.empty()
+        ids = np.asarray(self.row_ids, dtype=object)
+        stats.update(ids[rows], score, np.asarray(self.y)[rows], {a: g[rows] for a, g in self.groups.items()})
+        return stats
+
+    def in_row_order(self, stats):
+        """Each attribute's groups as the in-memory fairness check lists them: defined groups first, then the
+        other values seen, sorted (partitions merge in whatever order their first rows arrive)."""
+        for name, g in stats.groups.items():
+            known = list(self.known.get(name, []))
+            order = known + sorted(set(g.groups) - set(known))
+            if order != g.groups:
+                stats.groups[name] = g.aligned(order)
+        return stats
+
+
 class LocalEngine:
     """Score in this process: today's `score_texts` call, unchanged."""
 
     name = "local"
 
     def score(self, bundle, texts: list[str], *, batch_size: int, labels: np.ndarray | None = None,
-              embeddings: bool = True, progress: bool = True, desc: str = "scoring"):
+              embeddings: bool = True, progress: bool = True, desc: str = "scoring",
+              stats: StatsRequest | None = None):
         from audit.scoring import score_texts
 
         m = bundle.manifest
-        return score_texts(bundle.model, bundle.tokenizer, texts, max_length=m.max_length,
-                           positive_index=m.labels.index(m.positive_label), batch_size=batch_size, labels=labels,
-                           embeddings=embeddings, progress=progress, desc=desc)
+        preds = score_texts(bundle.model, bundle.tokenizer, texts, max_length=m.max_length,
+                            positive_index=m.labels.index(m.positive_label), batch_size=batch_size, labels=labels,
+                            embeddings=embeddings, progress=progress, desc=desc)
+        if stats is not None:
+            preds.stats = stats.in_row_order(stats.of_rows(np.arange(len(texts)), preds.score))
+            preds.meta["stats_partitions"] = 1
+        return preds
 
     def describe(self) -> dict[str, Any]:
         return {"engine": self.name}
@@ -154,7 +197,10 @@ class RayEngine:
     # -------------------------------------------------------------- scoring
 
     def score(self, bundle, texts: list[str], *, batch_size: int, labels: np.ndarray | None = None,
-              embeddings: bool = True, progress: bool = True, desc: str = "scoring"):
+              embeddings: bool = True, progress: bool = True, desc: str = "scoring",
+              stats: StatsRequest | None = None):
+        """Score on the workers. With `stats`, each worker also computes its partition's mergeable statistics
+        (bootstrap replicate counts included: the costly part at scale) and they are merged here."""
         from audit.scoring import Predictions, tokenize
 
         start = time.perf_counter()
@@ -162,7 +208,7 @@ class RayEngine:
         positive_index = m.labels.index(m.positive_label)
         if not texts:
             return LocalEngine().score(bundle, texts, batch_size=batch_size, labels=labels, embeddings=embeddings,
-                                       progress=False, desc=desc)
+                                       progress=False, desc=desc, stats=stats)
         self.start()
         # As the local engine: each distinct text once, longest first (one order for both engines).
         unique: dict[str, int] = {}
@@ -171,16 +217,33 @@ class RayEngine:
         ids, full = tokenize(bundle.tokenizer, utexts, m.max_length)
         order = np.argsort(-np.array([len(x) for x in ids]), kind="stable")
         parts = partition(len(utexts), batch_size, self.workers * self.partitions_per_worker, self.partition_rows)
-        rows = _run_partitions(self._ray, bundle, [order[lo:hi] for lo, hi in parts], utexts,
-                               batch_size=batch_size, embeddings=embeddings, workers=self.workers,
-                               cpus_per_worker=self.cpus_per_worker, progress=progress)
+        part_idx = [order[lo:hi] for lo, hi in parts]
+        stats_spec = None
+        if stats is not None:
+            part_of = np.empty(len(utexts), dtype=np.int64)
+            for p, idx in enumerate(part_idx):
+                part_of[idx] = p
+            stats_spec = {"grid": stats.grid.to_dict(), "known": stats.known, "row_part": part_of[back],
+                          "row_text": back, "row_ids": np.asarray(stats.row_ids, dtype=object),
+                          "y": np.asarray(stats.y, dtype=np.int64),
+                          "groups": {a: np.asarray(g, dtype=object) for a, g in stats.groups.items()}}
+        rows = _run_partitions(self._ray, bundle, part_idx, utexts, batch_size=batch_size, embeddings=embeddings,
+                               workers=self.workers, cpus_per_worker=self.cpus_per_worker, progress=progress,
+                               stats=stats_spec)
         n_unique, num_labels = len(utexts), int(bundle.model.config.num_labels)
         probs = np.zeros((n_unique, num_labels), dtype=np.float64)
         lengths = np.zeros(n_unique, dtype=np.int64)
         emb = None
         seen = np.zeros(n_unique, dtype=bool)
         per_part: dict[int, dict[str, Any]] = {}
+        partials: dict[int, Any] = {}
         for batch in rows:
+            if stats is not None:
+                from audit.mergeable import AuditStats
+
+                for p, doc in zip(batch["part"], batch["stats"]):
+                    if doc:
+                        partials.setdefault(int(p), []).append(AuditStats.from_dict(json.loads(doc)))
             i = np.asarray(batch["i"], dtype=np.int64)
             seen[i] = True
             probs[i] = np.asarray(batch["probs"], dtype=np.float64)
@@ -201,13 +264,34 @@ class RayEngine:
         loss = None
         if labels is not None:  # as audit.scoring computes it
             loss = -np.log(np.clip(probs[np.arange(n), labels], 1e-300, None))
-        return Predictions(probs=probs, positive_index=positive_index, lengths=lengths,
+        merged = None
+        if stats is not None:
+            merged = _merge_partials(partials, stats, n)
+        preds = Predictions(probs=probs, positive_index=positive_index, lengths=lengths,
                            truncated=int((full > m.max_length).sum()), seconds=time.perf_counter() - start,
                            loss=loss, embeddings=emb,
                            meta={"batch_size": batch_size, "max_length": m.max_length, "unique_texts": n_unique,
                                  "engine": self.name, "workers": self.workers, "partitions": len(parts),
                                  "worker_processes": len({v["worker"] for v in per_part.values()}),
                                  "worker_seconds": round(sum(v["seconds"] for v in per_part.values()), 3)})
+        if merged is not None:
+            preds.stats = merged
+            preds.meta["stats_partitions"] = sum(len(v) for v in partials.values())
+        return preds
+
+
+def _merge_partials(partials: dict[int, list], stats: StatsRequest, n: int):
+    """Merge the workers' statistics in partition order, check that every row was counted once, and list each
+    attribute's groups as the in-memory check does."""
+    merged = None
+    for p in sorted(partials):
+        for part in partials[p]:
+            merged = part if merged is None else merged.merge(part)
+    if merged is None:
+        merged = stats.empty()
+    if int(round(merged.rows)) != n:
+        raise ModelError(f"the Ray workers' statistics count {int(round(merged.rows))} rows, the eval set has {n}")
+    return stats.in_row_order(merged)
 
 
 def _probe(address: str, timeout: float = 5.0) -> None:
@@ -234,7 +318,8 @@ def partition(n: int, batch_size: int, target: int, rows: int | None = None) -> 
 
 
 def _run_partitions(ray, bundle, parts: list[np.ndarray], texts: list[str], *, batch_size: int, embeddings: bool,
-                    workers: int, cpus_per_worker: int, progress: bool) -> list[dict[str, np.ndarray]]:
+                    workers: int, cpus_per_worker: int, progress: bool,
+                    stats: dict[str, Any] | None = None) -> list[dict[str, np.ndarray]]:
     import pandas as pd
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -243,7 +328,8 @@ def _run_partitions(ray, bundle, parts: list[np.ndarray], texts: list[str], *, b
                             "text": [texts[j] for j in idx]}) for p, idx in enumerate(parts)]
     ds = ray.data.from_pandas(frames)  # one block per partition
     spec = {"path": str(bundle.path.resolve()), "manifest": bundle.manifest, "hashes": dict(bundle.hashes),
-            "batch_size": int(batch_size), "embeddings": bool(embeddings), "threads": cpus_per_worker}
+            "batch_size": int(batch_size), "embeddings": bool(embeddings), "threads": cpus_per_worker,
+            "stats": stats}
     out = ds.map_batches(PartitionScorer, fn_constructor_kwargs={"spec": spec}, batch_size=None,
                          batch_format="numpy", compute=ActorPoolStrategy(size=min(workers, len(parts))),
                          num_cpus=cpus_per_worker)
@@ -254,7 +340,8 @@ def _run_partitions(ray, bundle, parts: list[np.ndarray], texts: list[str], *, b
 
 
 class PartitionScorer:
-    """A Ray actor: checks and loads the model folder once, then scores whole partitions with `score_texts`."""
+    """A Ray actor: checks and loads the model folder once, then scores whole partitions with `score_texts`, and,
+    when asked, computes the mergeable statistics of the rows whose texts the partition holds."""
 
     def __init__(self, spec: dict[str, Any]):
         self.spec, self.error = spec, None
@@ -291,6 +378,8 @@ class PartitionScorer:
         out: dict[str, list] = {"i": [], "part": [], "probs": [], "length": [], "seconds": [], "worker": []}
         if self.spec["embeddings"]:
             out["emb"] = []
+        if self.spec.get("stats") is not None:
+            out["stats"] = []
         for p in np.unique(batch["part"]):  # one partition per batch; grouped in case Ray joins blocks
             sel = batch["part"] == p
             texts = [str(t) for t in batch["text"][sel]]
@@ -307,7 +396,26 @@ class PartitionScorer:
             out["worker"].append(np.full(n, self.pid, dtype=np.int64))
             if self.spec["embeddings"]:
                 out["emb"].append(preds.embeddings)
+            if self.spec.get("stats") is not None:
+                docs = np.full(n, "", dtype=object)  # one statistics document per partition, on its first row
+                docs[0] = json.dumps(self._stats(int(p), batch["i"][sel], preds.score).to_dict())
+                out["stats"].append(docs)
         return {k: np.concatenate(v) for k, v in out.items()}
+
+    def _stats(self, p: int, unique: np.ndarray, score: np.ndarray):
+        """The statistics of the rows whose (deduplicated) text is among `unique`, scored `score`."""
+        from audit.mergeable import Grid
+
+        st = self.spec["stats"]
+        if not hasattr(self, "_request"):
+            self._request = StatsRequest(Grid.from_dict(st["grid"]), st["known"], st["row_ids"], st["y"],
+                                         st["groups"])
+        rows = np.flatnonzero(st["row_part"] == p)
+        unique = np.asarray(unique, dtype=np.int64)
+        rows = rows[np.isin(st["row_text"][rows], unique)]  # robust to a partition split across batches
+        o = np.argsort(unique, kind="stable")
+        at = o[np.searchsorted(unique[o], st["row_text"][rows])]
+        return self._request.of_rows(rows, np.asarray(score)[at])
 
 
 def _worker_error(exc: BaseException) -> AuditError:

@@ -136,8 +136,9 @@ def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
     return Scored(name, frame, texts, y, preds, str(path))
 
 
-def measure(policy: Policy, ctx) -> dict[str, Measurement]:
-    """Run every check of every family the policy uses; a check that raises becomes an ERROR measurement."""
+def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = None) -> dict[str, Measurement]:
+    """Run every check of every family the policy uses; a check that raises becomes an ERROR measurement.
+    `precomputed` measurements (from merged statistics) are taken as they are instead of running the check."""
     from audit.checks import all_checks
 
     specs = all_checks()
@@ -153,6 +154,9 @@ def measure(policy: Policy, ctx) -> dict[str, Measurement]:
     for cid, spec in specs.items():
         if spec.family not in families or (spec.cost and spec.cost not in paid):
             continue
+        if precomputed and cid in precomputed:
+            out[cid] = precomputed[cid]
+            continue
         params = dict(spec.params)
         if spec.cost:
             params.update({k: v for k, v in shared.get(spec.cost, {}).items() if k in spec.params})
@@ -165,6 +169,52 @@ def measure(policy: Policy, ctx) -> dict[str, Measurement]:
             out[cid] = Measurement(cid, None, error=f"{type(exc).__name__}: {exc}",
                                    details={"traceback": traceback.format_exc(limit=3)})
         ctx.extra.setdefault("check_seconds", {})[cid] = round(time.perf_counter() - started, 3)
+    return out
+
+
+# Checks whose value, interval and details the merged statistics give exactly as the in-memory check does
+# (counts at a threshold on the grid, calibration sums; tested in tests/test_engines.py). ROC-AUC and average
+# precision from statistics are binned, and so is the per-group ROC-AUC that every fairness check lists in its
+# details, so a distributed run computes those, like every check that needs rows, from the per-row scores the
+# driver holds.
+FROM_STATS = frozenset({
+    "performance.accuracy", "performance.balanced_accuracy", "performance.precision", "performance.recall",
+    "performance.f1", "performance.brier_score", "performance.ece",
+})
+
+
+def stats_request(policy: Policy, ev: EvalSet, m: Manifest, y_pos: np.ndarray):
+    """What the engine needs to compute the eval set's mergeable statistics alongside its scores; None when the
+    rows have no unique ids (the bootstrap weights are then drawn by position, which statistics cannot repeat)."""
+    from audit.engines import StatsRequest
+    from audit.mergeable import Grid
+
+    if len(set(ev.row_ids)) != len(ev.row_ids):
+        return None
+    ece = policy.checks["performance.ece"].params.get("bins", 10) if "performance.ece" in policy.checks else 10
+    groups = {name: group_series(ev.frame, name, attr, ev.path).to_numpy(dtype=object)
+              for name, attr in m.protected_attributes.items() if attr.column in ev.frame.columns}
+    known = {name: [str(g) for g in m.protected_attributes[name].group_names()] for name in groups}
+    grid = Grid(replicates=policy.budget.bootstrap, seed=policy.budget.seed, ece_bins=int(ece))
+    return StatsRequest(grid, known, list(ev.row_ids), y_pos, groups)
+
+
+def stats_measurements(policy: Policy, stats, m: Manifest) -> dict[str, Measurement]:
+    """The FROM_STATS measurements of the merged statistics."""
+    from audit.checks import all_checks
+    from audit.federated import measure_stats
+    from audit.mergeable import threshold_index
+
+    g = stats.grid
+    if threshold_index(policy.decision_threshold, g.threshold_bins) is None or \
+            threshold_index(policy.decision_threshold, g.score_bins) is None:
+        return {}
+    specs = all_checks()
+    out = {}
+    for cid, meas in measure_stats(policy, stats, m).items():
+        params = {**specs[cid].params, **(policy.checks[cid].params if cid in policy.checks else {})}
+        if cid in FROM_STATS and meas.error is None and not params.get("intersections"):
+            out[cid] = meas
     return out
 
 
@@ -248,8 +298,12 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         from audit.scoring import with_precision
 
         bundle.model = with_precision(bundle.model, precision)
+    y_pos = (ev.y == pos).astype(int)
+    # a distributed engine also computes the eval set's statistics on its workers (bootstrap included)
+    request = stats_request(policy, ev, m, y_pos) if getattr(engine, "name", "local") != "local" else None
     preds = engine.score(bundle, ev.texts, batch_size=batch_size or policy.budget.batch_size, labels=ev.y,
-                         embeddings=True, progress=progress)
+                         embeddings=True, progress=progress, **({"stats": request} if request else {}))
+    from_stats = stats_measurements(policy, preds.stats, m) if preds.stats is not None else {}
     precision_info = None
     if precision != "fp32":
         # a seeded sample of the eval rows is scored again in fp32, so the report states what the shortcut costs
@@ -263,7 +317,6 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
             f"{precision_info['rows']} eval rows scored both ways the largest |score difference| was "
             f"{precision_info['max_abs_score_diff']:.2g} and {precision_info['flipped_decisions']} "
             f"decision(s) at the threshold {policy.decision_threshold:g} changed.")
-    y_pos = (ev.y == pos).astype(int)
     ctx = CheckContext(y_true=y_pos, score=preds.score, threshold=policy.decision_threshold,
                        confidence=policy.confidence, replicates=policy.budget.bootstrap, seed=policy.budget.seed,
                        min_group_size=policy.min_group_size, positive_label=m.positive_label,
@@ -272,7 +325,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                                                       engine),
                        extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path),
                               "attachments": {}}, row_ids=ev.row_ids)
-    measurements = measure(policy, ctx)
+    measurements = measure(policy, ctx, from_stats)
     engine.close()
     specs = all_checks()
     findings = judge_all(policy, specs, measurements, today=started.date(),
@@ -316,6 +369,9 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                     "max_length": m.max_length, "device": "cpu",
                     "precision": precision, "truncated": preds.truncated,
                     **({"precision_check": precision_info} if precision_info else {}),
+                    **({"statistics": {"partitions": preds.meta.get("stats_partitions"),
+                                       "checks": sorted(c for c in from_stats if c in measurements)}}
+                       if preds.stats is not None else {}),
                     "mean_tokens": round(float(preds.lengths.mean()), 1)},
         "measurements": {cid: meas.to_dict() for cid, meas in measurements.items()},
         "findings": [f.to_dict() for f in findings],

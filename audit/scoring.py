@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ class Predictions:
     loss: np.ndarray | None = None  # per-row cross-entropy when labels were given
     embeddings: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    stats: Any = None  # audit.mergeable.AuditStats of the rows, when the engine was asked for it
 
     @property
     def score(self) -> np.ndarray:

@@ -59,7 +59,7 @@ def test_ray_run_writes_the_local_result(ray_local, tiny_model, tmp_path):
     b = json.loads((tmp_path / "ray" / "result.json").read_text())
     assert a["scoring"]["engine"] == "local" and set(a["scoring"]) - set(b["scoring"]) == set()
     assert b["scoring"]["engine"] == "ray" and b["scoring"]["workers"] == 2
-    assert {k: v for k, v in b["scoring"].items() if k not in ("engine", "workers", "cpus_per_worker")} == \
+    assert {k: v for k, v in b["scoring"].items() if k not in ("engine", "workers", "cpus_per_worker", "statistics")} == \
         {k: v for k, v in a["scoring"].items() if k != "engine"}
     assert a["verdict"] == b["verdict"]
     assert [(f["check_id"], f["status"]) for f in a["findings"]] == [(f["check_id"], f["status"]) for f in b["findings"]]
@@ -187,3 +187,97 @@ def test_an_address_reaches_ray_init_and_a_dead_one_fails_fast(monkeypatch):
     r = CliRunner().invoke(cli, ["run", "model", "--policy", "fin", "--engine", "ray", "--address", f"127.0.0.1:{port}"])
     assert r.exit_code == 2
     assert r.output.startswith(f"error: --address 127.0.0.1:{port}: no Ray cluster answers there")
+
+
+STATS_POLICY = """\
+policy: engines-stats
+version: "1"
+decision_threshold: 0.5
+checks:
+  performance.accuracy: {min: 0.5}
+  performance.balanced_accuracy: {min: 0.5}
+  performance.precision: {min: 0.5, severity: warn}
+  performance.recall: {min: 0.5, severity: warn}
+  performance.f1: {min: 0.5, severity: warn}
+  performance.brier_score: {max: 0.3}
+  performance.ece: {max: 0.2, bins: 8}
+  performance.roc_auc: {min: 0.6, basis: ci_low}
+  fairness.selection_rate_ratio: {min: 0.8}
+  fairness.demographic_parity_difference: {max: 0.2, attributes: [sex]}
+  fairness.equalized_odds_difference: {max: 0.3}
+  fairness.predictive_parity_difference: {max: 0.3, severity: warn}
+  fairness.equal_opportunity_difference: {max: 0.3, intersections: ["sex×age"]}
+budget: {bootstrap: 200, seed: 3, batch_size: 4}
+"""
+
+
+def _differences(a, b, path="", tol=1e-9):
+    """Paths where two JSON values differ (numbers: by more than tol)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = [f"{path}.{k}: only on one side" for k in set(a) ^ set(b)]
+        for k in set(a) & set(b):
+            out += _differences(a[k], b[k], f"{path}.{k}", tol)
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} vs {len(b)} items"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]", tol)]
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return [] if abs(a - b) <= tol * max(1.0, abs(a)) else [f"{path}: {a} vs {b}"]
+    return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
+
+
+def test_ray_workers_compute_the_statistics_and_the_result_is_the_local_one(ray_local, tiny_model, tmp_path):
+    """With --engine ray the workers compute each partition's statistics (bootstrap replicate counts included),
+    the driver merges them and judges the count-based checks from them: every measurement, interval and detail
+    equals the local engine's, which computes them from the rows."""
+    from audit.runner import FROM_STATS
+
+    pol = tmp_path / "p.yaml"
+    pol.write_text(STATS_POLICY)
+    local = _run(tiny_model, pol, tmp_path / "local")
+    dist = _run(tiny_model, pol, tmp_path / "ray", "--engine", "ray")
+    assert local.exit_code == dist.exit_code, (local.output, dist.output)
+    a = json.loads((tmp_path / "local" / "result.json").read_text())
+    b = json.loads((tmp_path / "ray" / "result.json").read_text())
+    assert "statistics" not in a["scoring"]
+    st = b["scoring"]["statistics"]
+    assert st["partitions"] >= 2  # more than one partition was merged
+    # the count-based performance checks came from the merged statistics
+    assert st["checks"] == sorted(FROM_STATS) and len(FROM_STATS) == 7
+    assert a["verdict"] == b["verdict"]
+    diffs = _differences(a["measurements"], b["measurements"])
+    assert diffs == [], "\n".join(diffs)
+    diffs = _differences(a["findings"], b["findings"])  # float sums (Brier, ECE) agree to rounding
+    assert diffs == [], "\n".join(diffs)
+
+
+def test_worker_statistics_merge_to_the_one_partition_statistics(ray_local, tiny_model):
+    """Partitions of deduplicated, length-sorted texts (rows sharing a text fall in one partition) merge to
+    exactly the statistics of all rows computed at once, replicate counts included."""
+    from audit.engines import LocalEngine, RayEngine, StatsRequest
+    from audit.mergeable import Grid
+    from audit.model import open_bundle
+
+    bundle = open_bundle(tiny_model).load()
+    frame = make_frame(90, seed=5)
+    base = [f"{t} {' '.join(str(i))}" for i, t in enumerate(frame["text"])]  # 90 distinct texts
+    texts = base + base[:20]  # 20 texts twice, as different rows
+    n = len(texts)
+    y = (np.arange(n) % 3 == 0).astype(int)
+    sex = np.array((frame["sex"].tolist() + frame["sex"].tolist()[:20]), dtype=object)
+    sex[5] = None  # a row with no value
+    req = StatsRequest(Grid(replicates=50, seed=1), {"sex": []}, [f"r{i}" for i in range(n)], y, {"sex": sex})
+    one = LocalEngine().score(bundle, texts, batch_size=8, labels=y, progress=False, stats=req).stats
+    dist = RayEngine(partition_rows=16).score(bundle, texts, batch_size=8, labels=y, progress=False, stats=req)
+    assert dist.meta["stats_partitions"] == dist.meta["partitions"] >= 5
+    got = dist.stats
+    assert got.rows == one.rows == n
+    assert np.array_equal(got.scores.counts.point, one.scores.counts.point)
+    assert np.array_equal(got.scores.counts.reps, one.scores.counts.reps)
+    assert got.groups["sex"].groups == one.groups["sex"].groups == ["female", "male"]
+    assert np.array_equal(got.groups["sex"].counts.reps, one.groups["sex"].counts.reps)
+    assert got.groups["sex"].missing == 1
+    assert np.allclose(got.calibration.sums.point, one.calibration.sums.point, rtol=1e-12, atol=0)
+    # a hand count: positives scored at or above 0.5
+    assert got.scores.counts.point[1, 500:].sum() == int(((dist.score >= 0.5) & (y == 1)).sum())
