@@ -294,6 +294,7 @@ SUPPORTED = {
     "fairness.equal_opportunity_difference", "fairness.predictive_parity_difference", "fairness.auc_gap",
     "drift.prediction_psi", "drift.prediction_ks", "drift.favourable_rate_change",
 }
+NOT_MEASURABLE = "not measurable from statistics"  # starts the reason of a check that needs rows
 MANIFEST_ONLY = {"privacy.dp_epsilon"}  # checks that read only the model's manifest
 NEEDS_ROWS = {
     "explainability": "it explains the model on eval texts, and the statistics carry no text and no model",
@@ -647,7 +648,7 @@ def measure_stats(policy, stats: AuditStats, manifest, *, noise_scales: list[flo
             if family == "drift" and reference is None:
                 out[cid] = Measurement(cid, None, skipped="no reference statistics to compare with")
             else:
-                out[cid] = Measurement(cid, None, inconclusive=f"not measurable from statistics: {reason}"
+                out[cid] = Measurement(cid, None, inconclusive=f"{NOT_MEASURABLE}: {reason}"
                                        + (f" ({why_no_rows})" if why_no_rows else ""))
     if noise_scales:
         sd = float(np.sqrt(sum(2 * b * b for b in noise_scales)))
@@ -684,6 +685,69 @@ def describe_epsilons(epsilons: list[float]) -> str:
     if len(set(epsilons)) == 1:
         return f"ε = {epsilons[0]:g}" + (f" in each of {len(epsilons)} silos" if len(epsilons) > 1 else "")
     return "ε = " + ", ".join(f"{e:g}" for e in epsilons) + " (one per noised silo)"
+
+
+# ---------------------------------------------------------------- the report's statistics section
+
+
+def statistics_section(kind: str, sources: list[dict[str, Any]], stats: AuditStats,
+                       measurements: dict[str, Measurement], *, reference: AuditStats | None = None,
+                       reference_sources: list[dict[str, Any]] | None = None,
+                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """result.json's `statistics` section of a run judged from statistics (`kind`: "merge" or "predictions-log"):
+    where the counts came from (per silo or log: name, rows, sha256, noise), what they hold (the grid, the
+    attributes and intersections), what noise was added and how intervals carry it, which measurements came from
+    noised counts, the approximations of binned statistics, and the checks that needed rows. Counts only."""
+    point = stats.scores.counts.point
+    rows, positives = max(float(point.sum()), 0.0), max(float(point[1].sum()), 0.0)  # summed, then clipped
+    noised = [s for s in sources if s.get("noised")]
+    scales = [float(s["noise_scale"]) for s in noised]
+    noise = None
+    if noised:
+        noise = {"mechanism": "laplace", "noised_sources": len(noised), "sources": len(sources),
+                 "epsilons": [float(s["epsilon"]) for s in noised], "scales": scales,
+                 "per_count_sd": float(np.sqrt(sum(2 * b * b for b in scales))),
+                 "rates": "computed from sums of noised counts, clipped at 0 after summing",
+                 "intervals": ("each bootstrap replicate is a Poisson resample of the noised counts plus a fresh "
+                               "draw of every noised source's Laplace noise, so the intervals are widened by the "
+                               "noise as well as by sampling"),
+                 "replicates_released": False}
+    auc = measurements.get("performance.roc_auc")
+    ks = measurements.get("drift.prediction_ks")
+    binned = (auc.details.get("binned") or {}) if auc is not None else {}
+    ref = None
+    if reference is not None:
+        ref = {"sources": list(reference_sources or []),
+               "rows": int(round(max(float(reference.scores.counts.point.sum()), 0.0)))}
+    return {
+        "kind": kind,
+        "rows": int(round(rows)),
+        "positives": int(round(positives)),
+        "negatives": int(round(rows)) - int(round(positives)),
+        "rows_exact": not noised,
+        "sources": sources,
+        "grid": stats.grid.to_dict(),
+        "attributes": list(stats.attributes),
+        "intersections": stats.intersection_names(),
+        "noise": noise,
+        "noised_measurements": sorted(cid for cid, m in measurements.items() if "noise" in m.details),
+        "roc_auc_binning": ({"score_bins": binned.get("score_bins"), "max_abs_error": binned.get("max_abs_error")}
+                            if auc is not None and auc.value is not None else None),
+        "ks_bounds": ({"lower": ks.value, "upper": ks.details.get("ks_upper_bound")}
+                      if ks is not None and ks.value is not None else None),
+        "reference": ref,
+        "needs_rows": sorted(cid for cid, m in measurements.items()
+                             if (m.inconclusive or "").startswith(NOT_MEASURABLE)),
+        **(extra or {}),
+    }
+
+
+def source_rows_estimate(doc: dict[str, Any]) -> float:
+    """A stats file's rows from its score histogram: for a noised file the sum of the noised cells, clipped at 0
+    after summing (clipping each cell first would add the positive part of every empty cell's noise)."""
+    from audit.mergeable import _decode
+
+    return max(float(_decode(doc["stats"]["scores"]["counts"]["point"]).sum()), 0.0)  # summed, then clipped
 
 
 # ---------------------------------------------------------------- a run from statistics
@@ -764,7 +828,9 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
     epsilons = [d["privacy"]["epsilon"] for d in docs if d.get("privacy")]
     measurements = measure_stats(policy, merged, manifest, noise_scales=scales, reference=reference,
                                  why_no_rows="a federated audit sees statistics only")
-    rows = float(np.clip(merged.scores.counts.point, 0, None).sum())
+    # noised cells are summed, then clipped (clipping each cell first biases the total upwards)
+    rows = max(float(merged.scores.counts.point.sum()), 0.0)
+    positives = int(round(max(float(merged.scores.counts.point[1].sum()), 0.0)))
     warnings = [f"This audit was judged from the statistics of {len(docs)} silo(s), without any row: checks that "
                 "need texts, inputs or the model are INCONCLUSIVE or SKIPPED with the reason."]
     if scales:
@@ -786,14 +852,26 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
                 "bytes": Path(p).stat().st_size} for p in (reference_paths or [])]
     data = {"eval": {"path": ", ".join(str(p) for p in stats_paths), "sha256": "", "rows": int(round(rows)),
                      "source": f"merged statistics of {len(docs)} silo(s)",
-                     "positives": int(round(np.clip(merged.scores.counts.point[1], 0, None).sum())),
-                     "negatives": int(round(np.clip(merged.scores.counts.point[0], 0, None).sum()))}}
+                     "positives": positives, "negatives": int(round(rows)) - positives}}
     model_info = {"path": "", "name": model["name"], "base_model": None, "base_model_sha256": None,
                   "sha256": model["sha256"], "labels": model["labels"], "positive_label": model["positive_label"],
                   "num_parameters": None, "label_column": model["label_column"],
                   "protected_attributes": model["protected_attributes"]}
     sections = {"federated": {"silos": silos, "settings": docs[0]["settings"], "noised": bool(scales),
                               "intersections": merged.intersection_names(), "reveals": docs[0].get("reveals", REVEALS)}}
+    sources = []
+    for s, d in zip(silos, docs):
+        priv = d.get("privacy") or {}
+        sources.append({"name": Path(s["path"]).name, "path": s["path"], "kind": "stats file",
+                        "sha256": s["sha256"], "rows": None if s["rows"] is None else int(round(s["rows"])),
+                        "rows_estimate": None if s["rows"] is not None else round(source_rows_estimate(d), 1),
+                        "data_sha256": s["data_sha256"], "created": s["created"], "noised": bool(priv),
+                        "epsilon": priv.get("epsilon"), "noise_scale": priv.get("scale"),
+                        "l1_sensitivity": priv.get("l1_sensitivity")})
+    ref_sources = [{"name": Path(p).name, "path": str(p), "sha256": i["sha256"]}
+                   for p, i in zip(reference_paths or [], [x for x in inputs if x["role"] == "reference statistics"])]
+    sections["statistics"] = statistics_section("merge", sources, merged, measurements, reference=reference,
+                                                reference_sources=ref_sources)
     return judge_and_write(policy, manifest, model_info, measurements, out_dir=out_dir, strict=strict,
                            started=started, t0=t0, command=command or ["audit", "merge"], data=data, inputs=inputs,
                            warnings=warnings, extra={"replicates": merged.grid.replicates, "sections": sections},

@@ -94,7 +94,14 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
                     reference_stats: list[Path] | None = None, command: list[str] | None = None,
                     report_root: Path = Path("reports"), template_dirs=None, progress: bool = False):
     from audit.data import group_series, sha256_file
-    from audit.federated import judge_and_write, load_stats, measure_stats, merge_files, policy_intersections
+    from audit.federated import (
+        judge_and_write,
+        load_stats,
+        measure_stats,
+        merge_files,
+        policy_intersections,
+        statistics_section,
+    )
     from audit.federated import model_identity as identity
     from audit.mergeable import AuditStats, Grid
     from audit.model import open_bundle
@@ -200,6 +207,14 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
                "rows_per_s": round(offset / max(t_read + t_update, 1e-9), 1)}
     sections = {"streaming": {"rows": offset, "chunk_rows": int(chunk_rows), "columns": columns,
                               "settings": grid.to_dict(), "intersections": stats.intersection_names()}}
+    log_source = {"name": path.name, "path": str(path), "kind": "prediction log", "sha256": data["eval"]["sha256"],
+                  "rows": offset, "rows_estimate": None, "data_sha256": None, "created": None, "noised": False,
+                  "epsilon": None, "noise_scale": None, "l1_sensitivity": None}
+    ref_sources = [{"name": Path(p).name, "path": str(p), "sha256": i["sha256"]}
+                   for p, i in zip(reference_stats or [], [x for x in inputs if x["role"] == "reference statistics"])]
+    sections["statistics"] = statistics_section(
+        "predictions-log", [log_source], stats, measurements, reference=reference, reference_sources=ref_sources,
+        extra={"chunk_rows": int(chunk_rows), "columns": columns, "id_column": idc, "score_column": score_column})
     return judge_and_write(policy, m, model_info, measurements, out_dir=out_dir, strict=strict, started=started,
                            t0=t0, command=command or ["audit", "run", str(model_dir), "--predictions", str(path)],
                            data=data, inputs=inputs, warnings=warnings,

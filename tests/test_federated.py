@@ -100,6 +100,10 @@ def test_stats_path_equals_audit_run_on_the_same_rows(silos, tiny_model, tmp_pat
     assert fed["performance.brier_score"]["value"] == pytest.approx(run["performance.brier_score"]["value"], abs=1e-6)
     bound = fed["performance.roc_auc"]["details"]["binned"]["max_abs_error"]
     assert abs(fed["performance.roc_auc"]["value"] - run["performance.roc_auc"]["value"]) <= bound + 1e-9
+    # a normal audit run has no statistics section, in result.json or the report
+    assert "statistics" not in json.loads((tmp_path / "run" / "result.json").read_text())
+    assert 'id="statistics"' not in (tmp_path / "run" / "report.html").read_text()
+    assert "Judged from" not in (tmp_path / "run" / "summary.md").read_text()
     cm_run = run["performance.accuracy"]["details"]["confusion_matrix"]
     cm_fed = fed["performance.accuracy"]["details"]["confusion_matrix"]
     assert {k: cm_run[k] for k in ("tp", "fp", "tn", "fn")} == {k: cm_fed[k] for k in ("tp", "fp", "tn", "fn")}
@@ -259,3 +263,49 @@ def test_merge_refuses_files_with_other_intersections(silos, tmp_path):
     assert "refused to merge: it carries other intersections of attributes" in r.output
     assert f"only in {bare}: none; only in {silos['b']}: age × sex" in r.output
     assert not (tmp_path / "x").exists()
+
+
+def test_the_report_says_how_a_merged_noised_run_was_judged(silos, tiny_model, tmp_path):
+    """A noised silo (ε = 2) merged with a clean one: result.json's statistics section and the report's section
+    carry each silo's rows, sha256 and noise, the grid, and the approximations, with the actual figures."""
+    import hashlib
+
+    noised, clean = tmp_path / "a.noised.stats.json", tmp_path / "b.clean.stats.json"
+    df = pd.read_csv(silos["data"], dtype=str)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    df.iloc[::2].to_csv(a, index=False)
+    df.iloc[1::2].to_csv(b, index=False)
+    assert invoke("stats", tiny_model, "--data", a, "--out", noised, "--epsilon", 2, "--replicates", 50,
+                  "--no-progress").exit_code == 0
+    assert invoke("stats", tiny_model, "--data", b, "--out", clean, "--score-bins", 20, "--threshold-bins", 20,
+                  "--replicates", 50, "--no-progress").exit_code == 0
+    r = invoke("merge", noised, clean, "--policy", silos["policy"], "--out", tmp_path / "m")
+    assert r.exit_code in (0, 1, 3), r.output
+    result = json.loads((tmp_path / "m" / "result.json").read_text())
+    st = result["statistics"]
+    assert st["kind"] == "merge" and st["rows_exact"] is False
+    assert st["grid"] == {"score_bins": 20, "threshold_bins": 20, "ece_bins": 10, "replicates": 50, "seed": 0}
+    sa, sb = st["sources"]
+    # L1 = 1 + 4 + 2 attributes + 1 intersection = 8, so the scale is 8 / 2 = 4
+    assert (sa["noised"], sa["epsilon"], sa["noise_scale"], sa["l1_sensitivity"], sa["rows"]) == (True, 2, 4, 8, None)
+    assert sa["sha256"] == hashlib.sha256(noised.read_bytes()).hexdigest()
+    # the sum of 40 noised cells (Laplace scale 4: sd 4·√2 each, 36 summed) around the silo's 200 rows
+    assert abs(sa["rows_estimate"] - 200) < 160
+    assert (sb["noised"], sb["rows"], sb["sha256"]) == (False, 200, hashlib.sha256(clean.read_bytes()).hexdigest())
+    assert sb["data_sha256"] == hashlib.sha256(b.read_bytes()).hexdigest()
+    assert st["noise"]["per_count_sd"] == pytest.approx(4 * 2 ** 0.5)
+    assert "performance.accuracy" in st["noised_measurements"] and st["needs_rows"] == ["explainability.prohibited_terms"]
+    bound = result["measurements"]["performance.roc_auc"]["details"]["binned"]["max_abs_error"]
+    assert st["roc_auc_binning"] == {"score_bins": 20, "max_abs_error": bound} and st["ks_bounds"] is None
+    html = (tmp_path / "m" / "report.html").read_text()
+    body = html[html.index('id="statistics"'):html.index('id="findings"')]
+    assert html.index('id="verdict"') < html.index('id="statistics"')
+    for figure in ("Each of 2 data silos", f"about {st['rows']:,} rows", "a.noised.stats.json",
+                   "Laplace noise, ε = 2, scale 4 (one row changes the file&#39;s numbers by at most 8 in total)",
+                   f'<td class="num">about {round(sa["rows_estimate"]):,} (noised', '<td class="num">200</td>',
+                   sa["sha256"], sb["sha256"], "none: exact counts", "1 of 2 sources added differential-privacy",
+                   "standard deviation of 5.66 rows", "20 bins of width 0.05", "50 bootstrap replicates",
+                   "(age × sex)", f"by at most {bound:.4g}.", "explainability.prohibited_terms"):
+        assert figure in body, figure
+    assert "Judged from the merged statistics of 2 silos" in (tmp_path / "m" / "summary.md").read_text()
+    assert 'name="statistics_noise" value="laplace, epsilon 2"' in (tmp_path / "m" / "junit.xml").read_text()

@@ -458,3 +458,63 @@ def test_rerender_rejects_what_is_not_a_result(tmp_path):
 def test_renderers_import_no_heavy_libraries():
     code = "import sys, audit.render; bad = {'torch', 'numpy', 'transformers'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE.parent)
+
+
+# ---------------------------------------------------------------- runs judged from statistics
+
+
+def statistics_result() -> dict:
+    """The sample as a merge of two silos' statistics, one noised, with a hostile silo name."""
+    r = sample()
+    r["statistics"] = {
+        "kind": "merge", "rows": 1234, "positives": 700, "negatives": 534, "rows_exact": False,
+        "sources": [
+            {"name": HOSTILE + ".stats.json", "kind": "stats file", "sha256": "a" * 64, "rows": None,
+             "rows_estimate": 733.6, "noised": True, "epsilon": 0.5, "noise_scale": 16.0, "l1_sensitivity": 8},
+            {"name": "b.stats.json", "kind": "stats file", "sha256": "b" * 64, "rows": 500, "rows_estimate": None,
+             "noised": False, "epsilon": None, "noise_scale": None, "l1_sensitivity": None}],
+        "grid": {"score_bins": 20, "threshold_bins": 20, "ece_bins": 10, "replicates": 200, "seed": 0},
+        "attributes": ["age", "sex"], "intersections": ["age × sex"],
+        "noise": {"mechanism": "laplace", "noised_sources": 1, "sources": 2, "epsilons": [0.5], "scales": [16.0],
+                  "per_count_sd": 22.627417, "replicates_released": False},
+        "noised_measurements": ["performance.roc_auc"],
+        "roc_auc_binning": {"score_bins": 20, "max_abs_error": 0.0123},
+        "ks_bounds": {"lower": 0.0312, "upper": 0.0345},
+        "reference": None, "needs_rows": ["explainability.prohibited_terms"]}
+    return r
+
+
+def test_statistics_section_comes_after_the_verdict_with_its_figures_escaped():
+    html = render_html(statistics_result())
+    verdict, section, findings = (html.index(f'id="{x}"') for x in ("verdict", "statistics", "findings"))
+    assert verdict < section < findings
+    body = html[section:findings]
+    assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    for figure in ("Each of 2 data silos", "about 1,234 rows (700 with the favourable label", "534 without",
+                   "about 734 (noised; the exact count was not released)", "ε = 0.5, scale 16",
+                   "at most 8 in total", "b" * 64, "<td class=\"num\">500</td>", "20 bins of width 0.05",
+                   "intersection of attributes (age × sex)", "200 bootstrap replicates",
+                   "standard deviation of 22.6 rows", "by at most 0.0123", "between 0.0312 and 0.0345",
+                   "multiples of 0.05", "explainability.prohibited_terms", "Measured from noised counts"):
+        assert figure in body, figure
+    md = render_markdown(statistics_result())
+    assert ("Judged from the merged statistics of 2 silos, about 1,234 rows, without seeing a row; 1 source added "
+            "differential-privacy noise (ε = 0.5) and intervals include it.") in md
+    props = {p.get("name"): p.get("value") for p in ET.fromstring(render_junit(statistics_result())).iter("property")}
+    assert props["judged_from"] == "statistics: merge" and props["statistics_rows"] == "1234"
+    assert props["statistics_noise"] == "laplace, epsilon 0.5" and props["statistics_sources"] == "2"
+
+
+def test_no_statistics_section_for_a_normal_run():
+    assert 'id="statistics"' not in render_html(sample()) and "statistics" not in SAMPLE
+    assert "Judged from" not in render_markdown(sample())
+    assert "judged_from" not in render_junit(sample())
+
+
+def test_a_partial_statistics_section_is_tolerated():
+    r = sample()
+    r["statistics"] = {"kind": "predictions-log"}
+    html = render_html(r)
+    assert 'id="statistics"' in html and "No sources are recorded." in html
+    r["statistics"] = {"sources": "junk", "grid": [], "noise": 3}
+    assert 'id="statistics"' in render_html(r) and render_markdown(r) and render_junit(r)

@@ -181,3 +181,38 @@ def test_a_log_carries_exactly_the_intersections_the_policy_asks(log, tiny_model
             if name == "sex × age":
                 a, s = s, a
             assert g["count"] == hand.loc[(a, s), "rows"] and g["predicted_positive"] == hand.loc[(a, s), "sel"]
+
+
+def test_the_report_says_how_a_streaming_run_was_judged(log, tiny_model, tmp_path):
+    import hashlib
+
+    from audit.streaming import run_predictions
+
+    df = log["df"].head(5000)
+    path = tmp_path / "decisions.parquet"
+    df.to_parquet(path, index=False)
+    out = run_predictions(tiny_model, log["policy"], path, out_dir=tmp_path / "out", chunk_rows=2000,
+                          report_root=tmp_path)
+    st = out.result["statistics"]
+    positives = int((df["label"] == "good").sum())
+    assert (st["kind"], st["rows"], st["positives"], st["negatives"]) == ("predictions-log", 5000, positives,
+                                                                            5000 - positives)
+    (src,) = st["sources"]
+    assert src["name"] == "decisions.parquet" and src["rows"] == 5000 and src["noised"] is False
+    assert src["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert st["chunk_rows"] == 2000 and st["noise"] is None and st["noised_measurements"] == []
+    assert st["grid"]["replicates"] == 200 and st["grid"]["score_bins"] == 1000
+    assert st["intersections"] == [] and st["attributes"] == ["age", "sex"]
+    assert {"fairness.counterfactual_flip_rate", "privacy.membership_inference_auc"} <= set(st["needs_rows"])
+    bound = out.result["measurements"]["performance.roc_auc"]["details"]["binned"]["max_abs_error"]
+    assert 0 < bound < 0.002 and st["roc_auc_binning"]["max_abs_error"] == bound
+    html = (tmp_path / "out" / "report.html").read_text()
+    body = html[html.index('id="statistics"'):html.index('id="findings"')]
+    for figure in ("a prediction log", "2,000 rows at a time", f"5,000 rows ({positives:,} with the favourable "
+                   "label &#39;good&#39;", "decisions.parquet", src["sha256"], '<td class="num">5,000</td>',
+                   "none: exact counts", "No noise was added", "1,000 bins of width 0.001",
+                   "200 bootstrap replicates", f"by at most {bound:.4g}.", "multiples of 0.01",
+                   "fairness.counterfactual_flip_rate", "<td>score</td>", "<td>row_id</td>"):
+        assert figure in body, figure
+    assert "Judged from a prediction log of 5,000 rows" in (tmp_path / "out" / "summary.md").read_text()
+    assert 'name="statistics_rows" value="5000"' in (tmp_path / "out" / "junit.xml").read_text()

@@ -60,6 +60,19 @@ def _system_out(f: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _statistics_properties(result: dict) -> list[tuple[str, object]]:
+    """Suite properties of a run judged from statistics (merge or prediction log); none for a normal run."""
+    st = result.get("statistics")
+    if not isinstance(st, dict):
+        return []
+    noise = st.get("noise") if isinstance(st.get("noise"), dict) else {}
+    sources = st.get("sources") if isinstance(st.get("sources"), list) else []
+    return [("judged_from", f"statistics: {st.get('kind')}"), ("statistics_rows", st.get("rows")),
+            ("statistics_sources", len(sources)),
+            ("statistics_noise", "laplace, epsilon " + ", ".join(text(e) for e in noise.get("epsilons") or [])
+             if noise else "none")]
+
+
 def render_junit(result: dict) -> str:
     """JUnit XML for a CI dashboard; the exit code stays the gate."""
     policy = result.get("policy") or {}
@@ -74,7 +87,7 @@ def render_junit(result: dict) -> str:
     props = ET.SubElement(suite, "properties")
     for key, value in (("verdict", verdict_status), ("exit_code", verdict.get("exit_code")),
                        ("policy_version", policy.get("version")), ("run_id", run.get("id")),
-                       ("model", (result.get("model") or {}).get("name"))):
+                       ("model", (result.get("model") or {}).get("name")), *_statistics_properties(result)):
         if value is not None:
             ET.SubElement(props, "property", name=key, value=str(value))
 

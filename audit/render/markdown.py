@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from audit.render.statistics_view import statistics_line
 from audit.render.views import STATUSES, observed_text, threshold_text, verdict_view
 
 MAX_ROWS = 25  # findings shown in the table; passing ones are dropped first
@@ -38,6 +39,9 @@ def render_markdown(result: dict, report_href: str = "report.html") -> str:
             f"{md(policy.get('name') or 'n/a')} {md(policy.get('version') or '')}".rstrip()
     counts = ", ".join(f"{c.n} {c.status}" for c in v.counts if c.n)
     lines += [about + ". " + md(v.detail) + (f" Findings: {counts}." if counts else ""), ""]
+    from_stats = statistics_line(result)
+    if from_stats:  # a federated or prediction-log run: say where the numbers came from
+        lines += [md(from_stats), ""]
 
     if v.blocking:
         lines += ["**What stops the release:**", ""]

@@ -195,6 +195,7 @@ class Report:
     packages: list[KV]
     scoring: list[KV]
     warnings: list[str]
+    statistics: Any = None  # statistics_view.StatisticsView of a run judged from statistics, else None
 
 
 # ---------------------------------------------------------------- builders
@@ -373,6 +374,8 @@ def _command(cmd: Any) -> str:
 
 
 def report_view(result: dict) -> Report:
+    from audit.render.statistics_view import statistics_view
+
     model, policy, run = _dict(result.get("model")), _dict(result.get("policy")), _dict(result.get("run"))
     env, tool = _dict(result.get("environment")), _dict(result.get("tool"))
     confidence = policy.get("confidence")
@@ -423,4 +426,5 @@ def report_view(result: dict) -> Report:
                                                     ("max_length", "Max tokens"), ("device", "Device"),
                                                     ("precision", "Precision")]),
         warnings=[str(w) for w in _list(result.get("warnings"))],
+        statistics=statistics_view(result),
     )
