@@ -74,6 +74,17 @@ class StatsRequest:
         return stats
 
 
+@dataclass
+class ScoringJob:
+    """One data set for `RayEngine.score_many`: its texts, label indices (for the loss), whether to keep
+    embeddings, and optionally the statistics to compute on the workers."""
+
+    texts: list[str]
+    labels: np.ndarray | None = None
+    embeddings: bool = True
+    stats: StatsRequest | None = None
+
+
 class LocalEngine:
     """Score in this process: today's `score_texts` call, unchanged."""
 
@@ -127,7 +138,8 @@ class RayEngine:
     """Score on Ray workers: Ray Data `map_batches` over partitions with a pool of model-loading actors.
 
     `workers` actors (default: the cluster's CPUs divided by `cpus_per_worker`) each load the model once per
-    scoring pass and run `cpus_per_worker` torch threads. `partition_rows` fixes the partition size (rounded up
+    scoring pass and run `cpus_per_worker` torch threads; `audit run` scores all its data sets in one pass
+    (`score_many`), so each worker loads the model once per run. `partition_rows` fixes the partition size (rounded up
     to a multiple of the batch size); by default the texts are cut into about `partitions_per_worker` partitions
     per worker, so a slow partition does not hold the others up.
     """
@@ -201,81 +213,117 @@ class RayEngine:
               stats: StatsRequest | None = None):
         """Score on the workers. With `stats`, each worker also computes its partition's mergeable statistics
         (bootstrap replicate counts included: the costly part at scale) and they are merged here."""
-        from audit.scoring import Predictions, tokenize
+        job = ScoringJob(texts, labels, embeddings, stats)
+        return self.score_many(bundle, {"": job}, batch_size=batch_size, progress=progress)[""]
+
+    def score_many(self, bundle, jobs: dict[str, ScoringJob], *, batch_size: int,
+                   progress: bool = True) -> dict[str, Any]:
+        """Score several data sets (the eval set, the training split, the current set) in ONE Ray Data pass, so
+        each worker loads the model once for the whole run. Every set is deduplicated, sorted and cut into
+        partitions on its own (a batch never mixes sets), exactly as `score` would cut it."""
+        from audit.scoring import tokenize
 
         start = time.perf_counter()
         m = bundle.manifest
-        positive_index = m.labels.index(m.positive_label)
-        if not texts:
-            return LocalEngine().score(bundle, texts, batch_size=batch_size, labels=labels, embeddings=embeddings,
-                                       progress=False, desc=desc, stats=stats)
+        out: dict[str, Any] = {}
+        live = {name: job for name, job in jobs.items() if job.texts}
+        for name, job in jobs.items():
+            if not job.texts:
+                out[name] = LocalEngine().score(bundle, [], batch_size=batch_size, labels=job.labels,
+                                                embeddings=job.embeddings, progress=False, stats=job.stats)
+        if not live:
+            return out
         self.start()
-        # As the local engine: each distinct text once, longest first (one order for both engines).
-        unique: dict[str, int] = {}
-        back = np.array([unique.setdefault(t, len(unique)) for t in texts], dtype=np.int64)
-        utexts = list(unique)
-        ids, full = tokenize(bundle.tokenizer, utexts, m.max_length)
-        order = np.argsort(-np.array([len(x) for x in ids]), kind="stable")
-        parts = partition(len(utexts), batch_size, self.workers * self.partitions_per_worker, self.partition_rows)
-        part_idx = [order[lo:hi] for lo, hi in parts]
-        stats_spec = None
-        if stats is not None:
+        plans: dict[str, dict[str, Any]] = {}
+        part_idx: list[np.ndarray] = []
+        part_texts: list[list[str]] = []
+        part_job: list[str] = []
+        stats_specs: dict[str, Any] = {}
+        for name, job in live.items():
+            # As the local engine: each distinct text once, longest first (one order for both engines).
+            unique: dict[str, int] = {}
+            back = np.array([unique.setdefault(t, len(unique)) for t in job.texts], dtype=np.int64)
+            utexts = list(unique)
+            ids, full = tokenize(bundle.tokenizer, utexts, m.max_length)
+            order = np.argsort(-np.array([len(x) for x in ids]), kind="stable")
+            parts = partition(len(utexts), batch_size, self.workers * self.partitions_per_worker,
+                              self.partition_rows)
+            first = len(part_idx)
             part_of = np.empty(len(utexts), dtype=np.int64)
-            for p, idx in enumerate(part_idx):
-                part_of[idx] = p
-            stats_spec = {"grid": stats.grid.to_dict(), "known": stats.known, "row_part": part_of[back],
-                          "row_text": back, "row_ids": np.asarray(stats.row_ids, dtype=object),
-                          "y": np.asarray(stats.y, dtype=np.int64),
-                          "groups": {a: np.asarray(g, dtype=object) for a, g in stats.groups.items()}}
-        rows = _run_partitions(self._ray, bundle, part_idx, utexts, batch_size=batch_size, embeddings=embeddings,
-                               workers=self.workers, cpus_per_worker=self.cpus_per_worker, progress=progress,
-                               stats=stats_spec)
-        n_unique, num_labels = len(utexts), int(bundle.model.config.num_labels)
+            for p, (lo, hi) in enumerate(parts):
+                part_of[order[lo:hi]] = first + p
+                part_idx.append(order[lo:hi])
+                part_texts.append(utexts)
+                part_job.append(name)
+            plans[name] = {"back": back, "full": full, "unique": len(utexts), "parts": len(parts)}
+            if job.stats is not None:
+                st = job.stats
+                stats_specs[name] = {"grid": st.grid.to_dict(), "known": st.known, "row_part": part_of[back],
+                                     "row_text": back, "row_ids": np.asarray(st.row_ids, dtype=object),
+                                     "y": np.asarray(st.y, dtype=np.int64),
+                                     "groups": {a: np.asarray(g, dtype=object) for a, g in st.groups.items()}}
+        embeddings = any(job.embeddings for job in live.values())
+        rows = _run_partitions(self._ray, bundle, part_idx, part_texts, part_job, batch_size=batch_size,
+                               embeddings=embeddings, workers=self.workers, cpus_per_worker=self.cpus_per_worker,
+                               progress=progress, stats=stats_specs)
+        seconds = time.perf_counter() - start
+        for name, job in live.items():
+            out[name] = self._collect(bundle, name, job, plans[name], rows, part_job, batch_size, seconds)
+        return out
+
+    def _collect(self, bundle, name: str, job: ScoringJob, plan: dict[str, Any], rows: list[dict[str, np.ndarray]],
+                 part_job: list[str], batch_size: int, seconds: float):
+        """One set's Predictions from the partitions' rows, in the set's row order."""
+        from audit.mergeable import AuditStats
+        from audit.scoring import Predictions
+
+        m = bundle.manifest
+        n_unique, num_labels = plan["unique"], int(bundle.model.config.num_labels)
         probs = np.zeros((n_unique, num_labels), dtype=np.float64)
         lengths = np.zeros(n_unique, dtype=np.int64)
         emb = None
         seen = np.zeros(n_unique, dtype=bool)
         per_part: dict[int, dict[str, Any]] = {}
-        partials: dict[int, Any] = {}
+        partials: dict[int, list] = {}
+        mine = np.array([j == name for j in part_job])
         for batch in rows:
-            if stats is not None:
-                from audit.mergeable import AuditStats
-
-                for p, doc in zip(batch["part"], batch["stats"]):
+            sel = mine[np.asarray(batch["part"], dtype=np.int64)]
+            if not sel.any():
+                continue
+            if job.stats is not None:
+                for p, doc in zip(batch["part"][sel], batch["stats"][sel]):
                     if doc:
                         partials.setdefault(int(p), []).append(AuditStats.from_dict(json.loads(doc)))
-            i = np.asarray(batch["i"], dtype=np.int64)
+            i = np.asarray(batch["i"], dtype=np.int64)[sel]
             seen[i] = True
-            probs[i] = np.asarray(batch["probs"], dtype=np.float64)
-            lengths[i] = batch["length"]
-            if embeddings:
-                e = np.asarray(batch["emb"], dtype=np.float32)
+            probs[i] = np.asarray(batch["probs"], dtype=np.float64)[sel]
+            lengths[i] = np.asarray(batch["length"])[sel]
+            if job.embeddings:
+                e = np.asarray(batch["emb"], dtype=np.float32)[sel]
                 if emb is None:
                     emb = np.zeros((n_unique, e.shape[1]), dtype=np.float32)
                 emb[i] = e
-            for p, s, w in zip(batch["part"], batch["seconds"], batch["worker"]):
+            for p, s, w in zip(batch["part"][sel], batch["seconds"][sel], batch["worker"][sel]):
                 per_part.setdefault(int(p), {"rows": 0, "seconds": float(s), "worker": int(w)})["rows"] += 1
         if not seen.all():
             raise ModelError(f"Ray scoring returned {int(seen.sum())} of {n_unique} rows")
-        probs, lengths, full = probs[back], lengths[back], full[back]
+        back = plan["back"]
+        probs, lengths, full = probs[back], lengths[back], plan["full"][back]
         if emb is not None:
             emb = emb[back]
-        n = len(texts)
+        n = len(job.texts)
         loss = None
-        if labels is not None:  # as audit.scoring computes it
-            loss = -np.log(np.clip(probs[np.arange(n), labels], 1e-300, None))
-        merged = None
-        if stats is not None:
-            merged = _merge_partials(partials, stats, n)
-        preds = Predictions(probs=probs, positive_index=positive_index, lengths=lengths,
-                           truncated=int((full > m.max_length).sum()), seconds=time.perf_counter() - start,
-                           loss=loss, embeddings=emb,
-                           meta={"batch_size": batch_size, "max_length": m.max_length, "unique_texts": n_unique,
-                                 "engine": self.name, "workers": self.workers, "partitions": len(parts),
-                                 "worker_processes": len({v["worker"] for v in per_part.values()}),
-                                 "worker_seconds": round(sum(v["seconds"] for v in per_part.values()), 3)})
-        if merged is not None:
-            preds.stats = merged
+        if job.labels is not None:  # as audit.scoring computes it
+            loss = -np.log(np.clip(probs[np.arange(n), job.labels], 1e-300, None))
+        preds = Predictions(probs=probs, positive_index=m.labels.index(m.positive_label), lengths=lengths,
+                            truncated=int((full > m.max_length).sum()), seconds=seconds, loss=loss, embeddings=emb,
+                            meta={"batch_size": batch_size, "max_length": m.max_length, "unique_texts": n_unique,
+                                  "engine": self.name, "workers": self.workers, "partitions": plan["parts"],
+                                  "worker_processes": len({v["worker"] for v in per_part.values()}),
+                                  "worker_pids": sorted({v["worker"] for v in per_part.values()}),
+                                  "worker_seconds": round(sum(v["seconds"] for v in per_part.values()), 3)})
+        if job.stats is not None:
+            preds.stats = _merge_partials(partials, job.stats, n)
             preds.meta["stats_partitions"] = sum(len(v) for v in partials.values())
         return preds
 
@@ -317,19 +365,21 @@ def partition(n: int, batch_size: int, target: int, rows: int | None = None) -> 
     return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
-def _run_partitions(ray, bundle, parts: list[np.ndarray], texts: list[str], *, batch_size: int, embeddings: bool,
-                    workers: int, cpus_per_worker: int, progress: bool,
+def _run_partitions(ray, bundle, parts: list[np.ndarray], texts: list[list[str]], jobs: list[str], *,
+                    batch_size: int, embeddings: bool, workers: int, cpus_per_worker: int, progress: bool,
                     stats: dict[str, Any] | None = None) -> list[dict[str, np.ndarray]]:
+    """Partition p holds the texts `texts[p][j]` for j in `parts[p]` of the data set `jobs[p]`; one Ray Data
+    block each, one pass of one actor pool over all of them."""
     import pandas as pd
     from ray.data import ActorPoolStrategy, DataContext
 
     DataContext.get_current().enable_progress_bars = bool(progress)
     frames = [pd.DataFrame({"i": idx.astype(np.int64), "part": np.full(len(idx), p, dtype=np.int64),
-                            "text": [texts[j] for j in idx]}) for p, idx in enumerate(parts)]
+                            "text": [texts[p][j] for j in idx]}) for p, idx in enumerate(parts)]
     ds = ray.data.from_pandas(frames)  # one block per partition
     spec = {"path": str(bundle.path.resolve()), "manifest": bundle.manifest, "hashes": dict(bundle.hashes),
             "batch_size": int(batch_size), "embeddings": bool(embeddings), "threads": cpus_per_worker,
-            "stats": stats}
+            "part_job": list(jobs), "stats": stats or {}}
     out = ds.map_batches(PartitionScorer, fn_constructor_kwargs={"spec": spec}, batch_size=None,
                          batch_format="numpy", compute=ActorPoolStrategy(size=min(workers, len(parts))),
                          num_cpus=cpus_per_worker)
@@ -378,8 +428,7 @@ class PartitionScorer:
         out: dict[str, list] = {"i": [], "part": [], "probs": [], "length": [], "seconds": [], "worker": []}
         if self.spec["embeddings"]:
             out["emb"] = []
-        if self.spec.get("stats") is not None:
-            out["stats"] = []
+        out["stats"] = []  # every batch has the column (a block schema must not vary): "" where none
         for p in np.unique(batch["part"]):  # one partition per batch; grouped in case Ray joins blocks
             sel = batch["part"] == p
             texts = [str(t) for t in batch["text"][sel]]
@@ -396,26 +445,28 @@ class PartitionScorer:
             out["worker"].append(np.full(n, self.pid, dtype=np.int64))
             if self.spec["embeddings"]:
                 out["emb"].append(preds.embeddings)
-            if self.spec.get("stats") is not None:
-                docs = np.full(n, "", dtype=object)  # one statistics document per partition, on its first row
-                docs[0] = json.dumps(self._stats(int(p), batch["i"][sel], preds.score).to_dict())
-                out["stats"].append(docs)
+            docs = np.full(n, "", dtype=object)  # one statistics document per partition, on its first row
+            job = self.spec["part_job"][int(p)]
+            if job in self.spec["stats"]:
+                docs[0] = json.dumps(self._stats(job, int(p), batch["i"][sel], preds.score).to_dict())
+            out["stats"].append(docs)
         return {k: np.concatenate(v) for k, v in out.items()}
 
-    def _stats(self, p: int, unique: np.ndarray, score: np.ndarray):
-        """The statistics of the rows whose (deduplicated) text is among `unique`, scored `score`."""
+    def _stats(self, job: str, p: int, unique: np.ndarray, score: np.ndarray):
+        """The statistics of the rows of data set `job` whose (deduplicated) text is among `unique`, scored `score`."""
         from audit.mergeable import Grid
 
-        st = self.spec["stats"]
-        if not hasattr(self, "_request"):
-            self._request = StatsRequest(Grid.from_dict(st["grid"]), st["known"], st["row_ids"], st["y"],
+        st = self.spec["stats"][job]
+        requests = self.__dict__.setdefault("_requests", {})
+        if job not in requests:
+            requests[job] = StatsRequest(Grid.from_dict(st["grid"]), st["known"], st["row_ids"], st["y"],
                                          st["groups"])
         rows = np.flatnonzero(st["row_part"] == p)
         unique = np.asarray(unique, dtype=np.int64)
         rows = rows[np.isin(st["row_text"][rows], unique)]  # robust to a partition split across batches
         o = np.argsort(unique, kind="stable")
         at = o[np.searchsorted(unique[o], st["row_text"][rows])]
-        return self._request.of_rows(rows, np.asarray(score)[at])
+        return requests[job].of_rows(rows, np.asarray(score)[at])
 
 
 def _worker_error(exc: BaseException) -> AuditError:

@@ -106,16 +106,12 @@ def _find_source(recorded: str, model_dir: Path) -> Path:
     raise DataError(f"{recorded}: training data file from the manifest not found; give --data FILE")
 
 
-def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
-               paths: dict[str, Path] | None = None, engine=None):
-    """Load and score another data set of the run, once, with embeddings from the same pass.
+def other_rows(name: str, bundle: ModelBundle, paths: dict[str, Path] | None = None):
+    """Another data set of the run, read but not scored: (frame, texts, label indices or None, path), or None.
 
     "train": the manifest's training split (None when the manifest records none, or the file changed).
     Any other name: the file given for it (`--current FILE` → "current"); labels are optional there.
     """
-    from audit.context import Scored
-    from audit.engines import LocalEngine
-
     m = bundle.manifest
     if name == "train":
         if m.data is None:
@@ -131,9 +127,56 @@ def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
         return None
     texts = make_texts(frame, m.text, path)
     y = label_indices(frame, m.label_column, m.labels, path) if m.label_column in frame.columns else None
+    return frame, texts, y, path
+
+
+def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
+               paths: dict[str, Path] | None = None, engine=None):
+    """Load and score another data set of the run (see other_rows), once, with embeddings from the same pass."""
+    from audit.context import Scored
+    from audit.engines import LocalEngine
+
+    got = other_rows(name, bundle, paths)
+    if got is None:
+        return None
+    frame, texts, y, path = got
     preds = (engine or LocalEngine()).score(bundle, texts, batch_size=batch_size, labels=y, embeddings=True,
                                             progress=progress, desc=f"scoring {name} rows")
     return Scored(name, frame, texts, y, preds, str(path))
+
+
+# The families whose checks read another data set of the run (privacy: the training rows' losses; drift: the
+# training split as reference, the --current set): a distributed engine scores those sets in the eval set's pass.
+OTHER_SETS = {"train": {"privacy", "drift"}, "current": {"drift"}}
+
+
+def score_all(engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, request, others: dict[str, Path],
+              batch_size: int, progress: bool):
+    """The eval set's Predictions, and the other sets the policy's families read, scored on `engine` in ONE pass
+    (one actor pool, one model load per worker for the whole run) when the engine can (`score_many`); the local
+    engine scores the eval set now and the others when a check first asks."""
+    from audit.checks import all_checks
+    from audit.context import Scored
+    from audit.engines import ScoringJob
+
+    if not hasattr(engine, "score_many"):
+        preds = engine.score(bundle, ev.texts, batch_size=batch_size, labels=ev.y, embeddings=True,
+                             progress=progress, **({"stats": request} if request else {}))
+        return preds, {}
+    specs = all_checks()
+    families = {specs[cid].family for cid in policy.checks}
+    jobs = {"eval": ScoringJob(ev.texts, ev.y, True, request)}
+    rows = {}
+    for name, used_by in OTHER_SETS.items():
+        if families & used_by:
+            got = other_rows(name, bundle, others)
+            if got is not None:
+                rows[name] = got
+                jobs[name] = ScoringJob(got[1], got[2], True)
+    scored = engine.score_many(bundle, jobs, batch_size=batch_size, progress=progress)
+    sets = {name: Scored(name, frame, texts, y, scored[name], str(path))
+            for name, (frame, texts, y, path) in rows.items()}
+    return scored["eval"], sets
 
 
 def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = None) -> dict[str, Measurement]:
@@ -301,8 +344,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     y_pos = (ev.y == pos).astype(int)
     # a distributed engine also computes the eval set's statistics on its workers (bootstrap included)
     request = stats_request(policy, ev, m, y_pos) if getattr(engine, "name", "local") != "local" else None
-    preds = engine.score(bundle, ev.texts, batch_size=batch_size or policy.budget.batch_size, labels=ev.y,
-                         embeddings=True, progress=progress, **({"stats": request} if request else {}))
+    preds, scored_sets = score_all(engine, bundle, policy, ev, request, others,
+                                   batch_size or policy.budget.batch_size, progress)
     from_stats = stats_measurements(policy, preds.stats, m) if preds.stats is not None else {}
     precision_info = None
     if precision != "fp32":
@@ -324,7 +367,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                        loader=lambda name: load_other(name, bundle, batch_size or policy.budget.batch_size, progress, others,
                                                       engine),
                        extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path),
-                              "attachments": {}}, row_ids=ev.row_ids)
+                              "attachments": {}}, row_ids=ev.row_ids, _datasets=dict(scored_sets))
     measurements = measure(policy, ctx, from_stats)
     engine.close()
     specs = all_checks()

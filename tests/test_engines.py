@@ -281,3 +281,31 @@ def test_worker_statistics_merge_to_the_one_partition_statistics(ray_local, tiny
     assert np.allclose(got.calibration.sums.point, one.calibration.sums.point, rtol=1e-12, atol=0)
     # a hand count: positives scored at or above 0.5
     assert got.scores.counts.point[1, 500:].sum() == int(((dist.score >= 0.5) & (y == 1)).sum())
+
+
+def test_one_pass_scores_every_set_with_one_actor_pool(ray_local, tiny_model):
+    """`score_many` scores the eval set, the training split and a current set in one Ray Data pass: the same
+    worker processes (one model load each) score all three, and each set's rows equal the local engine's."""
+    from audit.engines import LocalEngine, RayEngine, ScoringJob
+    from audit.model import open_bundle
+
+    bundle = open_bundle(tiny_model).load()
+    frame = make_frame(120, seed=9)
+    texts = [f"{t} {' '.join(str(i))}" for i, t in enumerate(frame["text"])]
+    sets = {"eval": texts[:50], "train": texts[50:100] + texts[:5], "current": texts[100:]}
+    labels = {k: np.arange(len(v)) % 2 for k, v in sets.items()}
+    engine = RayEngine(partition_rows=8)
+    got = engine.score_many(bundle, {k: ScoringJob(v, labels[k], k != "current") for k, v in sets.items()},
+                            batch_size=8, progress=False)
+    pids = {k: set(p.meta["worker_pids"]) for k, p in got.items()}
+    assert len(pids["eval"] | pids["train"] | pids["current"]) <= 2  # one pool of 2 actors for the three sets
+    for name, t in sets.items():
+        local = LocalEngine().score(bundle, t, batch_size=8, labels=labels[name], embeddings=name != "current",
+                                    progress=False)
+        assert np.abs(got[name].probs - local.probs).max() <= TOL, name
+        assert np.abs(got[name].loss - local.loss).max() <= TOL, name
+        assert got[name].meta["partitions"] == -(-len(set(t)) // 8), name
+        if name == "current":
+            assert got[name].embeddings is None
+        else:
+            assert np.abs(got[name].embeddings - local.embeddings).max() <= TOL, name
