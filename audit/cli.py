@@ -457,9 +457,12 @@ def diff_cmd(run_a, run_b):
               "with --epsilon).")
 @click.option("--seed", default=0, show_default=True, help="Bootstrap seed: every silo of one audit uses the same.")
 @click.option("--batch-size", default=64, show_default=True, help="Scoring batch size.")
+@click.option("--intersections", "intersections", default=None, metavar="A×B,…|none",
+              help="Intersections of protected attributes to carry (e.g. 'sex×age,sex×age×job'); default every "
+                   "pair of the manifest's attributes. Each adds 1 to the noise's L1 sensitivity.")
 @click.option("--no-progress", is_flag=True)
 def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bins, replicates, seed, batch_size,
-              no_progress):
+              intersections, no_progress):
     """Score a silo's rows inside the silo and write only mergeable statistics (see README, Federated audit)."""
     _quiet_env()
     from audit.errors import UsageError
@@ -475,8 +478,17 @@ def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bin
     if not 0 <= replicates <= 10000:
         raise UsageError(f"--replicates must be between 0 and 10000, got {replicates}")
     grid = Grid(score_bins=score_bins, threshold_bins=threshold_bins, replicates=replicates, seed=seed)
+    crossed = None
+    if intersections is not None:
+        from audit.checks.fairness import _parse_intersection
+
+        items = [] if intersections.strip().lower() in ("", "none") else intersections.split(",")
+        try:
+            crossed = [_parse_intersection(i.strip()) for i in items]
+        except ValueError as exc:
+            raise UsageError(f"--intersections: {exc}") from None
     doc = compute_silo_stats(model_dir, data_path, out_path, grid=grid, epsilon=epsilon, batch_size=batch_size,
-                             progress=not no_progress)
+                             progress=not no_progress, intersections=crossed)
     noise = f", Laplace noise at epsilon {epsilon:g} (scale {doc['privacy']['scale']:g})" if epsilon else ""
     click.echo(f"stats: {out_path} ({doc['data']['rows'] if doc['data']['rows'] is not None else 'noised'} rows"
                f"{noise})")

@@ -309,3 +309,20 @@ def test_the_report_says_how_a_merged_noised_run_was_judged(silos, tiny_model, t
         assert figure in body, figure
     assert "Judged from the merged statistics of 2 silos" in (tmp_path / "m" / "summary.md").read_text()
     assert 'name="statistics_noise" value="laplace, epsilon 2"' in (tmp_path / "m" / "junit.xml").read_text()
+
+
+def test_stats_carries_the_intersections_asked_on_the_command_line(silos, tiny_model, tmp_path):
+    """--intersections none: no intersection table, and the noise's L1 is 5 + 2 attributes; a bad item is
+    exit 2 naming it; the default (every pair) carries age × sex."""
+    bare, default = tmp_path / "none.stats.json", tmp_path / "pairs.stats.json"
+    assert invoke("stats", tiny_model, "--data", silos["data"], "--out", bare, "--intersections", "none",
+                  "--epsilon", 1, "--no-progress").exit_code == 0
+    doc = json.loads(bare.read_text())
+    assert doc["stats"]["intersections"] == [] and doc["privacy"]["l1_sensitivity"] == 7
+    assert invoke("stats", tiny_model, "--data", silos["data"], "--out", default, "--replicates", 10,
+                  "--no-progress").exit_code == 0
+    assert json.loads(default.read_text())["stats"]["intersections"] == [["age", "sex"]]
+    r = invoke("stats", tiny_model, "--data", silos["data"], "--out", tmp_path / "x.json", "--intersections",
+               "age×age", "--no-progress")
+    assert r.exit_code == 2 and "--intersections: an intersection needs two or more different attributes" in r.output
+    assert not (tmp_path / "x.json").exists()
