@@ -318,6 +318,29 @@ def test_lockstep_batching_equals_shaps_own_path_on_a_model(tiny_model, credit_c
         np.testing.assert_array_equal(v2, v3)  # deterministic: same batches, same order
 
 
+def test_lockstep_scores_each_masked_text_once(tiny_model, credit_csv):
+    """A masked text asked again (the same text twice, fully masked texts, masks leaving the same words) goes to
+    the model once per call; shap's own path asks for it every time."""
+    import pandas as pd
+
+    b, predict = _tiny_predict(tiny_model)
+    texts = pd.read_csv(credit_csv)["text"].tolist()[:6]
+    texts = texts + texts[:2]  # two texts twice: every masked text of theirs repeats
+    asked: list[str] = []
+
+    def recording(t):
+        asked.extend(t)
+        return predict(t)
+
+    many = X.shap_explain(recording, b.tokenizer, texts, max_evals=60, lockstep=4)
+    assert len(asked) == len(set(asked))  # no masked text was scored twice
+    shaps_own: list[str] = []
+    X.shap_explain(lambda t: (shaps_own.extend(t), predict(t))[1], b.tokenizer, texts, max_evals=60, lockstep=1)
+    assert set(asked) == set(shaps_own) and len(shaps_own) > len(asked)  # the same texts, the repeats skipped
+    for (_, v1, _), (_, v2, _) in zip(many[:2], many[6:]):
+        np.testing.assert_array_equal(v1, v2)  # a repeated text gets its first explanation's outputs
+
+
 def test_lockstep_passes_a_model_failure_up_and_leaves_no_thread_waiting(toy_tokenizer):
     import threading
 
