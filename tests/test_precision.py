@@ -78,3 +78,36 @@ def test_numbers_in_messages_read_as_people_write_them():
     assert fmt(float("inf")) == "∞" and fmt(float("-inf")) == "−∞"
     assert fmt(None) == "n/a"
     assert fmt(0.00012) == "0.00012" and fmt(0.5) == "0.500" and fmt(1234.0, "count") == "1,234"
+
+
+def test_cls_only_last_layer_scores_as_the_full_forward_pass(tiny_model, credit_csv):
+    """Without embeddings, a BERT classifier's last layer runs for the [CLS] position only: the same scores as the
+    full forward pass (padded batches of mixed lengths, so the key mask matters), and the layer is put back."""
+    import torch
+
+    from audit.model import open_bundle
+    from audit.scoring import cls_only_last_layer, score_texts
+
+    b = open_bundle(tiny_model).load()
+    texts = pd.read_csv(credit_csv)["text"].tolist()[:120]
+    texts = texts + [" ".join(t.split()[: 2 + i % 5]) for i, t in enumerate(texts)]  # short rows beside long
+    layer = b.model.bert.encoder.layer[-1]
+    assert cls_only_last_layer(b.model) is not None
+    seen = []
+    hook = b.model.bert.pooler.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[1]))
+    fast = score_texts(b.model, b.tokenizer, texts, max_length=32, positive_index=1, batch_size=16,
+                       embeddings=False, progress=False)
+    assert set(seen) == {1}  # the pooler saw one position: the last layer ran for [CLS] only
+    seen.clear()
+    full = score_texts(b.model, b.tokenizer, texts, max_length=32, positive_index=1, batch_size=16,
+                       embeddings=True, progress=False)
+    hook.remove()
+    assert min(seen) > 1 and b.model.bert.encoder.layer[-1] is layer
+    assert np.abs(fast.probs - full.probs).max() < 1e-6
+    # an independent reference: transformers' own forward pass, one text at a time (no padding at all)
+    with torch.inference_mode():
+        for t, p in list(zip(texts, fast.score))[::20]:
+            enc = b.tokenizer(t, return_tensors="pt", truncation=True, max_length=32)
+            ref = torch.softmax(b.model(**enc).logits, -1)[0, 1].item()
+            assert abs(ref - p) < 1e-6
+    assert cls_only_last_layer(torch.nn.Linear(2, 2)) is None  # not a BERT classifier: the full pass
