@@ -132,8 +132,10 @@ def cls_only_last_layer(model):
     all of them (keys and values still for every position). Same arithmetic on the rows that matter; measured
     |Δ score| against the full forward pass 1.2e-7 on the reference job's 600 texts, tested below 1e-6
     (tests/test_precision.py); 15% less scoring time there, 7% less SHAP time. Not used when embeddings (the
-    last layer at every position) are asked for, nor for wrapped models (LoRA, bf16), other architectures or
+    last layer at every position) are asked for, nor for LoRA-wrapped models, other architectures or
     BERT variants with cross-attention, relative positions or chunked feed-forward."""
+    if type(model).__name__ == "Bf16" and hasattr(model, "inner"):  # with_precision's autocast wrapper
+        model = model.inner
     config = getattr(model, "config", None)
     bert = getattr(model, "bert", None)
     if (type(model).__name__ != "BertForSequenceClassification" or bert is None or config is None

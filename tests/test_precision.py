@@ -111,3 +111,21 @@ def test_cls_only_last_layer_scores_as_the_full_forward_pass(tiny_model, credit_
             ref = torch.softmax(b.model(**enc).logits, -1)[0, 1].item()
             assert abs(ref - p) < 1e-6
     assert cls_only_last_layer(torch.nn.Linear(2, 2)) is None  # not a BERT classifier: the full pass
+
+
+def test_cls_only_last_layer_under_bf16_autocast(tiny_model, credit_csv):
+    """The opt-in bf16 wrapper gets the [CLS]-only last layer too; its scores stay within bf16 rounding of the
+    full bf16 pass and of fp32."""
+    from audit.model import open_bundle
+    from audit.scoring import cls_only_last_layer, score_texts, with_precision
+
+    b = open_bundle(tiny_model).load()
+    texts = pd.read_csv(credit_csv)["text"].tolist()[:60]
+    low = with_precision(b.model, "bf16")
+    assert cls_only_last_layer(low) is not None
+    fast = score_texts(low, b.tokenizer, texts, max_length=32, positive_index=1, embeddings=False, progress=False)
+    full = score_texts(low, b.tokenizer, texts, max_length=32, positive_index=1, embeddings=True, progress=False)
+    fp32 = score_texts(b.model, b.tokenizer, texts, max_length=32, positive_index=1, embeddings=True, progress=False)
+    assert b.model.bert.encoder.layer[-1].__class__.__name__ == "BertLayer"
+    assert np.abs(fast.score - full.score).max() < 1e-3  # measured 0 on the peer job
+    assert np.abs(fast.score - fp32.score).max() < 2e-2
