@@ -63,16 +63,6 @@ class StatsRequest:
         stats.update(ids[rows], score, np.asarray(self.y)[rows], {a: g[rows] for a, g in self.groups.items()})
         return stats
 
-    def in_row_order(self, stats):
-        """Each attribute's groups as the in-memory fairness check lists them: defined groups first, then the
-        other values seen, sorted (partitions merge in whatever order their first rows arrive)."""
-        for name, g in stats.groups.items():
-            known = list(self.known.get(name, []))
-            order = known + sorted(set(g.groups) - set(known))
-            if order != g.groups:
-                stats.groups[name] = g.aligned(order)
-        return stats
-
 
 @dataclass
 class ScoringJob:
@@ -100,7 +90,7 @@ class LocalEngine:
                             positive_index=m.labels.index(m.positive_label), batch_size=batch_size, labels=labels,
                             embeddings=embeddings, progress=progress, desc=desc)
         if stats is not None:
-            preds.stats = stats.in_row_order(stats.of_rows(np.arange(len(texts)), preds.score))
+            preds.stats = stats.of_rows(np.arange(len(texts)), preds.score)
             preds.meta["stats_partitions"] = 1
         return preds
 
@@ -329,8 +319,8 @@ class RayEngine:
 
 
 def _merge_partials(partials: dict[int, list], stats: StatsRequest, n: int):
-    """Merge the workers' statistics in partition order, check that every row was counted once, and list each
-    attribute's groups as the in-memory check does."""
+    """Merge the workers' statistics in partition order and check that every row was counted once (the checks
+    put each attribute's groups in the in-memory order themselves: audit.federated.canonical_groups)."""
     merged = None
     for p in sorted(partials):
         for part in partials[p]:
@@ -339,7 +329,7 @@ def _merge_partials(partials: dict[int, list], stats: StatsRequest, n: int):
         merged = stats.empty()
     if int(round(merged.rows)) != n:
         raise ModelError(f"the Ray workers' statistics count {int(round(merged.rows))} rows, the eval set has {n}")
-    return stats.in_row_order(merged)
+    return merged
 
 
 def _probe(address: str, timeout: float = 5.0) -> None:
