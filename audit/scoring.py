@@ -8,6 +8,7 @@ mean-pooled last-layer embeddings from the same pass.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,7 +84,7 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
     model.eval()
     last = None if embeddings else cls_only_last_layer(model)
     with torch.inference_mode(), tqdm(total=n, desc=desc, unit="row", disable=not progress, leave=False) as bar, \
-            (last if last is not None else _nothing()):
+            (last if last is not None else nullcontext()):
         for lo in range(0, n, batch_size):
             rows = order[lo: lo + batch_size]
             input_ids, mask = pad_batch([ids[i] for i in rows], pad_id)
@@ -113,14 +114,6 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
                        truncated=int((full > max_length).sum()), seconds=time.perf_counter() - start,
                        loss=loss, embeddings=emb,
                        meta={"batch_size": batch_size, "max_length": max_length, "unique_texts": len(texts)})
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def cls_only_last_layer(model):
