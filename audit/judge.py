@@ -15,7 +15,7 @@ from typing import Any
 
 from audit.checks import CheckSpec
 from audit.policy import Policy, Rule
-from audit.result import EXIT_CODES, Finding, Measurement, Status, Verdict
+from audit.result import EXIT_CODES, Finding, Measurement, Part, Status, Verdict
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -30,7 +30,7 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{value:.3f}"
 
 
-def _observed(m: Measurement, basis: str) -> float | None:
+def _observed(m: Measurement | Part, basis: str) -> float | None:
     return {"point": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high}[basis]
 
 
@@ -44,31 +44,125 @@ def _requirement(rule: Rule, unit: str) -> str:
     return " and ".join(parts) + on[rule.basis] if parts else "no threshold"
 
 
-def _sentence(spec: CheckSpec, m: Measurement, rule: Rule, confidence: float) -> str:
-    value = f"{spec.title} was {fmt(m.value, spec.unit)}"
+def _sentence(title: str, unit: str, m: Measurement | Part, rule: Rule, confidence: float) -> str:
+    value = f"{title} was {fmt(m.value, unit)}"
     if m.ci_low is not None and m.ci_high is not None:
-        value += f" ({confidence:.0%} CI {fmt(m.ci_low, spec.unit)}–{fmt(m.ci_high, spec.unit)})"
-    return f"{value}; the policy requires {_requirement(rule, spec.unit)}."
+        value += f" ({confidence:.0%} CI {fmt(m.ci_low, unit)}–{fmt(m.ci_high, unit)})"
+    return f"{value}; the policy requires {_requirement(rule, unit)}."
+
+
+def _margin(rule: Rule, observed: float) -> float:
+    """How far `observed` is beyond the rule's line (positive: a violation); larger is worse."""
+    out = []
+    if rule.min is not None:
+        out.append(rule.min - observed)
+    if rule.max is not None:
+        out.append(observed - rule.max)
+    return max(out) if out else 0.0
+
+
+def _parts(m: Measurement) -> list[Part]:
+    """The parts a measurement is judged by: its own parts, or itself as one part. A measurement-level
+    `inconclusive` beside parts (an attribute the policy names that the manifest does not map, say) is one
+    more part that cannot be judged."""
+    if not m.parts:
+        return [Part("", value=m.value, ci_low=m.ci_low, ci_high=m.ci_high, n=m.n, inconclusive=m.inconclusive,
+                     incomplete=m.incomplete)]
+    parts = list(m.parts)
+    if m.inconclusive:
+        parts.append(Part("the rest of the rule", kind="problem", inconclusive=m.inconclusive))
+    return parts
+
+
+def _judge_part(spec: CheckSpec, rule: Rule, p: Part) -> tuple[Status, float | None, str]:
+    """(status, the number the rule was applied to, why it is not PASS/FAIL/WARN) of one part.
+
+    A violation that the part's own evidence shows is FAIL (WARN for a warn rule), whatever the part leaves out
+    (`incomplete`); a part that cannot be judged, or has less evidence than the rule's `min_evidence`, is
+    INCONCLUSIVE; a pass of an incomplete part is INCONCLUSIVE."""
+    observed = _observed(p, rule.basis)
+    if p.inconclusive:
+        return Status.INCONCLUSIVE, observed, p.inconclusive
+    if observed is None:
+        return Status.INCONCLUSIVE, None, f"the {rule.basis.replace('_', ' ')} is not available"
+    if rule.min_evidence is not None and p.n < rule.min_evidence:
+        return Status.INCONCLUSIVE, observed, (f"only {p.n:,} {spec.evidence}, the policy asks for at least "
+                                               f"{rule.min_evidence:,}")
+    if _margin(rule, observed) > 0:
+        return (Status.FAIL if rule.severity == "block" else Status.WARN), observed, ""
+    if p.incomplete:
+        return Status.INCONCLUSIVE, observed, p.incomplete
+    return Status.PASS, observed, ""
+
+
+def _names(items: list[dict]) -> str:
+    names = [i["name"] for i in items]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _decided_by(status: Status, judged: list[dict]) -> str:
+    """One sentence: which parts made the rule's status, which passed, which could not be judged."""
+    bad = [j for j in judged if j["status"] in (Status.FAIL.value, Status.WARN.value)]
+    ok = [j for j in judged if j["status"] == Status.PASS.value]
+    unknown = [j for j in judged if j["status"] == Status.INCONCLUSIVE.value]
+    bits = []
+    if bad:
+        bits.append(f"{_names(bad)} {'violates' if len(bad) == 1 else 'violate'} the rule")
+    if ok:
+        bits.append(f"{_names(ok)} {'passes' if len(ok) == 1 else 'pass'}")
+    if unknown:
+        bits.append(f"{_names(unknown)} could not be judged")
+    if status == Status.INCONCLUSIVE:
+        why = "no part violates the rule and some could not be judged"
+    elif status == Status.PASS:
+        why = "every part passes"
+    else:
+        why = "a judged part violates the rule, whatever the others show"
+    return f"{status.value}, because {why}: " + "; ".join(bits) + "."
 
 
 def judge_one(spec: CheckSpec, rule: Rule, m: Measurement, policy: Policy, today: dt.date,
               baseline: dict[str, Any] | None = None) -> Finding:
-    observed = _observed(m, rule.basis)
-    reason = ""
+    """The rule's finding. Each part (attribute, intersection, swap list) is judged on its own: the rule is
+    FAIL/WARN when any judgeable part violates it, INCONCLUSIVE only when none violates and some part could not
+    be judged, PASS otherwise. The finding shows the numbers of the part that decided it."""
+    reason, decided_by, judged, shown = "", "", [], None
     if m.error:
         status, reason = Status.ERROR, m.error
         message = f"{spec.title} could not be measured: {m.error}"
     elif m.skipped:
         status, reason = Status.SKIPPED, m.skipped
         message = f"{spec.title} does not apply: {m.skipped}"
-    elif m.inconclusive or observed is None:
-        status = Status.INCONCLUSIVE
-        reason = m.inconclusive or f"the {rule.basis.replace('_', ' ')} is not available"
-        message = f"{spec.title} cannot be judged: {reason}."
     else:
-        ok = (rule.min is None or observed >= rule.min) and (rule.max is None or observed <= rule.max)
-        status = Status.PASS if ok else (Status.FAIL if rule.severity == "block" else Status.WARN)
-        message = _sentence(spec, m, rule, policy.confidence)
+        parts = _parts(m)
+        for p in parts:
+            st, obs, why = _judge_part(spec, rule, p)
+            judged.append({"name": p.name, "kind": p.kind, "status": st.value, "value": p.value,
+                           "ci_low": p.ci_low, "ci_high": p.ci_high, "observed": obs, "n": p.n, "reason": why,
+                           "_part": p})
+        statuses = {j["status"] for j in judged}
+        bad = [j for j in judged if j["status"] in (Status.FAIL.value, Status.WARN.value)]
+        if bad:
+            status = Status(bad[0]["status"])
+            pool = bad
+        elif Status.INCONCLUSIVE.value in statuses:
+            status = Status.INCONCLUSIVE
+            pool = [j for j in judged if j["observed"] is not None]
+        else:
+            status, pool = Status.PASS, judged
+        # the part whose numbers the finding shows: the worst one the rule could be applied to
+        shown = max(pool, key=lambda j: _margin(rule, j["observed"])) if pool else None
+        unjudged = [j for j in judged if j["status"] == Status.INCONCLUSIVE.value]
+        if len(judged) > 1:
+            reason = "; ".join(f"{j['name']}: {j['reason']}" for j in unjudged)
+            decided_by = _decided_by(status, judged)
+        else:
+            reason = unjudged[0]["reason"] if unjudged else ""
+        message = _message(spec, rule, policy, status, shown, reason, len(judged) > 1)
+    p = shown["_part"] if shown else None
+    value = p.value if p else (None if (m.error or m.skipped) else m.value)
+    ci_low, ci_high = (p.ci_low, p.ci_high) if p else (m.ci_low, m.ci_high)
+    observed = shown["observed"] if shown else None
     finding_status, baseline_note, bv = _apply_baseline(spec, rule, m, status, baseline)
     if finding_status is not status:
         status = finding_status
@@ -78,10 +172,13 @@ def judge_one(spec: CheckSpec, rule: Rule, m: Measurement, policy: Policy, today
         message = f"{message} {baseline_note}"
     finding = Finding(
         check_id=spec.id, family=spec.family, title=spec.title, status=status, severity=rule.severity,
-        min=rule.min, max=rule.max, basis=rule.basis, value=m.value, ci_low=m.ci_low, ci_high=m.ci_high,
+        min=rule.min, max=rule.max, basis=rule.basis, value=value, ci_low=ci_low, ci_high=ci_high,
         observed=observed, confidence=policy.confidence, refs=list(rule.refs), message=message,
         meaning=spec.meaning or spec.summary, reason=reason, unit=spec.unit, baseline_value=bv,
         baseline_delta=(m.value - bv) if (bv is not None and m.value is not None) else None,
+        note=rule.note, evidence=spec.evidence, n=(p.n if p else m.n),
+        part=(p.name if p and len(judged) > 1 else ""), decided_by=decided_by,
+        parts=[{k: v for k, v in j.items() if k != "_part"} for j in judged] if len(judged) > 1 else [],
     )
     if status not in (Status.PASS, Status.SKIPPED):
         for waiver in policy.waivers:
@@ -99,6 +196,19 @@ def judge_one(spec: CheckSpec, rule: Rule, m: Measurement, policy: Policy, today
                     f"applies ({waiver.reason}).")
             finding.reason = f"{finding.reason} {note}".strip()
     return finding
+
+
+def _message(spec: CheckSpec, rule: Rule, policy: Policy, status: Status, shown: dict | None, reason: str,
+             multi: bool) -> str:
+    """One plain sentence: the shown part's number against the rule, and what could not be judged."""
+    if shown is None:
+        return f"{spec.title} cannot be judged: {reason}."
+    p: Part = shown["_part"]
+    title = f"{spec.title} for {p.name}" if multi and p.name else spec.title
+    text = _sentence(title, spec.unit, p, rule, policy.confidence)
+    if status == Status.INCONCLUSIVE:
+        text += f" It cannot be judged: {reason}."
+    return text
 
 
 def _apply_baseline(spec: CheckSpec, rule: Rule, m: Measurement, status: Status,

@@ -50,6 +50,7 @@ class Rule(BaseModel):
     refs: list[str] = Field(default_factory=list)
     note: str = ""
     baseline: BaselineRule | None = None
+    min_evidence: int | None = Field(default=None, ge=0)  # below it a part is INCONCLUSIVE (judge, not check)
 
     @property
     def params(self) -> dict[str, Any]:

@@ -34,8 +34,38 @@ EXIT_USAGE = 2  # the tool could not run
 
 
 @dataclass
+class Part:
+    """One piece of a measurement that is judged on its own: a protected attribute, an intersection, a swap list.
+
+    `inconclusive`: why this part cannot be judged at all (its value, if any, is shown but not judged).
+    `incomplete`: what the part's value leaves out (small groups set aside, an unstable ranking): a violation it
+    shows stands, a pass is only INCONCLUSIVE. `n` is the size of the part's evidence (what it counts is the
+    check's `evidence` label); a rule's `min_evidence` makes a part with less INCONCLUSIVE."""
+
+    name: str
+    kind: str = ""  # "attribute", "intersection", "swap list", ...
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+    inconclusive: str | None = None
+    incomplete: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Part:
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
 class Measurement:
-    """What a check measured. `value` with its interval; `details` holds tables and curves for the report."""
+    """What a check measured. `value` with its interval; `details` holds tables and curves for the report.
+
+    A measurement with `parts` is judged part by part (each attribute on its own); `value` and its interval
+    are then those of the worst part, never a statistic over several parts at once. Without parts, the
+    measurement is its own single part."""
 
     check_id: str
     value: float | None
@@ -46,9 +76,17 @@ class Measurement:
     inconclusive: str | None = None  # why the data cannot support a judgement
     skipped: str | None = None  # why the check does not apply
     error: str | None = None  # the exception, when the check raised
+    incomplete: str | None = None  # what the value leaves out: a violation stands, a pass is INCONCLUSIVE
+    parts: list[Part] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Measurement:
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d["parts"] = [Part.from_dict(p) for p in d.get("parts") or []]
+        return cls(**d)
 
 
 @dataclass
@@ -76,6 +114,12 @@ class Finding:
     unit: str = ""
     baseline_value: float | None = None  # the same check in the baseline run, when the rule compares
     baseline_delta: float | None = None  # value - baseline_value
+    note: str = ""  # the policy's plain-language requirement for this rule
+    evidence: str = ""  # what `n` counts ("rows", "rows scanned", "texts with a term to swap")
+    n: int | None = None  # the size of the evidence behind the deciding part
+    part: str = ""  # the part whose numbers the finding shows ("sex"); "" for a single-part measurement
+    decided_by: str = ""  # which parts made the status, in one sentence
+    parts: list[dict[str, Any]] = field(default_factory=list)  # each part's own status, value, interval, reason
 
     @property
     def blocking(self) -> bool:
@@ -88,6 +132,6 @@ class Finding:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         d["status"] = Status(d["status"])
         return cls(**d)

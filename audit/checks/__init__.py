@@ -32,6 +32,7 @@ class CheckSpec:
     unit: str = ""  # "" for a plain number, "ratio", "rate", ...
     cost: str | None = None  # a shared expensive step ("shap", "counterfactual"): run only when a rule pays for it
     validate: Callable[[dict[str, Any]], None] | None = None  # raises ValueError(message) for bad parameters
+    evidence: str = "rows"  # what a measurement's `n` counts, shown beside every value ("rows scanned")
 
     @property
     def summary(self) -> str:
@@ -50,7 +51,7 @@ _REGISTRY: dict[str, CheckSpec] = {}
 
 def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] | None = None,
           threshold_required: bool = True, unit: str = "", cost: str | None = None,
-          validate: Callable[[dict[str, Any]], None] | None = None) -> Callable:
+          validate: Callable[[dict[str, Any]], None] | None = None, evidence: str = "rows") -> Callable:
     """Register a check function under `id` ("family.name").
 
     Checks of a family the policy uses all run (cheap context for the report), except those with a `cost`:
@@ -64,7 +65,7 @@ def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] |
         if not inspect.getdoc(fn):
             raise RuntimeError(f"check {id} has no docstring")
         _REGISTRY[id] = CheckSpec(id, family, title, fn, direction, dict(params or {}), threshold_required, unit,
-                                  cost, validate)
+                                  cost, validate, evidence)
         return fn
 
     return register
