@@ -272,8 +272,9 @@ def test_junit_counts_match_statuses():
     assert suite.get("name") == "consumer-credit-release"
     cases = {c.get("name"): c for c in suite.findall("testcase")}
     assert len(cases) == 10 and {c.get("classname") for c in cases.values()} == {"performance"}
+    # skipped: the SKIPPED finding, and WARN / a warn-level INCONCLUSIVE, which a CI view must not show as passes
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == \
-        ("10", "2", "1", "1")
+        ("10", "2", "1", "3")
     assert root.get("failures") == "2"
     assert cases["performance.f1"].find("failure").get("message").startswith("F1 was 0.50")
     assert cases["performance.pr_auc"].find("failure").get("type") == "INCONCLUSIVE"
@@ -282,14 +283,71 @@ def test_junit_counts_match_statuses():
     waived = cases["performance.accuracy"]
     assert list(waived) == [waived.find("system-out")] and "approved_by=MRM committee" in waived.find("system-out").text
     assert cases["performance.ece"].find("system-out").text.startswith("WARN:")
-    assert cases["performance.log_loss"].find("failure") is None  # a warn-severity INCONCLUSIVE passes
+    assert cases["performance.ece"].find("skipped").get("message").startswith("WARN (does not block the release): ")
+    log_loss = cases["performance.log_loss"]  # a warn-severity INCONCLUSIVE does not fail, and is not a pass
+    assert log_loss.find("failure") is None
+    assert log_loss.find("skipped").get("message").startswith("INCONCLUSIVE (does not block the release): ")
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["verdict"] == "FAIL" and props["exit_code"] == "1"
 
 
 def test_junit_sample_all_pass():
-    suite = ET.fromstring(render_junit(sample())).find("testsuite")
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("4", "0", "0", "0")
+    r = sample()
+    suite = ET.fromstring(render_junit(r)).find("testsuite")
+    warns = sum(f["status"] == "WARN" for f in r["findings"])
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == \
+        ("4", "0", "0", str(warns))
+
+
+def parted() -> dict:
+    """A rule judged part by part: sex violates, foreign_worker could not be judged, age passes."""
+    r = sample()
+    parts = [
+        {"name": "sex", "kind": "attribute", "status": "FAIL", "value": 0.149, "ci_low": 0.05, "ci_high": 0.25,
+         "observed": 0.149, "n": 600, "reason": ""},
+        {"name": "age", "kind": "attribute", "status": "PASS", "value": 0.04, "ci_low": 0.01, "ci_high": 0.09,
+         "observed": 0.04, "n": 600, "reason": ""},
+        {"name": "foreign_worker", "kind": "attribute", "status": "INCONCLUSIVE", "value": None, "ci_low": None,
+         "ci_high": None, "observed": None, "n": 13, "reason": "fewer than two groups are large enough"},
+    ]
+    r["findings"].append(finding(
+        "fairness.equalized_odds_difference", "FAIL", family="fairness", title="Equalized-odds difference",
+        value=0.149, ci_low=0.05, ci_high=0.25, observed=0.149, min=None, max=0.10, basis="point", unit="rate",
+        part="sex", n=600, evidence="rows", parts=parts, note="Similar error rates in every group.",
+        decided_by="FAIL, because a judged part violates the rule, whatever the others show: sex violates the rule; "
+                   "age passes; foreign_worker could not be judged.",
+        reason="foreign_worker: fewer than two groups are large enough"))
+    r["verdict"].update(status="FAIL", exit_code=1)
+    return r
+
+
+def test_junit_has_a_testcase_per_part_with_its_own_status():
+    suite = ET.fromstring(render_junit(parted())).find("testsuite")
+    cases = {(c.get("classname"), c.get("name")): c for c in suite.findall("testcase")}
+    cid = "fairness.equalized_odds_difference"
+    assert cases[("fairness", cid)].find("failure") is not None
+    sex = cases[(cid, "sex")]
+    assert sex.find("failure").get("message") == \
+        "Equalized-odds difference for sex: 0.149 (95% CI 0.050–0.250) (600 rows)."
+    assert list(cases[(cid, "age")]) == [cases[(cid, "age")].find("system-out")]  # a pass
+    fw = cases[(cid, "foreign_worker")].find("skipped")
+    assert fw.get("message").startswith("INCONCLUSIVE (could not be judged; the rule is FAIL)")
+    assert suite.get("tests") == str(len(cases)) == "8"
+
+
+def test_parts_read_the_same_in_the_report_and_the_summary():
+    r = parted()
+    html = render_html(r)
+    md = render_markdown(r)
+    assert "sex:</span> 0.149 (95% CI 0.050–0.250)" in html
+    assert "Similar error rates in every group." in html
+    for name, shown in (("sex", "0.149 (95% CI 0.050–0.250)"), ("age", "0.040 (95% CI 0.010–0.090)")):
+        assert f"<td>{name} <span class=\"small muted\">(attribute)</span></td>" in html
+        assert f"<td class=\"num\">{shown}</td>" in html
+    assert "| FAIL | Equalized-odds difference (`fairness.equalized_odds_difference`) | sex\\: 0.149 (95% CI " \
+           "0.050–0.250); 600 rows |" in md
+    assert "| ↳ FAIL | sex | 0.149 (95% CI 0.050–0.250); 600 rows | |" in md
+    assert "| ↳ INCONCLUSIVE | foreign\\_worker | not measured; 13 rows; fewer than two groups are large enough | |" in md
 
 
 # ---------------------------------------------------------------- Markdown

@@ -7,10 +7,14 @@ How statuses map, chosen so that a CI dashboard shows red exactly when the gate 
     ERROR         <error type="ERROR" message="...">, whatever the severity (the check raised)
     SKIPPED       <skipped message="the reason">
     WAIVED        passes; the waiver (approver, expiry, reason, the status it waived) is in <system-out>
-    WARN          passes; the sentence is in <system-out>
+    WARN          <skipped message="WARN (does not block the release): the sentence">: not red, but not shown
+                  as a plain pass either (JUnit has no warning; CI test views show skipped cases with the message)
     INCONCLUSIVE  a blocking one is <failure type="INCONCLUSIVE"> when the verdict is not PASS (it is then
-                  what holds the release back); otherwise it passes with the reason in <system-out>
+                  what holds the release back); otherwise <skipped message="INCONCLUSIVE (…): the reason">
 
+A rule judged part by part (each protected attribute, intersection or swap list on its own) has one more
+testcase per part, classname = the check id, name = the part, with the part's own status, value and interval;
+a part marks failure only when its rule does (so the part that decided a FAIL is red, not the others).
 Every testcase carries "STATUS: sentence" in <system-out>. The suite's properties hold the verdict, the exit
 code, the run id and the policy version. ElementTree does the escaping.
 """
@@ -37,6 +41,8 @@ def _clean(el: ET.Element) -> None:
 def _outcome(f: dict, verdict: str) -> tuple[str, str] | None:
     """The child element (tag, type) that marks this finding, or None when it passes."""
     status = f.get("status")
+    if f.get("part_of") and status == "INCONCLUSIVE" and f.get("part_of") != "INCONCLUSIVE":
+        return "skipped", status  # an unjudged part of a rule that its other parts decided
     if status == "FAIL":
         return "failure", "FAIL"
     if status == "ERROR":
@@ -45,7 +51,34 @@ def _outcome(f: dict, verdict: str) -> tuple[str, str] | None:
         return "skipped", "SKIPPED"
     if status == "INCONCLUSIVE" and f.get("severity") == "block" and verdict != "PASS":
         return "failure", "INCONCLUSIVE"
+    if status in ("WARN", "INCONCLUSIVE"):
+        return "skipped", status
     return None
+
+
+def _skip_message(f: dict, kind: str) -> str:
+    if kind == "SKIPPED":
+        return str(f.get("reason") or "not applicable")
+    if f.get("part_of") and kind == "INCONCLUSIVE":
+        why = f"could not be judged; the rule is {f['part_of']}"
+    else:
+        why = "does not block the release" if f.get("severity") != "block" or kind == "WARN" else "not blocking now"
+    return f"{kind} ({why}): {f.get('message') or f.get('reason') or ''}".rstrip(": ")
+
+
+def _part_case(f: dict, p: dict) -> dict:
+    """A part of a finding as a finding of its own (its status, numbers and reason), for its testcase."""
+    from audit.render.views import evidence_text, observed_text
+
+    status = str(p.get("status") or "")
+    if status in ("FAIL", "WARN") and f.get("status") != status:
+        status = str(f.get("status"))  # a waived rule waives its parts
+    observed = (observed_text(p.get("value"), p.get("ci_low"), p.get("ci_high"), f.get("confidence"),
+                              str(f.get("unit") or "")) if p.get("value") is not None else "not measured")
+    size = evidence_text(p.get("n"), f.get("evidence"))
+    message = f"{f.get('title') or f.get('check_id')} for {p.get('name')}: {observed}" + (f" ({size})" if size else "")
+    return {"status": status, "severity": f.get("severity"), "message": message + ".", "part_of": f.get("status"),
+            "reason": p.get("reason") or "", "refs": f.get("refs") or []}
 
 
 def _system_out(f: dict) -> str:
@@ -92,21 +125,26 @@ def render_junit(result: dict) -> str:
             ET.SubElement(props, "property", name=key, value=str(value))
 
     counts = {"failure": 0, "error": 0, "skipped": 0}
+    cases = []
     for f in findings:
-        case = ET.SubElement(suite, "testcase", classname=str(f.get("family") or "audit"),
-                             name=str(f.get("check_id") or ""))
+        cases.append((str(f.get("family") or "audit"), str(f.get("check_id") or ""), f))
+        for p in f.get("parts") or []:
+            if isinstance(p, dict):
+                cases.append((str(f.get("check_id") or ""), str(p.get("name") or ""), _part_case(f, p)))
+    for classname, case_name, f in cases:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=case_name)
         outcome = _outcome(f, verdict_status)
         if outcome:
             tag, kind = outcome
             counts[tag] += 1
-            message = str(f.get("reason") if tag == "skipped" else f.get("message") or f.get("reason") or kind)
+            message = _skip_message(f, kind) if tag == "skipped" else str(f.get("message") or f.get("reason") or kind)
             child = ET.SubElement(case, tag, message=message)
             if tag != "skipped":
                 child.set("type", kind)
                 child.text = "\n".join(str(x) for x in (f.get("message"), f.get("reason")) if x) or kind
         ET.SubElement(case, "system-out").text = _system_out(f)
 
-    attrs = {"tests": str(len(findings)), "failures": str(counts["failure"]), "errors": str(counts["error"]),
+    attrs = {"tests": str(len(cases)), "failures": str(counts["failure"]), "errors": str(counts["error"]),
              "skipped": str(counts["skipped"])}
     if isinstance(run.get("duration_s"), (int, float)):
         attrs["time"] = f"{run['duration_s']:g}"

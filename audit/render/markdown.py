@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from audit.render.statistics_view import statistics_line
-from audit.render.views import STATUSES, observed_text, threshold_text, verdict_view
+from audit.render.views import STATUSES, evidence_text, observed_text, part_views, threshold_text, verdict_view
 
 MAX_ROWS = 25  # findings shown in the table; passing ones are dropped first
 _SPECIAL = re.compile(r"([\\`*_{}\[\]|~!:$])")
@@ -59,10 +59,18 @@ def render_markdown(result: dict, report_href: str = "report.html") -> str:
             status = md(f.get("status") or "")
             if f.get("severity") != "block" and f.get("status") != "WARN":
                 status += " (warn only)"
+            observed = observed_text(f.get("value"), f.get("ci_low"), f.get("ci_high"), conf, unit)
+            if f.get("part"):
+                observed = f"{f['part']}: {observed}"
+            size = evidence_text(f.get("n"), f.get("evidence"))
             lines.append(
                 f"| {status} | {md(f.get('title') or f.get('check_id') or '')} (`{md_code(f.get('check_id'))}`) "
-                f"| {md(observed_text(f.get('value'), f.get('ci_low'), f.get('ci_high'), conf, unit))} "
+                f"| {md(observed)}{md(f'; {size}') if size else ''} "
                 f"| {md(threshold_text(f.get('min'), f.get('max'), f.get('basis'), conf, unit))} |")
+            for p in part_views(f, confidence):  # each attribute, intersection or list judged on its own
+                why = f"; {p.reason}" if p.reason else ""
+                lines.append(f"| ↳ {md(p.status)} | {md(p.name)} | {md(p.observed)}"
+                             f"{md(f'; {p.evidence}') if p.evidence else ''}{md(why)} | |")
         if len(findings) > len(shown):
             lines.append(f"\n{len(findings) - len(shown)} more findings, all listed in the report.")
         lines.append("")
@@ -71,7 +79,7 @@ def render_markdown(result: dict, report_href: str = "report.html") -> str:
 
     warnings = result.get("warnings") or []
     if warnings:
-        lines.append(f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}: see the report.")
+        lines.append(f"{len(warnings)} note{'s' if len(warnings) != 1 else ''} on the data and the run: see the report.")
     lines.append(f"Full report: [report.html]({report_href}) · machine-readable: `result.json`, `junit.xml`")
     return "\n".join(lines) + "\n"
 

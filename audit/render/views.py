@@ -92,6 +92,27 @@ def observed_text(value: Any, ci_low: Any, ci_high: Any, confidence: Any, unit: 
     return out
 
 
+def evidence_text(n: Any, what: Any) -> str:
+    """'800 rows scanned': the size of the evidence beside a number; '' when the result does not say."""
+    if num(n) is None or isinstance(n, bool):
+        return ""
+    return f"{fmt(n, 'count')} {what or 'rows'}"
+
+
+def part_views(f: dict, default_confidence: Any = None) -> list[PartView]:
+    """Each part of a finding (its own status, value, interval, evidence and reason), in the finding's order."""
+    unit = str(f.get("unit") or "")
+    conf = f.get("confidence", default_confidence)
+    out = []
+    for p in map(_dict, _list(f.get("parts"))):
+        status = str(p.get("status") or "UNKNOWN")
+        observed = (observed_text(p.get("value"), p.get("ci_low"), p.get("ci_high"), conf, unit)
+                    if num(p.get("value")) is not None else "not measured")
+        out.append(PartView(str(p.get("name") or DASH), str(p.get("kind") or ""), status, _css(status), observed,
+                            evidence_text(p.get("n"), f.get("evidence")), str(p.get("reason") or "")))
+    return out
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -124,6 +145,19 @@ class VerdictView:
 
 
 @dataclass
+class PartView:
+    """One attribute, intersection or swap list of a finding, judged on its own."""
+
+    name: str
+    kind: str
+    status: str
+    css: str
+    observed: str
+    evidence: str  # "412 rows"
+    reason: str
+
+
+@dataclass
 class FindingView:
     check_id: str
     title: str
@@ -140,6 +174,11 @@ class FindingView:
     reason: str
     waiver: list[KV]
     bar: charts.CIBar | None
+    part: str = ""  # whose numbers `observed` shows ("sex"), for a rule judged part by part
+    evidence: str = ""  # the size of the evidence behind `observed`: "800 rows scanned"
+    note: str = ""  # the policy's plain-language requirement
+    decided_by: str = ""  # which parts made the status
+    parts: list[PartView] = field(default_factory=list)
 
 
 @dataclass
@@ -302,6 +341,9 @@ def finding_view(f: dict, default_confidence: Any = None) -> FindingView:
         observed=observed_text(f.get("value"), f.get("ci_low"), f.get("ci_high"), conf, unit), applied=applied,
         refs=[str(r) for r in _list(f.get("refs"))], message=str(f.get("message") or ""),
         meaning=str(f.get("meaning") or ""), reason=str(f.get("reason") or ""), waiver=waiver_kvs, bar=bar,
+        part=str(f.get("part") or ""), evidence=evidence_text(f.get("n"), f.get("evidence")),
+        note=str(f.get("note") or ""), decided_by=str(f.get("decided_by") or ""),
+        parts=part_views(f, default_confidence),
     )
 
 
