@@ -106,10 +106,12 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
 @click.option("--id-column", help="With --predictions: the row id column (default: row_id, or the manifest's).")
 @click.option("--reference-stats", "reference_stats", multiple=True, type=click.Path(path_type=Path),
               help="With --predictions: stats file(s) of a reference period ('audit stats') for score drift.")
+@click.option("--all-checks", "all_checks", is_flag=True,
+              help="Also measure the checks no rule asks for in the families the policy uses (shown, not judged).")
 def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manifest_path, label_column, positive_label,
         labels, text_column, template, max_length, template_dir, batch_size, sign_key, baseline_dir, no_progress,
         engine, address, predictions_path=None, score_column="score", id_column=None, reference_stats=(),
-        precision="fp32"):
+        precision="fp32", all_checks=False):
     """Audit MODEL_DIR against a policy; exit 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE."""
     _quiet_env()
     if predictions_path is not None:
@@ -131,7 +133,7 @@ def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manife
                         progress=not no_progress, template_dirs=[template_dir] if template_dir else None,
                         manifest=manifest, manifest_path=manifest_path, batch_size=batch_size,
                         command=["audit", *sys.argv[1:]], sign_key=sign_key, baseline_dir=baseline_dir,
-                        engine=engine, precision=precision)
+                        engine=engine, precision=precision, every_check=all_checks)
     _print_outcome(outcome)
     sys.exit(outcome.exit_code)
 

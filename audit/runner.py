@@ -179,9 +179,12 @@ def score_all(engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, request,
     return scored["eval"], sets
 
 
-def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = None) -> dict[str, Measurement]:
-    """Run every check of every family the policy uses; a check that raises becomes an ERROR measurement.
-    `precomputed` measurements (from merged statistics) are taken as they are instead of running the check."""
+def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = None,
+            everything: bool = False) -> dict[str, Measurement]:
+    """Run the checks the policy rules; a check that raises becomes an ERROR measurement. With `everything`
+    (`audit run --all-checks`), also the other checks of the families the policy uses, as context that is shown
+    and not judged (a costly step still runs only when a rule pays for it). `precomputed` measurements (from
+    merged statistics) are taken as they are instead of running the check."""
     from audit.checks import all_checks
 
     specs = all_checks()
@@ -195,7 +198,8 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
             shared.setdefault(specs[cid].cost, {}).update(rule.params)
     out: dict[str, Measurement] = {}
     for cid, spec in specs.items():
-        if spec.family not in families or (spec.cost and spec.cost not in paid):
+        if cid not in policy.checks and (not everything or spec.family not in families
+                                         or (spec.cost and spec.cost not in paid)):
             continue
         if precomputed and cid in precomputed:
             out[cid] = precomputed[cid]
@@ -292,7 +296,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
               command: list[str] | None = None, report_root: Path = Path("reports"),
               sign_key: Path | None = None, baseline_dir: Path | None = None,
               notes: list[str] | None = None, engine: str | Any = "local",
-              address: str | None = None, precision: str = "fp32") -> RunOutcome:
+              address: str | None = None, precision: str = "fp32", every_check: bool = False) -> RunOutcome:
     from audit.checks import all_checks
     from audit.context import CheckContext
     from audit.engines import make_engine
@@ -368,7 +372,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                                                       engine),
                        extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path),
                               "attachments": {}}, row_ids=ev.row_ids, _datasets=dict(scored_sets))
-    measurements = measure(policy, ctx, from_stats)
+    measurements = measure(policy, ctx, from_stats, everything=every_check)
     engine.close()
     specs = all_checks()
     findings = judge_all(policy, specs, measurements, today=started.date(),

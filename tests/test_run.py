@@ -25,7 +25,7 @@ def passed_run(tiny_model, tmp_path_factory):
     pol = tmp / "p.yaml"
     pol.write_text(MIN_POLICY)
     out = tmp / "out"
-    result = audit_run(tiny_model, pol, out)
+    result = audit_run(tiny_model, pol, out, "--all-checks")  # every performance check, to compare with sklearn
     return result, out
 
 
@@ -90,7 +90,7 @@ def test_scores_equal_a_plain_transformers_pipeline(tiny_model, passed_run):
     np.testing.assert_allclose(p["score"].to_numpy(), ref, atol=2e-6)
 
 
-def test_failing_policy_exits_1_and_names_the_failure(tiny_model, tmp_path, policy_file):
+def test_failing_policy_exits_1_and_names_the_failure(tiny_model, tmp_path, policy_file, passed_run):
     pol = policy_file(MIN_POLICY.replace("{min: 0.6, basis: point", "{min: 0.999, basis: point"))
     result = audit_run(tiny_model, pol, tmp_path / "out")
     assert result.exit_code == 1, result.output
@@ -103,6 +103,10 @@ def test_failing_policy_exits_1_and_names_the_failure(tiny_model, tmp_path, poli
     assert "FAIL" in result.output and "performance.roc_auc" in result.output
     suite = ET.parse(tmp_path / "out" / "junit.xml").getroot()
     assert suite.get("failures") == "1"
+    # without --all-checks only what the policy rules is measured (the passed_run fixture measures everything)
+    assert sorted(r["measurements"]) == sorted(f["check_id"] for f in r["findings"])
+    everything = json.loads((passed_run[1] / "result.json").read_text())["measurements"]
+    assert set(r["measurements"]) < set(everything)
 
 
 def test_warning_passes_unless_strict(tiny_model, tmp_path, policy_file):
