@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit.render.views import _dict, _list, fmt, observed_text, text
+from audit.render.views import _dict, _list, finding_observed, fmt, observed_text, text
 
 STATUS_ORDER = ["ERROR", "FAIL", "INCONCLUSIVE", "WARN", "WAIVED", "SKIPPED", "PASS"]  # worst first
 KEY_METRICS = ["performance.roc_auc", "performance.balanced_accuracy", "performance.accuracy", "performance.f1",
@@ -186,7 +186,7 @@ def model_card_markdown(result: dict) -> str:
     body += ["## Findings", "", "| check | status | observed | clauses |", "|---|---|---|---|"]
     for f in map(_dict, _list(result.get("findings"))):
         body.append(f"| {_md(f.get('title'))} | {_md(f.get('status'))} | "
-                    f"{_md(observed_text(f.get('value'), f.get('ci_low'), f.get('ci_high'), f.get('confidence')))} | "
+                    f"{_md(finding_observed(f))} | "
                     f"{_md('; '.join(map(str, _list(f.get('refs')))))} |")
     return "\n".join(meta + body) + "\n"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from audit.render.statistics_view import statistics_line
-from audit.render.views import STATUSES, evidence_text, observed_text, part_views, threshold_text, verdict_view
+from audit.render.views import STATUSES, evidence_text, finding_observed, part_views, threshold_text, verdict_view
 
 MAX_ROWS = 25  # findings shown in the table; passing ones are dropped first
 _SPECIAL = re.compile(r"([\\`*_{}\[\]|~!:$])")
@@ -59,9 +59,7 @@ def render_markdown(result: dict, report_href: str = "report.html") -> str:
             status = md(f.get("status") or "")
             if f.get("severity") != "block" and f.get("status") != "WARN":
                 status += " (warn only)"
-            observed = observed_text(f.get("value"), f.get("ci_low"), f.get("ci_high"), conf, unit)
-            if f.get("part"):
-                observed = f"{f['part']}: {observed}"
+            observed = finding_observed(f, confidence)
             size = evidence_text(f.get("n"), f.get("evidence"))
             lines.append(
                 f"| {status} | {md(f.get('title') or f.get('check_id') or '')} (`{md_code(f.get('check_id'))}`) "

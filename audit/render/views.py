@@ -92,6 +92,14 @@ def observed_text(value: Any, ci_low: Any, ci_high: Any, confidence: Any, unit: 
     return out
 
 
+def finding_observed(f: dict, default_confidence: Any = None) -> str:
+    """A finding's number as every output prints it: 'sex: 0.149 (95% CI 0.050–0.250)' (the part named when the
+    rule is judged part by part), in the finding's unit. One function, so one quantity reads one way."""
+    out = observed_text(f.get("value"), f.get("ci_low"), f.get("ci_high"), f.get("confidence", default_confidence),
+                        str(f.get("unit") or ""))
+    return f"{f['part']}: {out}" if f.get("part") else out
+
+
 def evidence_text(n: Any, what: Any) -> str:
     """'800 rows scanned': the size of the evidence beside a number; '' when the result does not say."""
     if num(n) is None or isinstance(n, bool):
