@@ -140,6 +140,8 @@ class FindingView:
     reason: str
     waiver: list[KV]
     bar: charts.CIBar | None
+    note: str = ""  # the policy's plain-language requirement for the rule
+    references: list[str] = field(default_factory=list)  # papers and guidance behind the rule, not clauses
 
 
 @dataclass
@@ -302,6 +304,7 @@ def finding_view(f: dict, default_confidence: Any = None) -> FindingView:
         observed=observed_text(f.get("value"), f.get("ci_low"), f.get("ci_high"), conf, unit), applied=applied,
         refs=[str(r) for r in _list(f.get("refs"))], message=str(f.get("message") or ""),
         meaning=str(f.get("meaning") or ""), reason=str(f.get("reason") or ""), waiver=waiver_kvs, bar=bar,
+        note=str(f.get("note") or ""), references=[str(r) for r in _list(f.get("references"))],
     )
 
 
