@@ -71,7 +71,7 @@ def _worst(statuses: list[str]) -> str:
 def _cites(f: dict) -> list[dict]:
     """The clauses a finding serves: its structured `clauses`, or (an older result.json) its `refs` strings
     parsed as a policy's string references are."""
-    from audit.policy import parse_ref
+    from audit.cites import parse_ref
 
     clauses = [c for c in map(_dict, _list(f.get("clauses"))) if str(c.get("clause") or "").strip()]
     if clauses or not _list(f.get("refs")):
@@ -82,7 +82,7 @@ def _cites(f: dict) -> list[dict]:
 def regulation_map(result: dict) -> list[ClauseRow]:
     """One row per clause (grouped by its id, however it is spelled), with every finding that serves it and the
     worst of their statuses. Papers and guidance (a rule's `references`) are not clauses and are not here."""
-    from audit.policy import clause_key
+    from audit.cites import clause_key
 
     rows: dict[str, ClauseRow] = {}
     for f in map(_dict, _list(result.get("findings"))):
@@ -107,7 +107,7 @@ def regulation_map(result: dict) -> list[ClauseRow]:
 def not_covered(result: dict, clauses: list[ClauseRow]) -> list[NotCoveredRow]:
     """What a reviewer would expect that this audit does not test: the policy's `not_covered` items with their
     reasons, then each clause of its `scope` that no rule serves."""
-    from audit.policy import clause_key
+    from audit.cites import clause_key
 
     policy = _dict(result.get("policy"))
     served = {clause_key(r.clause): r for r in clauses}
