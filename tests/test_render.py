@@ -628,3 +628,35 @@ def test_note_is_escaped_and_absent_notes_leave_no_label():
     html = render_html(r)
     assert HOSTILE not in html and escape(HOSTILE) in html
     assert html.count("The policy requires:") == 1
+
+
+def _explained(examples: list[dict]) -> dict:
+    return {"model": {"positive_label": "good", "negative_label": "bad"}, "findings": [], "measurements": {
+        "explainability.additivity_error": {"value": 0.0, "details": {
+            "sample_rows": 10, "max_evals": 40, "model_evaluations": 400, "examples": examples}}}}
+
+
+def _example(row_id: str, kind: str, score: float) -> dict:
+    return {"row_id": row_id, "kind": kind, "why": f"{kind}.", "score": score, "predicted": "bad", "true": "good",
+            "base_value": 0.0, "shap_sum": 0.0, "output": 0.0, "units": [["word", 0.1, "word"]]}
+
+
+def test_lowest_scored_label_says_it_is_the_samples_lowest():
+    """The check picks the lowest-scored example from the random sample only; the surest false negative comes from
+    every eval row and can score lower. The title must not claim the lowest row shown."""
+    from audit.render.explain_view import explain_view
+
+    fn, low = _example("3", "false negative", 0.02), _example("9", "lowest-scored", 0.11)
+    view = explain_view(_explained([_example("1", "highest-scored", 0.97), fn, low]))
+    titles = [e.title for e in view.examples]
+    assert titles == ["Highest-scored row", "False negative row", "Lowest-scored sampled row"]
+    shown = {e.title: e for e in view.examples}
+    # the false negative scores lower than the sample's lowest, and the lowest-scored row's text says so
+    assert shown["Lowest-scored sampled row"].why == (
+        "lowest-scored. Row 3 (false negative, shown here too) scores lower, 0.020: it was picked from every eval "
+        "row, not from the random sample.")
+    # when it is the lowest shown, nothing is added
+    alone = explain_view(_explained([_example("1", "highest-scored", 0.97), _example("9", "lowest-scored", 0.11)]))
+    assert alone.examples[1].why == "lowest-scored."
+    html = render_html(_explained([fn, low]))
+    assert "Lowest-scored sampled row</h4>" in html and "Lowest-scored row</h4>" not in html
