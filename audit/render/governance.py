@@ -6,6 +6,7 @@ the model card again as a Hugging Face-style README.md (YAML metadata, then sect
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +102,12 @@ def regulation_map(result: dict) -> list[ClauseRow]:
         row.status = _worst([x.status for x in row.findings])
         row.css = f"st-{row.status.lower()}"
         row.partial = all(x.partial for x in row.findings)
-    return sorted(rows.values(), key=lambda r: clause_key(r.clause))
+    return sorted(rows.values(), key=lambda r: _natural(clause_key(r.clause)))
+
+
+def _natural(key: str) -> list:
+    """"gdpr art. 5(1)(c)" before "gdpr art. 25": numbers compare as numbers."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", key) if t]
 
 
 def not_covered(result: dict, clauses: list[ClauseRow]) -> list[NotCoveredRow]:
