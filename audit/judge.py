@@ -173,12 +173,13 @@ def judge_one(spec: CheckSpec, rule: Rule, m: Measurement, policy: Policy, today
     finding = Finding(
         check_id=spec.id, family=spec.family, title=spec.title, status=status, severity=rule.severity,
         min=rule.min, max=rule.max, basis=rule.basis, value=value, ci_low=ci_low, ci_high=ci_high,
-        observed=observed, confidence=policy.confidence, refs=list(rule.refs), message=message,
+        observed=observed, confidence=policy.confidence, refs=rule.ref_labels, message=message,
         meaning=spec.meaning or spec.summary, reason=reason, unit=spec.unit, baseline_value=bv,
         baseline_delta=(m.value - bv) if (bv is not None and m.value is not None) else None,
         note=rule.note, evidence=spec.evidence, n=(p.n if p else m.n),
         part=(p.name if p and len(judged) > 1 else ""), decided_by=decided_by,
         parts=[{k: v for k, v in j.items() if k != "_part"} for j in judged] if len(judged) > 1 else [],
+        clauses=[c.to_dict() for c in rule.cites], references=list(rule.references),
     )
     if status not in (Status.PASS, Status.SKIPPED):
         for waiver in policy.waivers:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from audit.cites import Cite, NotCovered, parse_cite, parse_not_covered
 from audit.errors import PolicyError
 from audit.yamlsrc import Locations, closest, dotted, load_yaml
 
@@ -47,7 +48,8 @@ class Rule(BaseModel):
     max: float | None = None
     basis: Basis = "point"
     severity: Severity = "block"
-    refs: list[str] = Field(default_factory=list)
+    refs: list[Any] = Field(default_factory=list)  # the clauses it serves: strings or mappings (see Cite)
+    references: list[str] = Field(default_factory=list)  # papers and guidance behind it that are not clauses
     note: str = ""
     baseline: BaselineRule | None = None
     min_evidence: int | None = Field(default=None, ge=0)  # below it a part is INCONCLUSIVE (judge, not check)
@@ -55,6 +57,16 @@ class Rule(BaseModel):
     @property
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    @property
+    def cites(self) -> list[Cite]:
+        """The clauses the rule serves, one Cite per clause (a string may name several)."""
+        return [c for item in self.refs for c in parse_cite(item)]
+
+    @property
+    def ref_labels(self) -> list[str]:
+        """One line per `refs` item, as the findings table and summaries print it."""
+        return [item if isinstance(item, str) else parse_cite(item)[0].label for item in self.refs]
 
 
 class Waiver(BaseModel):
@@ -91,6 +103,16 @@ class Policy(BaseModel):
     checks: dict[str, Rule]
     budget: Budget = Field(default_factory=Budget)
     waivers: list[Waiver] = Field(default_factory=list)
+    scope: list[Any] = Field(default_factory=list)  # clauses the policy answers for: strings or mappings (Cite)
+    not_covered: list[Any] = Field(default_factory=list)  # what this audit does not test, each with its reason
+
+    @property
+    def scope_cites(self) -> list[Cite]:
+        return [c for item in self.scope for c in parse_cite(item)]
+
+    @property
+    def not_covered_items(self) -> list[NotCovered]:
+        return [parse_not_covered(item) for item in self.not_covered]
 
     # filled by load_policy, not by the YAML
     source: str = Field(default="", exclude=True)
@@ -178,12 +200,44 @@ def _check_rules(policy: Policy, loc: Locations) -> None:
                 problem(base + (key,), "expected a number, got NaN")
             elif value is not None and abs(value) == float("inf"):
                 problem(base + (key,), f"expected a finite number, got {value}")
+        for i, item in enumerate(rule.refs):
+            try:
+                parse_cite(item)
+            except ValueError as exc:
+                problem(base + ("refs", i), str(exc))
+    _check_scope(policy, problem)
     for i, waiver in enumerate(policy.waivers):
         if waiver.check not in policy.checks:
             problem(("waivers", i, "check"),
                     f"waives '{waiver.check}', which the policy does not check{closest(waiver.check, policy.checks)}")
     if problems:
         raise PolicyError(sorted(problems)[0][1])
+
+
+def _check_scope(policy: Policy, problem) -> None:
+    """`scope` and `not_covered` items parse; a clause listed as not covered is not also cited as fully tested."""
+    for i, item in enumerate(policy.scope):
+        try:
+            parse_cite(item)
+        except ValueError as exc:
+            problem(("scope", i), str(exc))
+    full: dict[str, str] = {}
+    for check_id, rule in policy.checks.items():
+        for i, item in enumerate(rule.refs):
+            try:
+                full.update({c.key: f"checks.{check_id}.refs[{i}]" for c in parse_cite(item) if not c.partial})
+            except ValueError:
+                continue  # reported above
+    for i, item in enumerate(policy.not_covered):
+        try:
+            nc = parse_not_covered(item)
+        except ValueError as exc:
+            problem(("not_covered", i), str(exc))
+            continue
+        if nc.key in full:
+            problem(("not_covered", i, "clause"),
+                    f"'{nc.clause}' is listed as not covered, but {full[nc.key]} cites it as tested in full: "
+                    "mark that citation `partial: true`, or drop it here")
 
 
 def _type_name(default: Any) -> str:

@@ -106,7 +106,7 @@ class Finding:
     ci_high: float | None
     observed: float | None  # the number the rule was applied to (value, ci_low or ci_high per basis)
     confidence: float
-    refs: list[str]
+    refs: list[str]  # one line per clause reference the rule gives, as written (or made from its mapping)
     message: str  # one plain sentence
     meaning: str  # what the check means for a reader
     reason: str = ""  # why INCONCLUSIVE, ERROR, SKIPPED or WAIVED
@@ -120,6 +120,8 @@ class Finding:
     part: str = ""  # the part whose numbers the finding shows ("sex"); "" for a single-part measurement
     decided_by: str = ""  # which parts made the status, in one sentence
     parts: list[dict[str, Any]] = field(default_factory=list)  # each part's own status, value, interval, reason
+    clauses: list[dict[str, Any]] = field(default_factory=list)  # each clause served: clause, regulation, text, partial
+    references: list[str] = field(default_factory=list)  # papers and guidance behind the rule that are not clauses
 
     @property
     def blocking(self) -> bool:

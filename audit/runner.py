@@ -459,7 +459,9 @@ def policy_section(policy: Policy, replicates: int | None) -> dict[str, Any]:
     return {"name": policy.policy, "version": policy.version, "description": policy.description,
             "path": str(policy.source), "sha256": policy.sha256, "confidence": policy.confidence,
             "inconclusive": policy.inconclusive, "min_group_size": policy.min_group_size,
-            "decision_threshold": policy.decision_threshold, "replicates": replicates}
+            "decision_threshold": policy.decision_threshold, "replicates": replicates,
+            "scope": [c.to_dict() for c in policy.scope_cites],
+            "not_covered": [n.to_dict() for n in policy.not_covered_items]}
 
 
 def manifest_section(m: Manifest) -> dict[str, Any]:

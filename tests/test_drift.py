@@ -327,11 +327,39 @@ def test_evidently_html_is_an_attachment_only_when_the_run_writes_attachments(sh
     assert f'href="{ATTACHMENT}"' in (out / "report.html").read_text()
 
 
+def test_evidently_report_is_labelled_as_context_not_judged(shifted, tmp_path):
+    """evidently's page covers more columns than the share counts and summarizes them at its own default share:
+    the page and its link say it is context whose numbers differ from the judged finding."""
+    from audit.render.outputs import write_run
+
+    ctx, m = shifted
+    share = m["drift.share_drifted_columns"].details
+    descriptors = m["drift.text_descriptors"].details["descriptors"]
+    n_columns = len(share["columns"]) + len(descriptors)  # every column evidently was given, the text included
+    n_counted = sum(1 for r in share["columns"] if r["counted"] and r["drifted"] is not None)
+    assert share["attachment_columns"] == {ATTACHMENT: n_columns} and n_counted < n_columns
+    page = ctx.extra["attachments"][ATTACHMENT]
+    body = page.index("<body>") + len("<body>")
+    assert page[body:].startswith('<div id="audit-not-judged" role="note"')
+    banner = page[body:page.index("</div>", body)]
+    assert "Context, not judged by the audit." in banner
+    assert f"over {n_columns} columns" in banner and f"counts only the {n_counted} template-input" in banner
+    assert "default share of 0.5" in banner
+    assert page.index("<title>Context, not judged") < page.index("<body>")
+    out = write_run(tmp_path / "run", _result(m), None, extra=ctx.extra["attachments"])
+    html = (out / "report.html").read_text()
+    assert (f'<a href="{ATTACHMENT}">{ATTACHMENT} (evidently&#39;s own report, {n_columns} columns; not judged)</a>'
+            in html)
+    assert f"over the {n_counted} template-input and protected-attribute columns" in html
+
+
 def test_many_texts_go_to_a_sampled_text_report(monkeypatch):
     monkeypatch.setattr(ds, "TEXT_ROWS", 200)  # 500 reference and 300 current texts
     ctx = _ctx(0.25, extra={"attachments": {}})
     m = all_checks()["drift.share_drifted_columns"].fn(ctx)
     assert m.details["attachments"] == [ATTACHMENT, TEXT_ATTACHMENT]
+    assert m.details["attachment_columns"][TEXT_ATTACHMENT] == 1
+    assert "text-content test alone" in ctx.extra["attachments"][TEXT_ATTACHMENT]
     assert any("sample of at most 200 texts" in n for n in m.details["notes"])
     text = all_checks()["drift.text_content_auc"].fn(ctx).details["text"]
     assert (text["n_reference"], text["n_current"]) == (200, 200) and text["drifted"] is not None

@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from audit.errors import DataError, OutputError
 from audit.render import outputs, render_html, render_junit, render_markdown, rerender, write_run
@@ -576,3 +577,144 @@ def test_a_partial_statistics_section_is_tolerated():
     assert 'id="statistics"' in html and "No sources are recorded." in html
     r["statistics"] = {"sources": "junk", "grid": [], "noise": 3}
     assert 'id="statistics"' in render_html(r) and render_markdown(r) and render_junit(r)
+
+
+# ---------------------------------------------------------------- regulation map and the policy's statements
+
+
+def _section(html: str, id_: str) -> str:
+    start = html.index(f'id="{id_}"')
+    return html[start:html.index("</section>", start)]
+
+
+def test_regulation_map_has_one_row_per_clause_however_it_is_written():
+    from audit.render.governance import regulation_map
+
+    r = sample()  # refs "SR 11-7 (model validation)" and "SR 11-7": one clause written two ways
+    r["findings"] += [
+        finding("fairness.selection_rate_ratio", "FAIL", refs=["ECOA / Regulation B (12 CFR 1002.4(a), 1002.6(a)): x"]),
+        finding("fairness.counterfactual_flip_rate", "PASS",
+                refs=["ECOA / Regulation B (12 CFR 1002.6(b)(1)), in part: gendered words"],
+                clauses=[{"clause": "12 CFR 1002.6(b)(1)", "regulation": "ECOA / Regulation B",
+                          "text": "gendered words", "partial": True},
+                         {"clause": "EU AI Act Article 10 (2)(f)", "text": "swaps", "partial": True}],
+                references=["Ponomareva et al. 2023, How to DP-fy ML"]),
+        finding("fairness.equalized_odds_difference", "WARN", severity="warn", refs=[],
+                clauses=[{"clause": "EU AI Act Art. 10(2)(f)", "text": "error rates", "partial": True},
+                         {"clause": "12 cfr 1002.6(a)", "text": "error rates", "partial": False}]),
+    ]
+    rows = {row.clause: row for row in regulation_map(r)}
+    assert sorted(rows) == ["12 CFR 1002.4(a)", "12 CFR 1002.6(a)", "12 CFR 1002.6(b)(1)",
+                            "EU AI Act Article 10 (2)(f)", "SR 11-7"]
+    sr = rows["SR 11-7"]
+    assert [f.check_id for f in sr.findings] == ["performance.roc_auc", "performance.balanced_accuracy",
+                                                 "performance.ece", "performance.brier_score"]
+    assert sr.status == "WARN"  # the ECE finding; the others pass
+    assert rows["12 CFR 1002.6(a)"].status == "FAIL"  # FAIL beats WARN
+    assert [f.check_id for f in rows["12 CFR 1002.6(a)"].findings] == ["fairness.selection_rate_ratio",
+                                                                      "fairness.equalized_odds_difference"]
+    eu = rows["EU AI Act Article 10 (2)(f)"]
+    assert eu.status == "WARN" and eu.partial and [f.text for f in eu.findings] == ["swaps", "error rates"]
+    assert not rows["12 CFR 1002.6(a)"].partial
+    html = _section(render_html(r), "regulation-map")
+    assert "Ponomareva" not in html  # a paper is not a clause
+    assert html.count("<tr><td><strong>") == 5
+    assert '<a href="#finding-fairness.counterfactual_flip_rate">counterfactual_flip_rate</a> (PASS), in part: ' \
+           "gendered words" in html
+
+
+def test_not_covered_lists_the_policys_items_and_unserved_scope():
+    r = sample()
+    r["policy"]["scope"] = [{"clause": "SR 11-7", "regulation": "", "text": "", "partial": False},
+                            {"clause": "EU AI Act Art. 14", "regulation": "EU AI Act", "text": "", "partial": False},
+                            {"clause": "EU AI Act Art. 12", "regulation": "", "text": "", "partial": False}]
+    r["policy"]["not_covered"] = [
+        {"clause": "12 CFR 1002.9(b)(2)", "regulation": "ECOA / Regulation B",
+         "text": "adverse-action reasons per applicant", "reason": "The ranking is global."},
+        {"clause": "EU AI Act Art. 12", "regulation": "", "text": "logs", "reason": "Not the model's."},
+        {"clause": "sr 11-7", "regulation": "", "text": "a conceptual soundness review", "reason": "A validator's."}]
+    from audit.render.governance import governance_view
+
+    g = governance_view(r)
+    assert [(n.clause, n.partly) for n in g.not_covered] == [
+        ("12 CFR 1002.9(b)(2)", False), ("EU AI Act Art. 12", False), ("sr 11-7", True), ("EU AI Act Art. 14", False)]
+    assert g.not_covered[-1].reason == "The policy's scope names this clause, but no rule of the policy serves it."
+    assert [c.clause for c in g.clauses] == ["SR 11-7"] and g.clauses[0].not_covered == "a conceptual soundness review"
+    html = _section(render_html(r), "regulation-map")
+    nc = html[html.index('id="not-covered"'):]
+    assert "<strong>12 CFR 1002.9(b)(2)</strong> (ECOA / Regulation B): adverse-action reasons per applicant. " \
+           "The ranking is global." in nc
+    assert "EU AI Act Art. 14" in nc and "1002.9(b)(2)" not in html[:html.index('id="not-covered"')]
+    plain = render_html(sample())
+    assert "what this audit does not test is not stated" in _section(plain, "regulation-map")
+
+
+def test_bundled_policy_map_from_a_judged_result():
+    """fin.yaml judged end to end (values made up): its map has no adverse-action row, lists it as not covered."""
+    from audit.checks import all_checks
+    from audit.judge import judge
+    from audit.policy import load_policy
+    from audit.render.governance import governance_view
+    from audit.result import Measurement
+    from audit.runner import policy_section
+
+    fin = load_policy("fin")
+    findings = judge(fin, all_checks(), {cid: Measurement(cid, 0.0) for cid in fin.checks})
+    r = sample()
+    r["findings"] = [f.to_dict() for f in findings]
+    r["policy"] = json.loads(json.dumps(policy_section(fin, 200)))
+    g = governance_view(r)
+    clauses = [c.clause for c in g.clauses]
+    assert "12 CFR 1002.9(b)(2)" not in clauses and len(clauses) == len(set(clauses))
+    assert "12 CFR 1002.9(b)(2)" in [n.clause for n in g.not_covered]
+    assert {"EU AI Act Art. 10(2)(f)", "EU AI Act Art. 10(2)(g)", "EU AI Act Art. 15(5)"} <= set(clauses)
+    mia = next(c for c in g.clauses if c.clause == "EU AI Act Art. 15(5)")
+    assert {f.check_id for f in mia.findings} == {"privacy.membership_inference_auc", "privacy.mia_tpr_at_1pct_fpr"}
+    html = render_html(r)
+    # every rule's plain-language requirement is in its finding's detail
+    for f in findings:
+        body = html[html.index(f'<tbody id="finding-{f.check_id}">'):]
+        body = body[:body.index("</tbody>")]
+        assert f"<strong>The policy requires:</strong> {escape(f.note)}" in body, f.check_id
+    dp = html[html.index('<tbody id="finding-privacy.dp_epsilon">'):]
+    assert "Sources (not clauses):</strong> Ponomareva et al. 2023" in dp[:dp.index("</tbody>")]
+
+
+def test_note_is_escaped_and_absent_notes_leave_no_label():
+    r = sample()
+    r["findings"][0]["note"] = HOSTILE
+    html = render_html(r)
+    assert HOSTILE not in html and escape(HOSTILE) in html
+    assert html.count("The policy requires:") == 1
+
+
+def _explained(examples: list[dict]) -> dict:
+    return {"model": {"positive_label": "good", "negative_label": "bad"}, "findings": [], "measurements": {
+        "explainability.additivity_error": {"value": 0.0, "details": {
+            "sample_rows": 10, "max_evals": 40, "model_evaluations": 400, "examples": examples}}}}
+
+
+def _example(row_id: str, kind: str, score: float) -> dict:
+    return {"row_id": row_id, "kind": kind, "why": f"{kind}.", "score": score, "predicted": "bad", "true": "good",
+            "base_value": 0.0, "shap_sum": 0.0, "output": 0.0, "units": [["word", 0.1, "word"]]}
+
+
+def test_lowest_scored_label_says_it_is_the_samples_lowest():
+    """The check picks the lowest-scored example from the random sample only; the surest false negative comes from
+    every eval row and can score lower. The title must not claim the lowest row shown."""
+    from audit.render.explain_view import explain_view
+
+    fn, low = _example("3", "false negative", 0.02), _example("9", "lowest-scored", 0.11)
+    view = explain_view(_explained([_example("1", "highest-scored", 0.97), fn, low]))
+    titles = [e.title for e in view.examples]
+    assert titles == ["Highest-scored row", "False negative row", "Lowest-scored sampled row"]
+    shown = {e.title: e for e in view.examples}
+    # the false negative scores lower than the sample's lowest, and the lowest-scored row's text says so
+    assert shown["Lowest-scored sampled row"].why == (
+        "lowest-scored. Row 3 (false negative, shown here too) scores lower, 0.020: it was picked from every eval "
+        "row, not from the random sample.")
+    # when it is the lowest shown, nothing is added
+    alone = explain_view(_explained([_example("1", "highest-scored", 0.97), _example("9", "lowest-scored", 0.11)]))
+    assert alone.examples[1].why == "lowest-scored."
+    html = render_html(_explained([fn, low]))
+    assert "Lowest-scored sampled row</h4>" in html and "Lowest-scored row</h4>" not in html

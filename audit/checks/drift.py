@@ -13,7 +13,10 @@ where evidently's default does not (see that module). Every check of the family 
 evidently's own HTML reports are kept only when the runner asks for attachments: when `ctx.extra["attachments"]` is
 a dict, `share_drifted_columns` puts them there ({file name: HTML}) for the runner to write beside report.html
 (`write_run(..., extra=...)`, inside the same all-or-nothing folder write), and records their names so the report
-links them. Otherwise it notes that they were not kept and the report links nothing.
+links them. Otherwise it notes that they were not kept and the report links nothing. They run over more columns
+than the share counts (the label, the prediction, the text, the descriptors) and evidently's dataset summary uses
+its own default share (0.5), so their headline differs from the finding: each page gets a title and a banner that
+say it is context, not judged (`labelled_page`), and the report's link says the same.
 """
 
 from __future__ import annotations
@@ -181,6 +184,7 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
     sampled = len(r_txt) < len(ref.texts) or len(c_txt) < len(cur.texts)
     text_test = ds.choose_test("text", len(r_txt), len(c_txt), 0, alpha=alpha)
     text_error, pages = None, {}
+    page_columns = {ATTACHMENT: len(kinds) + (0 if sampled else 1), TEXT_ATTACHMENT: 1}
     if sampled:
         notes.append(f"The text-content test used a seeded sample of at most {ds.TEXT_ROWS:,} texts a side.")
         results, pages[ATTACHMENT] = ds.run_evidently(ref_df, cur_df, kinds, tests, html=want_html)
@@ -197,6 +201,7 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
     except ValueError as exc:  # the TF-IDF vocabulary can be empty (every word in over half the texts)
         text_error = f"{type(exc).__name__}: {exc}"
         notes.append(f"evidently's text-content drift could not run on these texts ({text_error}).")
+        page_columns[ATTACHMENT] = len(kinds)
         if not sampled:
             results, pages[ATTACHMENT] = ds.run_evidently(ref_df, cur_df, kinds, tests, html=want_html)
     results = {col: results[col] for col in roles if col in results}  # the table's order
@@ -217,7 +222,7 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
     import evidently
 
     out = {"ref": ref, "cur": cur, "rows": rows, "histograms": histograms, "notes": notes,
-           "html": {k: v for k, v in pages.items() if v},
+           "html": {k: v for k, v in pages.items() if v}, "page_columns": page_columns,
            "text_column": text_col, "text_error": text_error, "descriptors": descriptor_cols,
            "descriptor_means": {d: (float(np.mean(d_ref[d])) if len(d_ref[d]) else None,
                                     float(np.mean(d_cur[d])) if len(d_cur[d]) else None) for d in d_ref},
@@ -225,6 +230,38 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
            "regime": _regime(len(ref.texts), len(cur.texts))}
     cache[key] = out
     return out
+
+
+def not_judged(name: str, n_columns: int, n_counted: int, version: str) -> str:
+    """What evidently's own report is, in one paragraph: context that the audit does not judge, whose headline
+    numbers are evidently's over its own columns, not the finding's."""
+    if name == TEXT_ATTACHMENT:
+        what = (f"evidently {version}'s own report of the text-content test alone, on a seeded sample of the texts; "
+                "its headline numbers are evidently's over that one column")
+    else:
+        what = (f"evidently {version}'s own report of the comparison, over {n_columns} columns, each with the test "
+                "the audit chose, some of which the finding does not count (such as the predicted label and the text "
+                "descriptors); its headline (the share of drifted columns over "
+                f"all {n_columns}, and dataset drift “detected” or “not detected” at evidently's default share of "
+                "0.5) is evidently's own")
+    return (f"Context, not judged by the audit. This is {what}. The audit's finding drift.share_drifted_columns "
+            f"counts only the {n_counted} template-input and protected-attribute columns and is judged against the "
+            "policy's threshold: read it in report.html, not here.")
+
+
+def labelled_page(page: str, name: str, n_columns: int, n_counted: int, version: str) -> str:
+    """evidently's HTML with a title and a banner at the top of its body that say it is context, not the finding."""
+    import html
+
+    text = html.escape(not_judged(name, n_columns, n_counted, version))
+    banner = (f'<div id="audit-not-judged" role="note" style="font: 15px/1.4 sans-serif; background: #fff4d6; '
+              f'color: #1d2330; border-bottom: 2px solid #b07d00; padding: 10px 16px;">{text}</div>')
+    title = "<title>Context, not judged: evidently's drift report</title>"
+    head = re.search(r"<head[^>]*>", page, re.I)
+    if head:
+        page = page[:head.end()] + title + page[head.end():]
+    body = re.search(r"<body[^>]*>", page, re.I)
+    return page[:body.end()] + banner + page[body.end():] if body else banner + page
 
 
 def _sample(texts: list[str], rng) -> list[str]:
@@ -281,8 +318,11 @@ def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: floa
                "drifted": [r["column"] for r in counted if r["drifted"]]}
     attachments = ctx.extra.get("attachments")
     if isinstance(attachments, dict) and run["html"]:
-        attachments.update(run["html"])
+        columns = {name: run["page_columns"][name] for name in run["html"]}
+        attachments.update({name: labelled_page(page, name, columns[name], len(counted), run["evidently"])
+                            for name, page in run["html"].items()})
         details["attachments"] = sorted(run["html"])
+        details["attachment_columns"] = columns
     else:
         details["notes"].append("evidently's own HTML report is not kept: this run does not write attachments.")
     m = Measurement(cid, len(details["drifted"]) / len(counted) if counted else None, n=len(run["cur"].texts),

@@ -460,7 +460,7 @@ def _examples(ctx: CheckContext, ex: Explained) -> list[dict[str, Any]]:
                                              f"{ctx.threshold:g} (score {score[border]:.3f}): what tips a close call."))
         low = min(ex.sample, key=lambda i: (score[i], i))
         chosen.append((low, "lowest-scored", f"Of the sampled rows, the lowest score ({score[low]:.3f} for '{pos}'): "
-                                             f"the reasons behind the strongest decision for '{neg}'."))
+                                             f"the reasons behind the sample's strongest decision for '{neg}'."))
     out, seen = [], set()
     for i, kind, why in chosen:
         if i in seen or len(out) >= MAX_EXAMPLES:

@@ -86,6 +86,12 @@ def ci_text(low: Any, high: Any, confidence: str, f=f3) -> str:
 
 
 @dataclass
+class Attachment:
+    href: str  # the file beside report.html
+    text: str  # the link text: what the file is
+
+
+@dataclass
 class Fact:
     label: str
     value: str
@@ -157,7 +163,8 @@ class DriftView:
     performance_note: str = ""
     charts: list[HistChart] = field(default_factory=list)
     tests: list[Fact] = field(default_factory=list)
-    attachments: list[str] = field(default_factory=list)  # evidently's HTML reports, beside report.html
+    attachments: list[Attachment] = field(default_factory=list)  # evidently's HTML reports, beside report.html
+    attachments_note: str = ""  # why their numbers differ from the judged finding
     notes: list[str] = field(default_factory=list)
 
 
@@ -270,6 +277,27 @@ def _side_text(side: Any) -> str:
     return out
 
 
+def _attachments(view: DriftView, sd: dict) -> None:
+    """evidently's own reports, linked as context that is not judged: they cover more columns than the finding
+    counts and summarize them with evidently's default dataset rule, so their headline numbers differ from it."""
+    names = [str(a) for a in _l(sd.get("attachments"))]
+    if not names:
+        return
+    columns = _d(sd.get("attachment_columns"))
+    counted = sum(1 for r in map(_d, _l(sd.get("columns"))) if r.get("counted") and r.get("drifted") is not None)
+    for name in names:
+        n = _num(columns.get(name))
+        size = f"{n:.0f} column" + ("" if n == 1 else "s") if n is not None else "its own columns"
+        view.attachments.append(Attachment(name, f"{name} (evidently's own report, {size}; not judged)"))
+    view.attachments_note = (
+        "Context, not judged by the audit: these files are evidently's own reports of the same comparison, with its "
+        "plots. Their headline numbers are evidently's: its share of drifted columns is taken over every column it "
+        "was given (the predicted label and the text descriptors too, and the label and the text when present), and its “dataset drift "
+        "detected / not detected” uses evidently's default share of 0.5. The judged finding is the share of drifted "
+        f"columns above, over the {counted} template-input and protected-attribute columns, against the policy's "
+        "threshold; where the two disagree, the finding is what the verdict reads.")
+
+
 def drift_view(result: dict) -> DriftView | None:
     ms = _d(result.get("measurements"))
     mine = {k: _d(v) for k, v in ms.items() if str(k).startswith("drift.")}
@@ -297,7 +325,7 @@ def drift_view(result: dict) -> DriftView | None:
                                      "chi-square in place of its goodness-of-fit test")]
         view.columns = [_column_row(r) for r in map(_d, _l(sd.get("columns")))]
         view.notes += [str(n) for n in _l(sd.get("notes"))]
-        view.attachments = [str(a) for a in _l(sd.get("attachments"))]
+        _attachments(view, sd)
     dd = _d(_d(mine.get(DESCRIPTORS)).get("details"))
     used = {str(r.get("method")): str(r.get("test"))
             for r in map(_d, _l(sd.get("columns")) + _l(dd.get("descriptors")))}

@@ -220,6 +220,24 @@ def _legend(scale: float, positive: str, negative: str) -> tuple[list[Swatch], s
     return out, note
 
 
+# Example kinds the check picks from the random sample alone, and the title that says so.
+SAMPLED = {"lowest-scored": "Lowest-scored sampled row"}
+
+
+def _beyond_sample(e: dict, shown: list[dict]) -> str:
+    """A sentence when another row shown scores lower than the sample's lowest-scored one (the surest false
+    negative, picked from every eval row), so the title's "lowest" is read as the sample's, not the report's."""
+    score = _num(e.get("score"))
+    if score is None:
+        return ""
+    lower = [(s, x) for x in shown if x is not e and (s := _num(x.get("score"))) is not None and s < score]
+    if not lower:
+        return ""
+    s, x = min(lower, key=lambda t: t[0])
+    return (f" Row {x.get('row_id')} ({x.get('kind')}, shown here too) scores lower, {s:.3f}: it was picked from "
+            "every eval row, not from the random sample.")
+
+
 def explain_view(result: dict) -> ExplainView | None:
     ms = _d(result.get("measurements"))
     model = _d(result.get("model"))
@@ -264,12 +282,16 @@ def explain_view(result: dict) -> ExplainView | None:
     scale = max(values) if values else 0.0
     examples = []
     for e in raw:
+        why = str(e.get("why") or "")
+        kind = str(e.get("kind") or "example")
+        title = kind[:1].upper() + kind[1:] + " row"
+        if kind in SAMPLED:  # chosen from the random sample only: a reviewer's row shown beside it may go further
+            title = SAMPLED[kind]
+            why += _beyond_sample(e, raw)
         facts = (f"Row {e.get('row_id')}: score {_num(e.get('score')) or 0:.3f}, predicted '{e.get('predicted')}', "
                  f"true label '{e.get('true')}'. Base value {_signed(_num(e.get('base_value')) or 0)} + sum of SHAP "
                  f"{_signed(_num(e.get('shap_sum')) or 0)} = log-odds {_signed(_num(e.get('output')) or 0)}.")
-        kind = str(e.get("kind") or "example")
-        examples.append(Example(kind[:1].upper() + kind[1:] + " row", str(e.get("why") or ""), facts,
-                                _spans(_l(e.get("units")), scale, positive, negative)))
+        examples.append(Example(title, why, facts, _spans(_l(e.get("units")), scale, positive, negative)))
     if _d(ms.get("explainability.additivity_error")).get("error"):
         notes.insert(0, "These explanations do not add up to the model's output (see the additivity finding): they "
                         "are shown for diagnosis and are not evidence of what the model leans on.")

@@ -6,6 +6,7 @@ the model card again as a Hugging Face-style README.md (YAML metadata, then sect
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,11 +18,35 @@ KEY_METRICS = ["performance.roc_auc", "performance.balanced_accuracy", "performa
 
 
 @dataclass
-class ClauseRow:
-    clause: str
+class ClauseFinding:
+    """One finding that serves a clause: what it shows for the clause, and whether that is a partial test."""
+
+    check_id: str
+    title: str
     status: str
     css: str
-    findings: list[str]  # "Title (STATUS)"
+    text: str  # what the check shows for this clause, from the policy's citation
+    partial: bool
+
+
+@dataclass
+class ClauseRow:
+    clause: str  # the clause id as the policy first writes it
+    regulation: str
+    status: str  # the worst status of the findings that serve it
+    css: str
+    findings: list[ClauseFinding]
+    partial: bool  # every finding tests only part of the clause
+    not_covered: str = ""  # what of the clause the audit does not test, when the policy says
+
+
+@dataclass
+class NotCoveredRow:
+    clause: str
+    regulation: str
+    text: str  # the requirement
+    reason: str  # why this audit does not test it
+    partly: bool  # some rule tests part of the clause: it is also in the map
 
 
 @dataclass
@@ -37,23 +62,82 @@ class Governance:
     summary: list[str]  # the executive summary, a sentence each
     clauses: list[ClauseRow]
     card: list[CardSection]
+    not_covered: list[NotCoveredRow] = field(default_factory=list)
 
 
 def _worst(statuses: list[str]) -> str:
     return min(statuses, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else len(STATUS_ORDER))
 
 
+def _cites(f: dict) -> list[dict]:
+    """The clauses a finding serves: its structured `clauses`, or (an older result.json) its `refs` strings
+    parsed as a policy's string references are."""
+    from audit.cites import parse_ref
+
+    clauses = [c for c in map(_dict, _list(f.get("clauses"))) if str(c.get("clause") or "").strip()]
+    if clauses or not _list(f.get("refs")):
+        return clauses
+    return [c.to_dict() for r in _list(f.get("refs")) for c in parse_ref(str(r))]
+
+
 def regulation_map(result: dict) -> list[ClauseRow]:
-    by_clause: dict[str, list[dict]] = {}
+    """One row per clause (grouped by its id, however it is spelled), with every finding that serves it and the
+    worst of their statuses. Papers and guidance (a rule's `references`) are not clauses and are not here."""
+    from audit.cites import clause_key
+
+    rows: dict[str, ClauseRow] = {}
     for f in map(_dict, _list(result.get("findings"))):
-        for ref in _list(f.get("refs")) or ["(no clause cited)"]:
-            by_clause.setdefault(str(ref), []).append(f)
-    rows = []
-    for clause, fs in sorted(by_clause.items()):
-        status = _worst([str(f.get("status")) for f in fs])
-        rows.append(ClauseRow(clause, status, f"st-{status.lower()}",
-                              [f"{f.get('title') or f.get('check_id')} ({f.get('status')})" for f in fs]))
-    return rows
+        status = str(f.get("status"))
+        for c in _cites(f):
+            clause = str(c.get("clause")).strip()
+            row = rows.get(clause_key(clause))
+            if row is None:
+                row = rows[clause_key(clause)] = ClauseRow(clause, "", "", "", [], True)
+            row.regulation = row.regulation or str(c.get("regulation") or "")
+            cf = ClauseFinding(str(f.get("check_id") or ""), str(f.get("title") or f.get("check_id")), status,
+                               f"st-{status.lower()}", str(c.get("text") or ""), bool(c.get("partial")))
+            if not any(x.check_id == cf.check_id and x.text == cf.text for x in row.findings):
+                row.findings.append(cf)
+    for row in rows.values():
+        row.status = _worst([x.status for x in row.findings])
+        row.css = f"st-{row.status.lower()}"
+        row.partial = all(x.partial for x in row.findings)
+    return sorted(rows.values(), key=lambda r: _natural(clause_key(r.clause)))
+
+
+def _natural(key: str) -> list:
+    """"gdpr art. 5(1)(c)" before "gdpr art. 25": numbers compare as numbers."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", key) if t]
+
+
+def not_covered(result: dict, clauses: list[ClauseRow]) -> list[NotCoveredRow]:
+    """What a reviewer would expect that this audit does not test: the policy's `not_covered` items with their
+    reasons, then each clause of its `scope` that no rule serves."""
+    from audit.cites import clause_key
+
+    policy = _dict(result.get("policy"))
+    served = {clause_key(r.clause): r for r in clauses}
+    out: list[NotCoveredRow] = []
+    seen: set[str] = set()
+    for n in map(_dict, _list(policy.get("not_covered"))):
+        clause = str(n.get("clause") or "").strip()
+        if not clause:
+            continue
+        key = clause_key(clause)
+        seen.add(key)
+        out.append(NotCoveredRow(clause, str(n.get("regulation") or ""), str(n.get("text") or ""),
+                                 str(n.get("reason") or ""), key in served))
+        if key in served:
+            served[key].not_covered = str(n.get("text") or n.get("reason") or "")
+    for c in map(_dict, _list(policy.get("scope"))):
+        clause = str(c.get("clause") or "").strip()
+        key = clause_key(clause)
+        if not clause or key in served or key in seen:
+            continue
+        seen.add(key)
+        out.append(NotCoveredRow(clause, str(c.get("regulation") or ""), str(c.get("text") or ""),
+                                 "The policy's scope names this clause, but no rule of the policy serves it.", False))
+    return out
 
 
 def _card_info(model: dict) -> dict:
@@ -151,7 +235,8 @@ def governance_view(result: dict) -> Governance:
     purpose = str(info.get("intended_use") or "The model's manifest does not state its intended use.")
     if info.get("users"):
         purpose += f" Intended users: {info['users']}."
-    return Governance(purpose, executive_summary(result), regulation_map(result), model_card(result))
+    clauses = regulation_map(result)
+    return Governance(purpose, executive_summary(result), clauses, model_card(result), not_covered(result, clauses))
 
 
 def _yaml_scalar(value: Any) -> str:

@@ -187,6 +187,7 @@ class FindingView:
     note: str = ""  # the policy's plain-language requirement
     decided_by: str = ""  # which parts made the status
     parts: list[PartView] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)  # papers and guidance behind the rule, not clauses
 
 
 @dataclass
@@ -352,6 +353,7 @@ def finding_view(f: dict, default_confidence: Any = None) -> FindingView:
         part=str(f.get("part") or ""), evidence=evidence_text(f.get("n"), f.get("evidence")),
         note=str(f.get("note") or ""), decided_by=str(f.get("decided_by") or ""),
         parts=part_views(f, default_confidence),
+        references=[str(r) for r in _list(f.get("references"))],
     )
 
 
