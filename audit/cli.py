@@ -183,7 +183,7 @@ def _print_outcome(outcome) -> None:
 @click.option("--template", help="jinja2 template over columns, e.g. 'Age {{ age }}, {{ job }}'.")
 @click.option("--template-file", type=click.Path(path_type=Path, dir_okay=False), help="The template, from a file.")
 @click.option("--label-column", help="Column holding the label.")
-@click.option("--positive-label", help="The favourable label (default: the second in sorted order).")
+@click.option("--positive-label", help="The favourable label; required unless the labels are 0/1 or false/true.")
 @click.option("--protected", multiple=True, metavar="NAME=COLUMN[:EDGE,...]",
               help="A protected attribute, optionally binned: age=age_in_years:25")
 @click.option("--id-column", help="Column with row ids (default: row numbers).")

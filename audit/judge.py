@@ -2,7 +2,9 @@
 
 Per rule: the `basis` number (value, ci_low or ci_high) must clear `min` and/or `max`. A blocking rule that
 fails is FAIL, a `warn` rule that fails is WARN. Missing evidence is INCONCLUSIVE, never a silent PASS.
-A check that raised is ERROR. An active waiver turns a non-passing finding into WAIVED.
+A check that raised is ERROR; so is a measurement that carries an error beside its value (SHAP explanations
+that do not add up), unless that value violates the rule: a measured violation is never hidden behind ERROR.
+An active waiver turns a non-passing finding into WAIVED.
 
 Verdict: FAIL if a blocking finding is FAIL or ERROR; else INCONCLUSIVE if a blocking finding is
 INCONCLUSIVE (FAIL when the policy says `inconclusive: fail`); else PASS.
@@ -95,6 +97,15 @@ def _judge_part(spec: CheckSpec, rule: Rule, p: Part) -> tuple[Status, float | N
     return Status.PASS, observed, ""
 
 
+def _violated(spec: CheckSpec, rule: Rule, m: Measurement) -> bool:
+    """Whether a measurement that carries an error (explanations that do not add up, say) still shows a
+    violation of the rule with a value of its own: that violation is not hidden behind ERROR. A check that
+    raised has no value, so it is ERROR as before."""
+    if m.value is None and not m.parts:
+        return False
+    return any(_judge_part(spec, rule, p)[0] in (Status.FAIL, Status.WARN) for p in _parts(m))
+
+
 def _names(items: list[dict]) -> str:
     names = [i["name"] for i in items]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
@@ -127,7 +138,7 @@ def judge_one(spec: CheckSpec, rule: Rule, m: Measurement, policy: Policy, today
     FAIL/WARN when any judgeable part violates it, INCONCLUSIVE only when none violates and some part could not
     be judged, PASS otherwise. The finding shows the numbers of the part that decided it."""
     reason, decided_by, judged, shown = "", "", [], None
-    if m.error:
+    if m.error and not _violated(spec, rule, m):
         status, reason = Status.ERROR, m.error
         message = f"{spec.title} could not be measured: {m.error}"
     elif m.skipped:
@@ -159,6 +170,9 @@ def judge_one(spec: CheckSpec, rule: Rule, m: Measurement, policy: Policy, today
         else:
             reason = unjudged[0]["reason"] if unjudged else ""
         message = _message(spec, rule, policy, status, shown, reason, len(judged) > 1)
+        if m.error:  # a violation measured despite the error (see _violated): it stands, the error beside it
+            reason = f"{reason}; {m.error}" if reason else m.error
+            message = f"{message} The measurement also reports a problem: {m.error}."
     p = shown["_part"] if shown else None
     value = p.value if p else (None if (m.error or m.skipped) else m.value)
     ci_low, ci_high = (p.ci_low, p.ci_high) if p else (m.ci_low, m.ci_high)

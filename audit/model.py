@@ -8,6 +8,7 @@ refused), and nothing fetched from a hub (`local_files_only`).
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +246,46 @@ def check_safetensors(path: Path) -> None:
         raise ModelError(f"{path}: corrupt safetensors file: {exc}") from None
 
 
+_PLACEHOLDER = re.compile(r"LABEL_\d+")
+
+
+def config_labels(config: dict[str, Any]) -> list[str] | None:
+    """The label names of config.json's id2label in output order, or None when it has none, or only the
+    placeholders transformers writes when nobody named them (LABEL_0, LABEL_1)."""
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        return None
+    try:
+        by_index = {int(k): str(v) for k, v in id2label.items()}
+    except (TypeError, ValueError):
+        return None
+    if sorted(by_index) != list(range(len(by_index))):
+        return None
+    names = [by_index[i] for i in range(len(by_index))]
+    if all(_PLACEHOLDER.fullmatch(n) for n in names):
+        return None
+    return names
+
+
+def check_labels(config: dict[str, Any], manifest: Manifest, config_path: Path) -> None:
+    """Refuse labels that contradict config.json's id2label: a name that id2label puts at another output
+    (compared without case) means the labels were given in the wrong order, and every score would be read
+    backwards (an AUC of 0.1 for a model of 0.9). Labels that id2label does not name at all (other names for the
+    same outputs) are left alone: there is nothing to compare them with."""
+    names = config_labels(config)
+    if names is None:
+        return
+    where = {n.strip().lower(): i for i, n in enumerate(names)}
+    clash = [(i, label) for i, label in enumerate(manifest.labels)
+             if label.strip().lower() in where and where[label.strip().lower()] != i]
+    if clash:
+        said = ", ".join(f"{i}={n}" for i, n in enumerate(names))
+        raise ModelError(f"{config_path}: id2label names the model's outputs {said}, but the labels given in "
+                         f"output order are {', '.join(manifest.labels)} ('{clash[0][1]}' is output "
+                         f"{where[clash[0][1].strip().lower()]}, not {clash[0][0]}); give --labels (or the "
+                         f"manifest's labels) in the model's output order")
+
+
 def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_path: Path | None = None) -> ModelBundle:
     """Check a model folder (no torch import): files present, no pickle-only weights, no remote code,
     a valid safetensors header, a manifest; and hash what will be loaded."""
@@ -281,6 +322,7 @@ def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_pat
             raise ModelError(f"{path}: no {MANIFEST_NAME}; train with 'audit train', or give --manifest FILE or "
                              "--label-column, --positive-label and --text-column/--template")
         manifest = load_manifest(mpath)
+    check_labels(config, manifest, config_path)
     base, base_hashes = (None, {})
     if (path / ADAPTER_CONFIG).exists():
         base, base_hashes = _open_adapter(path, manifest)

@@ -21,8 +21,9 @@ Compiled regular expressions find candidates; validators keep only the real ones
 Names and postal addresses are not found: they need a language model, not a pattern. Where two finds overlap,
 the stronger evidence wins (in the order e-mail, IBAN, card, SSN, date of birth, IP, phone).
 
-`scan(texts)` returns counts by type and rows affected, and where each find is; it never keeps the matched
-text. It reads the texts in batches: cheap gates (literal searches and one numpy pass, see `_Gates`) pick the
+`scan(texts)` returns counts by type and rows affected, where each find is, and how many rows could hold each
+type at all (`Scan.could_hold`: rows with an @ for e-mail, with a run of 7+ digits for a card, …, the gates
+below); it never keeps the matched text. It reads the texts in batches: cheap gates (literal searches and one numpy pass, see `_Gates`) pick the
 rows a pattern can match at all, and each pattern then runs once over those rows joined by NUL. 100k rows of
 credit-application text (26 M characters) take about 1.5 s on one core.
 
@@ -397,6 +398,19 @@ _GATES: dict[str, tuple[str, tuple[re.Pattern, ...]]] = {  # name -> (buffer, pa
 }
 
 
+# What a row must hold before a type's patterns can match it at all (the union of its rules' gates): a row
+# without it cannot hold that type, so a scan that finds none in such rows has not looked at anything.
+CANDIDATES = {
+    "email": "rows with an @",
+    "phone": "rows with 7 or more digits in a run (separators allowed), or a phone word (phone, tel, mobile, …)",
+    "card": "rows with 7 or more digits in a run (separators allowed)",
+    "iban": "rows with two letters followed by two digits",
+    "ssn": "rows with the shape 000-00-0000, or an SSN word (ssn, ss#, soc…)",
+    "ip": "rows with digits between two dots (1.2.3), or two colons with at most 4 hex digits between",
+    "dob": "rows with a birth word (born, birth, dob)",
+}
+
+
 def _numberish(s: str) -> bool:
     """True when `s` is made only of digits and + ( ) . - / space, with at least 7 digits."""
     return (sum("0" <= ch <= "9" for ch in s) >= _MIN_DIGITS
@@ -473,8 +487,10 @@ def _accept(rule: Rule, m: re.Match) -> Span | None:
 _BATCH = 20_000
 
 
-def _batch_finds(rows: list[str], types: tuple[str, ...], gated: bool) -> list[list[Find]]:
-    """Validated, non-overlapping finds per row (rows hold no NUL), each row's sorted by start."""
+def _batch_finds(rows: list[str], types: tuple[str, ...], gated: bool,
+                 candidates: np.ndarray | None = None) -> list[list[Find]]:
+    """Validated, non-overlapping finds per row (rows hold no NUL), each row's sorted by start. `candidates`, a
+    (len(rows), len(TYPES)) bool array, is set where a row passes a gate of the type (could hold it)."""
     gates = _Gates(rows) if gated else None
     accepted: dict[int, tuple[list[int], list[int], list[str]]] = {}  # row -> starts, ends, kinds (sorted)
     everything = np.arange(len(rows))
@@ -482,6 +498,8 @@ def _batch_finds(rows: list[str], types: tuple[str, ...], gated: bool) -> list[l
         if rule.kind not in types:
             continue
         sel = gates.rows(rule.gate) if gates is not None else everything
+        if candidates is not None:
+            candidates[sel, TYPES.index(rule.kind)] = True
         if not len(sel):
             continue
         picked = [rows[i] for i in sel]
@@ -508,14 +526,16 @@ def _batch_finds(rows: list[str], types: tuple[str, ...], gated: bool) -> list[l
     return out
 
 
-def find_all(texts: Sequence[str], types: Iterable[str] | None = None, *, gated: bool = True) -> list[list[Find]]:
+def find_all(texts: Sequence[str], types: Iterable[str] | None = None, *, gated: bool = True,
+             candidates: np.ndarray | None = None) -> list[list[Find]]:
     """Finds per text (each `Find.row` is the text's index). `gated=False` runs every pattern over every text:
-    slower, the same result; it exists to test the gates."""
+    slower, the same result; it exists to test the gates. `candidates`: see `_batch_finds` (len(texts) rows)."""
     chosen = check_types(types)
     clean = [str(t).replace(_SEP, " ") for t in texts]
     out: list[list[Find]] = []
     for lo in range(0, len(clean), _BATCH):
-        for finds in _batch_finds(clean[lo: lo + _BATCH], chosen, gated):
+        part = candidates[lo: lo + _BATCH] if candidates is not None else None  # a view: set in place
+        for finds in _batch_finds(clean[lo: lo + _BATCH], chosen, gated, part):
             out.append([Find(f.kind, f.row + lo, f.start, f.end) for f in finds] if lo else finds)
     return out
 
@@ -556,6 +576,17 @@ class Scan:
     finds: list[Find] = field(default_factory=list)
     flags: np.ndarray = field(default_factory=lambda: np.zeros((0, len(TYPES)), dtype=bool))  # (n_rows, TYPES)
     seconds: float = 0.0
+    # (n_rows, TYPES): rows that could hold each type at all (see CANDIDATES); every flagged row is one of them
+    candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, len(TYPES)), dtype=bool))
+
+    @property
+    def could_hold(self) -> dict[str, int]:
+        """Rows that could hold each type at all (pass a cheap necessary condition, see CANDIDATES)."""
+        return {t: int(self.candidates[:, TYPES.index(t)].sum()) for t in self.types}
+
+    @property
+    def could_hold_any(self) -> int:
+        return int(self.candidates[:, [TYPES.index(t) for t in self.types]].any(axis=1).sum())
 
     @property
     def counts(self) -> dict[str, int]:
@@ -586,12 +617,13 @@ def scan(texts: Sequence[str], types: Iterable[str] | None = None) -> Scan:
 
     t0 = time.perf_counter()
     chosen = check_types(types)
-    per_row = find_all(texts, chosen)
+    candidates = np.zeros((len(texts), len(TYPES)), dtype=bool)
+    per_row = find_all(texts, chosen, candidates=candidates)
     flags = np.zeros((len(per_row), len(TYPES)), dtype=bool)
     finds = [f for row in per_row for f in row]
     for f in finds:
         flags[f.row, TYPES.index(f.kind)] = True
-    return Scan(len(per_row), chosen, finds, flags, time.perf_counter() - t0)
+    return Scan(len(per_row), chosen, finds, flags, time.perf_counter() - t0, candidates)
 
 
 def snippet(text: str, f: Find, width: int = 40, types: Iterable[str] | None = None) -> str:

@@ -100,6 +100,9 @@ class Policy(BaseModel):
     inconclusive: Literal["fail", "inconclusive"] = "inconclusive"
     min_group_size: int = Field(default=30, ge=1)
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    # eval rows that the model was trained on (with --data; audit.overlap): kept with a warning, left out, or
+    # the run refused (exit 2 before the model loads)
+    training_rows_in_eval: Literal["warn", "exclude", "refuse"] = "warn"
     checks: dict[str, Rule]
     budget: Budget = Field(default_factory=Budget)
     waivers: list[Waiver] = Field(default_factory=list)

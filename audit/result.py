@@ -75,7 +75,8 @@ class Measurement:
     details: dict[str, Any] = field(default_factory=dict)
     inconclusive: str | None = None  # why the data cannot support a judgement
     skipped: str | None = None  # why the check does not apply
-    error: str | None = None  # the exception, when the check raised
+    error: str | None = None  # the exception, when the check raised; beside a value, a problem that makes the
+    # finding ERROR unless the value violates the rule (a measured violation stands: audit.judge)
     incomplete: str | None = None  # what the value leaves out: a violation stands, a pass is INCONCLUSIVE
     parts: list[Part] = field(default_factory=list)
 

@@ -37,6 +37,7 @@ class EvalSet:
     row_ids: list[str]
     sha256: str
     notes: list[str]
+    training_rows: dict[str, Any] | None = None  # eval rows found in the training split (see training_overlap)
 
 
 @dataclass
@@ -50,7 +51,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | None, seed: int) -> EvalSet:
+def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | None, seed: int,
+                  training_rows: str = "warn") -> EvalSet:
+    """The eval rows. With --data, rows of the model's training split in it are found (training_overlap) and,
+    per `training_rows` (the policy's training_rows_in_eval; see audit.overlap), kept with a warning, left
+    out, or refused."""
     m: Manifest = bundle.manifest
     notes: list[str] = []
     if data_path is None:
@@ -77,6 +82,11 @@ def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | N
         frame = frame.iloc[keep]
         notes.append(f"The eval set was capped at {max_rows:,} rows by the policy's budget (a seeded random sample).")
     texts = make_texts(frame, m.text, path)
+    overlap = None
+    if data_path is not None:
+        from audit.overlap import apply_policy
+
+        frame, texts, overlap = apply_policy(bundle, path, digest, frame, texts, training_rows, notes)
     y = label_indices(frame, m.label_column, m.labels, path)
     for name, attr in m.protected_attributes.items():
         if attr.column in frame.columns:
@@ -93,7 +103,7 @@ def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | N
     if m.text.template:
         notes.append("The text of every row is generated from a template over tabular columns; the model never "
                      "saw free text written by applicants.")
-    return EvalSet(path, frame, texts, y, source, row_ids, digest, notes)
+    return EvalSet(path, frame, texts, y, source, row_ids, digest, notes, overlap)
 
 
 def _find_source(recorded: str, model_dir: Path) -> Path:
@@ -318,7 +328,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     m = bundle.manifest
     if len(m.labels) != 2:
         raise DataError(f"{bundle.path}: audit supports binary classifiers; the manifest lists {len(m.labels)} labels")
-    ev = load_eval_set(bundle, Path(data_path) if data_path else None, policy.budget.max_rows, policy.budget.seed)
+    ev = load_eval_set(bundle, Path(data_path) if data_path else None, policy.budget.max_rows, policy.budget.seed,
+                       policy.training_rows_in_eval)
     others: dict[str, Path] = {}
     if current_path is not None:
         # check the current set before the model loads: a bad file fails fast
@@ -406,7 +417,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                   "base_model_sha256": m.base_model.sha256 if m.base_model else None,
                   **manifest_section(m), "num_parameters": bundle.num_parameters},
         "data": {"eval": {"path": str(ev.path), "sha256": ev.sha256, "rows": len(ev.texts), "source": ev.source,
-                          "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum())},
+                          "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum()),
+                          **({"training_rows": ev.training_rows} if ev.training_rows is not None else {})},
                  **{name: {"path": str(p), "sha256": sha256_file(p), "rows": len(ctx._datasets[name].texts),
                            "source": f"--{name} file"}
                     for name, p in others.items() if name in ctx._datasets}},

@@ -101,6 +101,18 @@ def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def obvious_positive(labels: list[str]) -> str | None:
+    """The favourable label of a pair whose names say it: '1' of 0/1, 'true' of false/true (any case). Any
+    other pair is ambiguous, yes/no included: whether "yes" is favourable depends on what the column asks
+    (a column "deny" with yes/no has "no" as its favourable outcome)."""
+    if sorted(labels) == ["0", "1"]:
+        return "1"
+    lower = {label.lower(): label for label in labels}
+    if len(lower) == 2 and set(lower) == {"false", "true"}:
+        return lower["true"]
+    return None
+
+
 def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, progress: bool = True) -> Manifest:
     data_path = Path(data_path)
     out_dir = Path(out_dir)
@@ -122,7 +134,12 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, progress
     if len(labels) != 2:
         raise DataError(f"{data_path}: label column '{cfg.label_column}' has {len(labels)} distinct values "
                         f"({', '.join(map(repr, labels[:5]))}); audit trains binary classifiers")
-    positive = cfg.positive_label if cfg.positive_label is not None else labels[1]
+    positive = cfg.positive_label if cfg.positive_label is not None else obvious_positive(labels)
+    if positive is None:
+        raise UsageError(f"{data_path}: give --positive-label (or positive_label in the recipe): label column "
+                         f"'{cfg.label_column}' has the values {', '.join(map(repr, labels))}, and which one is "
+                         "the favourable outcome cannot be told from the names (only 0/1 and false/true are taken "
+                         "as given)")
     if positive not in labels:
         raise DataError(f"{data_path}: positive label {positive!r} does not occur in column '{cfg.label_column}' "
                         f"(values: {', '.join(map(repr, labels))})")

@@ -190,3 +190,33 @@ def test_bad_manifest_names_line(tiny_model, tmp_path, pol):
     result, out = run_cli(["run", str(model), "--policy", pol], tmp_path)
     assert_refused(result, out, f"{model / 'audit-model.yaml'}:{line}: positive_label: positive_label 'great' "
                                 "is not one of the labels ['bad', 'good']")
+
+
+def test_labels_that_contradict_the_configs_id2label_are_refused(tiny_model, credit_csv, tmp_path, pol):
+    # the tiny model's config.json says 0=bad, 1=good; --labels good,bad would read every score backwards
+    flags = ["--data", str(credit_csv), "--label-column", "label", "--positive-label", "good", "--text-column", "text"]
+    result, out = run_cli(["run", str(tiny_model), "--policy", pol, *flags, "--labels", "good,bad"], tmp_path)
+    assert_refused(result, out, f"{tiny_model / 'config.json'}: id2label names the model's outputs 0=bad, 1=good, "
+                                "but the labels given in output order are good, bad ('good' is output 1, not 0); "
+                                "give --labels (or the manifest's labels) in the model's output order")
+
+
+def test_labels_against_id2label_unit():
+    from audit.errors import ModelError
+    from audit.manifest import Manifest, TextRecipe
+    from audit.model import check_labels
+
+    def manifest(labels):
+        return Manifest(name="t", labels=labels, positive_label=labels[1], label_column="y",
+                        text=TextRecipe(column="text"))
+
+    named = {"id2label": {"0": "Bad", "1": "Good"}}
+    check_labels(named, manifest(["bad", "good"]), Path("c.json"))  # same order, case aside
+    with pytest.raises(ModelError, match="'good' is output 1, not 0"):
+        check_labels(named, manifest(["good", "bad"]), Path("c.json"))
+    with pytest.raises(ModelError, match="'1' is output 1, not 0"):
+        check_labels({"id2label": {"0": "0", "1": "1"}}, manifest(["1", "0"]), Path("c.json"))
+    # placeholders, no id2label, or names id2label does not use: nothing to compare
+    check_labels({"id2label": {"0": "LABEL_0", "1": "LABEL_1"}}, manifest(["1", "0"]), Path("c.json"))
+    check_labels({}, manifest(["1", "0"]), Path("c.json"))
+    check_labels({"id2label": {"0": "NEGATIVE", "1": "POSITIVE"}}, manifest(["deny", "approve"]), Path("c.json"))

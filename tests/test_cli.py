@@ -109,3 +109,31 @@ def test_policy_validate_errors_exit_2(tmp_path):
 def test_checks_lists_registry():
     r = CliRunner().invoke(cli, ["checks"])
     assert r.exit_code == 0 and "performance.roc_auc" in r.output
+
+
+def test_train_needs_the_positive_label_unless_the_labels_say_it(tmp_path, tiny_base):
+    import pandas as pd
+
+    from tests.conftest import make_frame
+
+    frame = make_frame(40)
+    frame["deny"] = ["yes" if lab == "bad" else "no" for lab in frame["label"]]
+    data = tmp_path / "deny.csv"
+    frame.to_csv(data, index=False)
+    r = _train([str(data), "--out", str(tmp_path / "m"), "--text-column", "text", "--label-column", "deny",
+                "--base-model", str(tiny_base)], tmp_path)
+    assert r.exit_code == 2
+    assert r.output == (f"error: {data}: give --positive-label (or positive_label in the recipe): label column "
+                        "'deny' has the values 'no', 'yes', and which one is the favourable outcome cannot be told "
+                        "from the names (only 0/1 and false/true are taken as given)\n")
+    assert not (tmp_path / "m").exists()
+    assert pd.read_csv(data)["deny"].nunique() == 2
+
+
+def test_obvious_positive_labels():
+    from audit.train import obvious_positive
+
+    assert obvious_positive(["0", "1"]) == "1"
+    assert obvious_positive(["False", "True"]) == "True" and obvious_positive(["false", "true"]) == "true"
+    for pair in (["no", "yes"], ["bad", "good"], ["0", "2"], ["1", "true"], ["N", "Y"]):
+        assert obvious_positive(pair) is None, pair

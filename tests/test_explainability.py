@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from audit.checks import all_checks
 from audit.checks import explainability as X
 from audit.context import CheckContext
 
@@ -133,7 +134,7 @@ def test_checks_on_a_constructed_explanation():
     assert [r["word"] for r in share.details["found"]] == ["female", "male"]
     top = X.prohibited_terms_in_top_k(ctx, **{**params, "top_k": 2, "min_stability": 0.5})
     assert top.value == 1 and [r["word"] for r in top.details["in_top_k"]] == ["female"]
-    assert top.inconclusive is None and top.details["stability"] == pytest.approx(1.0)
+    assert top.inconclusive is None and top.incomplete is None and top.details["stability"] == pytest.approx(1.0)
     stab = X.stability(ctx, **{**X.BUDGET, "top_k": 20})
     assert stab.value == pytest.approx(1.0) and stab.details["halves"] == [6, 6]
     add = X.additivity_error(ctx, **X.BUDGET)
@@ -141,18 +142,84 @@ def test_checks_on_a_constructed_explanation():
     assert X.prohibited_terms(ctx, **X.BUDGET, **X.TERM_PARAMS).skipped  # no terms: nothing to judge
 
 
-def test_unstable_ranking_is_inconclusive_and_a_broken_explanation_is_an_error():
+def _judge(m, rule_yaml: str, tmp_path):
+    """The finding of a measurement under a policy written here: policy -> judge."""
+    import datetime as dt
+
+    from audit.judge import judge_one
+    from audit.policy import load_policy
+
+    p = tmp_path / "p.yaml"
+    p.write_text(f"policy: t\nversion: '1'\nchecks:\n  {m.check_id}: {rule_yaml}\n")
+    policy = load_policy(p)
+    return judge_one(all_checks()[m.check_id], policy.checks[m.check_id], m, policy, dt.date(2026, 1, 1))
+
+
+def _unstable_rows() -> list[list[X.Unit]]:
+    """Ten rows whose halves (0::2 and 1::2) rank the words differently, with "female" in both top 3s."""
     rows = [_units(female=1.0, job=0.1, car=0.5), _units(female=0.1, job=1.0, car=0.2)] * 5
     rows[1] = _units(female=0.1, job=1.0, car=0.2, rent=0.9)
-    ctx = _ctx_with(_explained(rows), 10)  # the halves (0::2 holds the first kind, 1::2 the second) disagree
+    return rows
+
+
+def test_an_unstable_ranking_leaves_a_violation_standing_and_a_pass_inconclusive(tmp_path):
+    ctx = _ctx_with(_explained(_unstable_rows()), 10)
     params = {**X.BUDGET, **X.TERM_PARAMS, "terms": ["female"], "top_k": 3, "min_stability": 0.9}
     m = X.prohibited_terms_in_top_k(ctx, **params)
-    assert m.inconclusive and "unstable" in m.inconclusive and m.value == 1
-    broken = _ctx_with(_explained(rows, off=0.5), 10)  # row 1's values do not add up to its output
+    assert m.incomplete and "unstable" in m.incomplete and m.inconclusive is None and m.value == 1
+    assert [r["word"] for r in m.details["in_top_k"]] == ["female"]  # the whole sample ranks it in its top 3
+    f = _judge(m, "{max: 0, terms: [female], top_k: 3, min_stability: 0.9}", tmp_path)
+    assert f.status.value == "FAIL" and f.n == 10 and f.evidence == "sampled rows explained"
+    # a count within the rule is not a pass on an unstable ranking: other rows could bring the term in
+    f = _judge(m, "{max: 1, terms: [female], top_k: 3, min_stability: 0.9}", tmp_path)
+    assert f.status.value == "INCONCLUSIVE" and "the word ranking is unstable (Spearman" in f.reason
+    assert _judge(X.prohibited_terms_in_top_k(ctx, **{**params, "min_stability": -1}),
+                  "{max: 1, terms: [female], top_k: 3}", tmp_path).status.value == "PASS"
+
+
+def test_four_terms_in_each_halfs_top_k_fail_however_unstable_the_rest(tmp_path):
+    # the case of issue 16: each half has four identity terms in its own top 20, the other words shuffle
+    rng = np.random.default_rng(0)
+    filler = [f"w{i}" for i in range(30)]
+    rows = []
+    for _ in range(20):
+        words = {t: 2.0 + rng.random() for t in ("he", "she", "male", "female")}
+        words.update({w: float(rng.random()) for w in rng.choice(filler, 12, replace=False)})
+        rows.append(_units(**words))
+    ctx = _ctx_with(_explained(rows), 20, rows=20)
+    m = X.prohibited_terms_in_top_k(ctx, **{**X.BUDGET, **X.TERM_PARAMS, "rows": 20, "terms": ["he", "she", "male",
+                                                                                             "female"],
+                                            "top_k": 20, "min_stability": 0.99})
+    assert len(m.details["in_top_k_half_a"]) == len(m.details["in_top_k_half_b"]) == 4
+    assert m.value == 4 and m.details["stability"] < 0.99 and m.incomplete
+    f = _judge(m, "{max: 0, terms: [he, she, male, female], top_k: 20, min_stability: 0.99, rows: 20}", tmp_path)
+    assert f.status.value == "FAIL" and f.observed == 4
+
+
+def test_explanations_that_do_not_add_up_are_an_error_unless_they_show_a_violation(tmp_path):
+    params = {**X.BUDGET, **X.TERM_PARAMS, "terms": ["female"], "top_k": 3, "min_stability": 0.9}
+    broken = _ctx_with(_explained(_unstable_rows(), off=0.5), 10)  # row 1's values do not add up to its output
     for fn, extra in ((X.additivity_error, {}), (X.stability, {"top_k": 3}), (X.prohibited_terms_in_top_k, params)):
         got = fn(broken, **{**X.BUDGET, **extra})
         assert got.error and "do not add up" in got.error, fn.__name__
-    assert X.additivity_error(broken, **X.BUDGET).value == pytest.approx(0.5)
+    add = X.additivity_error(broken, **X.BUDGET)
+    assert add.value == pytest.approx(0.5) and add.n == 10
+    # the additivity rule itself: over its max, a violation; within it (but over the tolerance), an error
+    f = _judge(add, "{max: 0.01}", tmp_path)
+    assert f.status.value == "FAIL" and "do not add up" in f.reason and "do not add up" in f.message
+    assert _judge(add, "{max: 1.0}", tmp_path).status.value == "ERROR"
+    # a prohibited term counted in the top k stays a violation; a count within the rule is an error
+    top = X.prohibited_terms_in_top_k(broken, **params)
+    assert top.value == 1
+    f = _judge(top, "{max: 0, terms: [female], top_k: 3, min_stability: 0.9}", tmp_path)
+    assert f.status.value == "FAIL" and "do not add up" in f.reason
+    f = _judge(top, "{max: 1, terms: [female], top_k: 3, min_stability: 0.9}", tmp_path)
+    assert f.status.value == "ERROR" and "do not add up" in f.reason
+    # a check that raised (no value) is ERROR whatever the rule
+    from audit.result import Measurement
+
+    raised = Measurement("explainability.additivity_error", None, error="RuntimeError: boom")
+    assert _judge(raised, "{max: 0.01}", tmp_path).status.value == "ERROR"
 
 
 def test_personal_data_in_a_snippet_is_redacted_with_its_value():

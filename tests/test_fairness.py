@@ -415,13 +415,106 @@ def test_flip_rate_interval_is_the_bootstrap_over_changed_rows():
 
 def test_counterfactual_without_evidence_is_inconclusive():
     m = run("fairness.counterfactual_flip_rate", fake_ctx(["no identity words", "none here"]))
-    assert m.value is None and m.inconclusive == "no eval text contains a term of the 'gender' list"
+    assert m.value is None and [p.inconclusive for p in m.parts] == ["no eval text contains a term of the 'gender' list"]
+    assert m.parts[0].n == 0 and m.parts[0].kind == "swap list"
     m = run("fairness.counterfactual_flip_rate", fake_ctx(["he is", "it is"], k=30))
-    assert m.inconclusive.startswith("only 1 eval text contains a term of the 'gender' list (at least 30 needed)")
+    assert m.parts[0].inconclusive == "only 1 eval text contains a term of the 'gender' list (at least 30 needed)"
     m = run("fairness.counterfactual_flip_rate", fake_ctx(["he is", "she is"]), swaps=["gender", "age"])
-    assert m.inconclusive == "no eval text contains a term of the 'age' list"
+    assert [(p.name, p.n, p.inconclusive) for p in m.parts] == [
+        ("gender", 2, None), ("age", 0, "no eval text contains a term of the 'age' list")]
     no_model = CheckContext(y_true=np.ones(2, dtype=int), score=np.ones(2), texts=["he", "she"])
     assert "no model loaded" in run("fairness.counterfactual_flip_rate", no_model).inconclusive
+
+
+def _cf_judge(m: Measurement, rule_yaml: str, tmp_path):
+    """The finding of a counterfactual measurement under a policy written here (policy -> judge)."""
+    import datetime as dt
+
+    from audit.judge import judge_one
+    from audit.policy import load_policy
+
+    p = tmp_path / "p.yaml"
+    p.write_text(f"policy: t\nversion: '1'\nchecks:\n  {m.check_id}: {rule_yaml}\n")
+    policy = load_policy(p)
+    return judge_one(all_checks()[m.check_id], policy.checks[m.check_id], m, policy, dt.date(2026, 1, 1))
+
+
+def cf_mixed_texts() -> list[str]:
+    # gender: 40 texts, every one flips (he 0.45 -> she 0.75 and back); age: 3 texts ("young"/"elderly"), none
+    # of which flips (no "she" in them)
+    return [("he" if i % 2 else "she") + f" pays {i}" for i in range(40)] + ["young applicant", "an elderly one",
+                                                                             "young again", "nothing here"]
+
+
+def test_counterfactual_each_swap_list_is_its_own_part():
+    ctx = fake_ctx(cf_mixed_texts(), replicates=200, k=1)
+    m = run("fairness.counterfactual_flip_rate", ctx, swaps=["gender", "age"])
+    g, a = m.parts
+    # hand counts: gender changes rows 0..39, all 40 flip; age changes 3 rows, none flips
+    assert (g.name, g.kind, g.n, g.value, g.ci_low, g.ci_high) == ("gender", "swap list", 40, 1.0, 1.0, 1.0)
+    assert (a.name, a.n, a.value, a.ci_low, a.ci_high) == ("age", 3, 0.0, 0.0, 0.0)
+    # the value is the worst list's own, and n counts the rows any list changed
+    assert (m.value, m.ci_low, m.ci_high, m.n) == (1.0, 1.0, 1.0, 43)
+    assert m.details["worst_list"] == "gender" and m.inconclusive is None
+    assert [e["rows_changed"] for e in m.details["lists"]] == [40, 3]
+    assert all_checks()[m.check_id].evidence == "texts with a term to swap"
+
+
+class GenderAgeScorer(FakeScorer):
+    """Scores a text 0.3 higher when it says "she" or "elderly": the model reads gender and age."""
+
+    @staticmethod
+    def read(t: str) -> float:
+        return 0.45 + 0.3 * bool({"she", "elderly"} & set(t.lower().split()))
+
+    def score_texts(self, texts, desc=""):
+        self.calls.append(list(texts))
+        return np.array([self.read(t) for t in texts])
+
+
+def test_counterfactual_interval_is_the_lists_own_not_a_joint_maximum():
+    rng = np.random.default_rng(1)
+    # gender rows: "he" flips, "his" does not; age rows: "young" flips (-> elderly), "younger" does not
+    texts = [f"{rng.choice(['he', 'his'])} x" for _ in range(150)] + [f"{rng.choice(['young', 'younger'])} y"
+                                                                       for _ in range(150)]
+    score = np.array([GenderAgeScorer.read(t) for t in texts])
+    ctx = GenderAgeScorer(y_true=np.ones(len(texts), dtype=int), score=score, texts=texts, replicates=400,
+                          min_group_size=2, bundle=SimpleNamespace(model=object()), positive_label="good",
+                          negative_label="bad")
+    ctx.calls = []
+    m = run("fairness.counterfactual_flip_rate", ctx, swaps=["gender", "age"])
+    g, a = m.parts
+    reps = {}
+    for part, rows, word in ((g, np.arange(150), "he"), (a, np.arange(150, 300), "young")):
+        flips = np.array([texts[i].split()[0] == word for i in rows], dtype=float)
+        W = ctx.weights[1:, rows]
+        reps[part.name] = (W @ flips) / W.sum(axis=1)  # the list's own bootstrap, by hand
+        lo, hi = np.quantile(reps[part.name], [0.025, 0.975])
+        assert part.n == 150 and part.value == pytest.approx(flips.mean())
+        assert part.ci_low == pytest.approx(lo, abs=0.005) and part.ci_high == pytest.approx(hi, abs=0.005)
+    worst = max((g, a), key=lambda p: p.value)
+    assert (m.value, m.ci_low, m.ci_high) == (worst.value, worst.ci_low, worst.ci_high)
+    joint = np.maximum(reps["gender"], reps["age"])  # what a maximum taken on each replicate would report
+    assert m.ci_low < np.quantile(joint, 0.025) - 0.005
+
+
+def test_counterfactual_min_evidence_end_to_end(tmp_path):
+    ctx = fake_ctx(cf_mixed_texts(), replicates=100, k=1)
+    m = run("fairness.counterfactual_flip_rate", ctx, swaps=["gender", "age"])
+    # the gender list violates; the age list (3 texts) is below min_evidence: the violation stands
+    f = _cf_judge(m, "{max: 0.1, min_evidence: 10, swaps: [gender, age]}", tmp_path)
+    assert f.status.value == "FAIL" and f.part == "gender" and f.n == 40
+    assert f.evidence == "texts with a term to swap"
+    assert [(p["name"], p["status"], p["n"]) for p in f.parts] == [("gender", "FAIL", 40), ("age", "INCONCLUSIVE", 3)]
+    assert f.parts[1]["reason"] == "only 3 texts with a term to swap, the policy asks for at least 10"
+    # a list that passes on 3 texts is not a pass: with no violation, the rule is INCONCLUSIVE
+    age_only = run("fairness.counterfactual_flip_rate", ctx, swaps=["age"])
+    f = _cf_judge(age_only, "{max: 0.1, min_evidence: 10, swaps: [age]}", tmp_path)
+    assert f.status.value == "INCONCLUSIVE" and f.n == 3
+    assert f.reason == "only 3 texts with a term to swap, the policy asks for at least 10"
+    assert _cf_judge(age_only, "{max: 0.1, min_evidence: 3, swaps: [age]}", tmp_path).status.value == "PASS"
+    # without min_evidence the same 3 texts pass: the rule's own choice
+    assert _cf_judge(age_only, "{max: 0.1, swaps: [age]}", tmp_path).status.value == "PASS"
 
 
 # ---------------------------------------------------------------- every registered check: a contract

@@ -227,7 +227,7 @@ def test_mia_auc_equals_sklearn_on_the_same_losses():
     y = np.r_[np.ones(400), np.zeros(400)]
     attack = -np.r_[members, non]  # lower loss = member
     assert m.value == pytest.approx(skm.roc_auc_score(y, attack), abs=1e-12)
-    assert m.ci_low < m.value < m.ci_high and m.n == 800 and m.inconclusive is None
+    assert m.ci_low < m.value < m.ci_high and m.n == 400 and m.inconclusive is None
     fpr, tpr, _ = skm.roc_curve(y, attack, drop_intermediate=False)
     d = m.details
     assert d["advantage"]["value"] == pytest.approx(np.max(tpr - fpr), abs=1e-12)
@@ -249,7 +249,7 @@ def test_mia_equal_sizes_and_duplicates_left_out():
             ctx_with(rng.random(300), rng.random(100), train_texts=train_texts, eval_texts=eval_texts))
     d = m.details
     assert d["non_members_dropped"] == d["members_dropped"] == 10  # left out of both sides
-    assert d["members"] == d["non_members"] == 90 and m.n == 180
+    assert d["members"] == d["non_members"] == 90 and m.n == 90
     assert 0.3 < m.value < 0.7  # same distribution: near chance
     t = run("privacy.mia_tpr_at_1pct_fpr",
             ctx_with(rng.random(300), rng.random(100), train_texts=train_texts, eval_texts=eval_texts))
@@ -284,6 +284,63 @@ def test_pii_rate_measures_eval_and_train_without_keeping_the_data():
         assert value not in dumped
     with pytest.raises(ValueError, match="dataset must be 'eval' or 'train'"):
         run("privacy.pii_rate", ctx, dataset="test")
+
+
+def _judge(m, rule_yaml: str, tmp_path):
+    """The finding of a measurement under a policy written here: policy -> judge."""
+    import datetime as dt
+
+    from audit.judge import judge_one
+    from audit.policy import load_policy
+
+    p = tmp_path / "p.yaml"
+    p.write_text(f"policy: t\nversion: '1'\nchecks:\n  {m.check_id}: {rule_yaml}\n")
+    policy = load_policy(p)
+    return judge_one(all_checks()[m.check_id], policy.checks[m.check_id], m, policy, dt.date(2026, 1, 1))
+
+
+def test_pii_reports_the_rows_that_could_hold_each_type():
+    texts = ["no digits here", "write to home@", "tel 12", "order 1234567 shipped", "born in spring",
+             "mail a@b.co", "v 1.2.3 build", "plain"]
+    ctx = ctx_with(np.ones(2), np.ones(len(texts)), eval_texts=texts, replicates=50)
+    m = run("privacy.pii_rate", ctx)
+    by = {r["type"]: r for r in m.details["by_type"]}
+    # hand counts with plain Python, not the scanner's gates
+    seven = [bool(re.search(r"\d{7}", t)) for t in texts]
+    assert by["email"]["could_hold"] == sum("@" in t for t in texts) == 2
+    assert by["card"]["could_hold"] == sum(seven) == 1
+    assert by["phone"]["could_hold"] == sum(a or "tel" in t for a, t in zip(seven, texts)) == 2
+    assert by["dob"]["could_hold"] == sum("born" in t for t in texts) == 1
+    assert by["ip"]["could_hold"] == 1 and by["iban"]["could_hold"] == 0 and by["ssn"]["could_hold"] == 0
+    assert by["email"]["rows"] == 1 and by["email"]["could_hold_means"] == "rows with an @"
+    assert m.details["rows_could_hold_any"] == 6 and m.n == len(texts) == m.details["rows"]
+    assert all_checks()["privacy.pii_rate"].evidence == "rows scanned"
+    assert all_checks()["privacy.pii_in_training_text"].evidence == "training rows scanned"
+    # every row with a find is a row that could hold it
+    s = pii.scan(texts)
+    assert not (s.flags & ~s.candidates).any()
+
+
+def test_pii_on_text_that_cannot_hold_any_says_so_and_min_evidence_decides(tmp_path):
+    texts = ["no digits here", "none at all", "plain words only", "nothing to find"]
+    ctx = ctx_with(np.ones(2), np.ones(len(texts)), eval_texts=texts, replicates=50)
+    m = run("privacy.pii_rate", ctx)
+    assert m.value == 0.0 and m.n == 4 and m.details["rows_could_hold_any"] == 0
+    assert {r["could_hold"] for r in m.details["by_type"]} == {0}
+    f = _judge(m, "{max: 0}", tmp_path)
+    assert f.status.value == "PASS" and f.n == 4 and f.evidence == "rows scanned"
+    f = _judge(m, "{max: 0, min_evidence: 10}", tmp_path)
+    assert f.status.value == "INCONCLUSIVE" and f.reason == "only 4 rows scanned, the policy asks for at least 10"
+    assert "only 4 rows scanned" in f.message
+    assert _judge(m, "{max: 0, min_evidence: 4}", tmp_path).status.value == "PASS"
+    # the training-set twin counts its own rows
+    train = ["a@example.com here", "x", "y"]
+    tr = run("privacy.pii_in_training_text", ctx_with(np.ones(3), np.ones(2), train_texts=train))
+    assert tr.n == 3 and tr.value == pytest.approx(1 / 3)
+    f = _judge(tr, "{max: 0, min_evidence: 2}", tmp_path)
+    assert f.status.value == "FAIL" and f.n == 3 and f.evidence == "training rows scanned"
+    f = _judge(tr, "{max: 0, min_evidence: 5}", tmp_path)
+    assert f.status.value == "INCONCLUSIVE" and f.reason == "only 3 training rows scanned, the policy asks for at least 5"
 
 
 # ---------------------------------------------------------------- end to end: nothing in the outputs spreads PII
@@ -483,6 +540,8 @@ def test_privacy_section_renders_from_the_result_and_redacts_again():
     html = render_html(r)
     section = html[html.index('id="family-privacy"'):]
     assert "1 of 150 eval rows (0.7%) holds personal data" in section
+    assert "1 of the 150 rows could hold any of them at all" in section  # only the row with an @
+    assert "<td>1 (rows with an @)</td>" in section and "<td>0 (rows with a birth word (born, birth, dob))</td>" in section
     assert "&lt;script&gt;alert(1)&lt;/script&gt; mail [EMAIL]" in section and "<script>alert" not in html
     assert "219-09-9999" not in html and "SSN [SSN] here" in section
     assert "no training data was given to the checks" in section

@@ -295,9 +295,17 @@ def _common(run: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- column and text drift
 
+# A drift statistic compares two sets; it is as good as the smaller of them (each set's size is in the details)
+SMALLER_SET = "rows in the smaller of the two sets (reference, current)"
+
+
+def _smaller(ref: Any, cur: Any) -> int:
+    return min(len(ref.texts), len(cur.texts))
+
+
 
 @check("drift.share_drifted_columns", title="Share of drifted columns", direction="lower", unit="rate",
-       params={"alpha": 0.05, "distance": 0.1})
+       params={"alpha": 0.05, "distance": 0.1}, evidence=SMALLER_SET)
 def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
     """Share of the input columns (the text template's columns and the protected attributes') whose distribution
     in the current set differs from the training split.
@@ -325,7 +333,7 @@ def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: floa
         details["attachment_columns"] = columns
     else:
         details["notes"].append("evidently's own HTML report is not kept: this run does not write attachments.")
-    m = Measurement(cid, len(details["drifted"]) / len(counted) if counted else None, n=len(run["cur"].texts),
+    m = Measurement(cid, len(details["drifted"]) / len(counted) if counted else None, n=_smaller(run["ref"], run["cur"]),
                     details=details)
     if not counted:
         m.inconclusive = "no input or protected-attribute columns to compare (the text comes from a column)"
@@ -333,7 +341,7 @@ def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: floa
 
 
 @check("drift.text_descriptors", title="Share of drifted text descriptors", direction="lower", unit="rate",
-       params={"alpha": 0.05, "distance": 0.1})
+       params={"alpha": 0.05, "distance": 0.1}, evidence=SMALLER_SET)
 def text_descriptors(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
     """Share of the text descriptors (words and tokens per text, share of unknown-token pieces, share of non-ASCII
     characters) whose distribution moved between the training split and the current set.
@@ -360,14 +368,15 @@ def text_descriptors(ctx: CheckContext, alpha: float = 0.05, distance: float = 0
                "histograms": {c: run["histograms"][c] for c in drifted if c in run["histograms"]}}
     if ctx.bundle is None or getattr(ctx.bundle, "tokenizer", None) is None:
         details["notes"].append("No tokenizer was loaded: token counts and unknown-token shares are not measured.")
-    m = Measurement(cid, len(drifted) / len(judged) if judged else None, n=len(run["cur"].texts), details=details)
+    m = Measurement(cid, len(drifted) / len(judged) if judged else None, n=_smaller(run["ref"], run["cur"]),
+                    details=details)
     if not judged:
         m.inconclusive = "no text descriptors could be compared"
     return m
 
 
 @check("drift.text_content_auc", title="Text content drift (domain classifier AUC)", direction="lower",
-       params={"alpha": 0.05, "distance": 0.1})
+       params={"alpha": 0.05, "distance": 0.1}, evidence=SMALLER_SET)
 def text_content_auc(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
     """How well evidently's TF-IDF domain classifier tells current texts from training texts: ROC-AUC on a
     held-out half (0.5 = indistinguishable).
@@ -380,7 +389,7 @@ def text_content_auc(ctx: CheckContext, alpha: float = 0.05, distance: float = 0
         return _skip(cid, run)
     row = next((r for r in run["rows"] if r["column"] == run["text_column"]), None)
     details = {**_common(run), "text": row}
-    m = Measurement(cid, row["score"] if row else None, n=len(run["cur"].texts), details=details)
+    m = Measurement(cid, row["score"] if row else None, n=_smaller(run["ref"], run["cur"]), details=details)
     if row is None or row["score"] is None:
         m.inconclusive = f"the text domain classifier could not run: {run['text_error'] or 'no score'}"
     return m
@@ -396,7 +405,7 @@ REFERENCE_NOTE = {
 
 
 @check("drift.prediction_psi", title="Score drift (PSI)", direction="lower",
-       params={"bins": 10, "reference": "train"})
+       params={"bins": 10, "reference": "train"}, evidence=SMALLER_SET)
 def prediction_psi(ctx: CheckContext, bins: int = 10, reference: str = "train") -> Measurement:
     """Population stability index of the model's score, current set against the reference, over `bins` bins
     cut at the reference's quantiles.
@@ -431,11 +440,11 @@ def prediction_psi(ctx: CheckContext, bins: int = 10, reference: str = "train") 
                "ks_statistic": d, "ks_p_value": p,
                "interval": ("basic bootstrap interval, clipped at 0: bin counts of both sets resampled, bins held "
                             "fixed; PSI is biased upwards, and the basic interval reflects that bias back")}
-    return Measurement(cid, value, low, high, n=len(cur.score), details=details)
+    return Measurement(cid, value, low, high, n=min(len(ref.score), len(cur.score)), details=details)
 
 
 @check("drift.prediction_ks", title="Score drift (two-sample KS statistic)", direction="lower",
-       params={"reference": "train"})
+       params={"reference": "train"}, evidence=SMALLER_SET)
 def prediction_ks(ctx: CheckContext, reference: str = "train") -> Measurement:
     """Largest gap between the cumulative score distributions of the reference and the current set (the
     two-sample Kolmogorov–Smirnov statistic D, 0 to 1), with its p-value in the details.
@@ -449,13 +458,13 @@ def prediction_ks(ctx: CheckContext, reference: str = "train") -> Measurement:
         return _skip(cid, sets)
     ref, cur = sets
     d, p = ds.ks_two_sample(ref.score, cur.score)
-    return Measurement(cid, d, n=len(cur.score),
+    return Measurement(cid, d, n=min(len(ref.score), len(cur.score)),
                        details={"reference": ref.info(), "current": cur.info(), "p_value": p,
                                 "reference_is": REFERENCE_NOTE[reference], "test": "scipy.stats.ks_2samp, two-sided"})
 
 
 @check("drift.favourable_rate_change", title="Change in the predicted-favourable rate", direction="none",
-       params={"reference": "train"})
+       params={"reference": "train"}, evidence=SMALLER_SET)
 def favourable_rate_change(ctx: CheckContext, reference: str = "train") -> Measurement:
     """Share of current rows the model gives the favourable label, minus that share on the reference
     (at the policy's decision threshold), with Newcombe's interval for a difference of two proportions.
@@ -472,7 +481,7 @@ def favourable_rate_change(ctx: CheckContext, reference: str = "train") -> Measu
     k1, n1 = float((ref.score >= ctx.threshold).sum()), len(ref.score)
     k2, n2 = float((cur.score >= ctx.threshold).sum()), len(cur.score)
     d, low, high = ds.newcombe_diff(k1, n1, k2, n2, ctx.confidence)
-    return Measurement(cid, d, low, high, n=n2,
+    return Measurement(cid, d, low, high, n=min(n1, n2),
                        details={"reference": ref.info(), "current": cur.info(), "reference_is": REFERENCE_NOTE[reference],
                                 "reference_rate": k1 / n1, "current_rate": k2 / n2, "threshold": ctx.threshold,
                                 "positive_label": ctx.positive_label,
@@ -483,7 +492,7 @@ def favourable_rate_change(ctx: CheckContext, reference: str = "train") -> Measu
 
 
 @check("drift.embedding_auc", title="Embedding drift (domain classifier AUC)", direction="lower",
-       params={"max_rows": 5000, "reference": "train"})
+       params={"max_rows": 5000, "reference": "train"}, evidence=SMALLER_SET)
 def embedding_auc(ctx: CheckContext, max_rows: int = 5000, reference: str = "train") -> Measurement:
     """How well a logistic regression on the model's mean-pooled last-layer embeddings tells current rows from
     reference rows: ROC-AUC on held-out rows (fitted on one half, scored on the other), with DeLong's interval.
@@ -498,13 +507,13 @@ def embedding_auc(ctx: CheckContext, max_rows: int = 5000, reference: str = "tra
         return _skip(cid, sets)
     ref, cur = sets
     if ref.embeddings is None or cur.embeddings is None:
-        return Measurement(cid, None, n=len(cur.texts),
+        return Measurement(cid, None, n=min(len(ref.texts), len(cur.texts)),
                            inconclusive="the scoring pass kept no embeddings for one of the sets")
     res = ds.domain_classifier_auc(ref.embeddings, cur.embeddings, seed=ctx.seed, max_rows=int(max_rows))
     details = {"reference": ref.info(), "current": cur.info(), "reference_is": REFERENCE_NOTE[reference], **res,
                "dimensions": int(np.asarray(cur.embeddings).shape[1]),
                "interval": "AUC ± z × DeLong standard error, clipped to [0, 1]"}
-    m = Measurement(cid, res["auc"], n=res["n_current"], details=details)
+    m = Measurement(cid, res["auc"], n=min(res["n_reference"], res["n_current"]), details=details)
     if res["auc"] is None or res["auc"] != res["auc"]:
         m.value = None
         m.inconclusive = (f"too few rows to fit and test a classifier ({res['n_reference']} reference, "
@@ -552,7 +561,7 @@ def _replicated(y: np.ndarray, score: np.ndarray, y_pred: np.ndarray, replicates
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-@check("drift.current_roc_auc", title="ROC-AUC on the current set", direction="higher")
+@check("drift.current_roc_auc", title="ROC-AUC on the current set", direction="higher", evidence="labelled current rows")
 def current_roc_auc(ctx: CheckContext) -> Measurement:
     """ROC-AUC of the model on the labelled current set, with a bootstrap interval; the details compare every
     performance metric on the current set with the eval set.

@@ -41,7 +41,11 @@ on the demo model (MiniLM, texts of about 88 tokens), about 14 ms each on 2 CPU 
 
 An explanation that does not add up cannot be trusted. When base value + sum of SHAP values differs from the
 model's log-odds for the row (as the run scored it) by more than `tolerance` on any explained row, every
-measurement of the family carries an error, so each finding is ERROR whatever its rule.
+measurement of the family carries an error, so each finding is ERROR, except one whose value violates its rule:
+a violation that was measured stays FAIL (or WARN), with the error beside it (audit.judge).
+
+Which rows are evidence (each measurement's `n`): the sampled rows explained for the ranking, the share and the
+stability; every explained row (sample and reviewer's rows) for the additivity error.
 """
 
 from __future__ import annotations
@@ -519,6 +523,8 @@ def _start(ctx: CheckContext, check_id: str, params: dict) -> tuple[Measurement 
 
 
 def _guard(m: Measurement, ex: Explained) -> Measurement:
+    """Explanations that do not add up make the measurement carry an error. The judge makes such a finding
+    ERROR, unless its value shows a violation of the rule: that stands (FAIL/WARN), with the error beside it."""
     why = ex.broken()
     if why:
         m.error = why
@@ -526,7 +532,7 @@ def _guard(m: Measurement, ex: Explained) -> Measurement:
 
 
 @check("explainability.additivity_error", title="SHAP additivity error", direction="lower", params=BUDGET,
-       validate=_validate, cost="shap")
+       validate=_validate, cost="shap", evidence="rows explained")
 def additivity_error(ctx: CheckContext, **params) -> Measurement:
     """Largest gap, over the explained rows, between base value + sum of SHAP values and the model's log-odds for the row.
 
@@ -545,13 +551,13 @@ def additivity_error(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("explainability.stability", title="Stability of the word ranking (Spearman)", direction="higher",
-       params={**BUDGET, "top_k": 20}, validate=_validate, cost="shap")
+       params={**BUDGET, "top_k": 20}, validate=_validate, cost="shap", evidence="sampled rows explained")
 def stability(ctx: CheckContext, **params) -> Measurement:
     """Spearman rank correlation of the global word importance between two halves of the explained sample.
 
     Over the union of the top-k words of both halves. Near 1, the ranking does not depend on which rows were
     drawn; a low value means the sample is too small (or the model too erratic) for a ranking to be read, and
-    the ranking rules (prohibited terms in the top k) are then INCONCLUSIVE."""
+    a pass of the ranking rules (no prohibited term in the top k) is then INCONCLUSIVE."""
     cid = "explainability.stability"
     early, ex = _start(ctx, cid, params)
     if early:
@@ -596,7 +602,8 @@ def _prohibited_start(ctx: CheckContext, cid: str, params: dict):
 
 
 @check("explainability.prohibited_terms", title="Share of |SHAP| on prohibited terms", direction="lower",
-       unit="share", params={**BUDGET, **TERM_PARAMS}, validate=_validate, cost="shap")
+       unit="share", params={**BUDGET, **TERM_PARAMS}, validate=_validate, cost="shap",
+       evidence="sampled rows explained")
 def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
     """Share of the total |SHAP| of the sampled rows that falls on prohibited terms (protected attributes or their proxies).
 
@@ -631,14 +638,14 @@ def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
 
 @check("explainability.prohibited_terms_in_top_k", title="Prohibited terms among the top-k words",
        direction="lower", unit="count", params={**BUDGET, **TERM_PARAMS, "min_stability": 0.5},
-       validate=_validate, cost="shap")
+       validate=_validate, cost="shap", evidence="sampled rows explained")
 def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     """Number of prohibited terms among the k words the model leans on most (global importance over the sampled rows).
 
-    A rule `max: 0` forbids any of them in the top k. A ranking is only read when it is stable: when the
+    A rule `max: 0` forbids any of them in the top k. A pass is only read from a stable ranking: when the
     Spearman correlation between the two halves of the sample (as explainability.stability measures it, over the
-    top k words, at least 10) is below `min_stability`, this finding is INCONCLUSIVE, with the terms each half
-    ranks in its top k."""
+    top k words, at least 10) is below `min_stability`, a count within the rule is INCONCLUSIVE, with the terms
+    each half ranks in its top k; a count over the rule is a violation whatever the stability."""
     cid = "explainability.prohibited_terms_in_top_k"
     early, ex, terms, multi = _prohibited_start(ctx, cid, params)
     if early:
@@ -656,9 +663,13 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
                "in_top_k_half_a": [w.word for w in half_a[:top_k] if w.word in wanted],
                "in_top_k_half_b": [w.word for w in half_b[:top_k] if w.word in wanted]}
     m = Measurement(cid, float(len(in_top)), n=len(ex.sample), details=details)
+    # An unstable ranking limits what a pass says (other rows could bring a prohibited term into the top k), not
+    # what a violation says: terms that the whole sample ranks in the top k are there. So the measurement is
+    # `incomplete`, not `inconclusive`: a violation stands, a pass is INCONCLUSIVE.
     if len(ex.sample[1::2]) < MIN_HALF or rho is None:
-        m.inconclusive = "the stability of the word ranking cannot be measured on this sample, so the ranking cannot be read"
+        m.incomplete = ("the stability of the word ranking cannot be measured on this sample, so a top k without "
+                        "prohibited terms could change with other rows")
     elif rho < float(params["min_stability"]):
-        m.inconclusive = (f"the word ranking is unstable (Spearman {rho:.2f} between two halves of the sample, "
-                          f"{float(params['min_stability']):g} needed); the top {top_k} could change with other rows")
+        m.incomplete = (f"the word ranking is unstable (Spearman {rho:.2f} between two halves of the sample, "
+                        f"{float(params['min_stability']):g} needed); the top {top_k} could change with other rows")
     return _guard(m, ex)

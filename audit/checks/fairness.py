@@ -48,7 +48,11 @@ What `basis` means here (see also audit/policy.py):
 
 Counterfactual swaps (audit/swaps.py, term lists in audit/data/terms/). Identity terms in each eval text are
 swapped (he -> she ...), only the texts that changed are re-scored, batched, through the run's model, and the
-decision flip rate and the mean |score change| are measured over those rows alone, with intervals.
+decision flip rate and the mean |score change| are measured over those rows alone, with intervals. Each swap
+list is one part of the measurement (`Part`, kind "swap list"), judged on its own: its n is the number of texts
+it changed, a list that changed fewer than `min_group_size` texts (or than the rule's `min_evidence`) is
+INCONCLUSIVE while another list's violation still stands, and the measurement's value and interval are the
+worst judgeable list's own (not a maximum over the lists taken on each bootstrap replicate).
 
 The four-fifths rule (EEOC Uniform Guidelines, 29 CFR 1607.4(D)) is a screening heuristic for adverse impact,
 not a legal test of discrimination; the report says so.
@@ -66,7 +70,7 @@ import numpy as np
 from audit import pii, stats
 from audit.checks import check
 from audit.context import CheckContext
-from audit.result import Measurement
+from audit.result import Measurement, Part
 
 RATES = ("selection_rate", "tpr", "fpr", "fnr", "precision", "accuracy", "roc_auc")
 RATE_NAMES = {"selection_rate": "selection rate", "tpr": "true-positive rate", "fpr": "false-positive rate",
@@ -628,7 +632,8 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
     ids = None
     if ctx.frame is not None and ctx.manifest is not None and getattr(ctx.manifest, "id_column", None):
         ids = ctx.frame[ctx.manifest.id_column].astype(str).tolist()
-    lists, values, reasons = [], [], []
+    lists, parts = [], []
+    replicated = W.shape[0] > 1
     for o in outcomes:
         thr = ctx.threshold
         flips = (o.old >= thr) != (o.new >= thr)
@@ -639,8 +644,20 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
         mean_abs = _div(Wc @ np.abs(delta), total)
         v = flip_rate if stat == "flip_rate" else mean_abs
         order = np.lexsort((o.rows, -np.abs(delta), ~flips))[:max(examples, 0)]  # flips first, then |change|
+        # each list is its own part, with its own interval: a list with few changed rows cannot widen or hide
+        # the verdict on another
+        low, high = _interval(v[1:], ctx.confidence) if replicated else [None, None]
+        why = ""
+        if not len(o.rows):
+            why = f"no eval text contains a term of the '{o.name}' list"
+        elif len(o.rows) < k:
+            texts = "eval text contains" if len(o.rows) == 1 else "eval texts contain"
+            why = f"only {len(o.rows)} {texts} a term of the '{o.name}' list (at least {k} needed)"
+        elif _f(v[0]) is not None and replicated and low is None:
+            why = f"the interval of the '{o.name}' list is undefined on too many bootstrap replicates"
         entry = {
             "list": o.name, "source": o.source, "rows_total": len(ctx.texts), "rows_changed": len(o.rows),
+            "value": _f(v[0]), "ci_low": low, "ci_high": high, "inconclusive": why or None,
             "terms_swapped": dict(sorted(o.terms.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
             "flip_rate": _f(flip_rate[0]), "flip_rate_ci": _interval(flip_rate[1:], ctx.confidence),
             "flips": int(flips.sum()),
@@ -657,29 +674,24 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
                           "flipped": bool(flips[j])} for j in order],
         }
         lists.append(entry)
-        values.append(v)
-        if not len(o.rows):
-            reasons.append(f"no eval text contains a term of the '{o.name}' list")
-        elif len(o.rows) < k:
-            texts = "eval text contains" if len(o.rows) == 1 else "eval texts contain"
-            reasons.append(f"only {len(o.rows)} {texts} a term of the '{o.name}' list (at least {k} needed)")
-    stacked = np.vstack(values)
-    overall = stacked.max(axis=0)  # the worst list, on the point and on every replicate
+        parts.append(Part(o.name, kind="swap list", value=entry["value"], ci_low=low, ci_high=high,
+                          n=len(o.rows), inconclusive=why or None))
+    m.parts = parts
     m.n = int(len(np.unique(np.concatenate([o.rows for o in outcomes])))) if outcomes else 0
-    m.value = _f(overall[0])
-    if W.shape[0] > 1:
-        m.ci_low, m.ci_high = stats.percentile_interval(overall[1:], ctx.confidence)
-    worst = int(np.nanargmax(stacked[:, 0])) if np.isfinite(stacked[:, 0]).any() else 0
+    # the value is the worst list's own number and interval (not a maximum over lists bootstrapped jointly):
+    # the worst of the lists that can be judged, else the worst of those with a number at all
+    judged = [p for p in parts if p.value is not None and not p.inconclusive] or [p for p in parts if p.value is not None]
+    worst = max(judged, key=lambda p: p.value) if judged else None
+    if worst is not None:
+        m.value, m.ci_low, m.ci_high = worst.value, worst.ci_low, worst.ci_high
     m.details = {"statistic": stat, "decision_threshold": ctx.threshold, "favourable_label": ctx.positive_label,
-                 "min_group_size": k, "lists": lists, "worst_list": lists[worst]["list"] if lists else None,
+                 "min_group_size": k, "lists": lists, "worst_list": worst.name if worst else None,
                  "rows_total": len(ctx.texts), "rows_changed": m.n,
                  "caveats": ["Only texts that contain a term of a swap list count; the others carry no evidence "
-                             "either way.", "A swap changes words, not facts: a model may also read a protected "
-                             "attribute through proxies (names, places, amounts) that no list swaps."]}
-    if m.value is not None and W.shape[0] > 1 and m.ci_low is None:
-        reasons.append("the interval is undefined on too many bootstrap replicates")
-    if reasons:
-        m.inconclusive = "; ".join(reasons)
+                             "either way.", "Each swap list is judged on its own, on the texts it changed; the "
+                             "value shown is the worst list's.", "A swap changes words, not facts: a model may "
+                             "also read a protected attribute through proxies (names, places, amounts) that no "
+                             "list swaps."]}
     return m
 
 
@@ -692,7 +704,8 @@ def _validate_swaps(params: dict) -> None:
 
 
 @check("fairness.counterfactual_flip_rate", title="Counterfactual decision flip rate", direction="lower",
-       unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps)
+       unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps,
+       evidence="texts with a term to swap")
 def counterfactual_flip_rate(ctx: CheckContext, **params) -> Measurement:
     """Share of eval texts whose decision changes when identity terms are swapped (he/she, Mr/Ms, ...), worst swap list.
 
@@ -704,7 +717,8 @@ def counterfactual_flip_rate(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("fairness.counterfactual_score_change", title="Counterfactual mean score change", direction="lower",
-       unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps)
+       unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps,
+       evidence="texts with a term to swap")
 def counterfactual_score_change(ctx: CheckContext, **params) -> Measurement:
     """Mean absolute change of the score when identity terms in a text are swapped, worst swap list.
 

@@ -104,8 +104,12 @@ def _pii(ctx: CheckContext, check_id: str, dataset: str, types: list, examples: 
         values = _bootstrap(n, ctx.replicates, ctx.seed, rate)
     low, high = _interval(values, ctx.confidence, ctx.replicates)
     counts, rows = found.counts, found.rows
+    could = found.could_hold
+    # beside each rate, how many rows could have held the type at all: 0 of 0 rows with an @ is no evidence
+    # that the text is free of e-mail addresses, only that it has none to find
     by_type = [{"type": t, "label": pii.LABELS[t], "token": pii.TOKENS[t], "finds": counts[t], "rows": rows[t],
-                "share": rows[t] / n} for t in chosen]
+                "share": rows[t] / n, "could_hold": could[t], "could_hold_means": pii.CANDIDATES[t]}
+               for t in chosen]
     shown = []
     first_rows = np.flatnonzero(found.any_row)[: max(int(examples), 0)]
     by_row: dict[int, list[pii.Find]] = {}
@@ -117,7 +121,7 @@ def _pii(ctx: CheckContext, check_id: str, dataset: str, types: list, examples: 
                       "text": pii.snippet(texts[row], finds[0], types=None)})
     details: dict[str, Any] = {
         "dataset": dataset, "rows": n, "rows_with_pii": found.rows_any, "types": list(chosen), "by_type": by_type,
-        "examples": shown,
+        "rows_could_hold_any": found.could_hold_any, "examples": shown,
         "not_detected": "names, postal addresses and free-form account numbers (the scanner uses validated "
                         "patterns, not a language model)",
     }
@@ -134,7 +138,7 @@ def _validate_pii(params: dict) -> None:
 
 
 @check("privacy.pii_rate", title="Rows with personal data", direction="lower", unit="rate",
-       params={"dataset": "eval", "types": [], "examples": 3}, validate=_validate_pii)
+       params={"dataset": "eval", "types": [], "examples": 3}, validate=_validate_pii, evidence="rows scanned")
 def pii_rate(ctx: CheckContext, dataset: str = "eval", types: list | None = None, examples: int = 3) -> Measurement:
     """Share of rows of a data set (`dataset`: eval or train) whose text holds personal data: e-mail, phone,
     payment card, IBAN, US SSN, IP address or date of birth (`types` narrows the list).
@@ -146,7 +150,8 @@ def pii_rate(ctx: CheckContext, dataset: str = "eval", types: list | None = None
 
 
 @check("privacy.pii_in_training_text", title="Training rows with personal data", direction="lower",
-       unit="rate", params={"types": [], "examples": 3}, validate=_validate_pii, cost="training-set")
+       unit="rate", params={"types": [], "examples": 3}, validate=_validate_pii, cost="training-set",
+       evidence="training rows scanned")
 def pii_in_training_text(ctx: CheckContext, types: list | None = None, examples: int = 3) -> Measurement:
     """Share of the model's training rows whose text holds personal data (e-mail, phone, payment card, IBAN,
     US SSN, IP address or date of birth).
@@ -250,7 +255,7 @@ def _membership_attack(ctx: CheckContext) -> dict[str, Any]:
                         "chance": a} for a in LOW_FPRS],
         "curve": stats.roc_curve_points(member, score),
     })
-    return {"details": facts, "n": 2 * n, "estimates": est}
+    return {"details": facts, "n": n, "estimates": est}  # n per side: as many members as non-members
 
 
 def _from_attack(ctx: CheckContext, check_id: str, name: str, needs_rows: int = 0) -> Measurement:
@@ -271,7 +276,7 @@ def _from_attack(ctx: CheckContext, check_id: str, name: str, needs_rows: int = 
 
 
 @check("privacy.membership_inference_auc", title="Membership inference AUC (loss attack)", direction="lower",
-       cost="training-set")
+       cost="training-set", evidence="members attacked (beside as many non-members)")
 def membership_inference_auc(ctx: CheckContext) -> Measurement:
     """How well an attacker who sees the model's loss on an example tells training rows from rows the model
     never saw: the area under the ROC curve of the loss-threshold attack.
@@ -283,7 +288,7 @@ def membership_inference_auc(ctx: CheckContext) -> Measurement:
 
 
 @check("privacy.mia_tpr_at_1pct_fpr", title="Membership inference TPR at 1% FPR", direction="lower",
-       unit="rate", cost="training-set")
+       unit="rate", cost="training-set", evidence="non-members attacked (beside as many members)")
 def mia_tpr_at_1pct_fpr(ctx: CheckContext) -> Measurement:
     """Share of training rows the loss attack picks out while wrongly accusing at most 1% of rows the model
     never saw (true-positive rate at a 1% false-positive rate).
@@ -302,7 +307,7 @@ def _validate_dp(params: dict) -> None:
 
 
 @check("privacy.dp_epsilon", title="Differential privacy ε", direction="lower",
-       params={"missing": "inconclusive"}, validate=_validate_dp)
+       params={"missing": "inconclusive"}, validate=_validate_dp, evidence="training rows")
 def dp_epsilon(ctx: CheckContext, missing: str = "inconclusive") -> Measurement:
     """The privacy budget ε the model's training spent under DP-SGD, as recorded by `audit train` from opacus'
     accountant (at the recorded δ).

@@ -70,6 +70,7 @@ class PiiRow:
     finds: str
     rows: str
     share: str
+    could_hold: str = DASH  # rows that could hold the type at all ("12 (rows with an @)")
 
 
 @dataclass
@@ -141,10 +142,18 @@ def _pii_table(cid: str, m: dict, title: str) -> PiiTable:
         sentence = f"{count(k)} of {count(n)} {dataset} rows{share} {verb} personal data of the types scanned."
         if not k:
             sentence = f"No personal data of the types scanned was found in the {count(n)} {dataset} rows."
+        c = _num(d.get("rows_could_hold_any"))
+        if c is not None:
+            sentence += (f" {count(c)} of the {count(n)} rows could hold any of them at all (an @, a run of digits, "
+                         f"a birth or phone word …; see the last column)." if c else
+                         f" None of the {count(n)} rows could hold any of them at all (no @, no run of digits, no "
+                         f"birth or phone word …): the scan had nothing to look at.")
     else:
         sentence = ""
     rows = [PiiRow(str(r.get("label") or r.get("type") or DASH), str(r.get("token") or ""), count(r.get("finds")),
-                   count(r.get("rows")), pct(r.get("share")))
+                   count(r.get("rows")), pct(r.get("share")),
+                   f"{count(r.get('could_hold'))} ({r['could_hold_means']})" if r.get("could_hold_means")
+                   else count(r.get("could_hold")))
             for r in map(_d, _l(d.get("by_type")))]
     examples = [PiiExample(count(e.get("row")), ", ".join(str(t) for t in _l(e.get("types"))),
                            _redact(str(e.get("text") or "")))
