@@ -80,18 +80,19 @@ def _judge_part(spec: CheckSpec, rule: Rule, p: Part) -> tuple[Status, float | N
     """(status, the number the rule was applied to, why it is not PASS/FAIL/WARN) of one part.
 
     A violation that the part's own evidence shows is FAIL (WARN for a warn rule), whatever the part leaves out
-    (`incomplete`); a part that cannot be judged, or has less evidence than the rule's `min_evidence`, is
-    INCONCLUSIVE; a pass of an incomplete part is INCONCLUSIVE."""
+    (`incomplete`) and however small its evidence (one SSN in three rows is PII in the training text); a part
+    that cannot be judged is INCONCLUSIVE; a pass of an incomplete part, or of a part with less evidence than
+    the rule's `min_evidence`, is INCONCLUSIVE."""
     observed = _observed(p, rule.basis)
     if p.inconclusive:
         return Status.INCONCLUSIVE, observed, p.inconclusive
     if observed is None:
         return Status.INCONCLUSIVE, None, f"the {rule.basis.replace('_', ' ')} is not available"
-    if rule.min_evidence is not None and p.n < rule.min_evidence:
-        return Status.INCONCLUSIVE, observed, (f"only {p.n:,} {spec.evidence}, the policy asks for at least "
-                                               f"{rule.min_evidence:,}")
     if _margin(rule, observed) > 0:
         return (Status.FAIL if rule.severity == "block" else Status.WARN), observed, ""
+    if rule.min_evidence is not None and p.n < rule.min_evidence:
+        return Status.INCONCLUSIVE, observed, (f"only {p.n:,} {spec.evidence}, the policy asks for at least "
+                                               f"{rule.min_evidence:,} before a pass counts")
     if p.incomplete:
         return Status.INCONCLUSIVE, observed, p.incomplete
     return Status.PASS, observed, ""

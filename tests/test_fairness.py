@@ -417,8 +417,10 @@ def test_counterfactual_without_evidence_is_inconclusive():
     m = run("fairness.counterfactual_flip_rate", fake_ctx(["no identity words", "none here"]))
     assert m.value is None and [p.inconclusive for p in m.parts] == ["no eval text contains a term of the 'gender' list"]
     assert m.parts[0].n == 0 and m.parts[0].kind == "swap list"
-    m = run("fairness.counterfactual_flip_rate", fake_ctx(["he is", "it is"], k=30))
-    assert m.parts[0].inconclusive == "only 1 eval text contains a term of the 'gender' list (at least 30 needed)"
+    m = run("fairness.counterfactual_flip_rate", fake_ctx(["he is"] * 12 + ["it is"] * 3, k=30))
+    # 12 changed texts are too few for a pass, but a flip they show would stand: incomplete, not unjudgeable
+    assert m.parts[0].inconclusive is None and m.parts[0].incomplete == \
+        "only 12 eval texts contain a term of the 'gender' list (at least 30 needed for a pass)"
     m = run("fairness.counterfactual_flip_rate", fake_ctx(["he is", "she is"]), swaps=["gender", "age"])
     assert [(p.name, p.n, p.inconclusive) for p in m.parts] == [
         ("gender", 2, None), ("age", 0, "no eval text contains a term of the 'age' list")]
@@ -506,12 +508,13 @@ def test_counterfactual_min_evidence_end_to_end(tmp_path):
     assert f.status.value == "FAIL" and f.part == "gender" and f.n == 40
     assert f.evidence == "texts with a term to swap"
     assert [(p["name"], p["status"], p["n"]) for p in f.parts] == [("gender", "FAIL", 40), ("age", "INCONCLUSIVE", 3)]
-    assert f.parts[1]["reason"] == "only 3 texts with a term to swap, the policy asks for at least 10"
+    assert f.parts[1]["reason"] == ("only 3 texts with a term to swap, the policy asks for at least 10 before a "
+                                    "pass counts")
     # a list that passes on 3 texts is not a pass: with no violation, the rule is INCONCLUSIVE
     age_only = run("fairness.counterfactual_flip_rate", ctx, swaps=["age"])
     f = _cf_judge(age_only, "{max: 0.1, min_evidence: 10, swaps: [age]}", tmp_path)
     assert f.status.value == "INCONCLUSIVE" and f.n == 3
-    assert f.reason == "only 3 texts with a term to swap, the policy asks for at least 10"
+    assert f.reason == "only 3 texts with a term to swap, the policy asks for at least 10 before a pass counts"
     assert _cf_judge(age_only, "{max: 0.1, min_evidence: 3, swaps: [age]}", tmp_path).status.value == "PASS"
     # without min_evidence the same 3 texts pass: the rule's own choice
     assert _cf_judge(age_only, "{max: 0.1, swaps: [age]}", tmp_path).status.value == "PASS"
@@ -610,7 +613,7 @@ def test_audit_run_with_fairness_checks(tiny_model, credit_csv, tmp_path, policy
     policy = policy_file(E2E_POLICY.replace("THRESHOLD", repr(threshold)))
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(policy), "--data", str(data),
-                                      "--out", str(out), "--no-progress"], catch_exceptions=False)
+                                      "--out", str(out), "--no-progress", "--all-checks"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     r = json.loads((out / "result.json").read_text())
     f = {x["check_id"]: x for x in r["findings"]}

@@ -647,17 +647,18 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
         # each list is its own part, with its own interval: a list with few changed rows cannot widen or hide
         # the verdict on another
         low, high = _interval(v[1:], ctx.confidence) if replicated else [None, None]
-        why = ""
+        why, few = "", ""
         if not len(o.rows):
             why = f"no eval text contains a term of the '{o.name}' list"
-        elif len(o.rows) < k:
+        elif len(o.rows) < k:  # a flip seen on few texts is still a flip: a violation stands, a pass does not
             texts = "eval text contains" if len(o.rows) == 1 else "eval texts contain"
-            why = f"only {len(o.rows)} {texts} a term of the '{o.name}' list (at least {k} needed)"
-        elif _f(v[0]) is not None and replicated and low is None:
+            few = f"only {len(o.rows)} {texts} a term of the '{o.name}' list (at least {k} needed for a pass)"
+        if not why and _f(v[0]) is not None and replicated and low is None:
             why = f"the interval of the '{o.name}' list is undefined on too many bootstrap replicates"
         entry = {
             "list": o.name, "source": o.source, "rows_total": len(ctx.texts), "rows_changed": len(o.rows),
             "value": _f(v[0]), "ci_low": low, "ci_high": high, "inconclusive": why or None,
+            "incomplete": few or None,
             "terms_swapped": dict(sorted(o.terms.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
             "flip_rate": _f(flip_rate[0]), "flip_rate_ci": _interval(flip_rate[1:], ctx.confidence),
             "flips": int(flips.sum()),
@@ -675,7 +676,7 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
         }
         lists.append(entry)
         parts.append(Part(o.name, kind="swap list", value=entry["value"], ci_low=low, ci_high=high,
-                          n=len(o.rows), inconclusive=why or None))
+                          n=len(o.rows), inconclusive=why or None, incomplete=few or None))
     m.parts = parts
     m.n = int(len(np.unique(np.concatenate([o.rows for o in outcomes])))) if outcomes else 0
     # the value is the worst list's own number and interval (not a maximum over lists bootstrapped jointly):
