@@ -28,6 +28,14 @@ class TextRecipe(BaseModel):
     def _one(self) -> TextRecipe:
         if (self.column is None) == (self.template is None):
             raise ValueError("give exactly one of column or template")
+        if self.template is not None:
+            from audit.data import parse_template
+            from audit.errors import DataError
+
+            try:
+                parse_template(self.template)  # syntax, loops and reserved names fail when the manifest loads
+            except DataError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     def describe(self) -> str:

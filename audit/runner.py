@@ -276,7 +276,8 @@ def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float) -> 
     from audit.pii import redact
 
     for rid, s, t in zip(ev.row_ids, preds.score, ev.y):
-        w.writerow([safe_cell(redact(rid)), repr(float(s)), positive if s >= threshold else negative, safe_cell(labels[t])])
+        w.writerow([safe_cell(redact(rid)), repr(float(s)), safe_cell(positive if s >= threshold else negative),
+                    safe_cell(labels[t])])  # every cell from data or labels goes through the neutralizer
     return buf.getvalue()
 
 
