@@ -11,15 +11,18 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from audit.errors import DataError
+from audit.errors import AuditError, DataError
 
 MAX_SHOWN = 5  # row numbers named in one message
 MAX_FILE_BYTES = 2 * 2**30  # a data file loaded whole; bound what we read
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, what: str = "file", error: type[AuditError] = AuditError) -> str:
+    """The sha256 of a regular file (a FIFO or a device is refused, not read forever)."""
+    from audit.safeio import open_regular
+
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path, what, error) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -35,12 +38,10 @@ def read_table(path: str | Path):
     """Read a data file into a DataFrame of strings (missing cells NaN). Row labels are 0-based row numbers."""
     import pandas as pd
 
+    from audit.safeio import check_regular, read_regular
+
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: data file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a data file")
-    size = path.stat().st_size
+    size = check_regular(path, None, "data file", DataError)  # a FIFO or a device is refused before pandas opens it
     if size == 0:
         raise DataError(f"{path}: data file is empty")
     if size > MAX_FILE_BYTES:
@@ -49,7 +50,7 @@ def read_table(path: str | Path):
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".txt"):
-            raw = path.read_bytes()
+            raw = read_regular(path, MAX_FILE_BYTES, "data file", DataError)
             if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
                 raise DataError(f"{path}: UTF-16 text; save the file as UTF-8")
             try:

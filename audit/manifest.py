@@ -8,6 +8,7 @@ A model that `audit train` did not make is audited with a manifest the user writ
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +60,8 @@ class ProtectedAttribute(BaseModel):
         if self.bins is not None and self.map is not None:
             raise ValueError("give bins or map, not both")
         if self.bins is not None:
+            if not all(math.isfinite(b) for b in self.bins):
+                raise ValueError("bins must be finite numbers (no .nan or .inf)")
             if not self.bins or sorted(self.bins) != self.bins or len(set(self.bins)) != len(self.bins):
                 raise ValueError("bins must be increasing edges")
             if self.labels is not None and len(self.labels) != len(self.bins) + 1:
