@@ -340,3 +340,70 @@ def test_every_column_name_renders_in_a_template():
     assert texts == ["r1 l1 x n d c", "r2 l2 y m e c"]
     # a template over no column makes one text per row (it made none)
     assert make_texts(frame, TextRecipe(template="fixed {{ 1 + 1 }}"), "f.csv") == ["fixed 2", "fixed 2"]
+
+
+# ---------------------------------------------------------------- issue 22: fuzzing the CLI's numbers and manifests
+
+numbers = (st.integers(min_value=-2**70, max_value=2**70).map(str) | st.floats(allow_nan=True).map(repr)
+           | st.sampled_from(["nan", "inf", "-inf", "0", "-0", "1e400", "", "x", "0x10", "1_000"]))
+NUMERIC_OPTIONS = {
+    ("run", "M", "--policy", "P"): ["--batch-size", "--max-length"],
+    ("train", "D", "--out", "O"): ["--epochs", "--batch-size", "--lr", "--max-length", "--eval-fraction", "--seed",
+                                   "--lora-r", "--lora-alpha", "--lora-dropout", "--dp-epsilon", "--dp-delta",
+                                   "--max-grad-norm"],
+    ("stats", "M", "--data", "D", "--out", "O"): ["--epsilon", "--score-bins", "--threshold-bins", "--replicates",
+                                                  "--seed", "--batch-size"],
+    ("demo",): ["--epochs"],
+}
+option_calls = st.sampled_from(sorted(NUMERIC_OPTIONS)).flatmap(
+    lambda cmd: st.tuples(st.just(cmd), st.sampled_from(NUMERIC_OPTIONS[cmd]), numbers))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(call=option_calls)
+def test_fuzz_numeric_options(tmp_path, monkeypatch, call):
+    """Any value of a numeric option: refused at the edge (exit 2, no traceback) or accepted and then stopped by
+    the missing files: never an internal error. Nothing is loaded: the paths do not exist."""
+    import audit.demo
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(audit.demo, "run_demo", lambda *a, **k: (_ for _ in ()).throw(DataError("stub demo")))
+    cmd, option, value = call
+    r = CliRunner().invoke(cli, [*cmd, option, value])
+    assert r.exit_code in (0, 1, 2, 3), (r.exit_code, r.output, r.exception)
+    assert "internal error" not in r.output and "Traceback" not in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+
+
+manifest_keys = st.sampled_from(["name", "labels", "positive_label", "label_column", "text", "column", "template",
+                                 "id_column", "max_length", "protected_attributes", "bins", "labels", "map", "age",
+                                 "data", "source", "split", "eval_fraction", "card", "base_model", "training"])
+manifest_values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12) | st.sampled_from(
+    ["{{ x }}", "{% for i in range(9) %}{% endfor %}", "{{ 'a' * 99999999999 }}", "{{ self }}", "{{", ".nan"])
+manifest_like = st.recursive(manifest_values, lambda children: st.lists(children, max_size=4)
+                             | st.dictionaries(manifest_keys | st.text(max_size=6), children, max_size=6),
+                             max_leaves=25)
+VALID_MANIFEST = {"name": "m", "labels": ["bad", "good"], "positive_label": "good", "label_column": "label",
+                  "text": {"template": "{{ text }}"}, "protected_attributes": {"age": {"column": "age", "bins": [25]}}}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(patch=st.dictionaries(manifest_keys, manifest_like, max_size=4), whole=st.booleans())
+def test_fuzz_manifests(tmp_path, patch, whole):
+    """Random YAML structures, alone or over a valid manifest: a ManifestError of one line naming the file, or a
+    manifest whose texts render (or are refused as a DataError) on a small frame."""
+    from audit.data import make_texts
+    from audit.errors import ManifestError
+    from audit.manifest import load_manifest
+
+    path = tmp_path / "audit-model.yaml"
+    path.write_text(yaml.safe_dump(patch if whole else {**VALID_MANIFEST, **patch}, allow_unicode=True))
+    try:
+        m = load_manifest(path)
+    except ManifestError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(str(path)), str(exc)
+        return
+    try:
+        make_texts(make_frame(3), m.text, "f.csv")
+    except DataError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("f.csv"), str(exc)
