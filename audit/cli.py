@@ -320,7 +320,12 @@ def build_train_config(recipe_path, text_column, template, template_file, label_
 
     recipe = load_recipe(recipe_path) if recipe_path else None
     if template_file:
-        template = Path(template_file).read_text(encoding="utf-8")
+        from audit.safeio import read_regular
+
+        try:
+            template = read_regular(template_file, 1_000_000, "template file", UsageError).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{template_file}: the template file is not UTF-8 text") from None
     if sum(x is not None for x in (text_column, template)) > 1:
         raise UsageError("give one of --text-column, --template or --template-file")
     if text_column or template:
