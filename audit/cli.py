@@ -18,6 +18,26 @@ from audit.errors import AuditError
 EXIT_USAGE = 2
 
 
+class Finite(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (which every range comparison lets through)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{rv} is not a finite number.", param, ctx)
+        return rv
+
+
+# the ranges of the numeric options: a bad value is exit 2 naming the option, before anything loads
+BATCH = click.IntRange(1, 4096)
+MAX_LENGTH = click.IntRange(1, 8192)
+EPOCHS = click.IntRange(1, 1000)
+SEED = click.IntRange(0, 2**32 - 1)
+POSITIVE = Finite(0, min_open=True)
+
+
 class AuditGroup(click.Group):
     """Turns library errors into one line and exit 2; a traceback only with AUDIT_DEBUG=1."""
 
@@ -65,9 +85,18 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
     if not (label_column and positive_label and labels and (text_column or template)):
         raise UsageError("without audit-model.yaml, give --label-column, --positive-label, --labels and "
                          "--text-column or --template")
-    return Manifest(name=name, labels=[x.strip() for x in labels.split(",")], positive_label=positive_label,
-                    label_column=label_column, text=TextRecipe(column=text_column, template=template),
-                    max_length=max_length)
+    from pydantic import ValidationError
+
+    try:
+        return Manifest(name=name, labels=[x.strip() for x in labels.split(",")], positive_label=positive_label,
+                        label_column=label_column, text=TextRecipe(column=text_column, template=template),
+                        max_length=max_length)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "manifest"
+        flag = {"labels": "--labels", "positive_label": "--positive-label", "text": "--template"}.get(
+            str(err["loc"][0]) if err["loc"] else "", where)
+        raise UsageError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 @cli.command()
@@ -84,10 +113,11 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
 @click.option("--labels", help="Without a manifest: the labels in the model's output order, comma-separated.")
 @click.option("--text-column", help="Without a manifest: the text column.")
 @click.option("--template", help="Without a manifest: a jinja2 template over columns.")
-@click.option("--max-length", default=128, show_default=True, help="Without a manifest: tokens per text.")
+@click.option("--max-length", default=128, show_default=True, type=MAX_LENGTH,
+              help="Without a manifest: tokens per text.")
 @click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False),
               help="A folder of report templates that override the shipped ones by name.")
-@click.option("--batch-size", type=int, help="Scoring batch size (default: the policy's budget).")
+@click.option("--batch-size", type=BATCH, help="Scoring batch size (default: the policy's budget).")
 @click.option("--sign", "sign_key", type=click.Path(path_type=Path, dir_okay=False),
               help="Sign the run's evidence digest with this Ed25519 key (make one with 'audit keygen').")
 @click.option("--baseline", "baseline_dir", type=click.Path(path_type=Path),
@@ -190,22 +220,25 @@ def _print_outcome(outcome) -> None:
 @click.option("--name", help="Model name (default: the folder name).")
 @click.option("--base-model", type=click.Path(path_type=Path, file_okay=False),
               help="Base model folder (default: the packaged all-MiniLM-L6-v2).")
-@click.option("--epochs", default=3, show_default=True)
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--lr", "learning_rate", type=float, help="Learning rate [default: 5e-5; 5e-4 with --peft lora].")
-@click.option("--max-length", default=128, show_default=True, help="Tokens per text (longer ones are truncated).")
-@click.option("--eval-fraction", default=0.3, show_default=True, help="Held-out share, stratified by label.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--epochs", default=3, show_default=True, type=EPOCHS)
+@click.option("--batch-size", default=16, show_default=True, type=BATCH)
+@click.option("--lr", "learning_rate", type=Finite(0, 1, min_open=True),
+              help="Learning rate [default: 5e-5; 5e-4 with --peft lora].")
+@click.option("--max-length", default=128, show_default=True, type=MAX_LENGTH,
+              help="Tokens per text (longer ones are truncated).")
+@click.option("--eval-fraction", default=0.3, show_default=True, type=Finite(0, 1, min_open=True, max_open=True),
+              help="Held-out share, stratified by label.")
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--peft", type=click.Choice(["lora"]), help="Train LoRA adapters on the frozen base (needs peft).")
-@click.option("--lora-r", type=int, help="With --peft lora: the adapters' rank [default: 8].")
-@click.option("--lora-alpha", type=float, help="With --peft lora: the scaling alpha [default: 16].")
-@click.option("--lora-dropout", type=float, help="With --peft lora: dropout on the adapters' input [default: 0.1].")
+@click.option("--lora-r", type=click.IntRange(1, 4096), help="With --peft lora: the adapters' rank [default: 8].")
+@click.option("--lora-alpha", type=POSITIVE, help="With --peft lora: the scaling alpha [default: 16].")
+@click.option("--lora-dropout", type=Finite(0, 1, max_open=True), help="With --peft lora: dropout on the adapters' input [default: 0.1].")
 @click.option("--target-modules", help="With --peft lora: modules to adapt, comma-separated [default: peft's for "
                                        "the architecture; BERT: query,value].")
-@click.option("--dp-epsilon", type=float, help="Train with DP-SGD (opacus) to this privacy budget ε over the "
+@click.option("--dp-epsilon", type=POSITIVE, help="Train with DP-SGD (opacus) to this privacy budget ε over the "
                                                "planned epochs (needs opacus).")
-@click.option("--dp-delta", type=float, help="With --dp-epsilon: δ, below 1/training rows [default: 1e-5].")
-@click.option("--max-grad-norm", type=float, help="Gradient clipping norm; per-sample under DP [default: 1.0].")
+@click.option("--dp-delta", type=Finite(0, 1, min_open=True, max_open=True), help="With --dp-epsilon: δ, below 1/training rows [default: 1e-5].")
+@click.option("--max-grad-norm", type=POSITIVE, help="Gradient clipping norm; per-sample under DP [default: 1.0].")
 @click.option("--dp-accountant", type=click.Choice(["rdp", "prv"]),
               help="With --dp-epsilon: opacus' privacy accountant [default: rdp].")
 @click.option("--no-progress", is_flag=True)
@@ -289,7 +322,12 @@ def build_train_config(recipe_path, text_column, template, template_file, label_
 
     recipe = load_recipe(recipe_path) if recipe_path else None
     if template_file:
-        template = Path(template_file).read_text(encoding="utf-8")
+        from audit.safeio import read_regular
+
+        try:
+            template = read_regular(template_file, 1_000_000, "template file", UsageError).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{template_file}: the template file is not UTF-8 text") from None
     if sum(x is not None for x in (text_column, template)) > 1:
         raise UsageError("give one of --text-column, --template or --template-file")
     if text_column or template:
@@ -312,7 +350,7 @@ def build_train_config(recipe_path, text_column, template, template_file, label_
 @cli.command()
 @click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
               help="Folder for the demo model and its report.")
-@click.option("--epochs", default=3, show_default=True)
+@click.option("--epochs", default=3, show_default=True, type=EPOCHS)
 @click.option("--policy", "policy_path", default="fin", show_default=True)
 @click.option("--no-progress", is_flag=True)
 def demo(out_root, epochs, policy_path, no_progress):
@@ -452,13 +490,13 @@ def diff_cmd(run_a, run_b):
               help="The silo's rows (text, label, protected attributes, id column).")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="The stats file to write (JSON; no rows, no texts).")
-@click.option("--epsilon", type=float, help="Add Laplace noise to every count: the file is epsilon-DP.")
-@click.option("--score-bins", type=int, help="Fine score grid (default 1000; 20 with --epsilon).")
-@click.option("--threshold-bins", type=int, help="Group tables' threshold grid (default 100; 20 with --epsilon).")
-@click.option("--replicates", default=1000, show_default=True, help="Poisson bootstrap replicates (not released "
+@click.option("--epsilon", type=POSITIVE, help="Add Laplace noise to every count: the file is epsilon-DP.")
+@click.option("--score-bins", type=click.IntRange(2, 100000), help="Fine score grid (default 1000; 20 with --epsilon).")
+@click.option("--threshold-bins", type=click.IntRange(2, 100000), help="Group tables' threshold grid (default 100; 20 with --epsilon).")
+@click.option("--replicates", default=1000, show_default=True, type=click.IntRange(0, 10000), help="Poisson bootstrap replicates (not released "
               "with --epsilon).")
-@click.option("--seed", default=0, show_default=True, help="Bootstrap seed: every silo of one audit uses the same.")
-@click.option("--batch-size", default=64, show_default=True, help="Scoring batch size.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Bootstrap seed: every silo of one audit uses the same.")
+@click.option("--batch-size", default=64, show_default=True, type=BATCH, help="Scoring batch size.")
 @click.option("--intersections", "intersections", default=None, metavar="A×B,…|none",
               help="Intersections of protected attributes to carry (e.g. 'sex×age,sex×age×job'); default every "
                    "pair of the manifest's attributes. Each adds 1 to the noise's L1 sensitivity.")

@@ -11,15 +11,18 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from audit.errors import DataError
+from audit.errors import AuditError, DataError
 
 MAX_SHOWN = 5  # row numbers named in one message
 MAX_FILE_BYTES = 2 * 2**30  # a data file loaded whole; bound what we read
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, what: str = "file", error: type[AuditError] = AuditError) -> str:
+    """The sha256 of a regular file (a FIFO or a device is refused, not read forever)."""
+    from audit.safeio import open_regular
+
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path, what, error) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -35,12 +38,10 @@ def read_table(path: str | Path):
     """Read a data file into a DataFrame of strings (missing cells NaN). Row labels are 0-based row numbers."""
     import pandas as pd
 
+    from audit.safeio import check_regular, read_regular
+
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: data file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a data file")
-    size = path.stat().st_size
+    size = check_regular(path, None, "data file", DataError)  # a FIFO or a device is refused before pandas opens it
     if size == 0:
         raise DataError(f"{path}: data file is empty")
     if size > MAX_FILE_BYTES:
@@ -49,7 +50,7 @@ def read_table(path: str | Path):
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".txt"):
-            raw = path.read_bytes()
+            raw = read_regular(path, MAX_FILE_BYTES, "data file", DataError)
             if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
                 raise DataError(f"{path}: UTF-16 text; save the file as UTF-8")
             try:
@@ -91,27 +92,39 @@ def require_columns(df, columns: dict[str, str], path: Path | str) -> None:
 
 
 def template_env():
-    """A sandboxed jinja2 environment for text templates: no attribute tricks, undefined names are errors.
-    The text goes to a model, not a browser, so it is not HTML-escaped here (reports escape it)."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    """The bounded, sandboxed jinja2 environment of text templates (audit/sandbox.py): no attribute tricks, no
+    unbounded repetition, undefined names are errors. The text goes to a model, not a browser, so it is not
+    HTML-escaped here (reports escape it)."""
+    from audit.sandbox import text_template_env
 
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    return text_template_env()
+
+
+def parse_template(template: str):
+    """The template's syntax tree; a syntax error, a loop or macro, or a reserved name is a DataError."""
+    from jinja2 import TemplateSyntaxError
+
+    from audit.sandbox import check_text_template
+
+    try:
+        ast = template_env().parse(template)
+    except TemplateSyntaxError as exc:
+        raise DataError(f"text template line {exc.lineno}: {exc.message}") from None
+    problem = check_text_template(ast)
+    if problem:
+        raise DataError(f"text template {problem}")
+    return ast
 
 
 def template_columns(template: str) -> set[str]:
-    from jinja2 import TemplateSyntaxError, meta
+    from jinja2 import meta
 
-    env = template_env()
-    try:
-        return set(meta.find_undeclared_variables(env.parse(template)))
-    except TemplateSyntaxError as exc:
-        raise DataError(f"text template line {exc.lineno}: {exc.message}") from None
+    return set(meta.find_undeclared_variables(parse_template(template)))
 
 
 def make_texts(df, recipe, path: Path | str) -> list[str]:
     """Each row's text, from a column or a template; refuse rows whose text is empty."""
-    from jinja2 import TemplateError
+    from audit.sandbox import MAX_VALUE
 
     if recipe.column is not None:
         require_columns(df, {recipe.column: "text"}, path)
@@ -120,15 +133,28 @@ def make_texts(df, recipe, path: Path | str) -> list[str]:
         columns = template_columns(recipe.template)
         require_columns(df, {c: "template" for c in sorted(columns)}, path)
         template = template_env().from_string(recipe.template)
-        records = df[sorted(columns)].astype(object).where(df[sorted(columns)].notna(), "").to_dict("records")
-        try:
-            texts = [template.render(**rec).strip() for rec in records]
-        except TemplateError as exc:
-            raise DataError(f"{path}: text template failed: {exc}") from None
+        cols = sorted(columns)
+        records = df[cols].astype(object).where(df[cols].notna(), "").to_dict("records") if cols else [{}] * len(df)
+        texts = []
+        for i, rec in enumerate(records):
+            try:
+                text = template.render(rec)  # a mapping, not **rec: a column may be called anything
+            except Exception as exc:  # the sandbox's refusals, and whatever the template's expressions raise
+                raise DataError(f"{path}: text template failed on row {df.index[i]}: {type(exc).__name__}: "
+                                f"{_first_line(exc)}") from None
+            if len(text) > MAX_VALUE:
+                raise DataError(f"{path}: text template made {len(text):,} characters for row {df.index[i]}; the limit is "
+                                f"{MAX_VALUE:,}")
+            texts.append(text.strip())
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
         raise DataError(f"{path}: {len(empty)} row(s) have empty text (rows {_rows(empty)}); fill or remove them")
     return texts
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def label_indices(df, label_column: str, labels: list[str], path: Path | str) -> Any:

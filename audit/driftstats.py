@@ -408,7 +408,7 @@ def run_evidently(ref, cur, kinds: dict[str, str], tests: dict[str, TestChoice],
             Dataset.from_pandas(cur[cols].reset_index(drop=True), data_definition=definition),
             Dataset.from_pandas(ref[cols].reset_index(drop=True), data_definition=definition))
         data = snapshot.dict()
-        page = snapshot.get_html_str(as_iframe=False) if html else None
+        page = evidently_page(snapshot) if html else None
     scores: dict[str, float] = {}
     by_metric: dict[str, str] = {}
     for m in data.get("metrics", []):
@@ -432,6 +432,50 @@ def run_evidently(ref, cur, kinds: dict[str, str], tests: dict[str, TestChoice],
                               int(ref[c].notna().sum()) if kinds[c] == "numeric" else len(ref),
                               int(cur[c].notna().sum()) if kinds[c] == "numeric" else len(cur))
     return out, page
+
+
+def script_json(text: str) -> str:
+    """JSON text made safe inside an HTML <script> block: `<`, `>`, `&` and the JavaScript line terminators
+    U+2028/U+2029 as \\u escapes (they occur only inside JSON strings, so the value is unchanged), so that no
+    `</script>` or `<!--` in a data value can end the block."""
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                    ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
+
+
+def evidently_page(snapshot) -> str:
+    """evidently's standalone HTML report of a snapshot, as `snapshot.get_html_str(as_iframe=False)` builds it,
+    except for the embedded data: evidently writes it with plain json.dumps into a <script> block, so a
+    `</script><script>...` in a cell of the --current file ended the block and ran as script when the attachment
+    was opened. Here the page is built without the data and the data block is added from script_json."""
+    import hashlib
+    import json
+
+    from evidently.legacy.model.dashboard import DashboardInfo
+    from evidently.legacy.model.widget import AdditionalGraphInfo, BaseWidgetInfo
+    from evidently.legacy.renderers.html_widgets import group_widget
+    from evidently.legacy.utils import NumpyEncoder
+    from evidently.legacy.utils.dashboard import TemplateParams, dashboard_info_to_json, file_html_template
+
+    widgets = [group_widget(title="", widgets=snapshot._widgets), *snapshot._tests_widgets]
+    graphs = {}
+    for widget in widgets:
+        for graph in widget.get_additional_graphs():
+            info = graph.params if isinstance(graph, AdditionalGraphInfo) else graph
+            graphs[f"{graph.id}"] = info.dict() if isinstance(info, BaseWidgetInfo) else info
+    dashboard = DashboardInfo(name="Report", widgets=widgets)
+    info_json = script_json(dashboard_info_to_json(dashboard))
+    graphs_json = script_json(json.dumps(graphs, cls=NumpyEncoder))
+    dashboard_id = "metric_" + hashlib.sha256((info_json + graphs_json).encode()).hexdigest()[:32]
+    page = file_html_template(TemplateParams(dashboard_id=dashboard_id, dashboard_info=dashboard,
+                                             additional_graphs=graphs, embed_data=False))
+    marker = "<!-- no embedded data -->"
+    if marker not in page:
+        raise RuntimeError("evidently's HTML template changed: cannot embed its data safely")
+    block = (f"<script>\n    var {dashboard_id} = {info_json};\n"
+             f"    var additional_graphs_{dashboard_id} = {graphs_json};\n</script>")
+    return page.replace(marker, block, 1)
 
 
 # ---------------------------------------------------------------- histograms for the report

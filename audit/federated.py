@@ -169,13 +169,17 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
         raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+MAX_STATS_BYTES = 1 << 30  # a stats file holds counts, not rows
+
+
 def load_stats(path: str | Path) -> tuple[dict[str, Any], AuditStats]:
+    from audit.safeio import read_regular
+
     path = Path(path)
+    raw = read_regular(path, MAX_STATS_BYTES, "stats file", StatsError)  # regular files only, size-capped
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StatsError(f"{path}: stats file not found") from None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        doc = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise StatsError(f"{path}: not a readable JSON stats file ({type(exc).__name__})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise StatsError(f"{path}: not an audit stats file (no 'format: {FORMAT}'); make one with 'audit stats'")

@@ -8,6 +8,7 @@ A model that `audit train` did not make is audited with a manifest the user writ
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,14 @@ class TextRecipe(BaseModel):
     def _one(self) -> TextRecipe:
         if (self.column is None) == (self.template is None):
             raise ValueError("give exactly one of column or template")
+        if self.template is not None:
+            from audit.data import parse_template
+            from audit.errors import DataError
+
+            try:
+                parse_template(self.template)  # syntax, loops and reserved names fail when the manifest loads
+            except DataError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     def describe(self) -> str:
@@ -51,6 +60,8 @@ class ProtectedAttribute(BaseModel):
         if self.bins is not None and self.map is not None:
             raise ValueError("give bins or map, not both")
         if self.bins is not None:
+            if not all(math.isfinite(b) for b in self.bins):
+                raise ValueError("bins must be finite numbers (no .nan or .inf)")
             if not self.bins or sorted(self.bins) != self.bins or len(set(self.bins)) != len(self.bins):
                 raise ValueError("bins must be increasing edges")
             if self.labels is not None and len(self.labels) != len(self.bins) + 1:

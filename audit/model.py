@@ -17,6 +17,10 @@ from typing import Any
 from audit.data import sha256_file
 from audit.errors import ModelError
 from audit.manifest import MANIFEST_NAME, Manifest, load_manifest
+from audit.safeio import check_regular, open_regular, read_regular
+
+MAX_JSON_BYTES = 16 * 2**20  # config.json, adapter_config.json
+MAX_TOKENIZER_BYTES = 512 * 2**20  # tokenizer.json of a large vocabulary is tens of MB
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
@@ -76,10 +80,12 @@ class ModelBundle:
             model = self._load_adapter()
         else:
             try:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    str(self.path), local_files_only=True, use_safetensors=True, trust_remote_code=False)
+                model, info = AutoModelForSequenceClassification.from_pretrained(
+                    str(self.path), local_files_only=True, use_safetensors=True, trust_remote_code=False,
+                    output_loading_info=True)
             except Exception as exc:
                 raise ModelError(f"{self.path}: cannot load model: {_first_line(exc)}") from None
+            _refuse_partial(self.path, info)
         model.eval()
         n_out = model.config.num_labels
         if n_out != len(self.manifest.labels):
@@ -107,8 +113,9 @@ class ModelBundle:
         lora.inference_mode = True
         try:
             config = AutoConfig.from_pretrained(str(self.path), local_files_only=True, trust_remote_code=False)
-            base = AutoModelForSequenceClassification.from_pretrained(
-                str(self.base), config=config, local_files_only=True, use_safetensors=True, trust_remote_code=False)
+            base, info = AutoModelForSequenceClassification.from_pretrained(
+                str(self.base), config=config, local_files_only=True, use_safetensors=True, trust_remote_code=False,
+                output_loading_info=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 model = peft.get_peft_model(base, lora)
@@ -122,11 +129,29 @@ class ModelBundle:
         missing = sorted(set(get_peft_model_state_dict(model)) - set(state))
         if missing:
             raise ModelError(f"{self.path}: {ADAPTER_WEIGHTS} lacks adapter weights ({missing[0]}, …)")
+        # what the base lacks (a sentence encoder has no classifier) the adapter must carry (modules_to_save)
+        _refuse_partial(self.base, {**info, "missing_keys": [k for k in info.get("missing_keys", [])
+                                                             if f"base_model.model.{k}" not in state]},
+                        f"and {ADAPTER_WEIGHTS} ")
         return model
 
     @property
     def num_parameters(self) -> int | None:
         return None if self.model is None else int(sum(p.numel() for p in self.model.parameters()))
+
+
+def _refuse_partial(path: Path, info: dict, also: str = "") -> None:
+    """A weights file that lacks a tensor the architecture needs (or holds one it does not have) would be
+    audited with randomly initialised weights, giving a verdict on a model that does not exist: refused."""
+    for key, what in (("missing_keys", f"the weights {also}lack"), ("unexpected_keys", "the weights hold"),
+                      ("mismatched_keys", "the weights have the wrong shape for")):
+        names = sorted(str(k if isinstance(k, str) else k[0]) for k in info.get(key) or [])
+        if names:
+            shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+            kind = "tensor(s) the architecture needs" if key == "missing_keys" else (
+                "tensor(s) the architecture does not have" if key == "unexpected_keys" else "tensor(s)")
+            raise ModelError(f"{path}: {what} {len(names)} {kind} ({shown}); refusing to audit a model with "
+                             "randomly initialised or ignored weights")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -148,9 +173,10 @@ ADAPTER_IGNORED = ("peft_type", "base_model_name_or_path", "revision", "inferenc
 def adapter_settings(path: Path) -> dict[str, Any]:
     """The LoRA settings of an adapter folder, through an allow-list (no torch import)."""
     cpath = path / ADAPTER_CONFIG
+    raw = read_regular(cpath, MAX_JSON_BYTES, ADAPTER_CONFIG, ModelError)
     try:
-        data = json.loads(cpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelError(f"{cpath}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ModelError(f"{cpath}: not a JSON object")
@@ -219,10 +245,10 @@ def _open_adapter(path: Path, manifest: Manifest) -> tuple[Path, dict[str, str]]
 
 
 def check_safetensors(path: Path) -> None:
-    """Validate a safetensors file's header without loading it: size, JSON, offsets within the file."""
-    size = path.stat().st_size
+    """Validate a safetensors file's header without loading it: a regular file, size, JSON, offsets within it."""
+    size = check_regular(path, None, "safetensors weights", ModelError)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path, "safetensors weights", ModelError) as fh:
             head = fh.read(8)
             if len(head) < 8:
                 raise ValueError("shorter than its 8-byte header length")
@@ -299,8 +325,8 @@ def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_pat
     if not config_path.exists():
         raise ModelError(f"{path}: no config.json; a model is a save_pretrained folder")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+        config = json.loads(read_regular(config_path, MAX_JSON_BYTES, "config.json", ModelError).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelError(f"{config_path}: not valid JSON: {exc}") from None
     if not isinstance(config, dict):
         raise ModelError(f"{config_path}: not a JSON object")
@@ -329,6 +355,8 @@ def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_pat
     hashes = {w.name: sha256_file(w) for w in weights}
     for name in ("config.json", ADAPTER_CONFIG, MANIFEST_NAME, *TOKENIZER_FILES):
         if (path / name).exists():
+            # a tokenizer file that is a FIFO or a device would hang transformers' reader: refused first
+            check_regular(path / name, MAX_TOKENIZER_BYTES, name, ModelError)
             hashes[name] = sha256_file(path / name)
     return ModelBundle(path=path, manifest=manifest, config=config, weights=weights, hashes=hashes, base=base,
                        base_hashes=base_hashes)

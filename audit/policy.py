@@ -86,7 +86,7 @@ class Budget(BaseModel):
 
     max_rows: int | None = Field(default=None, gt=0)
     bootstrap: int = Field(default=1000, ge=0, le=100_000)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     batch_size: int = Field(default=64, gt=0, le=4096)
 
 
@@ -155,7 +155,10 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError(_first_error(exc, loc)) from None
     _check_rules(policy, loc)
     policy.source = str(path)
-    policy.sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    from audit.safeio import read_regular
+    from audit.yamlsrc import MAX_BYTES
+
+    policy.sha256 = hashlib.sha256(read_regular(path, MAX_BYTES, "policy", PolicyError)).hexdigest()
     return policy
 
 

@@ -290,7 +290,8 @@ def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float) -> 
     from audit.pii import redact
 
     for rid, s, t in zip(ev.row_ids, preds.score, ev.y):
-        w.writerow([safe_cell(redact(rid)), repr(float(s)), positive if s >= threshold else negative, safe_cell(labels[t])])
+        w.writerow([safe_cell(redact(rid)), repr(float(s)), safe_cell(positive if s >= threshold else negative),
+                    safe_cell(labels[t])])  # every cell from data or labels goes through the neutralizer
     return buf.getvalue()
 
 
@@ -323,6 +324,9 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     if precision != "fp32" and getattr(engine, "name", "local") != "local":
         raise UsageError(f"--precision {precision} scores in this process; it does not combine with --engine "
                          f"{engine.name}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or not 1 <= batch_size <= 4096):
+        raise UsageError(f"--batch-size must be a whole number from 1 to 4096, got {batch_size!r}")
     policy = load_policy(policy_path)
     bundle = open_bundle(model_dir, manifest=manifest, manifest_path=manifest_path)
     m = bundle.manifest
@@ -360,7 +364,10 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     # a distributed engine also computes the eval set's statistics on its workers (bootstrap included)
     request = stats_request(policy, ev, m, y_pos) if getattr(engine, "name", "local") != "local" else None
     preds, scored_sets = score_all(engine, bundle, policy, ev, request, others,
-                                   batch_size or policy.budget.batch_size, progress)
+                                   batch_size if batch_size is not None else policy.budget.batch_size, progress)
+    if len(preds.score) != len(ev.texts) or not np.isfinite(preds.score).all():
+        raise DataError(f"{ev.path}: scoring returned {len(preds.score)} finite scores for {len(ev.texts)} rows; "
+                        "refusing to judge scores that were not computed")
     from_stats = stats_measurements(policy, preds.stats, m) if preds.stats is not None else {}
     precision_info = None
     if precision != "fp32":
@@ -379,7 +386,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                        confidence=policy.confidence, replicates=policy.budget.bootstrap, seed=policy.budget.seed,
                        min_group_size=policy.min_group_size, positive_label=m.positive_label,
                        negative_label=m.negative_label, frame=ev.frame, texts=ev.texts, manifest=m, bundle=bundle,
-                       loader=lambda name: load_other(name, bundle, batch_size or policy.budget.batch_size, progress, others,
+                       loader=lambda name: load_other(name, bundle, batch_size if batch_size is not None else
+                                                      policy.budget.batch_size, progress, others,
                                                       engine),
                        extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path),
                               "attachments": {}}, row_ids=ev.row_ids, _datasets=dict(scored_sets))

@@ -67,6 +67,10 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
     import torch
     from tqdm.auto import tqdm
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        from audit.errors import UsageError
+
+        raise UsageError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
     start = time.perf_counter()
     # Identical texts are scored once: they get bit-identical scores (batch padding would otherwise add noise of
     # ~1e-7 that decides how ties rank) and templated data repeats itself.
@@ -82,6 +86,7 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
     emb = None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.eval()
+    done = 0
     last = None if embeddings else cls_only_last_layer(model)
     with torch.inference_mode(), tqdm(total=n, desc=desc, unit="row", disable=not progress, leave=False) as bar, \
             (last if last is not None else nullcontext()):
@@ -100,6 +105,9 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
                     emb = np.zeros((n, pooled.shape[1]), dtype=np.float32)
                 emb[rows] = pooled.numpy()
             bar.update(len(rows))
+            done += len(rows)
+    if done != n:  # every row is scored, or none is reported: a zero left in `probs` is not a score
+        raise RuntimeError(f"scored {done} of {n} texts")
     from audit.heap import release
 
     release()  # activations of many shapes leave glibc's heap fragmented: give the free pages back

@@ -30,6 +30,9 @@ CHUNK_ROWS = 65536
 
 
 def _columns_of(path: Path) -> list[str]:
+    from audit.safeio import check_regular
+
+    check_regular(path, None, "prediction log", DataError)  # a FIFO or a device would block pandas / pyarrow
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 

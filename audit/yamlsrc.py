@@ -51,17 +51,10 @@ def load_yaml(path: Path, error: Callable[[str], Exception], what: str = "file")
     """Read and parse `path` safely; raise `error(message)` with file:line on any problem."""
     import yaml
 
+    from audit.safeio import read_regular
+
     name = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise error(f"{name}: {what} not found") from None
-    except IsADirectoryError:
-        raise error(f"{name}: is a folder, expected a {what} file") from None
-    except OSError as exc:
-        raise error(f"{name}: cannot read {what}: {exc.strerror}") from None
-    if len(raw) > MAX_BYTES:
-        raise error(f"{name}: {what} is {len(raw):,} bytes; more than {MAX_BYTES:,} is not a {what}")
+    raw = read_regular(path, MAX_BYTES, what, error)  # a FIFO or /dev/zero is refused before it is read
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise error(f"{name}: UTF-16 text; save the {what} as UTF-8")
     try:

@@ -4,12 +4,15 @@ Chromium, ChromeDriver or selenium is missing (.ci/run installs them where apt-g
 
 import json
 import shutil
+import time
 
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from audit.cli import cli
+from audit.data import sha256_file
 from tests.conftest import MIN_POLICY, make_frame
 
 PAYLOAD_SCRIPT = "<script>window.__pwned = 1; document.title = 'pwned'</script>"
@@ -102,3 +105,83 @@ def test_pdf_without_chromium_is_one_line(hostile_report, monkeypatch):
     assert r.exit_code == 2
     assert r.output.splitlines()[-1] == ("error: --pdf needs Chromium: install it (Debian/Ubuntu: apt-get install "
                                          "chromium) or set AUDIT_CHROMIUM to its path")
+
+
+def _marker(field: str, tail: str = "\u2028") -> str:
+    """A payload that, if it ever runs, records `field` in window.__pwned: a script block breaking out of its
+    own block, an inline event handler, and a javascript: link."""
+    run = f"(window.__pwned = (window.__pwned || []).concat(['{field}']))"
+    return (f"</script><script>{run}</script><img src=x onerror=\"{run}\"><svg onload=\"{run}\">"
+            f"<!--<a href=\"javascript:{run}\">x</a>{tail}")
+
+
+HOSTILE_DRIFT_POLICY = """\
+policy: hostile
+version: "1"
+checks:
+  performance.roc_auc: {min: 0.5}
+  fairness.selection_rate_ratio: {min: 0.5, severity: warn}
+  drift.share_drifted_columns: {max: 0.3, severity: warn}
+  drift.prediction_psi: {max: 0.25, severity: warn}
+  drift.text_descriptors: {max: 0.25, severity: warn}
+budget: {bootstrap: 50, seed: 0}
+min_group_size: 5
+"""
+
+
+@pytest.fixture
+def hostile_run_folder(tiny_model, tmp_path, policy_file):
+    """A run with --current whose every data field carries payloads: texts, ids, label names, protected attribute
+    names, columns and values, the model name; both data files and the manifest agree on the hostile names."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    text_col, sex_col, label_col = _marker("text column"), _marker("sex column"), _marker("label column")
+    good, bad = "good" + _marker("label good", ""), "bad" + _marker("label bad", "")  # labels are stripped
+    m = yaml.safe_load((model / "audit-model.yaml").read_text())
+    m.update(name="credit" + _marker("model name"), labels=[bad, good], positive_label=good, label_column=label_col,
+             text={"column": text_col}, id_column="id",
+             protected_attributes={"sex" + _marker("attribute name"): {"column": sex_col},
+                                   "age": {"column": "age", "bins": [25]}})
+
+    def hostile(frame, seed):
+        frame = frame.copy()
+        frame["text"] = frame["text"] + " " + _marker(f"text {seed}")
+        frame["id"] = frame["id"] + _marker(f"id {seed}")
+        frame["sex"] = frame["sex"] + _marker(f"sex value {seed}")
+        frame["label"] = frame["label"].map({"good": good, "bad": bad})
+        return frame.rename(columns={"text": text_col, "sex": sex_col, "label": label_col})
+
+    train_file = tmp_path / "train.csv"  # the reference of the drift checks: the manifest's training split
+    hostile(pd.read_csv(m["data"]["source"]["path"], dtype=str), 0).to_csv(train_file, index=False)
+    m["data"]["source"].update(path=str(train_file), sha256=sha256_file(train_file))
+    (model / "audit-model.yaml").write_text(yaml.safe_dump(m))
+    data, current = tmp_path / "eval.csv", tmp_path / "current.csv"
+    hostile(make_frame(80, seed=4), 4).to_csv(data, index=False)
+    hostile(make_frame(80, seed=5), 5).to_csv(current, index=False)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", str(model), "--policy", str(policy_file(HOSTILE_DRIFT_POLICY)), "--data",
+                                 str(data), "--current", str(current), "--out", str(out), "--no-progress"],
+                           catch_exceptions=False)
+    assert r.exit_code in (0, 1, 3), r.output
+    return out
+
+
+def test_every_html_file_of_a_run_folder_runs_no_payload(hostile_run_folder, tmp_path):
+    pages = sorted(hostile_run_folder.glob("*.html"))
+    assert {p.name for p in pages} >= {"report.html", "evidently-drift.html"}, pages
+    driver = _driver(tmp_path)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        for page in pages:
+            driver.get(page.as_uri())
+            WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+            time.sleep(1.0)  # let evidently's dashboard draw and any image error handler fire
+            ran = driver.execute_script("return window.__pwned || []")
+            assert ran == [], f"{page.name}: payloads ran: {ran}"
+            if page.name.startswith("evidently"):
+                # the dashboard drew from its data (the escaped JSON parsed), and shows the payload as text
+                assert "label good" not in driver.title
+                assert "onerror" in driver.find_element("tag name", "body").text, page.name
+    finally:
+        driver.quit()

@@ -461,3 +461,22 @@ def test_demo_cohort_is_seeded_and_shifted():
     assert cars(a) > cars(base) + 0.1
     assert pd.to_numeric(a["credit_amount"]).median() > pd.to_numeric(base["credit_amount"]).median() * 1.2
     assert (a["duration_in_month"].astype(int) >= 4 + 6).all() and AMOUNT_FACTOR > 1
+
+
+def test_evidently_page_embeds_hostile_values_as_escaped_json():
+    """A `</script>` in a category or a column name cannot end evidently's data block (issue #22); the data
+    parses back to evidently's own (checked without a browser: tests/test_browser.py opens the page)."""
+    import json
+    import re
+
+    payload = "</script><script>window.__pwned=1</script><!--\u2028"
+    kinds, ref, cur, tests = _evidently_columns(300, 200)
+    ref["cat"], cur["cat"] = ref["cat"] + payload, cur["cat"] + payload
+    ref, cur = ref.rename(columns={"cat": "cat" + payload}), cur.rename(columns={"cat": "cat" + payload})
+    kinds["cat" + payload], tests["cat" + payload] = kinds.pop("cat"), tests.pop("cat")
+    _, page = ds.run_evidently(ref, cur, kinds, tests, html=True)
+    assert "window.__pwned" in page and "</script><script>window.__pwned" not in page and "<!--\u2028" not in page
+    block = re.search(r"<script>\n    var (metric_\w+) = (.*);\n    var additional_graphs_\1 = (.*);\n</script>", page)
+    assert block and payload in json.dumps(json.loads(block.group(2)), ensure_ascii=False)
+    assert ds.script_json('{"a": "<&>\u2028"}') == '{"a": "\\u003c\\u0026\\u003e\\u2028"}'
+    assert json.loads(ds.script_json(json.dumps({"a": "</script>&\\<"}))) == {"a": "</script>&\\<"}

@@ -218,3 +218,192 @@ def test_two_runs_into_one_root_at_once(tiny_model, tmp_path, policy_file):
     assert r.exit_code == 0 and len(r.output.splitlines()) == 2, r.output
     for name in ("a", "b"):
         assert CliRunner().invoke(cli, ["verify", str(tmp_path / "root" / name)]).exit_code == 0
+
+
+# ---------------------------------------------------------------- issue 22: nothing executed
+
+
+def test_label_names_in_predictions_csv_are_neutralized(tiny_model, tmp_path, policy_file):
+    import csv
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    m = yaml.safe_load((model / "audit-model.yaml").read_text())
+    names = {"bad": "-2+3", "good": "@SUM(A1)"}
+    m.update(labels=[names[x] for x in m["labels"]], positive_label=names[m["positive_label"]])
+    (model / "audit-model.yaml").write_text(yaml.safe_dump(m))
+    f = make_frame(40, seed=3)
+    f["label"] = f["label"].map(names)
+    data = tmp_path / "labels.csv"
+    f.to_csv(data, index=False)
+    r = _run(model, policy_file(MIN_POLICY), tmp_path / "out", data)
+    assert r.exit_code in (0, 1, 3), r.output
+    rows = list(csv.reader((tmp_path / "out" / "predictions.csv").open()))
+    assert rows[0] == ["row_id", "score", "predicted_label", "true_label"]
+    predicted = {row[2] for row in rows[1:]}
+    assert predicted <= {"'-2+3", "'@SUM(A1)"} and predicted, predicted
+    assert {row[3] for row in rows[1:]} == {"'-2+3", "'@SUM(A1)"}
+
+
+ESCAPES = {
+    "mro.html": "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "globals.html": "{{ cycler.__init__.__globals__.os.system('touch PWNED') }}",
+    "self.html": "{{ self._TemplateReference__context.cycler.__init__.__globals__.os.popen('touch PWNED') }}",
+    "open.html": "{{ r.__class__.__init__.__globals__['__builtins__']['open']('PWNED', 'w').write('x') }}",
+    "repeat.html": "{{ 'x' * 3000000000 }}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_user_templates_render_in_a_sandbox(tmp_path, name, monkeypatch):
+    """A --templates override that reaches for os, open() or unbounded memory: exit 2 naming the template file
+    and line, and no file written."""
+    sample = Path(__file__).parent / "fixtures" / "result_sample.json"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "result.json").write_bytes(sample.read_bytes())
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "base.html").write_text("<html><body>\n" + ESCAPES[name] + "\n{% block content %}{% endblock %}</body></html>")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["report", str(run / "result.json"), "--out", str(tmp_path / "copy"), "--templates",
+                                 str(tpl)])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip()
+    assert "\n" not in line and line.startswith(f"error: template {tpl / 'base.html'}:2: refused by the sandbox"), line
+    assert not (tmp_path / "PWNED").exists() and not (run / "PWNED").exists()
+    assert not (tmp_path / "copy").exists()
+
+
+HOSTILE_TEMPLATES = {
+    "{{ 'x' * 3000000000 }}": "SecurityError: a repetition of 3,000,000,000 characters or items",
+    "{{ 'x' * 3e9 }}": "TypeError: can't multiply sequence by non-int of type 'float'",
+    "{{ 2 ** 100000000 }}": "SecurityError: a power too large for a template",
+    "{{ '%9999999999s' % text }}": "SecurityError: a format string with a width or precision above",
+    "{{ '{:>99999999}'.format(text) }}": "SecurityError: a format string with a width or precision above",
+    "{{ text|center(10000000000) }}": "SecurityError: the number 10000000000 is above the template limit",
+    "{{ text.ljust(10000000000) }}": "SecurityError: the number 10000000000 is above the template limit",
+    "{{ ('x' * 1000000)|replace('', 'yyyyyyyy') }}": "SecurityError: a replace whose result would exceed",
+    "{{ text.__class__.__mro__ }}": "SecurityError: access to attribute '__class__' of 'str' object is unsafe",
+}
+
+
+@pytest.mark.parametrize("template", sorted(HOSTILE_TEMPLATES))
+def test_text_templates_are_bounded(tmp_path, template):
+    from audit.data import make_texts
+    from audit.manifest import TextRecipe
+
+    frame = make_frame(3)
+    started = time.perf_counter()
+    with pytest.raises(DataError) as exc:
+        make_texts(frame, TextRecipe(template=template), "f.csv")
+    assert time.perf_counter() - started < 5
+    assert str(exc.value).startswith("f.csv: text template failed on row 0: ")
+    assert HOSTILE_TEMPLATES[template] in str(exc.value)
+
+
+LOOPING_TEMPLATES = {
+    "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}":
+        "text: text template line 1: loops ({% for %}) are not allowed in a text template",
+    "{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}": "text: text template line 1: macros are not allowed",
+    "{{ self }}": "text: text template line 1: 'self' is a name jinja2 reserves; it cannot read a column called "
+                  "'self' (rename the column)",
+}
+
+
+@pytest.mark.parametrize("template", sorted(LOOPING_TEMPLATES))
+def test_manifest_refuses_loops_and_reserved_names(tmp_path, template):
+    from audit.errors import ManifestError
+    from audit.manifest import load_manifest
+
+    path = tmp_path / "audit-model.yaml"
+    path.write_text(yaml.safe_dump({"name": "m", "labels": ["bad", "good"], "positive_label": "good",
+                                    "label_column": "label", "text": {"template": template}}))
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(path)
+    assert str(exc.value).startswith(f"{path}:"), str(exc.value)
+    assert LOOPING_TEMPLATES[template] in str(exc.value), str(exc.value)
+
+
+def test_every_column_name_renders_in_a_template():
+    """Columns named like jinja2's globals or a reserved word of the CLI render as their values."""
+    import pandas as pd
+
+    from audit.data import make_texts
+    from audit.manifest import TextRecipe
+
+    frame = pd.DataFrame({"range": ["r1", "r2"], "loop": ["l1", "l2"], "lipsum": ["x", "y"], "namespace": ["n", "m"],
+                          "dict": ["d", "e"], "cycler": ["c", "c"]})
+    texts = make_texts(frame, TextRecipe(template="{{ range }} {{ loop }} {{ lipsum }} {{ namespace }} {{ dict }} "
+                                                  "{{ cycler }}"), "f.csv")
+    assert texts == ["r1 l1 x n d c", "r2 l2 y m e c"]
+    # a template over no column makes one text per row (it made none)
+    assert make_texts(frame, TextRecipe(template="fixed {{ 1 + 1 }}"), "f.csv") == ["fixed 2", "fixed 2"]
+
+
+# ---------------------------------------------------------------- issue 22: fuzzing the CLI's numbers and manifests
+
+numbers = (st.integers(min_value=-2**70, max_value=2**70).map(str) | st.floats(allow_nan=True).map(repr)
+           | st.sampled_from(["nan", "inf", "-inf", "0", "-0", "1e400", "", "x", "0x10", "1_000"]))
+NUMERIC_OPTIONS = {
+    ("run", "M", "--policy", "P"): ["--batch-size", "--max-length"],
+    ("train", "D", "--out", "O"): ["--epochs", "--batch-size", "--lr", "--max-length", "--eval-fraction", "--seed",
+                                   "--lora-r", "--lora-alpha", "--lora-dropout", "--dp-epsilon", "--dp-delta",
+                                   "--max-grad-norm"],
+    ("stats", "M", "--data", "D", "--out", "O"): ["--epsilon", "--score-bins", "--threshold-bins", "--replicates",
+                                                  "--seed", "--batch-size"],
+    ("demo",): ["--epochs"],
+}
+option_calls = st.sampled_from(sorted(NUMERIC_OPTIONS)).flatmap(
+    lambda cmd: st.tuples(st.just(cmd), st.sampled_from(NUMERIC_OPTIONS[cmd]), numbers))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(call=option_calls)
+def test_fuzz_numeric_options(tmp_path, monkeypatch, call):
+    """Any value of a numeric option: refused at the edge (exit 2, no traceback) or accepted and then stopped by
+    the missing files: never an internal error. Nothing is loaded: the paths do not exist."""
+    import audit.demo
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(audit.demo, "run_demo", lambda *a, **k: (_ for _ in ()).throw(DataError("stub demo")))
+    cmd, option, value = call
+    r = CliRunner().invoke(cli, [*cmd, option, value])
+    assert r.exit_code in (0, 1, 2, 3), (r.exit_code, r.output, r.exception)
+    assert "internal error" not in r.output and "Traceback" not in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+
+
+manifest_keys = st.sampled_from(["name", "labels", "positive_label", "label_column", "text", "column", "template",
+                                 "id_column", "max_length", "protected_attributes", "bins", "labels", "map", "age",
+                                 "data", "source", "split", "eval_fraction", "card", "base_model", "training"])
+manifest_values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12) | st.sampled_from(
+    ["{{ x }}", "{% for i in range(9) %}{% endfor %}", "{{ 'a' * 99999999999 }}", "{{ self }}", "{{", ".nan"])
+manifest_like = st.recursive(manifest_values, lambda children: st.lists(children, max_size=4)
+                             | st.dictionaries(manifest_keys | st.text(max_size=6), children, max_size=6),
+                             max_leaves=25)
+VALID_MANIFEST = {"name": "m", "labels": ["bad", "good"], "positive_label": "good", "label_column": "label",
+                  "text": {"template": "{{ text }}"}, "protected_attributes": {"age": {"column": "age", "bins": [25]}}}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(patch=st.dictionaries(manifest_keys, manifest_like, max_size=4), whole=st.booleans())
+def test_fuzz_manifests(tmp_path, patch, whole):
+    """Random YAML structures, alone or over a valid manifest: a ManifestError of one line naming the file, or a
+    manifest whose texts render (or are refused as a DataError) on a small frame."""
+    from audit.data import make_texts
+    from audit.errors import ManifestError
+    from audit.manifest import load_manifest
+
+    path = tmp_path / "audit-model.yaml"
+    path.write_text(yaml.safe_dump(patch if whole else {**VALID_MANIFEST, **patch}, allow_unicode=True))
+    try:
+        m = load_manifest(path)
+    except ManifestError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(str(path)), str(exc)
+        return
+    try:
+        make_texts(make_frame(3), m.text, "f.csv")
+    except DataError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("f.csv"), str(exc)
