@@ -139,17 +139,24 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
               help="With --predictions: stats file(s) of a reference period ('audit stats') for score drift.")
 @click.option("--all-checks", "all_checks", is_flag=True,
               help="Also measure the checks no rule asks for in the families the policy uses (shown, not judged).")
+@click.option("--report-url", "report_url", metavar="URL",
+              help="The http(s) address where the run folder will be published (CI artifacts, Pages): summary.md's "
+                   "links to report.html, result.json and junit.xml point there, for a pull-request comment.")
 def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manifest_path, label_column, positive_label,
         labels, text_column, template, max_length, template_dir, batch_size, sign_key, baseline_dir, no_progress,
         engine, address, predictions_path=None, score_column="score", id_column=None, reference_stats=(),
-        precision="fp32", all_checks=False):
+        precision="fp32", all_checks=False, report_url=None):
     """Audit MODEL_DIR against a policy; exit 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE."""
     _quiet_env()
+    if report_url is not None:
+        from audit.render.markdown import report_url as check_url
+
+        report_url = check_url(report_url)  # a bad address fails before anything loads
     if predictions_path is not None:
         _run_predictions(model_dir, policy_path, predictions_path, data_path, current_path, out_dir, strict,
                          manifest_path, score_column, id_column, reference_stats, template_dir, no_progress,
                          (label_column, positive_label, labels, text_column, template, max_length), engine, sign_key,
-                         baseline_dir)
+                         baseline_dir, report_url)
     from audit.engines import make_engine
     from audit.runner import run_audit
 
@@ -164,14 +171,14 @@ def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manife
                         progress=not no_progress, template_dirs=[template_dir] if template_dir else None,
                         manifest=manifest, manifest_path=manifest_path, batch_size=batch_size,
                         command=["audit", *sys.argv[1:]], sign_key=sign_key, baseline_dir=baseline_dir,
-                        engine=engine, precision=precision, every_check=all_checks)
+                        engine=engine, precision=precision, every_check=all_checks, report_url=report_url)
     _print_outcome(outcome)
     sys.exit(outcome.exit_code)
 
 
 def _run_predictions(model_dir, policy_path, predictions_path, data_path, current_path, out_dir, strict, manifest_path,
                      score_column, id_column, reference_stats, template_dir, no_progress, flags, engine, sign_key,
-                     baseline_dir):
+                     baseline_dir, report_url=None):
     """`audit run --predictions LOG`: the streaming audit of a prediction log (audit/streaming.py)."""
     from audit.errors import UsageError
     from audit.streaming import run_predictions
@@ -189,7 +196,7 @@ def _run_predictions(model_dir, policy_path, predictions_path, data_path, curren
                               manifest=manifest, manifest_path=manifest_path, id_column=id_column,
                               score_column=score_column, reference_stats=list(reference_stats) or None,
                               command=["audit", *sys.argv[1:]], template_dirs=[template_dir] if template_dir else None,
-                              progress=False)
+                              progress=False, report_url=report_url)
     _print_outcome(outcome)
     sys.exit(outcome.exit_code)
 
@@ -406,14 +413,21 @@ def checks_cmd(fmt):
               help="Folder for the re-rendered files (default: beside result.json).")
 @click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--pdf", is_flag=True, help="Also print report.pdf with headless Chromium (vector charts).")
-def report_cmd(result_json, out_dir, template_dir, pdf):
+@click.option("--report-url", "report_url", metavar="URL",
+              help="The http(s) address where the run folder is published: summary.md's links point there.")
+def report_cmd(result_json, out_dir, template_dir, pdf, report_url):
     """Re-render report.html (and junit.xml, summary.md) from a result.json (or a run folder) alone."""
     from audit.render.outputs import rerender
 
+    if report_url is not None:
+        from audit.render.markdown import report_url as check_url
+
+        report_url = check_url(report_url)
     result_json = Path(result_json)
     if result_json.is_dir():
         result_json = result_json / "result.json"
-    written = rerender(result_json, out_dir, template_dirs=[template_dir] if template_dir else None)
+    written = rerender(result_json, out_dir, template_dirs=[template_dir] if template_dir else None,
+                       report_url=report_url)
     click.echo(f"report: {Path(written) / 'report.html'}")
     if pdf:
         from audit.render.pdf import html_to_pdf

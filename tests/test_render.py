@@ -361,7 +361,7 @@ def test_markdown_fits_a_pr_comment():
     r["findings"] += [finding(f"fairness.check_{i}", "PASS") for i in range(40)]
     text = render_markdown(r)
     assert len(text.splitlines()) <= 60
-    assert text.startswith("## Audit verdict: **FAIL")
+    assert text.startswith("<!-- audit-summary -->\n## Audit verdict: **FAIL")
     assert "[report.html](report.html)" in text
     assert "more findings, all listed in the report" in text
     assert text.index("| FAIL |") < text.index("| PASS")
