@@ -16,6 +16,32 @@ from audit import __version__
 from audit.errors import AuditError
 
 EXIT_USAGE = 2
+EXIT_META = "audit.exit_code"  # ctx.meta key: the exit code a command will end with, once it is known
+FORMATS = click.Choice(["text", "json", "md"])
+
+
+def _stdout_to_devnull() -> None:
+    """After a BrokenPipeError: point stdout at /dev/null, so the flush at interpreter exit has somewhere to go
+    (Python's documentation, "Note on SIGPIPE", recommends exactly this)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout has no file descriptor (a test runner's capture): nothing will be flushed to a pipe
+
+
+def _will_exit(code: int) -> None:
+    """Record the exit code the running command ends with, before it prints (see the BrokenPipeError case)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.find_root().meta[EXIT_META] = code
+
+
+def _echo_json(doc) -> None:
+    import json
+
+    click.echo(json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False, default=str))
 
 
 class Finite(click.FloatRange):
@@ -50,6 +76,11 @@ class AuditGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted: no partial output was left; an earlier run folder is untouched", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # the reader went away (`audit diff A B | head -1`): a normal end, not an error. The exit code is the
+            # one the command had settled on (a run's verdict), so a gate behind `set -o pipefail` still sees it.
+            _stdout_to_devnull()
+            sys.exit(ctx.meta.get(EXIT_META, 0))
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as exc:
@@ -138,17 +169,24 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
               help="With --predictions: stats file(s) of a reference period ('audit stats') for score drift.")
 @click.option("--all-checks", "all_checks", is_flag=True,
               help="Also measure the checks no rule asks for in the families the policy uses (shown, not judged).")
+@click.option("--report-url", "report_url", metavar="URL",
+              help="The http(s) address where the run folder will be published (CI artifacts, Pages): summary.md's "
+                   "links to report.html, result.json and junit.xml point there, for a pull-request comment.")
 def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manifest_path, label_column, positive_label,
         labels, text_column, template, max_length, template_dir, batch_size, sign_key, baseline_dir, no_progress,
         engine, address, predictions_path=None, score_column="score", id_column=None, reference_stats=(),
-        precision="fp32", all_checks=False):
+        precision="fp32", all_checks=False, report_url=None):
     """Audit MODEL_DIR against a policy; exit 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE."""
     _quiet_env()
+    if report_url is not None:
+        from audit.render.markdown import report_url as check_url
+
+        report_url = check_url(report_url)  # a bad address fails before anything loads
     if predictions_path is not None:
         _run_predictions(model_dir, policy_path, predictions_path, data_path, current_path, out_dir, strict,
                          manifest_path, score_column, id_column, reference_stats, template_dir, no_progress,
                          (label_column, positive_label, labels, text_column, template, max_length), engine, sign_key,
-                         baseline_dir)
+                         baseline_dir, report_url)
     from audit.engines import make_engine
     from audit.runner import run_audit
 
@@ -163,14 +201,14 @@ def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manife
                         progress=not no_progress, template_dirs=[template_dir] if template_dir else None,
                         manifest=manifest, manifest_path=manifest_path, batch_size=batch_size,
                         command=["audit", *sys.argv[1:]], sign_key=sign_key, baseline_dir=baseline_dir,
-                        engine=engine, precision=precision, every_check=all_checks)
+                        engine=engine, precision=precision, every_check=all_checks, report_url=report_url)
     _print_outcome(outcome)
     sys.exit(outcome.exit_code)
 
 
 def _run_predictions(model_dir, policy_path, predictions_path, data_path, current_path, out_dir, strict, manifest_path,
                      score_column, id_column, reference_stats, template_dir, no_progress, flags, engine, sign_key,
-                     baseline_dir):
+                     baseline_dir, report_url=None):
     """`audit run --predictions LOG`: the streaming audit of a prediction log (audit/streaming.py)."""
     from audit.errors import UsageError
     from audit.streaming import run_predictions
@@ -188,12 +226,13 @@ def _run_predictions(model_dir, policy_path, predictions_path, data_path, curren
                               manifest=manifest, manifest_path=manifest_path, id_column=id_column,
                               score_column=score_column, reference_stats=list(reference_stats) or None,
                               command=["audit", *sys.argv[1:]], template_dirs=[template_dir] if template_dir else None,
-                              progress=False)
+                              progress=False, report_url=report_url)
     _print_outcome(outcome)
     sys.exit(outcome.exit_code)
 
 
 def _print_outcome(outcome) -> None:
+    _will_exit(outcome.exit_code)
     r = outcome.result
     v = r["verdict"]
     counts = ", ".join(f"{n} {s}" for s, n in v["counts"].items())
@@ -379,11 +418,29 @@ def policy_validate(policy_file):
 
 
 @cli.command("checks")
-def checks_cmd():
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
+              help="text (one line per check), json (every field) or md (a Markdown table).")
+def checks_cmd(fmt):
     """List the registered checks."""
     from audit.checks import all_checks
 
-    for cid, spec in all_checks().items():
+    specs = all_checks()
+    if fmt == "json":
+        _echo_json([{"id": cid, "family": spec.family, "title": spec.title, "summary": spec.summary,
+                     "unit": spec.unit, "direction": spec.direction, "evidence": spec.evidence,
+                     "threshold_required": spec.threshold_required, "cost": spec.cost, "params": spec.params}
+                    for cid, spec in specs.items()])
+        return
+    if fmt == "md":
+        from audit.render.markdown import md, md_code
+
+        click.echo("| Check | Family | What it measures | Parameters |\n|---|---|---|---|")
+        for cid, spec in specs.items():
+            params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items())
+            click.echo(f"| `{md_code(cid)}` | {md(spec.family)} | {md(spec.summary)} | "
+                       f"{f'`{md_code(params)}`' if params else ''} |")
+        return
+    for cid, spec in specs.items():
         params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items())
         click.echo(f"{cid:<34} {spec.summary}" + (f" [params: {params}]" if params else ""))
 
@@ -394,14 +451,21 @@ def checks_cmd():
               help="Folder for the re-rendered files (default: beside result.json).")
 @click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--pdf", is_flag=True, help="Also print report.pdf with headless Chromium (vector charts).")
-def report_cmd(result_json, out_dir, template_dir, pdf):
+@click.option("--report-url", "report_url", metavar="URL",
+              help="The http(s) address where the run folder is published: summary.md's links point there.")
+def report_cmd(result_json, out_dir, template_dir, pdf, report_url):
     """Re-render report.html (and junit.xml, summary.md) from a result.json (or a run folder) alone."""
     from audit.render.outputs import rerender
 
+    if report_url is not None:
+        from audit.render.markdown import report_url as check_url
+
+        report_url = check_url(report_url)
     result_json = Path(result_json)
     if result_json.is_dir():
         result_json = result_json / "result.json"
-    written = rerender(result_json, out_dir, template_dirs=[template_dir] if template_dir else None)
+    written = rerender(result_json, out_dir, template_dirs=[template_dir] if template_dir else None,
+                       report_url=report_url)
     click.echo(f"report: {Path(written) / 'report.html'}")
     if pdf:
         from audit.render.pdf import html_to_pdf
@@ -429,6 +493,7 @@ def verify_cmd(run_dir, pubkey):
     from audit.ledger import verify_run
 
     v = verify_run(run_dir, pubkey)
+    _will_exit(0 if v.passed else 1)
     for line in v.changed:
         click.echo(f"CHANGED  {line}")
     for line in v.notes:
@@ -439,7 +504,9 @@ def verify_cmd(run_dir, pubkey):
 
 @cli.command("history")
 @click.argument("root", type=click.Path(path_type=Path, file_okay=False), default=Path("reports"))
-def history_cmd(root):
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
+              help="text (one line per run), json (the ledger's entries and problems) or md (a Markdown table).")
+def history_cmd(root, fmt):
     """List the runs recorded in ROOT/ledger.jsonl with their verdicts; exit 1 if the chain is broken."""
     from audit.ledger import LEDGER, read_ledger
 
@@ -447,18 +514,34 @@ def history_cmd(root):
     if not ledger.exists():
         raise AuditError(f"{ledger}: no ledger (no run has written to {root})")
     entries, problems = read_ledger(ledger)
-    for e in entries:
-        click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {str(e.get('verdict', '')):<12} "
-                   f"{e.get('model', '')}  {e.get('run_dir', '')}")
-    for p in problems:
-        click.echo(f"BROKEN {LEDGER} {p}")
-    sys.exit(1 if problems else 0)
+    code = 1 if problems else 0
+    _will_exit(code)
+    if fmt == "json":
+        _echo_json({"ledger": str(ledger), "intact": not problems, "entries": entries, "problems": problems})
+    elif fmt == "md":
+        from audit.render.markdown import md
+
+        click.echo("| # | Time | Verdict | Model | Run folder |\n|---|---|---|---|---|")
+        for e in entries:
+            click.echo(f"| {md(e.get('seq', '?'))} | {md(e.get('time') or '')} | {md(e.get('verdict') or '')} | "
+                       f"{md(e.get('model') or '')} | {md(e.get('run_dir') or '')} |")
+        for p in problems:
+            click.echo(f"\n**Broken chain:** {md(LEDGER)} {md(p)}")
+    else:
+        for e in entries:
+            click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {str(e.get('verdict', '')):<12} "
+                       f"{e.get('model', '')}  {e.get('run_dir', '')}")
+        for p in problems:
+            click.echo(f"BROKEN {LEDGER} {p}")
+    sys.exit(code)
 
 
 @cli.command("diff")
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
-def diff_cmd(run_a, run_b):
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
+              help="text, json (the whole comparison) or md (Markdown tables, e.g. for a pull-request comment).")
+def diff_cmd(run_a, run_b, fmt):
     """Compare two runs: changed inputs, every measurement's delta, status and verdict changes."""
     from audit.ledger import diff_runs
     from audit.render.outputs import load_result
@@ -469,6 +552,35 @@ def diff_cmd(run_a, run_b):
 
     d = diff_runs(load(run_a), load(run_b))
     v = d["verdict"]
+
+    def num(x, fmt_spec=".4f"):
+        return "n/a" if x is None else format(x, fmt_spec)
+
+    if fmt == "json":
+        _echo_json({"a": str(run_a), "b": str(run_b), **d})
+        return
+    if fmt == "md":
+        from audit.render.markdown import md, md_code
+
+        lines = [f"**Verdict:** {md(v['a'])} → {md(v['b'])}" + ("" if v["a"] != v["b"] else " (unchanged)"), ""]
+        if d["inputs"]:
+            lines += ["| Changed input | File | Before | After |", "|---|---|---|---|"]
+            lines += [f"| {md(i['role'])} | {md(i['file'])} | `{md_code((i['a'] or 'absent')[:12])}` | "
+                      f"`{md_code((i['b'] or 'absent')[:12])}` |" for i in d["inputs"]]
+        else:
+            lines.append("No input changed.")
+        lines.append("")
+        if d["statuses"]:
+            lines += ["| Check | Status before | Status after |", "|---|---|---|"]
+            lines += [f"| `{md_code(st['check_id'])}` | {md(st['a'] or 'absent')} | {md(st['b'] or 'absent')} |"
+                      for st in d["statuses"]]
+        else:
+            lines.append("No status changed.")
+        lines += ["", "| Measurement | Before | After | Change |", "|---|---:|---:|---:|"]
+        lines += [f"| `{md_code(m['check_id'])}` | {num(m['a'])} | {num(m['b'])} | "
+                  f"{'' if m['delta'] is None else num(m['delta'], '+.4f')} |" for m in d["measurements"]]
+        click.echo("\n".join(lines))
+        return
     click.echo(f"verdict: {v['a']} -> {v['b']}" + ("" if v["a"] != v["b"] else " (unchanged)"))
     click.echo(f"changed inputs: {len(d['inputs'])}")
     for i in d["inputs"]:
@@ -478,10 +590,8 @@ def diff_cmd(run_a, run_b):
         click.echo(f"  {st['check_id']}: {st['a']} -> {st['b']}")
     click.echo("measurements:")
     for m in d["measurements"]:
-        a = "n/a" if m["a"] is None else f"{m['a']:.4f}"
-        b = "n/a" if m["b"] is None else f"{m['b']:.4f}"
         delta = "" if m["delta"] is None else f"{m['delta']:+.4f}"
-        click.echo(f"  {m['check_id']:<40} {a:>8} -> {b:>8}  {delta}")
+        click.echo(f"  {m['check_id']:<40} {num(m['a']):>8} -> {num(m['b']):>8}  {delta}")
 
 
 @cli.command("stats")
@@ -559,7 +669,18 @@ def main() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
-    cli(prog_name="audit")
+    try:
+        cli(prog_name="audit")
+        code = 0
+    except SystemExit as exc:  # click always ends this way; keep its code
+        code = exc.code
+    try:  # what is still buffered goes out now, so a reader that left early is met here and not at shutdown
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+    except (OSError, ValueError):
+        pass
+    sys.exit(code)
 
 
 if __name__ == "__main__":

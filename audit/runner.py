@@ -307,7 +307,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
               command: list[str] | None = None, report_root: Path = Path("reports"),
               sign_key: Path | None = None, baseline_dir: Path | None = None,
               notes: list[str] | None = None, engine: str | Any = "local",
-              address: str | None = None, precision: str = "fp32", every_check: bool = False) -> RunOutcome:
+              address: str | None = None, precision: str = "fp32", every_check: bool = False,
+              report_url: str | None = None) -> RunOutcome:
     from audit.checks import all_checks
     from audit.context import CheckContext
     from audit.engines import make_engine
@@ -447,6 +448,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     if baseline is not None:
         result["baseline"] = {"path": str(baseline_dir), "run_id": baseline.get("run", {}).get("id"),
                               "verdict": baseline.get("verdict", {}).get("status")}
+    if report_url:  # where the run folder will be published: summary.md links there (`--report-url`)
+        result["links"] = {"report_url": report_url}
     out = record_run(out, result, predictions_csv(ev, preds, m.labels, policy.decision_threshold),
                      template_dirs=template_dirs, sign_key=Path(sign_key) if sign_key else None,
                      extra=ctx.extra["attachments"])

@@ -95,7 +95,8 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
                     manifest=None, manifest_path: Path | None = None, id_column: str | None = None,
                     score_column: str = "score", chunk_rows: int = CHUNK_ROWS,
                     reference_stats: list[Path] | None = None, command: list[str] | None = None,
-                    report_root: Path = Path("reports"), template_dirs=None, progress: bool = False):
+                    report_root: Path = Path("reports"), template_dirs=None, progress: bool = False,
+                    report_url: str | None = None):
     from audit.data import group_series, sha256_file
     from audit.federated import (
         judge_and_write,
@@ -218,6 +219,8 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
     sections["statistics"] = statistics_section(
         "predictions-log", [log_source], stats, measurements, reference=reference, reference_sources=ref_sources,
         extra={"chunk_rows": int(chunk_rows), "columns": columns, "id_column": idc, "score_column": score_column})
+    if report_url:  # `--report-url`: summary.md links under the published run folder
+        sections["links"] = {"report_url": report_url}
     return judge_and_write(policy, m, model_info, measurements, out_dir=out_dir, strict=strict, started=started,
                            t0=t0, command=command or ["audit", "run", str(model_dir), "--predictions", str(path)],
                            data=data, inputs=inputs, warnings=warnings,

@@ -41,6 +41,14 @@ def _plain_md(text: str) -> str:
     return html.unescape(text)
 
 
+def case_text(suite: ET.Element, classname: str, name: str) -> str:
+    """A testcase's block in the suite's <system-out> ("name (classname)" then its indented lines)."""
+    head = f"{name} ({classname})\n"
+    blocks = [b for b in suite.find("system-out").text.split("\n\n") if b.startswith(head)]
+    assert len(blocks) == 1, (classname, name)
+    return blocks[0]
+
+
 def assert_one_number(out: Path) -> dict:
     """Each finding's and part's number, as the shared formatter prints it, in every output of the run folder;
     and result.json's finding equals its measurement's part (and the fairness details) to the bit."""
@@ -58,7 +66,7 @@ def assert_one_number(out: Path) -> dict:
         for where, text in (("report.html", report), ("summary.md", summary), ("README.md", card)):
             assert shown in text, (where, f["check_id"], shown)
         own = observed_text(f["value"], f["ci_low"], f["ci_high"], conf, f["unit"])
-        out_text = cases[(f["family"], f["check_id"])].find("system-out").text
+        out_text = case_text(suite, f["family"], f["check_id"])
         if f["value"] is not None:
             assert own in out_text, (f["check_id"], own, out_text)
         if m.get("parts"):
@@ -76,7 +84,7 @@ def assert_one_number(out: Path) -> dict:
                 assert f"{p['name']} ({p['kind']}) {p['status']} {text}" in report, (f["check_id"], p["name"])
                 assert f"↳ {p['status']} | {p['name']} | {text}" in summary, (f["check_id"], p["name"])
                 assert text in cases[(f["check_id"], p["name"])].get("message", "") + \
-                    (cases[(f["check_id"], p["name"])].find("system-out").text or "")
+                    case_text(suite, f["check_id"], p["name"])
                 checked += 1
             for a in (m.get("details") or {}).get("attributes") or []:  # the fairness section reads these
                 if a["attribute"] in by_name:

@@ -14,6 +14,7 @@ from audit.render.statistics_view import statistics_line
 from audit.render.views import STATUSES, evidence_text, finding_observed, part_views, threshold_text, verdict_view
 
 MAX_ROWS = 25  # findings shown in the table; passing ones are dropped first
+MARKER = "<!-- audit-summary -->"  # first line: a CI step finds its earlier pull-request comment by it
 _SPECIAL = re.compile(r"([\\`*_{}\[\]|~!:$])")
 _SPACE = re.compile(r"\s+")
 
@@ -25,8 +26,46 @@ def md(value: object) -> str:
     return _SPECIAL.sub(r"\\\1", s).replace("@", "@\u200b")
 
 
-def render_markdown(result: dict, report_href: str = "report.html") -> str:
-    """The summary for a PR comment; `report_href` is the relative link to the full report."""
+def report_url(url: str) -> str:
+    """`--report-url`: the http(s) address where the run folder is published, checked and made safe to stand in
+    a Markdown link (spaces, quotes, parentheses and brackets percent-encoded). Raises UsageError."""
+    from urllib.parse import quote, urlsplit
+
+    from audit.errors import UsageError
+
+    url = str(url).strip()
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise UsageError(f"--report-url {url!r}: give the http(s) address of the published run folder, "
+                         "e.g. https://example.org/audits/run-42")
+    if parts.username or parts.password:
+        raise UsageError("--report-url: the address carries a user name or password; it would be shown in the "
+                         "pull-request comment")
+    if parts.query or parts.fragment or _SPACE.search(url):
+        raise UsageError(f"--report-url {url!r}: give the run folder's address without ?query, #fragment or "
+                         "spaces; each file's link is the address followed by /report.html, /result.json, …")
+    return quote(url.rstrip("/"), safe="/:%-._~!$&*+,;=@")
+
+
+def _links(result: dict) -> dict[str, str]:
+    """Each linked file's address: under the published run folder when the run names one, else relative."""
+    base = (result.get("links") or {}).get("report_url") if isinstance(result.get("links"), dict) else None
+    names = ("report.html", "result.json", "junit.xml")
+    if not base:
+        return {name: name for name in names}
+    base = report_url(base)  # re-checked: result.json may have been edited by hand
+    return {name: f"{base}/{name}" for name in names}
+
+
+def render_markdown(result: dict, report_href: str | None = None) -> str:
+    """The summary for a PR comment. Its links are relative to the run folder, or absolute under the address
+    in result["links"]["report_url"] (`--report-url`); `report_href` overrides the report's own link."""
+    links = _links(result)
+    report_href = report_href or links["report.html"]
     policy = result.get("policy") or {}
     model = result.get("model") or {}
     confidence = policy.get("confidence")
@@ -34,7 +73,7 @@ def render_markdown(result: dict, report_href: str = "report.html") -> str:
     findings = [f for f in result.get("findings") or [] if isinstance(f, dict)]
     findings.sort(key=lambda f: STATUSES.index(f["status"]) if f.get("status") in STATUSES else -1)
 
-    lines = [f"## Audit verdict: **{md(v.headline)}**", ""]
+    lines = [MARKER, f"## Audit verdict: **{md(v.headline)}**", ""]
     about = f"Model {md(model.get('name') or model.get('path') or 'n/a')} against policy " \
             f"{md(policy.get('name') or 'n/a')} {md(policy.get('version') or '')}".rstrip()
     counts = ", ".join(f"{c.n} {c.status}" for c in v.counts if c.n)
@@ -78,7 +117,11 @@ def render_markdown(result: dict, report_href: str = "report.html") -> str:
     warnings = result.get("warnings") or []
     if warnings:
         lines.append(f"{len(warnings)} note{'s' if len(warnings) != 1 else ''} on the data and the run: see the report.")
-    lines.append(f"Full report: [report.html]({report_href}) · machine-readable: `result.json`, `junit.xml`")
+    if links["result.json"] == "result.json":
+        lines.append(f"Full report: [report.html]({report_href}) · machine-readable: `result.json`, `junit.xml`")
+    else:
+        lines.append(f"Full report: [report.html]({report_href}) · machine-readable: "
+                     f"[result.json]({links['result.json']}), [junit.xml]({links['junit.xml']})")
     return "\n".join(lines) + "\n"
 
 

@@ -230,7 +230,8 @@ def _replace_file(path: Path, data: str) -> None:
             tmp.unlink()
 
 
-def rerender(result_json_path: Path, out: Path | None = None, template_dirs: list[Path] | None = None) -> Path:
+def rerender(result_json_path: Path, out: Path | None = None, template_dirs: list[Path] | None = None,
+             report_url: str | None = None) -> Path:
     """Re-render report.html, junit.xml and summary.md from a result.json alone (`audit report result.json`).
 
     With `out` None or the folder that holds the JSON, the three files are replaced there one by one, each
@@ -239,6 +240,8 @@ def rerender(result_json_path: Path, out: Path | None = None, template_dirs: lis
     folder written."""
     result_json_path = Path(result_json_path)
     result = load_result(result_json_path)
+    if report_url:  # `audit report --report-url`: summary.md links under the published run folder
+        result = {**result, "links": {**(result.get("links") or {}), "report_url": report_url}}
     source = result_json_path.parent
     target = Path(out) if out is not None else source
     if target.resolve() != source.resolve():
