@@ -28,7 +28,7 @@ class AuditGroup(click.Group):
             click.echo(f"error: {exc.message}", err=True)
             sys.exit(EXIT_USAGE)
         except KeyboardInterrupt:
-            click.echo("interrupted: no partial output was left; an earlier run folder is untouched", err=True)
+            click.echo(_interrupted(), err=True)
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
@@ -38,6 +38,15 @@ class AuditGroup(click.Group):
             click.echo(f"error: internal error: {type(exc).__name__}: {exc} "
                        "(set AUDIT_DEBUG=1 for the traceback, and please report it)", err=True)
             sys.exit(EXIT_USAGE)
+
+
+def _interrupted() -> str:
+    """The truth about an interrupted command: whether it had published and recorded a run folder."""
+    publish = sys.modules.get("audit.publish")
+    done = list(getattr(publish, "PUBLISHED", []))
+    if done:
+        return f"interrupted after the run folder {done[-1]} was written and recorded in the ledger"
+    return "interrupted: no run folder was published and no ledger entry written; earlier run folders are untouched"
 
 
 @click.group(cls=AuditGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -353,7 +362,8 @@ def checks_cmd():
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the re-rendered files (default: beside result.json).")
 @click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--pdf", is_flag=True, help="Also print report.pdf with headless Chromium (vector charts).")
+@click.option("--pdf", is_flag=True, help="Also print the report with headless Chromium (vector charts), to "
+              "RUN_DIR.pdf beside the run folder.")
 def report_cmd(result_json, out_dir, template_dir, pdf):
     """Re-render report.html (and junit.xml, summary.md) from a result.json (or a run folder) alone."""
     from audit.render.outputs import rerender
@@ -366,8 +376,9 @@ def report_cmd(result_json, out_dir, template_dir, pdf):
     if pdf:
         from audit.render.pdf import html_to_pdf
 
-        target = html_to_pdf(Path(written) / "report.html", Path(written) / "report.pdf")
-        click.echo(f"pdf: {target}")
+        folder = Path(os.path.abspath(written))  # beside the sealed folder: a file inside it would not verify
+        target = html_to_pdf(folder / "report.html", folder.parent / f"{folder.name}.pdf")
+        click.echo(f"pdf: {target} (printed from report.html; not covered by the run's seal)")
 
 
 @cli.command("keygen")
@@ -384,29 +395,48 @@ def keygen_cmd(key_path):
 @cli.command("verify")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--pubkey", type=click.Path(path_type=Path, dir_okay=False), help="The trusted public key.")
-def verify_cmd(run_dir, pubkey):
-    """Re-hash a run's outputs and inputs, check its signature and ledger entry; exit 1 naming what changed."""
+@click.option("--outputs-only", is_flag=True, help="Check the run folder alone; the inputs (model, data, policy) "
+              "are not checked.")
+def verify_cmd(run_dir, pubkey, outputs_only):
+    """Re-hash every file of a run folder and every input, check its signature and ledger entry; exit 1 naming
+    what changed, any file the evidence does not cover, and any input that could not be found."""
     from audit.ledger import verify_run
 
-    v = verify_run(run_dir, pubkey)
+    v = verify_run(run_dir, pubkey, outputs_only=outputs_only)
     for line in v.changed:
         click.echo(f"CHANGED  {line}")
+    for line in v.unchecked:
+        click.echo(f"{'skipped' if outputs_only else 'NOT CHECKED'}  {line}")
     for line in v.notes:
         click.echo(f"note     {line}")
-    click.echo(f"verified: {len(v.ok)} unchanged" if v.passed else f"verify failed: {len(v.changed)} problem(s)")
+    if not v.passed:
+        why = [f"{len(v.changed)} problem(s)"] if v.changed else []
+        if v.unchecked:
+            why.append(f"{len(v.unchecked)} input(s) not found, so not checked (give --outputs-only to check the "
+                       "run folder alone)")
+        click.echo(f"verify failed: {', '.join(why)}")
+    elif outputs_only:
+        click.echo(f"verified the run folder only: {len(v.ok)} unchanged; the inputs were NOT checked")
+    else:
+        click.echo(f"verified: {len(v.ok)} unchanged, every input checked")
     sys.exit(0 if v.passed else 1)
 
 
 @cli.command("history")
 @click.argument("root", type=click.Path(path_type=Path, file_okay=False), default=Path("reports"))
-def history_cmd(root):
-    """List the runs recorded in ROOT/ledger.jsonl with their verdicts; exit 1 if the chain is broken."""
-    from audit.ledger import LEDGER, read_ledger
+@click.option("--pubkey", type=click.Path(path_type=Path, dir_okay=False),
+              help="The trusted public key: ledger.head must be signed with it.")
+def history_cmd(root, pubkey):
+    """List the runs recorded in ROOT/ledger.jsonl with their verdicts; exit 1 if the chain is broken or entries
+    were removed from its end (ledger.head)."""
+    from audit.ledger import HEAD, LEDGER, check_ledger
 
     ledger = Path(root) / LEDGER
-    if not ledger.exists():
+    if not os.path.lexists(ledger) and not os.path.lexists(Path(root) / HEAD):
         raise AuditError(f"{ledger}: no ledger (no run has written to {root})")
-    entries, problems = read_ledger(ledger)
+    entries, problems, notes = check_ledger(Path(root), pubkey=pubkey)
+    for n in notes:
+        click.echo(f"note {n}")
     for e in entries:
         click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {str(e.get('verdict', '')):<12} "
                    f"{e.get('model', '')}  {e.get('run_dir', '')}")

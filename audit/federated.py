@@ -765,11 +765,11 @@ def judge_and_write(policy, manifest, model_info: dict[str, Any], measurements: 
     from audit.provenance import environment
     from audit.runner import (
         RunOutcome,
+        check_out,
         manifest_section,
         policy_section,
         record_run,
         result_head,
-        run_slug,
         verdict_section,
     )
 
@@ -780,7 +780,8 @@ def judge_and_write(policy, manifest, model_info: dict[str, Any], measurements: 
     v = verdict(findings, policy)
     code = exit_code(v, findings, strict)
     finished = dt.datetime.now(dt.timezone.utc)
-    out = Path(out_dir) if out_dir else Path(report_root) / f"{run_slug(manifest.name)}-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    out = check_out(out_dir, report_root, manifest.name, started, model_info.get("path") or None,
+                    [i.get("path") for i in inputs])
     result = {
         **result_head(started, finished, t0, command, policy.budget.seed, timings or {}),
         "verdict": verdict_section(v, code, findings, strict),
