@@ -429,7 +429,7 @@ def verify_cmd(run_dir, pubkey, outputs_only):
 def history_cmd(root, pubkey):
     """List the runs recorded in ROOT/ledger.jsonl with their verdicts; exit 1 if the chain is broken or entries
     were removed from its end (ledger.head)."""
-    from audit.ledger import HEAD, LEDGER, check_ledger
+    from audit.ledger import HEAD, LEDGER, check_ledger, named
 
     ledger = Path(root) / LEDGER
     if not os.path.lexists(ledger) and not os.path.lexists(Path(root) / HEAD):
@@ -441,7 +441,7 @@ def history_cmd(root, pubkey):
         click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {str(e.get('verdict', '')):<12} "
                    f"{e.get('model', '')}  {e.get('run_dir', '')}")
     for p in problems:
-        click.echo(f"BROKEN {LEDGER} {p}")
+        click.echo(f"BROKEN {named(p)}")
     sys.exit(1 if problems else 0)
 
 

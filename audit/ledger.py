@@ -384,6 +384,11 @@ def check_head(root: Path, entries: list[dict], pubkey: Path | None = None) -> t
     return problems, notes
 
 
+def named(problem: str) -> str:
+    """A problem of `check_ledger`, with the file it is about in front."""
+    return problem if problem.startswith(HEAD) else f"{LEDGER} {problem}"
+
+
 def check_ledger(root: Path, *, locked: bool = False, pubkey: Path | None = None
                  ) -> tuple[list[dict], list[str], list[str]]:
     """The ledger of `root`: (entries, problems, notes), the chain and the head checked together. A publication
@@ -602,7 +607,7 @@ def _verify_ledger_entry(run_dir: Path, evidence: dict, v: Verification) -> None
     entries, problems, notes = check_ledger(root)
     v.notes += notes
     for p in problems:
-        v.changed.append(f"{LEDGER} {p}")
+        v.changed.append(named(p))
     match = [e for e in entries if e.get("run_id") == evidence.get("run_id")]
     if not match:
         v.changed.append(f"{LEDGER}: the run {evidence.get('run_id')} is not in the ledger")
