@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from audit import __version__
-from audit.errors import AuditError, DataError
+from audit.errors import AuditError, DataError, OutputError
 from audit.mergeable import (
     AuditStats,
     Grid,
@@ -167,6 +167,23 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def check_stats_out(out: Path, inputs: list, model_dir: Path) -> None:
+    """A stats --out never replaces an input, a file in the model folder, or a file that is not a stats file."""
+    real = Path(os.path.realpath(out))
+    if Path(os.path.realpath(model_dir)) in real.parents:
+        raise OutputError(f"will not write {out}: it lies inside the model folder {model_dir}")
+    for p in inputs:
+        if p is not None and os.path.realpath(p) == str(real):
+            raise OutputError(f"will not write {out}: it is the input {p}")
+    if os.path.lexists(out):
+        try:
+            doc = json.loads(Path(out).read_text(encoding="utf-8")) if Path(out).is_file() else None
+        except (OSError, ValueError, UnicodeDecodeError):
+            doc = None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise OutputError(f"will not replace {out}: it is not a stats file audit wrote; choose another name")
 
 
 def load_stats(path: str | Path) -> tuple[dict[str, Any], AuditStats]:
@@ -899,6 +916,7 @@ def compute_silo_stats(model_dir, data_path, out_path, *, grid: Grid, epsilon: f
     if epsilon is not None and not epsilon > 0:
         raise DataError(f"--epsilon must be positive, got {epsilon}")
     ev = load_eval_set(bundle, Path(data_path), None, grid.seed)
+    check_stats_out(Path(out_path), [Path(data_path), manifest_path], bundle.path)  # before the model loads
     groups = {}
     for name, attr in m.protected_attributes.items():
         if attr.column not in ev.frame.columns:

@@ -440,3 +440,19 @@ def test_append_ledger_keeps_the_head(tmp_path):
     entries, problems, _ = check_ledger(tmp_path)
     head = json.loads((tmp_path / HEAD).read_text())
     assert problems == [] and head["entries"] == 3 and head["last_hash"] == entries[-1]["hash"]
+
+
+def test_stats_never_replaces_the_data_or_a_file_of_yours(tiny_model, tmp_path, monkeypatch):
+    data = tmp_path / "silo.csv"
+    make_frame(40, seed=5).to_csv(data, index=False)
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": true}')
+    before = data.read_bytes()
+    monkeypatch.setattr("audit.model.ModelBundle.load", lambda self: pytest.fail("the model was loaded"))
+    for out, why in ((data, f"will not write {data}: it is the input {data}"),
+                     (notes, f"will not replace {notes}: it is not a stats file audit wrote"),
+                     (tiny_model / "s.json", "it lies inside the model folder")):
+        r = invoke("stats", tiny_model, "--data", data, "--out", out, "--no-progress")
+        assert r.exit_code == 2 and why in r.output and len(r.output.splitlines()) == 1, r.output
+    assert data.read_bytes() == before and notes.read_text() == '{"mine": true}'
+    assert not (tiny_model / "s.json").exists()
