@@ -339,8 +339,9 @@ def check_head(root: Path, entries: list[dict], pubkey: Path | None = None) -> t
     notes: list[str] = []
     if not os.path.lexists(path):
         if entries:
-            problems.append(f"{HEAD} is missing: entries removed from the end of the ledger could not be seen "
-                            "(a ledger that audit keeps always has one)")
+            problems.append(f"{HEAD} is missing, so entries removed from the end of the ledger cannot be ruled out "
+                            "(audit keeps one beside every ledger; a ledger from before it existed has none: record "
+                            "new runs in a new output folder)")
         return problems, notes
     try:
         head = json.loads(read_regular(path))
@@ -478,12 +479,13 @@ def _verify_inputs(run_dir: Path, inputs: list[dict], v: Verification) -> None:
     for item in inputs:
         role, shown = item.get("role"), item.get("path")
         if role == "baseline":  # a run folder, recorded by its run id
-            found = next((p for p in _input_candidates(run_dir, item) if (p / "result.json").is_file()), None)
+            found = next((q for p in _input_candidates(run_dir, item) for q in (p / "result.json", p)
+                          if q.is_file()), None)
             if found is None:
                 v.unchecked.append(f"input baseline {shown}: not found")
                 continue
             try:
-                rid = json.loads(read_regular(found / "result.json")).get("run", {}).get("id")
+                rid = json.loads(read_regular(found)).get("run", {}).get("id")
             except (OSError, ValueError, AttributeError):
                 rid = None
             if rid != item.get("sha256"):

@@ -456,3 +456,26 @@ def test_stats_never_replaces_the_data_or_a_file_of_yours(tiny_model, tmp_path, 
         assert r.exit_code == 2 and why in r.output and len(r.output.splitlines()) == 1, r.output
     assert data.read_bytes() == before and notes.read_text() == '{"mine": true}'
     assert not (tiny_model / "s.json").exists()
+
+
+def test_a_baseline_input_is_checked_by_its_run_id(tmp_path):
+    base = write_run(tmp_path / "released" / "run", result_with_input(tmp_path, "base-1"), None)
+    r = result_with_input(tmp_path, "gate-1")
+    r["inputs"].append({"role": "baseline", "path": str(base), "sha256": "base-1", "bytes": 0})
+    out = write_run(tmp_path / "runs" / "gate", r, None, record=True)
+    v = verify_run(out)
+    assert v.passed and any(line.startswith("input baseline") for line in v.ok), v
+    write_run(base, result_with_input(tmp_path, "base-2"), None)  # the released run was replaced since
+    v = verify_run(out)
+    assert not v.passed and v.changed == [f"input baseline {base / 'result.json'}: holds run base-2, the run was "
+                                          "judged against base-1"]
+
+
+def test_a_deleted_head_is_named_and_blocks_new_runs(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root / "a", result_with_input(tmp_path, "a"), None, record=True)
+    (root / HEAD).unlink()
+    r = invoke("history", root)
+    assert r.exit_code == 1 and "BROKEN ledger.head is missing, so entries removed from the end" in r.output
+    with pytest.raises(OutputError, match="ledger.head is missing"):
+        check_out_dir(root / "b")
