@@ -197,18 +197,26 @@ def test_killed_runs_leave_the_previous_report_untouched(tiny_model, tmp_path, p
     pol = policy_file(MIN_POLICY)
     root = tmp_path / "runs"
     out = root / "current"
+    def run_here():  # in this process (torch is imported already): quicker than a fresh process
+        r = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(pol), "--out", str(out), "--no-progress"])
+        assert r.exit_code == 0, r.output
+
+    run_here()
     t0 = time.perf_counter()
-    assert _spawn(tiny_model, pol, out).wait(120) == 0
+    proc = _spawn(tiny_model, pol, tmp_path / "timing" / "run")
+    assert proc.wait(120) == 0
     span = time.perf_counter() - t0  # how long one run takes here: the kills fall across all of it
     rng = random.Random(22)
-    for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGTERM, signal.SIGKILL):
+    for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGKILL):
         before = json.loads((out / "result.json").read_text())["run"]["id"]
         proc = _spawn(tiny_model, pol, out)
         time.sleep(rng.uniform(0.2, 1.1 * span))
         proc.send_signal(sig)
         code = proc.wait(120)
         err = proc.stderr.read().decode()
-        assert code in (0, 130, -signal.SIGKILL, -signal.SIGTERM), (sig, code, err)
+        # 130: the clean-up ran; -SIGINT/-SIGTERM: the signal came before Python could install its handlers
+        assert code in (0, 130, -signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT), (sig, code, err)
+        assert code == -signal.SIGINT or "Traceback" not in err, err  # (Python prints one for a very early ^C)
         history = CliRunner().invoke(cli, ["history", str(root)])  # completes a recording a KILL cut short
         assert history.exit_code == 0, history.output
         now = json.loads((out / "result.json").read_text())["run"]["id"]
@@ -221,7 +229,7 @@ def test_killed_runs_leave_the_previous_report_untouched(tiny_model, tmp_path, p
         assert sorted(visible) == ["current", "ledger.head", "ledger.jsonl", "ledger.jsonl.lock"]
         if code != -signal.SIGKILL:  # a catchable signal cleans its temporary folder up
             assert not [p.name for p in root.iterdir() if TEMP.match(p.name)]
-    assert _spawn(tiny_model, pol, out).wait(120) == 0
+    run_here()
     assert not [p.name for p in root.iterdir() if TEMP.match(p.name)]  # what the KILLs left is gone
     assert CliRunner().invoke(cli, ["verify", str(out)]).exit_code == 0
 
