@@ -74,7 +74,7 @@ class AuditGroup(click.Group):
             click.echo(f"error: {exc.message}", err=True)
             sys.exit(EXIT_USAGE)
         except KeyboardInterrupt:
-            click.echo("interrupted: no partial output was left; an earlier run folder is untouched", err=True)
+            click.echo(_interrupted(), err=True)
             sys.exit(130)
         except BrokenPipeError:
             # the reader went away (`audit diff A B | head -1`): a normal end, not an error. The exit code is the
@@ -89,6 +89,15 @@ class AuditGroup(click.Group):
             click.echo(f"error: internal error: {type(exc).__name__}: {exc} "
                        "(set AUDIT_DEBUG=1 for the traceback, and please report it)", err=True)
             sys.exit(EXIT_USAGE)
+
+
+def _interrupted() -> str:
+    """The truth about an interrupted command: whether it had published and recorded a run folder."""
+    publish = sys.modules.get("audit.publish")
+    done = list(getattr(publish, "PUBLISHED", []))
+    if done:
+        return f"interrupted after the run folder {done[-1]} was written and recorded in the ledger"
+    return "interrupted: no run folder was published and no ledger entry written; earlier run folders are untouched"
 
 
 @click.group(cls=AuditGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -450,7 +459,8 @@ def checks_cmd(fmt):
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the re-rendered files (default: beside result.json).")
 @click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--pdf", is_flag=True, help="Also print report.pdf with headless Chromium (vector charts).")
+@click.option("--pdf", is_flag=True, help="Also print the report with headless Chromium (vector charts), to "
+              "RUN_DIR.pdf beside the run folder.")
 @click.option("--report-url", "report_url", metavar="URL",
               help="The http(s) address where the run folder is published: summary.md's links point there.")
 def report_cmd(result_json, out_dir, template_dir, pdf, report_url):
@@ -470,8 +480,9 @@ def report_cmd(result_json, out_dir, template_dir, pdf, report_url):
     if pdf:
         from audit.render.pdf import html_to_pdf
 
-        target = html_to_pdf(Path(written) / "report.html", Path(written) / "report.pdf")
-        click.echo(f"pdf: {target}")
+        folder = Path(os.path.abspath(written))  # beside the sealed folder: a file inside it would not verify
+        target = html_to_pdf(folder / "report.html", folder.parent / f"{folder.name}.pdf")
+        click.echo(f"pdf: {target} (printed from report.html; not covered by the run's seal)")
 
 
 @cli.command("keygen")
@@ -488,36 +499,55 @@ def keygen_cmd(key_path):
 @cli.command("verify")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--pubkey", type=click.Path(path_type=Path, dir_okay=False), help="The trusted public key.")
-def verify_cmd(run_dir, pubkey):
-    """Re-hash a run's outputs and inputs, check its signature and ledger entry; exit 1 naming what changed."""
+@click.option("--outputs-only", is_flag=True, help="Check the run folder alone; the inputs (model, data, policy) "
+              "are not checked.")
+def verify_cmd(run_dir, pubkey, outputs_only):
+    """Re-hash every file of a run folder and every input, check its signature and ledger entry; exit 1 naming
+    what changed, any file the evidence does not cover, and any input that could not be found."""
     from audit.ledger import verify_run
 
-    v = verify_run(run_dir, pubkey)
+    v = verify_run(run_dir, pubkey, outputs_only=outputs_only)
     _will_exit(0 if v.passed else 1)
     for line in v.changed:
         click.echo(f"CHANGED  {line}")
+    for line in v.unchecked:
+        click.echo(f"{'skipped' if outputs_only else 'NOT CHECKED'}  {line}")
     for line in v.notes:
         click.echo(f"note     {line}")
-    click.echo(f"verified: {len(v.ok)} unchanged" if v.passed else f"verify failed: {len(v.changed)} problem(s)")
+    if not v.passed:
+        why = [f"{len(v.changed)} problem(s)"] if v.changed else []
+        if v.unchecked:
+            why.append(f"{len(v.unchecked)} input(s) not found, so not checked (give --outputs-only to check the "
+                       "run folder alone)")
+        click.echo(f"verify failed: {', '.join(why)}")
+    elif outputs_only:
+        click.echo(f"verified the run folder only: {len(v.ok)} unchanged; the inputs were NOT checked")
+    else:
+        click.echo(f"verified: {len(v.ok)} unchanged, every input checked")
     sys.exit(0 if v.passed else 1)
 
 
 @cli.command("history")
 @click.argument("root", type=click.Path(path_type=Path, file_okay=False), default=Path("reports"))
+@click.option("--pubkey", type=click.Path(path_type=Path, dir_okay=False),
+              help="The trusted public key: ledger.head must be signed with it.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
               help="text (one line per run), json (the ledger's entries and problems) or md (a Markdown table).")
-def history_cmd(root, fmt):
-    """List the runs recorded in ROOT/ledger.jsonl with their verdicts; exit 1 if the chain is broken."""
-    from audit.ledger import LEDGER, read_ledger
+def history_cmd(root, pubkey, fmt):
+    """List the runs recorded in ROOT/ledger.jsonl with their verdicts; exit 1 if the chain is broken or entries
+    were removed from its end (ledger.head)."""
+    from audit.ledger import HEAD, LEDGER, check_ledger, named
 
     ledger = Path(root) / LEDGER
-    if not ledger.exists():
+    if not os.path.lexists(ledger) and not os.path.lexists(Path(root) / HEAD):
         raise AuditError(f"{ledger}: no ledger (no run has written to {root})")
-    entries, problems = read_ledger(ledger)
+    entries, problems, notes = check_ledger(Path(root), pubkey=pubkey)
+    problems = [named(p) for p in problems]
     code = 1 if problems else 0
     _will_exit(code)
     if fmt == "json":
-        _echo_json({"ledger": str(ledger), "intact": not problems, "entries": entries, "problems": problems})
+        _echo_json({"ledger": str(ledger), "intact": not problems, "entries": entries, "problems": problems,
+                    "notes": notes})
     elif fmt == "md":
         from audit.render.markdown import md
 
@@ -525,14 +555,18 @@ def history_cmd(root, fmt):
         for e in entries:
             click.echo(f"| {md(e.get('seq', '?'))} | {md(e.get('time') or '')} | {md(e.get('verdict') or '')} | "
                        f"{md(e.get('model') or '')} | {md(e.get('run_dir') or '')} |")
+        for n in notes:
+            click.echo(f"\nNote: {md(n)}")
         for p in problems:
-            click.echo(f"\n**Broken chain:** {md(LEDGER)} {md(p)}")
+            click.echo(f"\n**Broken ledger:** {md(p)}")
     else:
+        for n in notes:
+            click.echo(f"note {n}")
         for e in entries:
             click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {str(e.get('verdict', '')):<12} "
                        f"{e.get('model', '')}  {e.get('run_dir', '')}")
         for p in problems:
-            click.echo(f"BROKEN {LEDGER} {p}")
+            click.echo(f"BROKEN {p}")
     sys.exit(code)
 
 

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from audit import __version__
-from audit.errors import AuditError, DataError
+from audit.errors import AuditError, DataError, OutputError
 from audit.mergeable import (
     AuditStats,
     Grid,
@@ -170,6 +170,23 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
 
 
 MAX_STATS_BYTES = 1 << 30  # a stats file holds counts, not rows
+
+
+def check_stats_out(out: Path, inputs: list, model_dir: Path) -> None:
+    """A stats --out never replaces an input, a file in the model folder, or a file that is not a stats file."""
+    real = Path(os.path.realpath(out))
+    if Path(os.path.realpath(model_dir)) in real.parents:
+        raise OutputError(f"will not write {out}: it lies inside the model folder {model_dir}")
+    for p in inputs:
+        if p is not None and os.path.realpath(p) == str(real):
+            raise OutputError(f"will not write {out}: it is the input {p}")
+    if os.path.lexists(out):
+        try:
+            doc = json.loads(Path(out).read_text(encoding="utf-8")) if Path(out).is_file() else None
+        except (OSError, ValueError, UnicodeDecodeError):
+            doc = None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise OutputError(f"will not replace {out}: it is not a stats file audit wrote; choose another name")
 
 
 def load_stats(path: str | Path) -> tuple[dict[str, Any], AuditStats]:
@@ -769,11 +786,11 @@ def judge_and_write(policy, manifest, model_info: dict[str, Any], measurements: 
     from audit.provenance import environment
     from audit.runner import (
         RunOutcome,
+        check_out,
         manifest_section,
         policy_section,
         record_run,
         result_head,
-        run_slug,
         verdict_section,
     )
 
@@ -784,7 +801,8 @@ def judge_and_write(policy, manifest, model_info: dict[str, Any], measurements: 
     v = verdict(findings, policy)
     code = exit_code(v, findings, strict)
     finished = dt.datetime.now(dt.timezone.utc)
-    out = Path(out_dir) if out_dir else Path(report_root) / f"{run_slug(manifest.name)}-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    out = check_out(out_dir, report_root, manifest.name, started, model_info.get("path") or None,
+                    [i.get("path") for i in inputs])
     result = {
         **result_head(started, finished, t0, command, policy.budget.seed, timings or {}),
         "verdict": verdict_section(v, code, findings, strict),
@@ -902,6 +920,7 @@ def compute_silo_stats(model_dir, data_path, out_path, *, grid: Grid, epsilon: f
     if epsilon is not None and not epsilon > 0:
         raise DataError(f"--epsilon must be positive, got {epsilon}")
     ev = load_eval_set(bundle, Path(data_path), None, grid.seed)
+    check_stats_out(Path(out_path), [Path(data_path), manifest_path], bundle.path)  # before the model loads
     groups = {}
     for name, attr in m.protected_attributes.items():
         if attr.column not in ev.frame.columns:

@@ -1,13 +1,21 @@
 """Evidence you can prove: the sealed run folder, the hash-chained ledger, signatures, verify, history, diff.
 
 A run folder holds `evidence.json`: the sha256 of every output file and of every input (as result.json records
-them), and a digest over that list. `audit run --sign KEY` adds `signature.json`: an Ed25519 signature of the
-digest (the `cryptography` package). `verify_run` re-hashes the outputs and whichever inputs are still present,
-checks the signature and the ledger entry, and names every difference.
+them, with each input's path relative to the run folder), and a digest over that list. `audit run --sign KEY`
+adds `signature.json`: an Ed25519 signature of the digest (the `cryptography` package). `verify_run` re-hashes
+every file of the folder (a file the evidence does not list is named), every input (one that cannot be found
+fails the check unless `outputs_only`), checks the signature and the ledger entry, and names every difference.
+It opens regular files only: a FIFO or a device named by an evidence file is refused, never read.
+
+An unsigned seal proves internal consistency only: the files agree with evidence.json. Anyone who can write the
+folder can edit a file and seal it again; only a signature checked against a trusted key (`--pubkey`) says
+where a run comes from.
 
 The ledger is `ledger.jsonl` in the output root (the folder that holds the run folders): one JSON object a line,
 each holding the previous line's hash, appended under a file lock, so an edited, removed or reordered entry
-breaks the chain at a place `check_ledger` names.
+breaks the chain at a place `read_ledger` names. `ledger.head`, replaced atomically under the same lock (and
+signed when the run is), records how many entries the ledger holds and the last one's hash, so removing the
+last lines is named too. Appending goes through audit.publish, in one step with publishing the run folder.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import base64
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +34,9 @@ from audit.errors import AuditError, UsageError
 EVIDENCE = "evidence.json"
 SIGNATURE = "signature.json"
 LEDGER = "ledger.jsonl"
-NOT_SEALED = {EVIDENCE, SIGNATURE, ".audit-run"}
+HEAD = "ledger.head"
+MARKER = ".audit-run"
+NOT_SEALED = {EVIDENCE, SIGNATURE, MARKER}
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -39,13 +50,26 @@ def canonical(obj: Any) -> bytes:
 # --- sealing a run folder -------------------------------------------------------------------------------------
 
 
-def evidence_files(files: dict[str, str], result: dict, sign_key: Path | None = None) -> dict[str, str]:
-    """evidence.json (and signature.json) for the files of a run folder, computed before anything is written."""
+def _located(item: dict, run_dir: Path | None) -> dict:
+    """An input as evidence.json records it: the path as given, the absolute path at run time, and the path
+    relative to the run folder (so verify finds it from another working folder, or in a copied tree)."""
+    out = {"role": item.get("role"), "path": item.get("path"), "sha256": item.get("sha256")}
+    path = item.get("path")
+    if path and run_dir is not None:
+        real = os.path.realpath(path)
+        out["abs_path"] = real
+        out["from_run"] = os.path.relpath(real, os.path.realpath(run_dir))
+    return out
+
+
+def evidence_files(files: dict[str, str], result: dict, sign_key: Path | None = None,
+                   run_dir: Path | None = None) -> dict[str, str]:
+    """evidence.json (and signature.json) for the files of a run folder, computed before anything is written.
+    `run_dir`: where the folder will be, for the inputs' paths relative to it."""
     listed = {name: sha256_bytes(text.encode("utf-8")) for name, text in sorted(files.items())
               if name not in NOT_SEALED}
-    body = {"schema_version": "1", "run_id": (result.get("run") or {}).get("id", ""), "files": listed,
-            "inputs": [{"role": i.get("role"), "path": i.get("path"), "sha256": i.get("sha256")}
-                       for i in result.get("inputs", [])]}
+    body = {"schema_version": "2", "run_id": (result.get("run") or {}).get("id", ""), "files": listed,
+            "inputs": [_located(i, run_dir) for i in result.get("inputs", [])]}
     digest = sha256_bytes(canonical(body))
     out = {EVIDENCE: json.dumps({**body, "digest": digest}, indent=1) + "\n"}
     if sign_key is not None:
@@ -125,6 +149,47 @@ def sign(digest: str, key_path: Path) -> dict[str, str]:
             "public_key": public.decode("ascii"), "key_id": _key_id(public)}
 
 
+# --- reading files that evidence names --------------------------------------------------------------------------
+
+
+class NotAFile(OSError):
+    """A path that is not a regular file (a folder, a FIFO, a device, a socket): never opened for reading."""
+
+
+def _kind(mode: int) -> str:
+    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+
+
+def _open_regular(path: Path) -> int:
+    """A file descriptor of `path` when it is a regular file. O_NONBLOCK: opening a FIFO does not wait for a
+    writer; the fstat after the open then refuses it (no window between a check and the open)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotAFile(f"{path}: {_kind(mode)}, not a regular file")
+    return fd
+
+
+def read_regular(path: Path) -> bytes:
+    with os.fdopen(_open_regular(path), "rb") as fh:
+        return fh.read()
+
+
+def sha256_regular(path: Path) -> str:
+    digest = hashlib.sha256()
+    with os.fdopen(_open_regular(path), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 # --- the ledger -----------------------------------------------------------------------------------------------
 
 
@@ -142,6 +207,9 @@ class _Lock:
             fcntl.flock(self.fh, fcntl.LOCK_EX)
         except ImportError:  # not on POSIX
             pass
+        except BaseException:  # interrupted while waiting: nothing held
+            self.fh.close()
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -154,41 +222,69 @@ class _Lock:
         self.fh.close()
 
 
+def ledger_lock(root: Path) -> _Lock:
+    return _Lock(Path(root) / (LEDGER + ".lock"))
+
+
 def _entry_hash(entry: dict) -> str:
     return sha256_bytes(canonical({k: v for k, v in entry.items() if k != "hash"}))
 
 
-def append_ledger(root: Path, run_dir: Path, result: dict, digest: str) -> dict:
-    """Append this run to `root/ledger.jsonl`, chained to the last entry. Returns the entry."""
+def new_entry(root: Path, run_dir: Path, result: dict, digest: str, entries: list[dict]) -> dict:
+    """The ledger entry of a run, chained to `entries` (the ledger as it stands)."""
+    prev = entries[-1]["hash"] if entries else "0" * 64
+    v = result.get("verdict", {})
+    entry = {"seq": len(entries) + 1, "run_id": result.get("run", {}).get("id"),
+             "run_dir": os.path.relpath(run_dir, root), "time": result.get("run", {}).get("finished"),
+             "model": result.get("model", {}).get("name"), "policy": result.get("policy", {}).get("name"),
+             "verdict": v.get("status"), "exit_code": v.get("exit_code"), "evidence_digest": digest,
+             "prev_hash": prev}
+    entry["hash"] = _entry_hash(entry)
+    return entry
+
+
+def ends_with_newline(ledger: Path) -> bool:
+    with open(ledger, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
+def append_ledger(root: Path, run_dir: Path, result: dict, digest: str, sign_key: Path | None = None) -> dict:
+    """Append this run to `root/ledger.jsonl`, chained to the last entry, and update `ledger.head`. Returns the
+    entry. (`audit run` appends through audit.publish, in the same step as it publishes the folder.)"""
     root = Path(root)
     ledger = root / LEDGER
-    with _Lock(root / (LEDGER + ".lock")):
-        entries, problems = read_ledger(ledger)
+    with ledger_lock(root):
+        entries, problems, _ = check_ledger(root, locked=True)
         if problems:
             raise AuditError(f"{ledger}: the ledger is broken ({problems[0]}); not appending to it")
-        prev = entries[-1]["hash"] if entries else "0" * 64
-        v = result.get("verdict", {})
-        entry = {"seq": len(entries) + 1, "run_id": result.get("run", {}).get("id"),
-                 "run_dir": os.path.relpath(run_dir, root), "time": result.get("run", {}).get("finished"),
-                 "model": result.get("model", {}).get("name"), "policy": result.get("policy", {}).get("name"),
-                 "verdict": v.get("status"), "exit_code": v.get("exit_code"), "evidence_digest": digest,
-                 "prev_hash": prev}
-        entry["hash"] = _entry_hash(entry)
+        entry = new_entry(root, run_dir, result, digest, entries)
         with open(ledger, "a", encoding="utf-8") as fh:
+            if fh.tell() and not ends_with_newline(ledger):
+                fh.write("\n")
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        write_head(root, head_text(len(entries) + 1, entry["hash"], sign_key))
     return entry
 
 
 def read_ledger(ledger: Path) -> tuple[list[dict], list[str]]:
-    """The entries and the problems of the chain, each naming the line."""
-    if not Path(ledger).exists():
+    """The entries and the problems of the chain, each naming the line. Blank lines carry no entry and are
+    skipped (a trailing newline an editor adds does not break the ledger; a removed entry still does)."""
+    ledger = Path(ledger)
+    if not os.path.lexists(ledger):
         return [], []
+    try:
+        text = read_regular(ledger).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [f"cannot be read ({exc})"]
     entries: list[dict] = []
     problems: list[str] = []
     prev = "0" * 64
-    for n, line in enumerate(Path(ledger).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
         try:
             entry = json.loads(line)
             if not isinstance(entry, dict):
@@ -208,6 +304,112 @@ def read_ledger(ledger: Path) -> tuple[list[dict], list[str]]:
     return entries, problems
 
 
+# --- the head: how many entries the ledger holds, so a removed last line is seen -------------------------------
+
+
+def head_text(count: int, last_hash: str, sign_key: Path | None = None) -> str:
+    """`ledger.head`: the number of entries and the last entry's hash; signed with `sign_key` when given."""
+    body: dict[str, Any] = {"ledger": LEDGER, "entries": count, "last_hash": last_hash}
+    if sign_key is not None:
+        body["signature"] = sign(sha256_bytes(canonical(body)), sign_key)
+    return json.dumps(body, indent=1) + "\n"
+
+
+def write_head(root: Path, text: str) -> None:
+    """Replace `root/ledger.head` atomically (a temporary file, fsynced, renamed)."""
+    import secrets
+
+    path = Path(root) / HEAD
+    tmp = path.with_name(f".{HEAD}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            tmp.unlink()
+
+
+def check_head(root: Path, entries: list[dict], pubkey: Path | None = None) -> tuple[list[str], list[str]]:
+    """Problems and notes of `ledger.head` against the entries read from the ledger."""
+    path = Path(root) / HEAD
+    problems: list[str] = []
+    notes: list[str] = []
+    if not os.path.lexists(path):
+        if entries:
+            problems.append(f"{HEAD} is missing, so entries removed from the end of the ledger cannot be ruled out "
+                            "(audit keeps one beside every ledger; a ledger from before it existed has none: record "
+                            "new runs in a new output folder)")
+        return problems, notes
+    try:
+        head = json.loads(read_regular(path))
+        count, last = head["entries"], head["last_hash"]
+        if not isinstance(count, int) or not isinstance(last, str):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        return [f"{HEAD}: unreadable"], notes
+    have = entries[-1].get("hash") if entries else "0" * 64
+    if count != len(entries) or (entries and last != have):
+        if count > len(entries):
+            problems.append(f"{HEAD} records {count} entries, the ledger holds {len(entries)}: entries were "
+                            "removed from its end")
+        else:
+            problems.append(f"{HEAD} records {count} entries ending in {last[:12]}…, the ledger holds "
+                            f"{len(entries)} ending in {str(have)[:12]}…: it was changed without audit")
+    sig = head.get("signature")
+    if sig is None:
+        if pubkey is not None:
+            problems.append(f"{HEAD}: not signed, but a public key was given")
+        return problems, notes
+    body = {k: v for k, v in head.items() if k != "signature"}
+    try:
+        signature = base64.b64decode(sig["signature"], validate=True)
+        trusted = Path(pubkey).read_bytes() if pubkey is not None else sig["public_key"].encode("ascii")
+    except (ValueError, KeyError, TypeError):
+        return problems + [f"{HEAD}: its signature is unreadable"], notes
+    except OSError as exc:
+        raise UsageError(f"{pubkey}: cannot read public key: {exc.strerror}") from None
+    key = _load_public(trusted, str(pubkey) if pubkey is not None else HEAD)
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        key.verify(signature, sha256_bytes(canonical(body)).encode("ascii"))
+    except InvalidSignature:
+        problems.append(f"{HEAD}: the signature does not match "
+                        + (f"under the given key {pubkey}" if pubkey is not None else "its content"))
+    else:
+        notes.append(f"{HEAD} signed by key {sig.get('key_id', '?')}"
+                     + ("" if pubkey is not None else " (embedded; give --pubkey to check it against a trusted key)"))
+    return problems, notes
+
+
+def named(problem: str) -> str:
+    """A problem of `check_ledger`, with the file it is about in front."""
+    return problem if problem.startswith(HEAD) else f"{LEDGER} {problem}"
+
+
+def check_ledger(root: Path, *, locked: bool = False, pubkey: Path | None = None
+                 ) -> tuple[list[dict], list[str], list[str]]:
+    """The ledger of `root`: (entries, problems, notes), the chain and the head checked together. A publication
+    that a killed process left half done is first finished or undone (audit.publish.recover), under the lock."""
+    root = Path(root)
+    notes: list[str] = []
+    if not locked:
+        from audit.publish import pending, recover
+
+        if pending(root):
+            try:
+                with ledger_lock(root):
+                    notes += recover(root)
+            except OSError as exc:
+                return [], [f"a recording interrupted by a killed run cannot be completed here ({exc.strerror})"], notes
+    entries, problems = read_ledger(root / LEDGER)
+    p, n = check_head(root, entries, pubkey)
+    return entries, problems + p, notes + n
+
+
 # --- verify ---------------------------------------------------------------------------------------------------
 
 
@@ -216,60 +418,143 @@ class Verification:
     ok: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # inputs not found: the run's inputs are not verified
+    outputs_only: bool = False
 
     @property
     def passed(self) -> bool:
-        return not self.changed
+        return not self.changed and (self.outputs_only or not self.unchecked)
 
 
-def _file_sha(path: Path) -> str:
-    from audit.data import sha256_file
-
-    return sha256_file(path)
+def _plain_name(name: Any) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and name == Path(name).name and "\\" not in name
 
 
-def verify_run(run_dir: Path, pubkey: Path | None = None) -> Verification:
+def _sha_or_why(path: Path) -> tuple[str | None, str]:
+    """(sha256, "") of a regular file, or (None, why not)."""
+    try:
+        return sha256_regular(path), ""
+    except FileNotFoundError:
+        return None, "missing"
+    except NotAFile as exc:
+        return None, str(exc).rsplit(": ", 1)[-1].replace(", not a regular file", "") + ", not the sealed file"
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+
+
+def _read_evidence(run_dir: Path, v: Verification) -> dict | None:
+    try:
+        evidence = json.loads(read_regular(run_dir / EVIDENCE))
+    except NotAFile:
+        v.changed.append(f"{EVIDENCE}: not a regular file")
+        return None
+    except (OSError, ValueError):
+        v.changed.append(f"{EVIDENCE}: unreadable (not JSON)")
+        return None
+    if not isinstance(evidence, dict) or not all(k in evidence for k in ("schema_version", "run_id", "files", "inputs")):
+        v.changed.append(f"{EVIDENCE}: incomplete (it needs schema_version, run_id, files and inputs)")
+        return None
+    if not isinstance(evidence["files"], dict) or not all(isinstance(x, str) for x in evidence["files"].values()):
+        v.changed.append(f"{EVIDENCE}: 'files' is not a table of file names and sha256")
+        return None
+    if not isinstance(evidence["inputs"], list) or not all(isinstance(i, dict) for i in evidence["inputs"]):
+        v.changed.append(f"{EVIDENCE}: 'inputs' is not a list of inputs")
+        return None
+    return evidence
+
+
+def _input_candidates(run_dir: Path, item: dict) -> list[Path]:
+    """Where an input may be now: relative to the run folder (a copied tree, another working folder), at its
+    absolute path at run time, and as it was given."""
+    out = []
+    if isinstance(item.get("from_run"), str):
+        out.append(Path(os.path.normpath(run_dir / item["from_run"])))
+    for key in ("abs_path", "path"):
+        if isinstance(item.get(key), str) and item[key]:
+            out.append(Path(item[key]))
+    return out
+
+
+def _verify_inputs(run_dir: Path, inputs: list[dict], v: Verification) -> None:
+    for item in inputs:
+        role, shown = item.get("role"), item.get("path")
+        if role == "baseline":  # a run folder, recorded by its run id
+            found = next((q for p in _input_candidates(run_dir, item) for q in (p / "result.json", p)
+                          if q.is_file()), None)
+            if found is None:
+                v.unchecked.append(f"input baseline {shown}: not found")
+                continue
+            try:
+                rid = json.loads(read_regular(found)).get("run", {}).get("id")
+            except (OSError, ValueError, AttributeError):
+                rid = None
+            if rid != item.get("sha256"):
+                v.changed.append(f"input baseline {found}: holds run {rid}, the run was judged against "
+                                 f"{item.get('sha256')}")
+            else:
+                v.ok.append(f"input baseline {found}: unchanged")
+            continue
+        tried = []
+        for p in _input_candidates(run_dir, item):
+            digest, why = _sha_or_why(p)
+            if digest is None:
+                tried.append(f"{p}: {why.replace(', not the sealed file', '')}")
+                continue
+            if digest != item.get("sha256"):
+                v.changed.append(f"input {role} {p}: changed since the run (sha256 {digest[:12]}…, "
+                                 f"recorded {str(item.get('sha256'))[:12]}…)")
+            else:
+                v.ok.append(f"input {role} {p}: unchanged")
+            break
+        else:
+            v.unchecked.append(f"input {role} {shown}: not found (" + "; ".join(dict.fromkeys(tried)) + ")")
+
+
+def verify_run(run_dir: Path, pubkey: Path | None = None, outputs_only: bool = False) -> Verification:
+    """Check a run folder against its evidence: every file in it sealed and unchanged (or named), the inputs
+    re-hashed where they are found (every one, unless `outputs_only`), the signature, the ledger entry."""
     run_dir = Path(run_dir)
-    v = Verification()
-    ev_path = run_dir / EVIDENCE
+    v = Verification(outputs_only=outputs_only)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: run folder not found")
-    if not ev_path.exists():
+    if not os.path.lexists(run_dir / EVIDENCE):
         raise UsageError(f"{run_dir}: no {EVIDENCE}; not a sealed audit run folder")
-    try:
-        evidence = json.loads(ev_path.read_text(encoding="utf-8"))
-        body = {k: evidence[k] for k in ("schema_version", "run_id", "files", "inputs")}
-    except (ValueError, KeyError, TypeError):
-        v.changed.append(f"{EVIDENCE}: unreadable or incomplete")
+    evidence = _read_evidence(run_dir, v)
+    if evidence is None:
         return v
+    body = {k: evidence[k] for k in ("schema_version", "run_id", "files", "inputs")}
     digest = sha256_bytes(canonical(body))
     if digest != evidence.get("digest"):
         v.changed.append(f"{EVIDENCE}: edited (its digest does not match its content)")
     for name, expected in body["files"].items():
-        p = run_dir / name
-        if not p.exists():
-            v.changed.append(f"{name}: missing")
-        elif _file_sha(p) != expected:
-            v.changed.append(f"{name}: changed (sha256 {_file_sha(p)[:12]}…, sealed {expected[:12]}…)")
+        if not _plain_name(name) or name in NOT_SEALED:
+            v.changed.append(f"{EVIDENCE}: lists {name!r}, which is not a file of the run folder")
+            continue
+        got, why = _sha_or_why(run_dir / name)
+        if got is None:
+            v.changed.append(f"{name}: {why}")
+        elif got != expected:
+            v.changed.append(f"{name}: changed (sha256 {got[:12]}…, sealed {expected[:12]}…)")
         else:
             v.ok.append(f"{name}: unchanged")
-    for p in sorted(run_dir.iterdir()):
-        if p.name in body["files"] or p.name in NOT_SEALED:
+    for entry in sorted(os.scandir(run_dir), key=lambda e: e.name):
+        name = entry.name
+        if name in body["files"] or name in (EVIDENCE, SIGNATURE):
             continue
-        if p.name == "report.pdf":
-            v.notes.append("report.pdf: printed from report.html after the run was sealed; not itself sealed "
-                           "(re-print it with 'audit report RUN_DIR --pdf' to compare)")
-        else:
-            v.changed.append(f"{p.name}: not part of the sealed run")
-    for item in body["inputs"]:
-        p = Path(item.get("path") or "")
-        if not item.get("path") or not p.is_file():
-            v.notes.append(f"input {item.get('role')} {item.get('path')}: not present here, not checked")
-        elif _file_sha(p) != item.get("sha256"):
-            v.changed.append(f"input {item.get('role')} {p}: changed since the run (sha256 {_file_sha(p)[:12]}…, "
-                             f"recorded {str(item.get('sha256'))[:12]}…)")
-        else:
-            v.ok.append(f"input {item.get('role')} {p}: unchanged")
+        if name == MARKER:
+            expected_marker = f"written by audit; run {body['run_id']}\n".encode()
+            try:
+                same = entry.is_file(follow_symlinks=False) and read_regular(run_dir / name) == expected_marker
+            except OSError:
+                same = False
+            if not same:
+                v.changed.append(f"{MARKER}: edited (it should read 'written by audit; run {body['run_id']}')")
+            continue
+        what = "folder" if entry.is_dir(follow_symlinks=False) else "file"
+        hint = (" (a PDF printed into the folder after sealing cannot be checked against the seal; "
+                "'audit report RUN_DIR --pdf' prints it beside the folder)") if name == "report.pdf" else ""
+        v.changed.append(f"{name}: a {what} that is not part of the sealed run{hint}")
+    _verify_inputs(run_dir, body["inputs"], v)
     _verify_signature(run_dir, evidence.get("digest"), pubkey, v)
     _verify_ledger_entry(run_dir, evidence, v)
     return v
@@ -277,17 +562,19 @@ def verify_run(run_dir: Path, pubkey: Path | None = None) -> Verification:
 
 def _verify_signature(run_dir: Path, digest: str | None, pubkey: Path | None, v: Verification) -> None:
     sig_path = run_dir / SIGNATURE
-    if not sig_path.exists():
+    if not os.path.lexists(sig_path):
         if pubkey is not None:
             v.changed.append(f"{SIGNATURE}: missing, but a public key was given (the run is not signed)")
         else:
-            v.notes.append("the run is not signed")
+            v.notes.append("the run is not signed: the seal proves that the files agree with evidence.json, not who "
+                           "wrote them; anyone can edit the files and seal them again (sign runs with --sign and "
+                           "verify with --pubkey to prove where a run comes from)")
         return
     try:
-        sig = json.loads(sig_path.read_text(encoding="utf-8"))
+        sig = json.loads(read_regular(sig_path))
         signature = base64.b64decode(sig["signature"], validate=True)
         embedded = sig["public_key"].encode("ascii")
-    except (ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         v.changed.append(f"{SIGNATURE}: unreadable")
         return
     if pubkey is not None:
@@ -308,16 +595,21 @@ def _verify_signature(run_dir: Path, digest: str | None, pubkey: Path | None, v:
         v.changed.append(f"{SIGNATURE}: the signature does not match the evidence digest under {source}")
         return
     v.ok.append(f"{SIGNATURE}: valid under {source}")
+    if pubkey is None:
+        v.notes.append("the signature was checked with the key it carries: that proves the files are as signed, "
+                       "not by whom; give --pubkey with a key you trust")
 
 
 def _verify_ledger_entry(run_dir: Path, evidence: dict, v: Verification) -> None:
-    ledger = run_dir.resolve().parent / LEDGER
-    entries, problems = read_ledger(ledger)
-    if not ledger.exists():
+    root = run_dir.resolve().parent
+    ledger = root / LEDGER
+    if not os.path.lexists(ledger):
         v.notes.append(f"no {LEDGER} beside the run folder; ledger not checked")
         return
+    entries, problems, notes = check_ledger(root)
+    v.notes += notes
     for p in problems:
-        v.changed.append(f"{LEDGER} {p}")
+        v.changed.append(named(p))
     match = [e for e in entries if e.get("run_id") == evidence.get("run_id")]
     if not match:
         v.changed.append(f"{LEDGER}: the run {evidence.get('run_id')} is not in the ledger")

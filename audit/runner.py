@@ -279,6 +279,21 @@ def run_slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "model"
 
 
+def default_out(report_root: Path, name: str, started: dt.datetime) -> Path:
+    """`reports/<model>-<time>-<random>`: two runs started in the same second never share a folder (and the
+    publication, holding the ledger lock, picks another suffix if one is taken all the same)."""
+    return Path(report_root) / f"{run_slug(name)}-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def check_out(out_dir, report_root: Path, name: str, started: dt.datetime, model_dir, inputs):
+    """The run's output folder, checked before any work (audit.publish.check_out_dir): an explicit `--out` or
+    the default name."""
+    from audit.publish import check_out_dir
+
+    out = Path(out_dir) if out_dir else default_out(report_root, name, started)
+    return check_out_dir(out, inputs=inputs, model_dir=model_dir, unique=not out_dir)
+
+
 def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float) -> str:
     import csv
     import io
@@ -341,7 +356,9 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         current = read_table(current_path)
         make_texts(current, m.text, current_path)
         others["current"] = Path(current_path)
-    out = Path(out_dir) if out_dir else Path(report_root) / f"{run_slug(m.name)}-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    out = check_out(out_dir, report_root, m.name, started, bundle.path,
+                    [ev.path, policy.source, current_path, manifest_path, sign_key, getattr(bundle, "base", None),
+                     *(template_dirs or [])])
 
     baseline = None
     if baseline_dir is not None:
@@ -499,19 +516,14 @@ def manifest_section(m: Manifest) -> dict[str, Any]:
             "description": m.data.description if m.data else "", "card": m.card.model_dump()}
 
 
-def record_run(out: Path, result: dict[str, Any], predictions: str | None, *, template_dirs=None,
+def record_run(out, result: dict[str, Any], predictions: str | None, *, template_dirs=None,
                sign_key: Path | None = None, extra: dict | None = None) -> Path:
-    """Write the run folder atomically, then append the run to the ledger of the folder it sits in."""
-    import json
+    """Write the run folder and append the run to the ledger of the folder it sits in, as one step (see
+    audit.publish). `out`: a path, or the Target that `check_out` returned before the run."""
+    from audit.render.outputs import write_run
 
-    from audit.ledger import EVIDENCE, append_ledger
-    from audit.render.outputs import signals_deferred, write_run
-
-    out = write_run(out, result, predictions, template_dirs=template_dirs, sign_key=sign_key, extra=extra)
-    digest = json.loads((out / EVIDENCE).read_text())["digest"]
-    with signals_deferred():
-        append_ledger(Path(out).resolve().parent, Path(out).resolve(), result, digest)
-    return out
+    return write_run(out, result, predictions, template_dirs=template_dirs, sign_key=sign_key, extra=extra,
+                     record=True)
 
 
 def template_inputs(template_dirs: list[Path] | None) -> list[dict[str, Any]]:

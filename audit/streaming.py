@@ -121,6 +121,9 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
     path = Path(log_path)
     if not path.is_file():
         raise DataError(f"{path}: prediction log not found")
+    from audit.runner import check_out
+
+    check_out(out_dir, report_root, m.name, started, bundle.path, [path, policy.source])  # fail fast, before reading
     have = _columns_of(path)
     warnings: list[str] = []
     idc = id_column or ("row_id" if "row_id" in have else m.id_column)

@@ -401,12 +401,27 @@ def test_write_run_replaces_an_earlier_run(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
 
 
-def test_write_run_replaces_stale_files_but_refuses_a_folder_of_folders(tmp_path, monkeypatch):
+def test_write_run_replaces_only_what_audit_wrote(tmp_path, monkeypatch):
     out = tmp_path / "old"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
-    write_run(out, sample(), None)
-    assert not (out / "stale.txt").exists() and (out / "report.html").exists()
+    write_run(out, sample(), "a\n")  # a run folder with predictions.csv
+    write_run(out, variants(), None)  # replaced whole: the stale predictions.csv goes
+    assert not (out / "predictions.csv").exists() and (out / "report.html").exists()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_run(empty, sample(), None)  # an empty folder loses nothing
+    assert (empty / ".audit-run").is_file()
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "stale.txt").write_text("mine")
+    with pytest.raises(OutputError, match=r"will not replace .*notes: it holds the file stale.txt and no "
+                                          r"\.audit-run marker \(audit did not write it\)"):
+        write_run(notes, sample(), None)
+    (out / "thesis.tex").write_text("mine")  # a run folder that also holds a file of the user's
+    with pytest.raises(OutputError, match=r"will not replace .*old: it holds the file thesis.tex \(audit did"):
+        write_run(out, sample(), None)
+    assert (out / "thesis.tex").read_text() == "mine" and (notes / "stale.txt").read_text() == "mine"
 
     mine = tmp_path / "mine"
     (mine / "thesis").mkdir(parents=True)
@@ -415,9 +430,9 @@ def test_write_run_replaces_stale_files_but_refuses_a_folder_of_folders(tmp_path
     assert (mine / "thesis").is_dir()
 
     monkeypatch.chdir(mine / "thesis")
-    with pytest.raises(OutputError, match="it is not a run folder"):
+    with pytest.raises(OutputError, match="the working folder or one above it"):
         write_run(Path("."), sample(), None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "mine", "notes", "old"]
 
 
 def existing_run(tmp_path) -> tuple[Path, dict[str, bytes]]:

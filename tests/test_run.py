@@ -151,13 +151,22 @@ def test_report_rerenders_from_result_json_alone(passed_run, tmp_path):
     assert html == (out / "report.html").read_text()
 
 
-def test_existing_output_is_replaced_whole(tiny_model, tmp_path, policy_file):
+def test_an_earlier_run_is_replaced_whole_but_a_folder_of_yours_is_refused(tiny_model, tmp_path, policy_file):
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("old")
     result = audit_run(tiny_model, policy_file(MIN_POLICY), out)
-    assert result.exit_code == 0
-    assert not (out / "stale.txt").exists() and (out / "result.json").exists()
+    assert result.exit_code == 2 and "will not replace" in result.output and "stale.txt" in result.output
+    assert (out / "stale.txt").read_text() == "old" and sorted(p.name for p in out.iterdir()) == ["stale.txt"]
+    (out / "stale.txt").unlink()
+    assert audit_run(tiny_model, policy_file(MIN_POLICY), out).exit_code == 0  # an empty folder is fine
+    first = json.loads((out / "result.json").read_text())["run"]["id"]
+    (out / "extra.html").write_text("x")  # an earlier run's file that the next run does not write ...
+    evidence = json.loads((out / "evidence.json").read_text())
+    evidence["files"]["extra.html"] = "0" * 64  # ... as an attachment its evidence lists
+    (out / "evidence.json").write_text(json.dumps(evidence))
+    assert audit_run(tiny_model, policy_file(MIN_POLICY), out).exit_code == 0
+    assert json.loads((out / "result.json").read_text())["run"]["id"] != first and not (out / "extra.html").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

@@ -1,14 +1,15 @@
 """The run folder, written all at once or not at all.
 
 `write_run` renders every file into memory first; only then does it touch the disk: it writes a hidden sibling
-folder `<parent>/.<name>.tmp-<pid>-<random>`, fsyncs each file, and renames it into place. An existing folder
-is moved aside to `.<name>.old-<pid>-<random>`, the new one renamed in, and the old one deleted; if the rename
-fails, the old one is put back. So a crash or a rendering error never leaves a half-written report where a good
-one stood.
+folder `<parent>/.<name>.tmp-<pid>-<random>`, fsyncs each file, and hands it to audit.publish, which renames it
+into place (an existing run folder moved aside, then deleted) and, for a run, appends the ledger entry in the
+same step. So a crash, a signal or a rendering error never leaves a half-written report where a good one stood,
+and never a run folder that the ledger does not record.
 
-An existing folder is replaced whole (stale files go). To avoid deleting someone's work, a folder without the
-marker file `.audit-run` (written into every run folder) is refused when it holds a sub-folder or is the
-file-system root, the home folder, the working folder or one above it.
+Nothing audit did not write is replaced: an existing `--out` must be an empty folder or a run folder (the
+marker `.audit-run` and only the files audit writes there); `check_out_dir` also refuses an output folder that
+is, holds or lies inside the model folder, holds an input, or lies inside another run folder, before the run
+does any work.
 
 OS failures (read-only disk, no permission, disk full) become `OutputError` with one readable line.
 """
@@ -24,6 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from audit.errors import DataError, OutputError
+from audit.ledger import EVIDENCE, evidence_files
+from audit.publish import (
+    ANY,
+    MARKER,
+    Record,
+    Target,
+    check_out_dir,
+    check_replaceable,
+    clean_stale,
+    publish,
+    signals_deferred,
+    temp_path,
+)
 from audit.render.governance import model_card_markdown
 from audit.render.html import render_html
 from audit.render.junit import render_junit
@@ -35,7 +49,7 @@ JUNIT = "junit.xml"
 SUMMARY = "summary.md"
 PREDICTIONS = "predictions.csv"
 MODEL_CARD = "README.md"  # the model card, Hugging Face style, to ship beside the model
-MARKER = ".audit-run"
+__all__ = ["MARKER", "check_out_dir", "signals_deferred", "write_run", "write_files", "rerender", "load_result"]
 
 
 def json_safe(x: Any) -> Any:
@@ -103,95 +117,48 @@ def _write_file(path: Path, data: str) -> None:
         os.fsync(fh.fileno())
 
 
-def _check_replaceable(out_dir: Path) -> None:
-    """Refuse to replace what is plainly not a run folder: a file, the file-system root, the home folder, the
-    working folder or one above it, a repository, or a folder that holds sub-folders and no audit marker."""
-    if not out_dir.is_dir():
-        raise OutputError(f"cannot write the run folder {out_dir}: a file of that name is in the way")
-    entries = list(out_dir.iterdir())
-    if any(p.name == MARKER for p in entries):
-        return
-    real, cwd = out_dir.resolve(), Path.cwd().resolve()
-    precious = real == Path(real.anchor) or real == Path.home().resolve() or real == cwd or real in cwd.parents
-    folder = next((p.name for p in entries if p.is_dir()), None)
-    if precious or folder:
-        why = f"it holds the folder {folder}" if folder else "it is not a run folder"
-        raise OutputError(f"will not replace {out_dir}: {why} and audit did not write it; "
-                          "choose another output folder")
-
-
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    """Rename `tmp` to `out_dir`, moving an existing `out_dir` aside first and deleting it after."""
-    backup = None
-    if out_dir.exists() or out_dir.is_symlink():
-        _check_replaceable(out_dir)
-        backup = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-        os.replace(out_dir, backup)
-    try:
-        os.replace(tmp, out_dir)
-    except OSError:
-        if backup is not None:
-            os.replace(backup, out_dir)
-        raise
-    _fsync_dir(out_dir.parent)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
-
-
-class signals_deferred:
-    """Block SIGINT and SIGTERM for a few renames; they are delivered when the block ends (POSIX only)."""
-
-    def __enter__(self):
-        import signal
-
-        self._mask = None
-        if hasattr(signal, "pthread_sigmask"):
-            import threading
-
-            if threading.current_thread() is threading.main_thread():
-                self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        return self
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self._mask is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
-
-
-def write_files(out_dir: Path, files: dict[str, str]) -> Path:
-    """Write `files` ({name: text}) as the whole content of `out_dir`, atomically (see the module docstring)."""
+def write_files(out_dir: Path | Target, files: dict[str, str], record: Record | None = None) -> Path:
+    """Write `files` ({name: text}) as the whole content of `out_dir`, atomically; with `record`, publish and
+    append the ledger entry as one step (audit.publish). `out_dir` may be a Target that `check_out_dir` returned
+    before the run began: a folder that another run published there meanwhile is then not replaced."""
+    expect, unique = ANY, False
+    if isinstance(out_dir, Target):
+        expect, unique, out_dir = out_dir.seen, out_dir.unique, out_dir.path
     out_dir = Path(out_dir)
     target = Path(os.path.abspath(out_dir))  # "." and "runs/.." have a real name and parent this way
     parent = target.parent
     tmp: Path | None = None
     try:
+        check_replaceable(target)  # before anything is written
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        if record is None:
+            clean_stale(parent)
+        tmp = temp_path(target, "tmp")
         os.mkdir(tmp)
         for name, data in files.items():
             _write_file(tmp / name, data)
         _fsync_dir(tmp)
-        with signals_deferred():  # SIGINT/SIGTERM between the two renames would lose the old folder
-            _swap_in(tmp, target)
-            tmp = None
+        published = publish(tmp, target, record, expect=expect, unique=unique)
+        tmp = None
     except OSError as e:
         raise OutputError(f"cannot write the run folder {out_dir}: {_why(e)}"
                           + (f" ({e.filename})" if e.filename else "")) from e
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    return out_dir if published == target else published
 
 
 def write_run(out_dir: Path, result: dict, predictions_csv: str | None,
               template_dirs: list[Path] | None = None, extra: dict[str, str] | None = None,
-              sign_key: Path | None = None) -> Path:
+              sign_key: Path | None = None, record: bool = False) -> Path:
     """Write result.json, report.html, junit.xml, summary.md and predictions.csv (when given) to `out_dir`,
     with evidence.json (the sha256 of each file) and, with `sign_key`, signature.json.
 
     Everything is rendered before the disk is touched; a rendering error raises with nothing written.
-    `extra` adds more text files ({name: text}) to the folder. Returns `out_dir`."""
+    `extra` adds more text files ({name: text}) to the folder. `out_dir` may be a Target (see write_files).
+    With `record`, the run is appended to the ledger of the folder that holds `out_dir`, in the same step as the
+    folder is published. Returns the folder written."""
     clean, files = render_all(result, template_dirs)
     if predictions_csv is not None:
         files[PREDICTIONS] = predictions_csv
@@ -199,11 +166,12 @@ def write_run(out_dir: Path, result: dict, predictions_csv: str | None,
         if Path(name).name != name or name.startswith("."):
             raise OutputError(f"cannot write {name!r} in the run folder: not a plain file name")
         files[name] = data
-    from audit.ledger import evidence_files
-
-    files.update(evidence_files(files, clean, sign_key))  # sealed: the sha256 of every file, signed when asked
+    where = out_dir.path if isinstance(out_dir, Target) else Path(out_dir)
+    sealed = evidence_files(files, clean, sign_key, where)  # the sha256 of every file, signed when asked
+    files.update(sealed)
     files[MARKER] = f"written by audit; run {(clean.get('run') or {}).get('id', '')}\n"
-    return write_files(Path(out_dir), files)
+    rec = Record(clean, json.loads(sealed[EVIDENCE])["digest"], sign_key) if record else None
+    return write_files(out_dir, files, rec)
 
 
 def load_result(path: Path) -> dict:
@@ -245,12 +213,13 @@ def rerender(result_json_path: Path, out: Path | None = None, template_dirs: lis
     source = result_json_path.parent
     target = Path(out) if out is not None else source
     if target.resolve() != source.resolve():
+        checked = check_out_dir(target, inputs=[source], ledger=False)  # not over or around the source
         predictions = source / PREDICTIONS
         try:
             csv = predictions.read_text(encoding="utf-8") if predictions.is_file() else None
         except OSError as e:
             raise DataError(f"cannot read {predictions}: {_why(e)}") from e
-        return write_run(target, result, csv, template_dirs)
+        return write_run(checked, result, csv, template_dirs)
     _, files = render_all(result, template_dirs)
     try:
         for name in (REPORT, JUNIT, SUMMARY, MODEL_CARD):
