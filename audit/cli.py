@@ -542,7 +542,6 @@ def history_cmd(root, pubkey, fmt):
     if not os.path.lexists(ledger) and not os.path.lexists(Path(root) / HEAD):
         raise AuditError(f"{ledger}: no ledger (no run has written to {root})")
     entries, problems, notes = check_ledger(Path(root), pubkey=pubkey)
-    problems = [named(p) for p in problems]
     code = 1 if problems else 0
     _will_exit(code)
     if fmt == "json":
@@ -558,7 +557,7 @@ def history_cmd(root, pubkey, fmt):
         for n in notes:
             click.echo(f"\nNote: {md(n)}")
         for p in problems:
-            click.echo(f"\n**Broken ledger:** {md(p)}")
+            click.echo(f"\n**Broken ledger:** {md(named(p))}")
     else:
         for n in notes:
             click.echo(f"note {n}")
@@ -566,7 +565,7 @@ def history_cmd(root, pubkey, fmt):
             click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {str(e.get('verdict', '')):<12} "
                        f"{e.get('model', '')}  {e.get('run_dir', '')}")
         for p in problems:
-            click.echo(f"BROKEN {p}")
+            click.echo(f"BROKEN {named(p)}")
     sys.exit(code)
 
 
