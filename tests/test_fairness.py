@@ -200,25 +200,41 @@ def test_intervals_are_seeded_and_vectorized_bootstrap_matches_a_loop():
     assert json.dumps(m.to_dict()) == json.dumps(again.to_dict())
     other = run("fairness.selection_rate_ratio", random_ctx(n=800, replicates=40, k=10, seed=1), attributes=["race"])
     assert (other.ci_low, other.ci_high) != (m.ci_low, m.ci_high)
-    # the same statistic, one replicate at a time: repeat each row by its Poisson weight and recompute
+    # the same statistic, one replicate at a time: repeat each row by its Poisson weight and recompute the group
+    # rates; the interval is the max-contrast interval of the log rates over every ordered pair of groups
+    from audit.stats import max_contrast_interval
+
     sf = groups_of(ctx, "race").to_numpy()
+    counts = pd.Series(sf).value_counts().reindex(["a", "b", "c"]).to_numpy()
+    point = np.log(pd.Series(ctx.y_pred).groupby(sf).mean().reindex(["a", "b", "c"]).to_numpy())
     loop = []
     for w in ctx.weights[1:]:
         reps = np.repeat(np.arange(len(sf)), w.astype(int))
-        rates = pd.Series(ctx.y_pred[reps]).groupby(sf[reps]).mean()
-        loop.append(rates.min() / rates.max())
-    from audit.stats import percentile_interval
-
-    assert (m.ci_low, m.ci_high) == pytest.approx(percentile_interval(np.array(loop), ctx.confidence), abs=1e-12)
+        rates = pd.Series(ctx.y_pred[reps]).groupby(sf[reps]).mean().reindex(["a", "b", "c"])
+        loop.append(np.log(np.maximum(rates.to_numpy(), 0.5 / counts)))
+    loop = np.array(loop)
+    i, j = np.array([0, 0, 1, 1, 2, 2]), np.array([1, 2, 0, 2, 0, 1])
+    lo, hi = max_contrast_interval(point[i] - point[j], loop[:, i] - loop[:, j], ctx.confidence, n=800, low=0.0)
+    assert (m.ci_low, m.ci_high) == pytest.approx((np.exp(-hi), np.exp(-lo)), abs=1e-12)
+    assert m.ci_low <= m.value <= m.ci_high
     eo = run("fairness.equalized_odds_difference", ctx, attributes=["race"])
-    loop = []
+    tprs, fprs = [], []
     for w in ctx.weights[1:]:
         reps = np.repeat(np.arange(len(sf)), w.astype(int))
         df = pd.DataFrame({"y": ctx.y_true[reps], "p": ctx.y_pred[reps], "g": sf[reps]})
-        tpr = df[df.y == 1].groupby("g").p.mean()
-        fpr = df[df.y == 0].groupby("g").p.mean()
-        loop.append(max(tpr.max() - tpr.min(), fpr.max() - fpr.min()))
-    assert (eo.ci_low, eo.ci_high) == pytest.approx(percentile_interval(np.array(loop), ctx.confidence), abs=1e-12)
+        tprs.append(df[df.y == 1].groupby("g").p.mean().reindex(["a", "b", "c"]).to_numpy())
+        fprs.append(df[df.y == 0].groupby("g").p.mean().reindex(["a", "b", "c"]).to_numpy())
+    df = pd.DataFrame({"y": ctx.y_true, "p": ctx.y_pred, "g": sf})
+    tpr0 = df[df.y == 1].groupby("g").p.mean().to_numpy()
+    fpr0 = df[df.y == 0].groupby("g").p.mean().to_numpy()
+    tprs, fprs = np.array(tprs), np.array(fprs)
+    c0 = np.r_[tpr0[i] - tpr0[j], fpr0[i] - fpr0[j]]
+    cr = np.hstack([tprs[:, i] - tprs[:, j], fprs[:, i] - fprs[:, j]])
+    expected = max_contrast_interval(c0, cr, ctx.confidence, n=800, low=0.0)
+    assert (eo.ci_low, eo.ci_high) == pytest.approx(expected, abs=1e-12)
+    assert eo.ci_low <= eo.value <= eo.ci_high
+    part = eo.parts[0]
+    assert (part.value, part.ci_low, part.ci_high) == (eo.value, eo.ci_low, eo.ci_high)
 
 
 def test_weighted_auc_equals_stats_roc_auc_with_ties():
@@ -242,18 +258,30 @@ def test_no_replicates_means_no_interval_and_no_crash():
 # ---------------------------------------------------------------- no silent passes
 
 
-def test_small_group_makes_every_disparity_inconclusive_and_is_listed():
+def test_small_groups_make_only_their_part_incomplete_and_are_listed():
     ctx = random_ctx(n=600)  # age >=60 has about 190 rows; race c about 120; race c x age <30 about 25
     for cid in GROUP_CHECKS:
         m = run(cid, ctx, attributes=["race"], intersections=["race×age"])
-        assert m.inconclusive and m.inconclusive.startswith("groups too small to judge: race × age '")
-        assert m.value is not None  # the groups large enough are still measured and shown
+        assert m.inconclusive is None
+        race, inter = m.parts
+        assert (race.name, race.kind, inter.name, inter.kind) == ("race", "attribute", "race × age", "intersection")
+        assert race.incomplete is None and race.inconclusive is None and race.value is not None
+        assert inter.incomplete.startswith("groups too small to judge: '") and "'c × <30' (" in inter.incomplete
+        assert inter.value is not None  # the groups large enough are still measured and shown
         small = m.details["small_groups"]
         assert small and all(s["attribute"] == "race × age" for s in small)
         listed = {s["group"] for s in small}
         rows = {r["group"]: r for r in next(a for a in m.details["attributes"] if a["kind"] == "intersection")["groups"]}
         assert listed == {g for g, r in rows.items() if not r["judged"]}
         assert all(rows[g]["count"] < 30 or "needs at least 30" in rows[g]["too_small"] for g in listed)
+        assert race.n == sum(r["count"] for r in m.details["attributes"][0]["groups"])
+        assert inter.n == sum(r["count"] for r in rows.values() if r["judged"])
+        for part, entry in zip(m.parts, m.details["attributes"]):  # one quantity, one number
+            assert (entry["value"], entry["ci_low"], entry["ci_high"]) == (part.value, part.ci_low, part.ci_high)
+            assert part.ci_low <= part.value <= part.ci_high
+        worst = (min if cid == "fairness.selection_rate_ratio" else max)(m.parts, key=lambda p: p.value)
+        assert (m.value, m.ci_low, m.ci_high) == (worst.value, worst.ci_low, worst.ci_high)
+        assert m.details["worst"]["attribute"] == worst.name
 
 
 def test_exclude_mode_judges_the_large_groups_and_still_lists_the_small():
@@ -261,6 +289,7 @@ def test_exclude_mode_judges_the_large_groups_and_still_lists_the_small():
     m = run("fairness.demographic_parity_difference", ctx, attributes=["race"], intersections=["race×age"],
             small_groups="exclude")
     assert m.inconclusive is None and m.details["small_groups"]
+    assert all(p.incomplete is None and p.inconclusive is None for p in m.parts)
 
 
 def test_too_few_of_one_label_is_named_per_rate():
@@ -270,10 +299,12 @@ def test_too_few_of_one_label_is_named_per_rate():
     ctx = CheckContext(y_true=y, score=score, min_group_size=10, replicates=50, frame=df,
                        manifest=manifest(g=ProtectedAttribute(column="g")), positive_label="good", negative_label="bad")
     eo = run("fairness.equalized_odds_difference", ctx)
-    assert eo.inconclusive == ("groups too small to judge: g 'a' (5 true 'bad' rows, the false-positive rate needs at "
-                               "least 10); fewer than two groups of g are large enough to compare (1 of 2)")
-    assert run("fairness.equal_opportunity_difference", ctx).inconclusive is None
-    assert run("fairness.demographic_parity_difference", ctx).inconclusive is None
+    assert eo.parts[0].inconclusive == ("fewer than two groups of g are large enough to compare (1 of 2); too small: "
+                                        "'a' (5 true 'bad' rows, the false-positive rate needs at least 10)")
+    assert eo.value is None and eo.inconclusive is None  # the judge reads the part
+    for cid in ("fairness.equal_opportunity_difference", "fairness.demographic_parity_difference"):
+        part = run(cid, ctx).parts[0]
+        assert part.inconclusive is None and part.incomplete is None
 
 
 def test_empty_group_attribute_not_mapped_and_no_attributes():
@@ -283,10 +314,12 @@ def test_empty_group_attribute_not_mapped_and_no_attributes():
                                                                                          map={"m": "male", "f": "female"})))
     for cid in GROUP_CHECKS:
         m = run(cid, ctx)
-        assert m.value is None and "'female' (no rows in the eval set)" in m.inconclusive
+        assert m.value is None and "'female' (no rows in the eval set)" in m.parts[0].inconclusive
         json.dumps(m.to_dict(), allow_nan=False)
     m = run("fairness.selection_rate_ratio", ctx, attributes=["sex", "religion"])
-    assert "the policy names 'religion', which the model's manifest does not map" in m.inconclusive
+    assert [p.name for p in m.parts] == ["sex", "religion"]
+    assert "the policy names 'religion', which the model's manifest does not map" in m.parts[1].inconclusive
+    assert m.inconclusive is None and m.details["not_measured"][0]["attribute"] == "religion"
     bare = CheckContext(y_true=ctx.y_true, score=ctx.score, frame=df, manifest=manifest())
     assert "maps no protected attributes" in run("fairness.auc_gap", bare).inconclusive
 
