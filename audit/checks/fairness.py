@@ -210,7 +210,7 @@ def _groupings(ctx: CheckContext, attributes: list, intersections: list
             problems.append((name, kind, f"the policy names {', '.join(repr(u) for u in unknown)}, which the "
                                          f"model's manifest does not map to a column (it maps {', '.join(mapped)})"))
         elif not_carried is not None and tuple(parts) not in ctx.extra.get("_fairness_groupings", {}):
-            problems.append((name, kind, f"not in the statistics: {not_carried}"))
+            problems.append((name, kind, f"not in the statistics: the {kind} '{name}' ({not_carried})"))
         else:
             out.append(_grouping(ctx, parts))
     return out, problems
