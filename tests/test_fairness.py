@@ -631,3 +631,86 @@ def test_report_tolerates_partial_fairness_details():
         "fairness.counterfactual_flip_rate": {"details": {"lists": [{"list": "gender"}]}}}, "findings": ["junk"]})
     assert [a.name for a in v.attributes] == ["sex"] and v.swaps[0].name == "gender"
     assert any("four-fifths" in c for c in v.caveats)
+
+
+# ---------------------------------------------------------------- parts, through the judge
+
+
+def judged(check_id: str, m: Measurement, **rule):
+    import datetime as dt
+
+    from audit.judge import judge_one
+    from audit.policy import Policy
+
+    policy = Policy(policy="p", version="1", checks={check_id: rule})
+    return judge_one(all_checks()[check_id], policy.checks[check_id], m, policy, dt.date(2026, 1, 1))
+
+
+def parts_ctx(n: int = 1200, small: int = 13, seed: int = 0) -> CheckContext:
+    """sex: the model finds 90% of good men and 70% of good women; foreign_worker: only `small` rows say yes;
+    race: group c is selected about half as often as a; sex × race: some cells small."""
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["m", "f"], n)
+    race = rng.choice(["a", "b", "c"], n, p=[0.48, 0.48, 0.04])
+    fw = np.array(["yes"] * small + ["no"] * (n - small))
+    y = (rng.random(n) < 0.5).astype(int)
+    tpr = np.where(sex == "m", 0.9, 0.7) * np.where(race == "c", 0.5, 1.0)
+    decide = np.where(y == 1, rng.random(n) < tpr, rng.random(n) < 0.15)
+    frame = pd.DataFrame({"sex": sex, "race": race, "fw": fw})
+    attrs = dict(sex=ProtectedAttribute(column="sex"), race=ProtectedAttribute(column="race"),
+                 foreign_worker=ProtectedAttribute(column="fw"))
+    return CheckContext(y_true=y, score=np.where(decide, 0.8, 0.2), replicates=200, seed=0, min_group_size=30,
+                        frame=frame, manifest=manifest(**attrs), positive_label="good", negative_label="bad")
+
+
+def test_a_violating_attribute_beside_a_small_group_attribute_fails():
+    ctx = parts_ctx()
+    m = run("fairness.equalized_odds_difference", ctx, attributes=["sex", "foreign_worker"])
+    sex, fw = m.parts
+    assert sex.value > 0.1 and sex.inconclusive is None and sex.incomplete is None
+    assert fw.inconclusive.startswith("fewer than two groups of foreign_worker are large enough")
+    f = judged("fairness.equalized_odds_difference", m, max=0.10)
+    assert f.status.value == "FAIL" and f.part == "sex" and f.value == sex.value
+    assert (f.ci_low, f.ci_high) == (sex.ci_low, sex.ci_high)
+    assert [p["status"] for p in f.parts] == ["FAIL", "INCONCLUSIVE"]
+    # the same check with a loose limit: sex passes, foreign_worker cannot be judged, so INCONCLUSIVE
+    assert judged("fairness.equalized_odds_difference", m, max=0.9).status.value == "INCONCLUSIVE"
+
+
+def test_a_violating_attribute_beside_an_intersection_with_small_cells_fails():
+    ctx = parts_ctx()
+    m = run("fairness.selection_rate_ratio", ctx, attributes=["race"], intersections=["race×sex"])
+    race, inter = m.parts
+    assert race.value < 0.8 and race.incomplete is None
+    assert inter.incomplete and inter.incomplete.startswith("groups too small to judge: ")
+    f = judged("fairness.selection_rate_ratio", m, min=0.8)
+    assert f.status.value == "FAIL"
+    # an incomplete part that violates stands on its own: judged alone, the intersection fails too
+    alone = run("fairness.selection_rate_ratio", ctx, attributes=[], intersections=["race×sex"])
+    assert alone.parts[-1].incomplete and alone.parts[-1].value < 0.8
+    # a pass of an incomplete part is INCONCLUSIVE; with small_groups: exclude it is a pass
+    assert judged("fairness.selection_rate_ratio", m, min=0.1).status.value == "INCONCLUSIVE"
+    ex = run("fairness.selection_rate_ratio", ctx, attributes=["race"], intersections=["race×sex"],
+             small_groups="exclude")
+    assert ex.parts[1].incomplete is None and ex.details["small_groups"]
+    assert judged("fairness.selection_rate_ratio", ex, min=0.1).status.value == "PASS"
+
+
+def test_an_unmapped_attribute_does_not_hide_a_violation():
+    ctx = parts_ctx()
+    m = run("fairness.equalized_odds_difference", ctx, attributes=["sex", "religion"])
+    assert m.inconclusive is None and m.parts[1].name == "religion" and "does not map" in m.parts[1].inconclusive
+    assert judged("fairness.equalized_odds_difference", m, max=0.10).status.value == "FAIL"
+
+
+def test_interval_contains_its_estimate_and_details_equal_the_parts():
+    ctx = parts_ctx(seed=3)
+    for cid in GROUP_CHECKS:
+        m = run(cid, ctx, attributes=["sex", "race", "foreign_worker"], intersections=["race×sex"])
+        for part, entry in zip(m.parts, m.details["attributes"]):
+            assert entry["attribute"] == part.name
+            assert (entry["value"], entry["ci_low"], entry["ci_high"]) == (part.value, part.ci_low, part.ci_high)
+            if part.value is not None and part.ci_low is not None:
+                assert part.ci_low <= part.value <= part.ci_high, (cid, part)
+                if cid != "fairness.selection_rate_ratio":
+                    assert part.ci_low >= 0.0
