@@ -714,3 +714,22 @@ def test_interval_contains_its_estimate_and_details_equal_the_parts():
                 assert part.ci_low <= part.value <= part.ci_high, (cid, part)
                 if cid != "fairness.selection_rate_ratio":
                     assert part.ci_low >= 0.0
+
+
+def test_report_headline_shows_the_part_the_finding_shows():
+    from audit.render.fairness_view import fairness_view
+
+    ctx = parts_ctx()
+    m = run("fairness.equalized_odds_difference", ctx, attributes=["race", "sex"])
+    f = judged("fairness.equalized_odds_difference", m, max=0.10)
+    sex = next(p for p in m.parts if p.name == "sex")
+    f.part, f.value, f.ci_low, f.ci_high = "sex", sex.value, sex.ci_low, sex.ci_high  # as if sex decided
+    v = fairness_view({"measurements": {m.check_id: m.to_dict()}, "findings": [f.to_dict()],
+                       "policy": {"confidence": 0.95}})
+    head = v.sentences[0]
+    assert head.startswith(f"{f.status.value}: By sex, the equalized-odds difference was {sex.value:.2f} "
+                           f"(95% CI {sex.ci_low:.2f}–{sex.ci_high:.2f})"), head
+    race = next(a for a in v.attributes if a.name == "race")
+    rp = m.parts[0]
+    assert f"By race, the equalized-odds difference was {rp.value:.2f} (95% CI {rp.ci_low:.2f}–{rp.ci_high:.2f})" \
+        in race.sentences[0]
