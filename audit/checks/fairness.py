@@ -20,23 +20,33 @@ and a decision is the score at or above the policy's decision threshold:
     ROC-AUC         ranking quality of the score inside the group
 
 Disparities. Every difference is fairlearn's `between_groups` difference: the largest minus the smallest group
-value, so 0 is parity and it never says which group is ahead (details do). Each measurement's `value` is the
-WORST across the attributes and intersections asked (smallest ratio, largest difference): the number that
-decides the rule; details name the attribute and groups behind it.
+value, so 0 is parity and it never says which group is ahead (details do). Each attribute and each intersection
+asked is one `Part` of the measurement (audit.result.Part), with its own value, interval and evidence size (the
+rows in its judged groups), and the judge judges each on its own: a violation by one part fails the rule
+whatever the others show. The measurement's `value` and interval are those of the worst part (smallest ratio,
+largest difference), never a statistic over several parts at once; details["worst"] names it, and
+details["attributes"][i] holds exactly the numbers of part i.
 
-Uncertainty. Every rate and disparity has a percentile interval over the run's Poisson bootstrap replicates
+Uncertainty. Every group rate has a percentile interval over the run's Poisson bootstrap replicates
 (`ctx.weights`): each row enters each replicate k ~ Poisson(1) times independently, so every group is
-resampled within itself, and a disparity is recomputed on each replicate from the same weights (for the most
-favoured reference, the reference group is chosen anew on each replicate, as the statistic itself does). All
-replicates are computed at once with matrix products (no Python loop over replicates).
+resampled within itself. A disparity is a maximum over contrasts (every ordered pair of judged groups, i minus
+j; for equalized odds the pairs of both TPR and FPR; for the ratio, differences of log selection rates,
+ratio = exp(-max), over pairs (reference, i) when the reference is fixed and every pair when it is the most
+favoured group, which is then re-chosen on every replicate as the statistic does). A percentile interval of the
+replicated max is biased upwards, most where the groups are equal (it then never contains the true gap of 0,
+and can exclude its own estimate), so the interval is stats.max_contrast_interval: per-contrast upper bounds,
+and a simultaneous max-t lower bound over the contrasts that can be the max, clipped to the statistic's range
+and always containing the estimate; tests/test_coverage.py measures its coverage. All replicates are computed
+at once with matrix products (no Python loop over replicates).
 
 No silent passes. A group is too small to judge when it has fewer rows than `min_group_size` (the policy's,
 unless the rule sets its own), or when a rate it needs has fewer rows than that in its denominator: TPR and FNR
-need favourable true labels, FPR unfavourable ones, precision favourable decisions, ROC-AUC both labels. Such
-a group makes the measurement INCONCLUSIVE with the groups named (or, with `small_groups: exclude`, it is left
-out of the judgement and still listed); either way the value shown is computed over the groups large enough.
-An attribute with fewer than two groups large enough, an attribute the policy names that the manifest does not
-map, and a model without protected attributes are INCONCLUSIVE too.
+need favourable true labels, FPR unfavourable ones, precision favourable decisions, ROC-AUC both labels. With
+`small_groups: inconclusive` (the default) a part with such groups is `incomplete`: its value is computed over
+the groups large enough, a violation it shows stands, a pass is INCONCLUSIVE; with `small_groups: exclude` the
+small groups are left out of the judgement and still listed. A part with fewer than two groups large enough
+(or whose reference group is too small), and an attribute the policy names that the manifest does not map, is
+an inconclusive part of its own; a model without protected attributes makes the whole measurement INCONCLUSIVE.
 
 What `basis` means here (see also audit/policy.py):
 - `min` rules (selection_rate_ratio): `basis: ci_low` passes only when the whole interval is at or above the
