@@ -410,8 +410,19 @@ def test_an_intersection_the_statistics_do_not_carry_stays_inconclusive_naming_i
         "fairness.demographic_parity_difference": {"max": 1, "intersections": ["race×age"]}},
         "budget": {"bootstrap": 20, "seed": GRID.seed}})
     m = measure_stats(policy, stats_of(df), manifest())["fairness.demographic_parity_difference"]
-    assert m.value is None and "the intersection 'race × age'" in m.inconclusive
-    assert "the intersections none" in m.inconclusive
+    # the carried attributes are measured; the intersection is a part of its own that cannot be judged
+    assert m.value is not None and m.inconclusive is None
+    part = next(p for p in m.parts if p.name == "race × age")
+    assert part.kind == "intersection" and "the intersection 'race × age'" in part.inconclusive
+    assert "the intersections none" in part.inconclusive
+    import datetime as dt
+
+    from audit.checks import all_checks
+    from audit.judge import judge_one
+
+    cid = "fairness.demographic_parity_difference"
+    f = judge_one(all_checks()[cid], policy.checks[cid], m, policy, dt.date(2026, 1, 1))
+    assert f.status.value == "INCONCLUSIVE" and "race × age: not in the statistics" in f.reason
 
 
 def test_noise_sensitivity_counts_every_intersection_table():
