@@ -7,7 +7,7 @@ where it sits on the edge (equal groups: a difference of 0, a ratio of 1; a cali
 93%. The point estimate must always lie inside its interval.
 
 The bootstrap: the checks give every row a Poisson(1) weight per replicate (audit.stats.poisson_weights), so a
-cell of c identical rows (one group, one true label, one decision, or one score level) gets a Poisson(c) weight
+cell of c identical rows (one group, one true label, one decision, or one of 10 score levels) gets a Poisson(c) weight
 in total, exactly as audit.federated.Replicates draws replicates from counts. The simulation draws those cell
 weights directly, 600 rows and 400 replicates a draw, and applies the same functions to the cells as weighted
 rows: stats.max_contrast_interval over fairness._pairs (as fairness._difference and fairness._ratio call it),
@@ -171,36 +171,37 @@ def test_per_group_rates_cover(rate):
         _check(lo, hi, _rates(point)[rate][..., g], _rates(probs)[rate][g], False, f"{rate} of group {g}")
 
 
-# ---------------------------------------------------------------- scores on 20 levels: AUC, Brier, ECE
+# ---------------------------------------------------------------- scores on 10 levels: AUC, Brier, ECE
 
-LEVELS = (np.arange(20) + 0.5) / 20
+L = 10
+LEVELS = (np.arange(L) + 0.5) / L
 MODELS = {"calibrated": lambda s: s, "shifted": lambda s: np.clip(s + 0.2, 0, 1),
           "overconfident": lambda s: 0.25 + 0.5 * s}
 
 
 def _score_draws(model: str, groups: int = 1, seed: int = 0):
-    """Cells (level, label): scores s, labels y (40,), true probabilities, point (D, 40), replicate (D, R, 40)."""
+    """Cells (level, label): scores s, labels y (2L,), true probabilities, point (D, 2L), replicate (D, R, 2L)."""
     f = MODELS[model](LEVELS)
-    s, y = np.r_[LEVELS, LEVELS], np.r_[np.zeros(20), np.ones(20)]
-    probs = np.r_[(1 - f), f] / 20
+    s, y = np.r_[LEVELS, LEVELS], np.r_[np.zeros(L), np.ones(L)]
+    probs = np.r_[(1 - f), f] / L
     rng = np.random.default_rng([seed, groups, list(MODELS).index(model)])
     point = rng.multinomial(600 // groups, probs, size=(groups, DRAWS)).astype(float)
-    reps = rng.poisson(point[:, :, None], size=(groups, DRAWS, R, 40)).astype(float)
+    reps = rng.poisson(point[:, :, None], size=(groups, DRAWS, R, 2 * L)).astype(float)
     return s, y, probs, point, reps
 
 
 def _true_auc(probs: np.ndarray) -> float:
-    neg, pos = probs[:20] / probs[:20].sum(), probs[20:] / probs[20:].sum()
+    neg, pos = probs[:L] / probs[:L].sum(), probs[L:] / probs[L:].sum()
     below = np.cumsum(neg) - neg
     return float((pos * (below + 0.5 * neg)).sum())
 
 
 def _aucs(s, y, point, reps) -> np.ndarray:
     """(D, 1 + R) weighted ROC-AUC of the cells, as stats.roc_auc (performance.roc_auc, fairness._weighted_auc)
-    computes it, in one product: on 20 shared score levels the Mann-Whitney sum is a bilinear form of the
+    computes it, in one product: on shared score levels the Mann-Whitney sum is a bilinear form of the
     positive and the negative weights (1 above, 1/2 tied). Checked against stats.roc_auc on the first draws."""
-    W = np.concatenate([point[:, None], reps], axis=1)  # (D, 1 + R, 40)
-    neg, pos = W[..., :20], W[..., 20:]
+    W = np.concatenate([point[:, None], reps], axis=1)  # (D, 1 + R, 2L)
+    neg, pos = W[..., :L], W[..., L:]
     K = (LEVELS[:, None] > LEVELS[None, :]) + 0.5 * (LEVELS[:, None] == LEVELS[None, :])  # (pos level, neg level)
     auc = ((pos @ K) * neg).sum(axis=-1) / (pos.sum(axis=-1) * neg.sum(axis=-1))
     for d in range(3):
@@ -212,7 +213,7 @@ def test_roc_auc_and_brier_cover():
     s, y, probs, point, reps = _score_draws("calibrated")
     auc = _aucs(s, y, point[0], reps[0])
     _check(*_percentile(auc[:, 1:]), auc[:, 0], _true_auc(probs), False, "ROC-AUC")
-    W = np.concatenate([point[0][:, None], reps[0]], axis=1)  # (D, 1 + R, 40)
+    W = np.concatenate([point[0][:, None], reps[0]], axis=1)  # (D, 1 + R, 2L)
     brier = (W @ (s - y) ** 2) / W.sum(axis=-1)
     _check(*_percentile(brier[:, 1:]), brier[:, 0], float(probs @ (s - y) ** 2), False, "Brier score")
 
@@ -221,13 +222,13 @@ def test_roc_auc_and_brier_cover():
 def test_auc_gap_covers(groups):
     """Groups with different score-label relations: group g's favourable labels score higher by 0.1 g."""
     rng = np.random.default_rng([7, groups])
-    s, y = np.r_[LEVELS, LEVELS], np.r_[np.zeros(20), np.ones(20)]
+    s, y = np.r_[LEVELS, LEVELS], np.r_[np.zeros(L), np.ones(L)]
     aucs, truths = [], []
     for g in range(groups):
         f = np.clip(LEVELS + 0.15 * (g - 1) * (LEVELS - 0.5) * 2, 0.01, 0.99)
-        probs = np.r_[(1 - f), f] / 20
+        probs = np.r_[(1 - f), f] / L
         point = rng.multinomial(600 // groups, probs, size=DRAWS).astype(float)
-        aucs.append(_aucs(s, y, point, rng.poisson(point[:, None], size=(DRAWS, R, 40)).astype(float)))
+        aucs.append(_aucs(s, y, point, rng.poisson(point[:, None], size=(DRAWS, R, 2 * L)).astype(float)))
         truths.append(_true_auc(probs))
     A = np.stack(aucs, axis=-1)  # (D, 1 + R, G)
     i, j = _pairs(list(range(groups)))
@@ -238,7 +239,7 @@ def test_auc_gap_covers(groups):
 
 def _ece(model: str, bins: int = 5):
     s, y, probs, point, reps = _score_draws(model, seed=1)
-    W = np.concatenate([point[0][:, None], reps[0]], axis=1)  # (D, 1 + R, 40)
+    W = np.concatenate([point[0][:, None], reps[0]], axis=1)  # (D, 1 + R, 2L)
     onehot = np.eye(bins)[stats.ece_bins(s, bins)]
     gaps = (W @ (onehot * (y - s)[:, None])) / W.sum(axis=-1, keepdims=True)
     np.testing.assert_allclose(gaps[0], stats.ece_gaps(W[0], y, s, bins), atol=1e-15)  # the check's own gaps
@@ -293,3 +294,20 @@ def test_counterfactual_flip_rate_covers(p):
     a = rng.poisson(flips[:, None], size=(DRAWS, R))
     b = rng.poisson(300 - flips[:, None], size=(DRAWS, R))
     _check(*_percentile(a / (a + b)), flips / 300, p, p == 0, f"flip rate {p}")
+
+
+def test_max_contrast_interval_batches_and_edge_cases():
+    rng = np.random.default_rng(0)
+    c = rng.normal(0.05, 0.02, (4, 401, 6))
+    c[2, 7, 3] = np.nan  # one replicate undefined in one batch: dropped there only
+    lo, hi = stats.max_contrast_interval(c[:, 0], c[:, 1:], CONF, n=600, low=0.0)
+    one = [stats.max_contrast_interval(c[b, 0], c[b, 1:], CONF, n=600, low=0.0) for b in range(4)]
+    np.testing.assert_allclose(np.c_[lo, hi], np.array(one), atol=1e-12)
+    assert all(a <= c[b, 0].max() <= z for b, (a, z) in enumerate(one))
+    pair = rng.normal(0, 0.02, (401, 1))
+    both = np.hstack([pair, -pair])  # a - b and b - a: every contrast is kept
+    assert stats.max_contrast_interval(both[0], both[1:], CONF, n=600, low=0.0)[0] >= 0.0
+    bad = c[0].copy()
+    bad[1:60, 0] = np.nan  # more than 10% of the replicates undefined
+    assert stats.max_contrast_interval(bad[0], bad[1:], CONF) == (None, None)
+    assert stats.max_contrast_interval(c[0, 0], c[0, 1:2], CONF) == (None, None)  # one replicate

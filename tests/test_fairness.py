@@ -519,6 +519,7 @@ checks:
   fairness.selection_rate_ratio: {min: 0.0, attributes: [sex], refs: ["EEOC four-fifths rule (screen)"]}
   fairness.equalized_odds_difference: {max: 1.0, severity: warn, attributes: [sex], intersections: ["sex×age"]}
   fairness.counterfactual_flip_rate: {max: 1.0, swaps: gender, examples: 3}
+  fairness.demographic_parity_difference: {max: 0.0, attributes: [sex], intersections: ["sex×age"]}
 budget: {bootstrap: 100, seed: 0}
 """
 
@@ -551,9 +552,14 @@ def test_audit_run_with_fairness_checks(tiny_model, credit_csv, tmp_path, policy
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(policy), "--data", str(data),
                                       "--out", str(out), "--no-progress"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    # sex breaks the demographic-parity rule (any gap above 0); the intersection's small cells leave its own
+    # part incomplete, and that does not turn the violation into INCONCLUSIVE: the gate fails, exit code 1
+    assert result.exit_code == 1, result.output
     r = json.loads((out / "result.json").read_text())
     f = {x["check_id"]: x for x in r["findings"]}
+    dp = f["fairness.demographic_parity_difference"]
+    assert dp["status"] == "FAIL" and dp["part"] == "sex" and r["verdict"]["status"] == "FAIL"
+    assert {p["name"]: p["status"] for p in dp["parts"]}["sex"] == "FAIL"
     assert f["fairness.selection_rate_ratio"]["status"] == "PASS"
     assert f["fairness.counterfactual_flip_rate"]["status"] == "PASS"
     eo = f["fairness.equalized_odds_difference"]
