@@ -336,12 +336,12 @@ def _finite(x: float) -> float | None:
 
 
 def _perf(cid: str, values: np.ndarray, n: int, n_pos: int, R: int, confidence: float, details: dict,
-          needs: str = "") -> Measurement:
-    """As audit.checks.performance._measure, from (1 + R,) values."""
+          needs: str = "", interval=None) -> Measurement:
+    """As audit.checks.performance._measure, from (1 + R,) values; `interval` as there."""
     from audit.stats import percentile_interval
 
     point = float(values[0])
-    low, high = percentile_interval(values[1:], confidence) if R else (None, None)
+    low, high = ((interval or (lambda v: percentile_interval(v[1:], confidence)))(values) if R else (None, None))
     m = Measurement(cid, _finite(point), low, high, n=n, details=details)
     n_neg = n - n_pos
     if m.value is None:
@@ -417,7 +417,12 @@ def performance(stats: AuditStats, reps: Replicates, threshold: float, confidenc
         out["performance.ece"] = Measurement("performance.ece", None, n=n, inconclusive=(
             f"the policy asks for {ece_bins} calibration bins; the statistics were computed with {cal.bins}"))
     else:
-        out["performance.ece"] = _perf("performance.ece", cal.ece(C), n, n_pos, R, confidence, {"bins": cal.table()})
+        from audit.checks.performance import ECE_INTERVAL
+
+        gaps = cal.gaps(C)
+        out["performance.ece"] = _perf("performance.ece", np.abs(gaps).sum(axis=1), n, n_pos, R, confidence,
+                                       {"bins": cal.table(), "interval": ECE_INTERVAL},
+                                       interval=lambda v: st.ece_interval(gaps, confidence, n=n))
     return out
 
 
@@ -628,21 +633,20 @@ def measure_stats(policy, stats: AuditStats, manifest, *, noise_scales: list[flo
                 if specs[cid].family == "fairness" and cid in SUPPORTED]
         ctx = fairness_context(stats, rep, manifest, policy.decision_threshold, policy.confidence,
                                policy.min_group_size, asked_intersections(fair, mapped))
+        if ctx is not None:  # what a rule asks for and the statistics lack is its own inconclusive part
+            carried = stats.intersection_names()
+            ctx.extra["_fairness_not_carried"] = (
+                f"the statistics carry the attributes {', '.join(stats.attributes) or 'none'} and the intersections "
+                f"{', '.join(carried) or 'none'}; `audit stats` carries every pair of attributes, a streaming audit "
+                "those its policy asks")
         for cid, spec in specs.items():
             if spec.family != "fairness" or cid not in SUPPORTED:
                 continue
             p = {**spec.params, **params.get(cid, {})}
-            absent = [] if ctx is None else _not_carried(p, mapped, ctx.extra["_fairness_groupings"])
             if ctx is None:
                 out[cid] = Measurement(cid, None, inconclusive=(
                     f"the decision threshold {policy.decision_threshold} is not on the statistics' threshold grid "
                     f"(multiples of 1/{stats.grid.threshold_bins})"))
-            elif absent:
-                carried = stats.intersection_names()
-                out[cid] = Measurement(cid, None, inconclusive=(
-                    f"not in the statistics: {'; '.join(absent)} (the statistics carry the attributes "
-                    f"{', '.join(stats.attributes) or 'none'} and the intersections {', '.join(carried) or 'none'}"
-                    "; `audit stats` carries every pair of attributes, a streaming audit those its policy asks)"))
             else:
                 try:
                     m = spec.fn(ctx, **p)
@@ -679,17 +683,6 @@ def measure_stats(policy, stats: AuditStats, manifest, *, noise_scales: list[flo
                                       "per_count_sd": sd,
                                       "note": ("computed from counts with differential-privacy noise; the interval "
                                                "adds the noise to the bootstrap (drawn again per replicate)")}
-    return out
-
-
-def _not_carried(p: dict[str, Any], mapped: list[str], groupings: dict[tuple[str, ...], Any]) -> list[str]:
-    """What a fairness rule asks for that the statistics lack: mapped attributes without a table, and
-    intersections of mapped attributes not carried (unmapped names are left to the check, which names them)."""
-    attributes = p.get("attributes") or []
-    wanted = [str(a) for a in attributes] if isinstance(attributes, list) and attributes else mapped
-    out = [f"the attribute '{a}'" for a in dict.fromkeys(wanted) if a in mapped and (a,) not in groupings]
-    out += [f"the intersection '{intersection_name(parts)}'" for parts in asked_intersections([p], mapped)
-            if tuple(parts) not in groupings]
     return out
 
 

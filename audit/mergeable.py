@@ -420,13 +420,18 @@ class Calibration:
         c = self.sums
         return c.point[None] if c.reps is None else np.concatenate([c.point[None], c.reps])
 
-    def ece(self, M: np.ndarray | None = None) -> np.ndarray:
-        """sum over bins |sum(y) - sum(score)| / rows, per row of M (1 + R, 3 bins + 1)."""
+    def gaps(self, M: np.ndarray | None = None) -> np.ndarray:
+        """(1 + R, bins): each bin's (sum(y) - sum(score)) / rows, per row of M (1 + R, 3 bins + 1), as
+        audit.stats.ece_gaps."""
         M = self.matrix() if M is None else M
         t = M[:, : 3 * self.bins].reshape(len(M), self.bins, 3)
-        n = t[:, :, 0].sum(axis=1)
+        n = t[:, :, 0].sum(axis=1)[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(n > 0, np.abs(t[:, :, 1] - t[:, :, 2]).sum(axis=1) / np.where(n > 0, n, 1), np.nan)
+            return np.where(n > 0, (t[:, :, 1] - t[:, :, 2]) / np.where(n > 0, n, 1), np.nan)
+
+    def ece(self, M: np.ndarray | None = None) -> np.ndarray:
+        """sum over bins |sum(y) - sum(score)| / rows, per row of M (1 + R, 3 bins + 1)."""
+        return np.abs(self.gaps(M)).sum(axis=1)
 
     def brier(self, M: np.ndarray | None = None) -> np.ndarray:
         M = self.matrix() if M is None else M

@@ -200,25 +200,41 @@ def test_intervals_are_seeded_and_vectorized_bootstrap_matches_a_loop():
     assert json.dumps(m.to_dict()) == json.dumps(again.to_dict())
     other = run("fairness.selection_rate_ratio", random_ctx(n=800, replicates=40, k=10, seed=1), attributes=["race"])
     assert (other.ci_low, other.ci_high) != (m.ci_low, m.ci_high)
-    # the same statistic, one replicate at a time: repeat each row by its Poisson weight and recompute
+    # the same statistic, one replicate at a time: repeat each row by its Poisson weight and recompute the group
+    # rates; the interval is the max-contrast interval of the log rates over every ordered pair of groups
+    from audit.stats import max_contrast_interval
+
     sf = groups_of(ctx, "race").to_numpy()
+    counts = pd.Series(sf).value_counts().reindex(["a", "b", "c"]).to_numpy()
+    point = np.log(pd.Series(ctx.y_pred).groupby(sf).mean().reindex(["a", "b", "c"]).to_numpy())
     loop = []
     for w in ctx.weights[1:]:
         reps = np.repeat(np.arange(len(sf)), w.astype(int))
-        rates = pd.Series(ctx.y_pred[reps]).groupby(sf[reps]).mean()
-        loop.append(rates.min() / rates.max())
-    from audit.stats import percentile_interval
-
-    assert (m.ci_low, m.ci_high) == pytest.approx(percentile_interval(np.array(loop), ctx.confidence), abs=1e-12)
+        rates = pd.Series(ctx.y_pred[reps]).groupby(sf[reps]).mean().reindex(["a", "b", "c"])
+        loop.append(np.log(np.maximum(rates.to_numpy(), 0.5 / counts)))
+    loop = np.array(loop)
+    i, j = np.array([0, 0, 1, 1, 2, 2]), np.array([1, 2, 0, 2, 0, 1])
+    lo, hi = max_contrast_interval(point[i] - point[j], loop[:, i] - loop[:, j], ctx.confidence, n=800, low=0.0)
+    assert (m.ci_low, m.ci_high) == pytest.approx((np.exp(-hi), np.exp(-lo)), abs=1e-12)
+    assert m.ci_low <= m.value <= m.ci_high
     eo = run("fairness.equalized_odds_difference", ctx, attributes=["race"])
-    loop = []
+    tprs, fprs = [], []
     for w in ctx.weights[1:]:
         reps = np.repeat(np.arange(len(sf)), w.astype(int))
         df = pd.DataFrame({"y": ctx.y_true[reps], "p": ctx.y_pred[reps], "g": sf[reps]})
-        tpr = df[df.y == 1].groupby("g").p.mean()
-        fpr = df[df.y == 0].groupby("g").p.mean()
-        loop.append(max(tpr.max() - tpr.min(), fpr.max() - fpr.min()))
-    assert (eo.ci_low, eo.ci_high) == pytest.approx(percentile_interval(np.array(loop), ctx.confidence), abs=1e-12)
+        tprs.append(df[df.y == 1].groupby("g").p.mean().reindex(["a", "b", "c"]).to_numpy())
+        fprs.append(df[df.y == 0].groupby("g").p.mean().reindex(["a", "b", "c"]).to_numpy())
+    df = pd.DataFrame({"y": ctx.y_true, "p": ctx.y_pred, "g": sf})
+    tpr0 = df[df.y == 1].groupby("g").p.mean().to_numpy()
+    fpr0 = df[df.y == 0].groupby("g").p.mean().to_numpy()
+    tprs, fprs = np.array(tprs), np.array(fprs)
+    c0 = np.r_[tpr0[i] - tpr0[j], fpr0[i] - fpr0[j]]
+    cr = np.hstack([tprs[:, i] - tprs[:, j], fprs[:, i] - fprs[:, j]])
+    expected = max_contrast_interval(c0, cr, ctx.confidence, n=800, low=0.0)
+    assert (eo.ci_low, eo.ci_high) == pytest.approx(expected, abs=1e-12)
+    assert eo.ci_low <= eo.value <= eo.ci_high
+    part = eo.parts[0]
+    assert (part.value, part.ci_low, part.ci_high) == (eo.value, eo.ci_low, eo.ci_high)
 
 
 def test_weighted_auc_equals_stats_roc_auc_with_ties():
@@ -242,18 +258,30 @@ def test_no_replicates_means_no_interval_and_no_crash():
 # ---------------------------------------------------------------- no silent passes
 
 
-def test_small_group_makes_every_disparity_inconclusive_and_is_listed():
+def test_small_groups_make_only_their_part_incomplete_and_are_listed():
     ctx = random_ctx(n=600)  # age >=60 has about 190 rows; race c about 120; race c x age <30 about 25
     for cid in GROUP_CHECKS:
         m = run(cid, ctx, attributes=["race"], intersections=["race×age"])
-        assert m.inconclusive and m.inconclusive.startswith("groups too small to judge: race × age '")
-        assert m.value is not None  # the groups large enough are still measured and shown
+        assert m.inconclusive is None
+        race, inter = m.parts
+        assert (race.name, race.kind, inter.name, inter.kind) == ("race", "attribute", "race × age", "intersection")
+        assert race.incomplete is None and race.inconclusive is None and race.value is not None
+        assert inter.incomplete.startswith("groups too small to judge: '") and "'c × <30' (" in inter.incomplete
+        assert inter.value is not None  # the groups large enough are still measured and shown
         small = m.details["small_groups"]
         assert small and all(s["attribute"] == "race × age" for s in small)
         listed = {s["group"] for s in small}
         rows = {r["group"]: r for r in next(a for a in m.details["attributes"] if a["kind"] == "intersection")["groups"]}
         assert listed == {g for g, r in rows.items() if not r["judged"]}
         assert all(rows[g]["count"] < 30 or "needs at least 30" in rows[g]["too_small"] for g in listed)
+        assert race.n == sum(r["count"] for r in m.details["attributes"][0]["groups"])
+        assert inter.n == sum(r["count"] for r in rows.values() if r["judged"])
+        for part, entry in zip(m.parts, m.details["attributes"]):  # one quantity, one number
+            assert (entry["value"], entry["ci_low"], entry["ci_high"]) == (part.value, part.ci_low, part.ci_high)
+            assert part.ci_low <= part.value <= part.ci_high
+        worst = (min if cid == "fairness.selection_rate_ratio" else max)(m.parts, key=lambda p: p.value)
+        assert (m.value, m.ci_low, m.ci_high) == (worst.value, worst.ci_low, worst.ci_high)
+        assert m.details["worst"]["attribute"] == worst.name
 
 
 def test_exclude_mode_judges_the_large_groups_and_still_lists_the_small():
@@ -261,6 +289,7 @@ def test_exclude_mode_judges_the_large_groups_and_still_lists_the_small():
     m = run("fairness.demographic_parity_difference", ctx, attributes=["race"], intersections=["race×age"],
             small_groups="exclude")
     assert m.inconclusive is None and m.details["small_groups"]
+    assert all(p.incomplete is None and p.inconclusive is None for p in m.parts)
 
 
 def test_too_few_of_one_label_is_named_per_rate():
@@ -270,10 +299,12 @@ def test_too_few_of_one_label_is_named_per_rate():
     ctx = CheckContext(y_true=y, score=score, min_group_size=10, replicates=50, frame=df,
                        manifest=manifest(g=ProtectedAttribute(column="g")), positive_label="good", negative_label="bad")
     eo = run("fairness.equalized_odds_difference", ctx)
-    assert eo.inconclusive == ("groups too small to judge: g 'a' (5 true 'bad' rows, the false-positive rate needs at "
-                               "least 10); fewer than two groups of g are large enough to compare (1 of 2)")
-    assert run("fairness.equal_opportunity_difference", ctx).inconclusive is None
-    assert run("fairness.demographic_parity_difference", ctx).inconclusive is None
+    assert eo.parts[0].inconclusive == ("fewer than two groups of g are large enough to compare (1 of 2); too small: "
+                                        "'a' (5 true 'bad' rows, the false-positive rate needs at least 10)")
+    assert eo.value is None and eo.inconclusive is None  # the judge reads the part
+    for cid in ("fairness.equal_opportunity_difference", "fairness.demographic_parity_difference"):
+        part = run(cid, ctx).parts[0]
+        assert part.inconclusive is None and part.incomplete is None
 
 
 def test_empty_group_attribute_not_mapped_and_no_attributes():
@@ -283,10 +314,12 @@ def test_empty_group_attribute_not_mapped_and_no_attributes():
                                                                                          map={"m": "male", "f": "female"})))
     for cid in GROUP_CHECKS:
         m = run(cid, ctx)
-        assert m.value is None and "'female' (no rows in the eval set)" in m.inconclusive
+        assert m.value is None and "'female' (no rows in the eval set)" in m.parts[0].inconclusive
         json.dumps(m.to_dict(), allow_nan=False)
     m = run("fairness.selection_rate_ratio", ctx, attributes=["sex", "religion"])
-    assert "the policy names 'religion', which the model's manifest does not map" in m.inconclusive
+    assert [p.name for p in m.parts] == ["sex", "religion"]
+    assert "the policy names 'religion', which the model's manifest does not map" in m.parts[1].inconclusive
+    assert m.inconclusive is None and m.details["not_measured"][0]["attribute"] == "religion"
     bare = CheckContext(y_true=ctx.y_true, score=ctx.score, frame=df, manifest=manifest())
     assert "maps no protected attributes" in run("fairness.auc_gap", bare).inconclusive
 
@@ -582,6 +615,7 @@ checks:
   fairness.selection_rate_ratio: {min: 0.0, attributes: [sex], refs: ["EEOC four-fifths rule (screen)"]}
   fairness.equalized_odds_difference: {max: 1.0, severity: warn, attributes: [sex], intersections: ["sex×age"]}
   fairness.counterfactual_flip_rate: {max: 1.0, swaps: gender, examples: 3}
+  fairness.demographic_parity_difference: {max: 0.0, attributes: [sex], intersections: ["sex×age"]}
 budget: {bootstrap: 100, seed: 0}
 """
 
@@ -614,9 +648,14 @@ def test_audit_run_with_fairness_checks(tiny_model, credit_csv, tmp_path, policy
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(policy), "--data", str(data),
                                       "--out", str(out), "--no-progress", "--all-checks"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    # sex breaks the demographic-parity rule (any gap above 0); the intersection's small cells leave its own
+    # part incomplete, and that does not turn the violation into INCONCLUSIVE: the gate fails, exit code 1
+    assert result.exit_code == 1, result.output
     r = json.loads((out / "result.json").read_text())
     f = {x["check_id"]: x for x in r["findings"]}
+    dp = f["fairness.demographic_parity_difference"]
+    assert dp["status"] == "FAIL" and dp["part"] == "sex" and r["verdict"]["status"] == "FAIL"
+    assert {p["name"]: p["status"] for p in dp["parts"]}["sex"] == "FAIL"
     assert f["fairness.selection_rate_ratio"]["status"] == "PASS"
     assert f["fairness.counterfactual_flip_rate"]["status"] == "PASS"
     eo = f["fairness.equalized_odds_difference"]
@@ -694,3 +733,105 @@ def test_report_tolerates_partial_fairness_details():
         "fairness.counterfactual_flip_rate": {"details": {"lists": [{"list": "gender"}]}}}, "findings": ["junk"]})
     assert [a.name for a in v.attributes] == ["sex"] and v.swaps[0].name == "gender"
     assert any("four-fifths" in c for c in v.caveats)
+
+
+# ---------------------------------------------------------------- parts, through the judge
+
+
+def judged(check_id: str, m: Measurement, **rule):
+    import datetime as dt
+
+    from audit.judge import judge_one
+    from audit.policy import Policy
+
+    policy = Policy(policy="p", version="1", checks={check_id: rule})
+    return judge_one(all_checks()[check_id], policy.checks[check_id], m, policy, dt.date(2026, 1, 1))
+
+
+def parts_ctx(n: int = 1200, small: int = 13, seed: int = 0) -> CheckContext:
+    """sex: the model finds 90% of good men and 70% of good women; foreign_worker: only `small` rows say yes;
+    race: group c is selected about half as often as a; sex × race: some cells small."""
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["m", "f"], n)
+    race = rng.choice(["a", "b", "c"], n, p=[0.48, 0.48, 0.04])
+    fw = np.array(["yes"] * small + ["no"] * (n - small))
+    y = (rng.random(n) < 0.5).astype(int)
+    tpr = np.where(sex == "m", 0.9, 0.7) * np.where(race == "c", 0.5, 1.0)
+    decide = np.where(y == 1, rng.random(n) < tpr, rng.random(n) < 0.15)
+    frame = pd.DataFrame({"sex": sex, "race": race, "fw": fw})
+    attrs = dict(sex=ProtectedAttribute(column="sex"), race=ProtectedAttribute(column="race"),
+                 foreign_worker=ProtectedAttribute(column="fw"))
+    return CheckContext(y_true=y, score=np.where(decide, 0.8, 0.2), replicates=200, seed=0, min_group_size=30,
+                        frame=frame, manifest=manifest(**attrs), positive_label="good", negative_label="bad")
+
+
+def test_a_violating_attribute_beside_a_small_group_attribute_fails():
+    ctx = parts_ctx()
+    m = run("fairness.equalized_odds_difference", ctx, attributes=["sex", "foreign_worker"])
+    sex, fw = m.parts
+    assert sex.value > 0.1 and sex.inconclusive is None and sex.incomplete is None
+    assert fw.inconclusive.startswith("fewer than two groups of foreign_worker are large enough")
+    f = judged("fairness.equalized_odds_difference", m, max=0.10)
+    assert f.status.value == "FAIL" and f.part == "sex" and f.value == sex.value
+    assert (f.ci_low, f.ci_high) == (sex.ci_low, sex.ci_high)
+    assert [p["status"] for p in f.parts] == ["FAIL", "INCONCLUSIVE"]
+    # the same check with a loose limit: sex passes, foreign_worker cannot be judged, so INCONCLUSIVE
+    assert judged("fairness.equalized_odds_difference", m, max=0.9).status.value == "INCONCLUSIVE"
+
+
+def test_a_violating_attribute_beside_an_intersection_with_small_cells_fails():
+    ctx = parts_ctx()
+    m = run("fairness.selection_rate_ratio", ctx, attributes=["race"], intersections=["race×sex"])
+    race, inter = m.parts
+    assert race.value < 0.8 and race.incomplete is None
+    assert inter.incomplete and inter.incomplete.startswith("groups too small to judge: ")
+    f = judged("fairness.selection_rate_ratio", m, min=0.8)
+    assert f.status.value == "FAIL"
+    # an incomplete part that violates stands on its own: judged alone, the intersection fails too
+    alone = run("fairness.selection_rate_ratio", ctx, attributes=[], intersections=["race×sex"])
+    assert alone.parts[-1].incomplete and alone.parts[-1].value < 0.8
+    # a pass of an incomplete part is INCONCLUSIVE; with small_groups: exclude it is a pass
+    assert judged("fairness.selection_rate_ratio", m, min=0.1).status.value == "INCONCLUSIVE"
+    ex = run("fairness.selection_rate_ratio", ctx, attributes=["race"], intersections=["race×sex"],
+             small_groups="exclude")
+    assert ex.parts[1].incomplete is None and ex.details["small_groups"]
+    assert judged("fairness.selection_rate_ratio", ex, min=0.1).status.value == "PASS"
+
+
+def test_an_unmapped_attribute_does_not_hide_a_violation():
+    ctx = parts_ctx()
+    m = run("fairness.equalized_odds_difference", ctx, attributes=["sex", "religion"])
+    assert m.inconclusive is None and m.parts[1].name == "religion" and "does not map" in m.parts[1].inconclusive
+    assert judged("fairness.equalized_odds_difference", m, max=0.10).status.value == "FAIL"
+
+
+def test_interval_contains_its_estimate_and_details_equal_the_parts():
+    ctx = parts_ctx(seed=3)
+    for cid in GROUP_CHECKS:
+        m = run(cid, ctx, attributes=["sex", "race", "foreign_worker"], intersections=["race×sex"])
+        for part, entry in zip(m.parts, m.details["attributes"]):
+            assert entry["attribute"] == part.name
+            assert (entry["value"], entry["ci_low"], entry["ci_high"]) == (part.value, part.ci_low, part.ci_high)
+            if part.value is not None and part.ci_low is not None:
+                assert part.ci_low <= part.value <= part.ci_high, (cid, part)
+                if cid != "fairness.selection_rate_ratio":
+                    assert part.ci_low >= 0.0
+
+
+def test_report_headline_shows_the_part_the_finding_shows():
+    from audit.render.fairness_view import fairness_view
+
+    ctx = parts_ctx()
+    m = run("fairness.equalized_odds_difference", ctx, attributes=["race", "sex"])
+    f = judged("fairness.equalized_odds_difference", m, max=0.10)
+    sex = next(p for p in m.parts if p.name == "sex")
+    f.part, f.value, f.ci_low, f.ci_high = "sex", sex.value, sex.ci_low, sex.ci_high  # as if sex decided
+    v = fairness_view({"measurements": {m.check_id: m.to_dict()}, "findings": [f.to_dict()],
+                       "policy": {"confidence": 0.95}})
+    head = v.sentences[0]
+    assert head.startswith(f"{f.status.value}: By sex, the equalized-odds difference was {sex.value:.2f} "
+                           f"(95% CI {sex.ci_low:.2f}–{sex.ci_high:.2f})"), head
+    race = next(a for a in v.attributes if a.name == "race")
+    rp = m.parts[0]
+    assert f"By race, the equalized-odds difference was {rp.value:.2f} (95% CI {rp.ci_low:.2f}–{rp.ci_high:.2f})" \
+        in race.sentences[0]

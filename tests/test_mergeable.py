@@ -218,6 +218,16 @@ def test_stats_path_equals_the_in_memory_check_on_the_same_rows(check_id):
     assert got.ci_low == pytest.approx(expected.ci_low, abs=1e-12)
     assert got.ci_high == pytest.approx(expected.ci_high, abs=1e-12)
     assert got.inconclusive == expected.inconclusive
+    same_parts(got, expected)
+
+
+def same_parts(got, expected) -> None:
+    """The statistics path gives the in-memory check's parts: names, kinds, values, intervals, reasons."""
+    assert [(p.name, p.kind, p.inconclusive, p.incomplete) for p in got.parts] == \
+        [(p.name, p.kind, p.inconclusive, p.incomplete) for p in expected.parts]
+    for a, b in zip(got.parts, expected.parts):
+        assert (a.value, a.ci_low, a.ci_high) == pytest.approx((b.value, b.ci_low, b.ci_high), abs=1e-12)
+        assert a.n == b.n
 
 
 def test_merged_partitions_give_the_whole_intervals():
@@ -390,6 +400,7 @@ def test_intersection_rule_from_stats_equals_the_in_memory_check(check_id, asked
         assert got.ci_low == pytest.approx(expected.ci_low, abs=1e-12)
         assert got.ci_high == pytest.approx(expected.ci_high, abs=1e-12)
         assert got.inconclusive == expected.inconclusive
+        same_parts(got, expected)
         entry = next(e for e in got.details["attributes"] if e["attribute"] == name)
         assert entry["missing_rows"] == want["missing_rows"] > 0 and entry["columns"] == want["columns"]
         assert entry["value"] == pytest.approx(want["value"], abs=1e-12)
@@ -410,8 +421,19 @@ def test_an_intersection_the_statistics_do_not_carry_stays_inconclusive_naming_i
         "fairness.demographic_parity_difference": {"max": 1, "intersections": ["race×age"]}},
         "budget": {"bootstrap": 20, "seed": GRID.seed}})
     m = measure_stats(policy, stats_of(df), manifest())["fairness.demographic_parity_difference"]
-    assert m.value is None and "the intersection 'race × age'" in m.inconclusive
-    assert "the intersections none" in m.inconclusive
+    # the carried attributes are measured; the intersection is a part of its own that cannot be judged
+    assert m.value is not None and m.inconclusive is None
+    part = next(p for p in m.parts if p.name == "race × age")
+    assert part.kind == "intersection" and "the intersection 'race × age'" in part.inconclusive
+    assert "the intersections none" in part.inconclusive
+    import datetime as dt
+
+    from audit.checks import all_checks
+    from audit.judge import judge_one
+
+    cid = "fairness.demographic_parity_difference"
+    f = judge_one(all_checks()[cid], policy.checks[cid], m, policy, dt.date(2026, 1, 1))
+    assert f.status.value == "INCONCLUSIVE" and "race × age: not in the statistics" in f.reason
 
 
 def test_noise_sensitivity_counts_every_intersection_table():

@@ -20,23 +20,33 @@ and a decision is the score at or above the policy's decision threshold:
     ROC-AUC         ranking quality of the score inside the group
 
 Disparities. Every difference is fairlearn's `between_groups` difference: the largest minus the smallest group
-value, so 0 is parity and it never says which group is ahead (details do). Each measurement's `value` is the
-WORST across the attributes and intersections asked (smallest ratio, largest difference): the number that
-decides the rule; details name the attribute and groups behind it.
+value, so 0 is parity and it never says which group is ahead (details do). Each attribute and each intersection
+asked is one `Part` of the measurement (audit.result.Part), with its own value, interval and evidence size (the
+rows in its judged groups), and the judge judges each on its own: a violation by one part fails the rule
+whatever the others show. The measurement's `value` and interval are those of the worst part (smallest ratio,
+largest difference), never a statistic over several parts at once; details["worst"] names it, and
+details["attributes"][i] holds exactly the numbers of part i.
 
-Uncertainty. Every rate and disparity has a percentile interval over the run's Poisson bootstrap replicates
+Uncertainty. Every group rate has a percentile interval over the run's Poisson bootstrap replicates
 (`ctx.weights`): each row enters each replicate k ~ Poisson(1) times independently, so every group is
-resampled within itself, and a disparity is recomputed on each replicate from the same weights (for the most
-favoured reference, the reference group is chosen anew on each replicate, as the statistic itself does). All
-replicates are computed at once with matrix products (no Python loop over replicates).
+resampled within itself. A disparity is a maximum over contrasts (every ordered pair of judged groups, i minus
+j; for equalized odds the pairs of both TPR and FPR; for the ratio, differences of log selection rates,
+ratio = exp(-max), over pairs (reference, i) when the reference is fixed and every pair when it is the most
+favoured group, which is then re-chosen on every replicate as the statistic does). A percentile interval of the
+replicated max is biased upwards, most where the groups are equal (it then never contains the true gap of 0,
+and can exclude its own estimate), so the interval is stats.max_contrast_interval: per-contrast upper bounds,
+and a simultaneous max-t lower bound over the contrasts that can be the max, clipped to the statistic's range
+and always containing the estimate; tests/test_coverage.py measures its coverage. All replicates are computed
+at once with matrix products (no Python loop over replicates).
 
 No silent passes. A group is too small to judge when it has fewer rows than `min_group_size` (the policy's,
 unless the rule sets its own), or when a rate it needs has fewer rows than that in its denominator: TPR and FNR
-need favourable true labels, FPR unfavourable ones, precision favourable decisions, ROC-AUC both labels. Such
-a group makes the measurement INCONCLUSIVE with the groups named (or, with `small_groups: exclude`, it is left
-out of the judgement and still listed); either way the value shown is computed over the groups large enough.
-An attribute with fewer than two groups large enough, an attribute the policy names that the manifest does not
-map, and a model without protected attributes are INCONCLUSIVE too.
+need favourable true labels, FPR unfavourable ones, precision favourable decisions, ROC-AUC both labels. With
+`small_groups: inconclusive` (the default) a part with such groups is `incomplete`: its value is computed over
+the groups large enough, a violation it shows stands, a pass is INCONCLUSIVE; with `small_groups: exclude` the
+small groups are left out of the judgement and still listed. A part with fewer than two groups large enough
+(or whose reference group is too small), and an attribute the policy names that the manifest does not map, is
+an inconclusive part of its own; a model without protected attributes makes the whole measurement INCONCLUSIVE.
 
 What `basis` means here (see also audit/policy.py):
 - `min` rules (selection_rate_ratio): `basis: ci_low` passes only when the whole interval is at or above the
@@ -192,26 +202,36 @@ def _grouping(ctx: CheckContext, parts: list[str]) -> Grouping:
     return g
 
 
-def _groupings(ctx: CheckContext, attributes: list, intersections: list) -> tuple[list[Grouping], list[str]]:
-    """The groupings a rule asks for, and the problems that leave part of it unmeasurable."""
+def _groupings(ctx: CheckContext, attributes: list, intersections: list
+               ) -> tuple[list[Grouping], list[tuple[str, str, str]]]:
+    """The groupings a rule asks for, and (name, kind, why) of each asked grouping that cannot be formed."""
     if ctx.manifest is None or not ctx.manifest.protected_attributes:
-        return [], ["the model's manifest maps no protected attributes to columns, so no group can be formed"]
+        raise _NoGroups("the model's manifest maps no protected attributes to columns, so no group can be formed")
     if ctx.frame is None:
-        return [], ["the eval rows' columns are not available to this check"]
+        raise _NoGroups("the eval rows' columns are not available to this check")
     mapped = list(ctx.manifest.protected_attributes)
     if not isinstance(attributes, list) or not isinstance(intersections, list):
         raise ValueError("attributes and intersections must be lists")
     wanted = [str(a) for a in attributes] or mapped
     specs = [[a] for a in dict.fromkeys(wanted)] + [_parse_intersection(i) for i in intersections]
+    # a context built from statistics (audit.federated) holds the groupings it carries and says why others lack
+    not_carried = ctx.extra.get("_fairness_not_carried")
     problems, out = [], []
     for parts in specs:
+        name, kind = SEP.join(parts), ("attribute" if len(parts) == 1 else "intersection")
         unknown = [p for p in parts if p not in mapped]
         if unknown:
-            problems.append(f"the policy names {', '.join(repr(u) for u in unknown)}, which the model's manifest "
-                            f"does not map to a column (it maps {', '.join(mapped)})")
-            continue
-        out.append(_grouping(ctx, parts))
+            problems.append((name, kind, f"the policy names {', '.join(repr(u) for u in unknown)}, which the "
+                                         f"model's manifest does not map to a column (it maps {', '.join(mapped)})"))
+        elif not_carried is not None and tuple(parts) not in ctx.extra.get("_fairness_groupings", {}):
+            problems.append((name, kind, f"not in the statistics: the {kind} '{name}' ({not_carried})"))
+        else:
+            out.append(_grouping(ctx, parts))
     return out, problems
+
+
+class _NoGroups(Exception):
+    """No grouping at all can be formed: the measurement is INCONCLUSIVE as a whole."""
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -378,29 +398,66 @@ def _listing(items: list[str]) -> str:
 # ---------------------------------------------------------------- disparities
 
 
-def _range(point: np.ndarray, reps: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """max - min over groups (fairlearn's between_groups difference): (1 + R,) values, argmax, argmin."""
-    hi, lo = int(np.argmax(point)), int(np.argmin(point))
-    values = np.r_[point[hi] - point[lo], reps.max(axis=1) - reps.min(axis=1)]
-    return values, hi, lo
+def _pairs(ok: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair (i, j), i != j, of the judged groups: max over pairs of x_i - x_j is max - min."""
+    i, j = np.meshgrid(ok, ok, indexing="ij")
+    off = i != j
+    return i[off], j[off]
+
+
+def _difference(ctx: CheckContext, t: GroupTable, ok: list[int], rates: tuple[str, ...], entry: dict,
+                n: int) -> tuple[float, float | None, float | None]:
+    """fairlearn's between-groups difference (max - min over the judged groups; for several rates, as equalized
+    odds, the largest of their differences) with its interval: the max over the contrasts rate_i - rate_j of every
+    ordered pair (and every rate), stats.max_contrast_interval."""
+    i, j = _pairs(ok)
+    groups, per_rate, points, reps = t.grouping.groups, {}, [], []
+    for r in rates:
+        pt, rp = t.point[r], t.reps[r]
+        hi, lo = max(ok, key=lambda g: (pt[g], -g)), min(ok, key=lambda g: (pt[g], g))
+        c0, cr = pt[i] - pt[j], rp[:, i] - rp[:, j]
+        points.append(c0)
+        reps.append(cr)
+        ci = stats.max_contrast_interval(c0, cr, ctx.confidence, n=n, low=0.0) if len(cr) else (None, None)
+        per_rate[r] = {"difference": _f(pt[hi] - pt[lo]), "ci": list(ci), "highest_group": groups[hi],
+                       "lowest_group": groups[lo], "highest": _f(pt[hi]), "lowest": _f(pt[lo])}
+    worst = max(rates, key=lambda r: per_rate[r]["difference"] if per_rate[r]["difference"] is not None else -1)
+    entry.update(rates=per_rate, worst_rate=worst, worst_group=per_rate[worst]["lowest_group"],
+                 versus_group=per_rate[worst]["highest_group"])
+    value = max(per_rate[r]["difference"] for r in rates)
+    if len(rates) == 1:
+        lo, hi = per_rate[rates[0]]["ci"]
+    else:  # equalized odds: the max over the contrasts of both rates
+        c0, cr = np.concatenate(points), np.hstack(reps)
+        lo, hi = stats.max_contrast_interval(c0, cr, ctx.confidence, n=n, low=0.0) if len(cr) else (None, None)
+    return value, lo, hi
 
 
 def _disparity(ctx: CheckContext, check_id: str, rates: tuple[str, ...], kind: str, params: dict) -> Measurement:
-    """One group disparity over every grouping asked; `kind` is "ratio" (selection-rate ratio) or "difference"."""
+    """One group disparity, one Part per grouping asked (attribute or intersection), each with its own value and
+    interval; the measurement shows the worst part. `kind` is "ratio" (selection-rate ratio) or "difference"."""
+
     k = _floor(ctx, params.get("min_group_size"))
     mode = params.get("small_groups", "inconclusive")
     if mode not in ("inconclusive", "exclude"):
         raise ValueError(f"small_groups must be 'inconclusive' or 'exclude', got {mode!r}")
-    groupings, problems = _groupings(ctx, params.get("attributes", []), params.get("intersections", []))
+    try:
+        groupings, problems = _groupings(ctx, params.get("attributes", []), params.get("intersections", []))
+    except _NoGroups as exc:
+        return Measurement(check_id, None, n=len(ctx.y_true), inconclusive=str(exc),
+                           details={"favourable_label": ctx.positive_label, "decision_threshold": ctx.threshold,
+                                    "min_group_size": k, "small_groups_rule": mode, "rates": list(rates),
+                                    "attributes": [], "small_groups": []})
     reference = str(params.get("reference", "most_favoured"))
     R = ctx.weights.shape[0] - 1
-    per_attr, stats_rows, small, caveats = [], [], [], []
+    per_attr, parts, small, caveats = [], [], [], []
     for grouping in groupings:
         t = _table(ctx, grouping)
         why = [_why_small(ctx, t, g, rates, k) for g in range(len(grouping.groups))]
         ok = [g for g in range(len(grouping.groups)) if not why[g]]
-        small += [{"attribute": grouping.name, "group": grouping.groups[g], "count": int(t.count[g]),
-                   "reason": why[g]} for g in range(len(grouping.groups)) if why[g]]
+        mine = [{"attribute": grouping.name, "group": grouping.groups[g], "count": int(t.count[g]),
+                 "reason": why[g]} for g in range(len(grouping.groups)) if why[g]]
+        small += mine
         caveats += [f"{grouping.name if grouping.kind == 'attribute' else 'Intersection ' + grouping.name}: {n}"
                     for n in grouping.notes]
         if grouping.missing:
@@ -409,67 +466,62 @@ def _disparity(ctx: CheckContext, check_id: str, rates: tuple[str, ...], kind: s
         entry: dict[str, Any] = {"attribute": grouping.name, "kind": grouping.kind, "columns": grouping.columns,
                                  "missing_rows": grouping.missing, "value": None, "ci_low": None, "ci_high": None,
                                  "note": "", "groups": _group_rows(ctx, t, why)}
-        values = None
+        part = Part(grouping.name, kind=grouping.kind, n=int(t.count[ok].sum()) if ok else 0)
+        too_small = _listing([f"'{s['group']}' ({s['reason']})" for s in mine])
+        value = lo = hi = None
         if len(ok) < 2:
-            entry["note"] = (f"fewer than two groups of {grouping.name} are large enough to compare "
-                             f"({len(ok)} of {len(grouping.groups)})")
-            problems.append(entry["note"])
+            part.inconclusive = (f"fewer than two groups of {grouping.name} are large enough to compare "
+                                 f"({len(ok)} of {len(grouping.groups)})" + (f"; too small: {too_small}" if mine else ""))
         elif kind == "ratio":
-            values = _ratio(ctx, t, ok, reference, entry, problems)
+            value, lo, hi, problem = _ratio(ctx, t, ok, reference, entry, part.n)
+            part.inconclusive = problem
         else:
-            found = [(_range(t.point[r][ok], t.reps[r][:, ok]), r) for r in rates]
-            (_, hi, lo), rate = max(found, key=lambda f: f[0][0][0])
-            # equalized odds: the larger of the TPR and FPR differences, on the point and on every replicate
-            values = np.vstack([v for (v, _, _), _ in found]).max(axis=0)
-            per_rate = {r: {"difference": _f(v[0]), "ci": _interval(v[1:], ctx.confidence),
-                            "highest_group": grouping.groups[ok[h]], "lowest_group": grouping.groups[ok[lo_]],
-                            "highest": _f(t.point[r][ok[h]]), "lowest": _f(t.point[r][ok[lo_]])}
-                        for (v, h, lo_), r in found}
-            entry.update(rates=per_rate, worst_rate=rate, worst_group=grouping.groups[ok[lo]],
-                         versus_group=grouping.groups[ok[hi]])
-        if values is not None:
-            entry.update(value=_f(values[0]), ci_low=_interval(values[1:], ctx.confidence)[0],
-                         ci_high=_interval(values[1:], ctx.confidence)[1])
-            stats_rows.append((grouping.name, values))
+            value, lo, hi = _difference(ctx, t, ok, rates, entry, part.n)
+        if value is not None and R and lo is None and not part.inconclusive:
+            part.inconclusive = "the interval is undefined on too many bootstrap replicates"
+        if mine and not part.inconclusive and mode == "inconclusive":
+            part.incomplete = f"groups too small to judge: {too_small}"
+        part.value, part.ci_low, part.ci_high = _f(value), _f(lo), _f(hi)
+        entry.update(value=part.value, ci_low=part.ci_low, ci_high=part.ci_high, note=part.inconclusive or "",
+                     incomplete=part.incomplete or "")
         per_attr.append(entry)
+        parts.append(part)
+    parts += [Part(name, kind=kind_, inconclusive=why_) for name, kind_, why_ in problems]
 
     details: dict[str, Any] = {"favourable_label": ctx.positive_label, "decision_threshold": ctx.threshold,
                                "min_group_size": k, "small_groups_rule": mode, "rates": list(rates),
-                               "attributes": per_attr, "small_groups": small}
+                               "attributes": per_attr, "small_groups": small,
+                               "not_measured": [{"attribute": name, "kind": kind_, "reason": why_}
+                                                for name, kind_, why_ in problems]}
     if kind == "ratio":
         details["reference"] = reference
         caveats.append(FOUR_FIFTHS)
     elif set(rates) & {"tpr", "fpr", "precision", "roc_auc"}:
         caveats.append(LABEL_CAVEAT)
     details["caveats"] = list(dict.fromkeys(caveats))
-    m = Measurement(check_id, None, n=len(ctx.y_true), details=details)
-    if stats_rows:
-        stacked = np.vstack([v for _, v in stats_rows])  # (attributes, 1 + R)
-        pick = np.argmin if kind == "ratio" else np.argmax
-        worst = int(pick(stacked[:, 0]))
-        # the worst attribute on each replicate (NaN on any attribute makes the replicate undefined)
-        overall = stacked.min(axis=0) if kind == "ratio" else stacked.max(axis=0)
-        m.value = _f(overall[0])
-        m.ci_low, m.ci_high = stats.percentile_interval(overall[1:], ctx.confidence) if R else (None, None)
-        w = next(e for e in per_attr if e["attribute"] == stats_rows[worst][0])
-        details["worst"] = {"attribute": w["attribute"], "group": w.get("worst_group"),
-                            "versus": w.get("versus_group"), "rate": w.get("worst_rate", "selection_rate")}
-    reasons = list(problems)
-    if small and mode == "inconclusive":
-        reasons.insert(0, "groups too small to judge: " + _listing(
-            [f"{s['attribute']} '{s['group']}' ({s['reason']})" for s in small]))
-    if m.value is None and not reasons:
-        reasons.append("no group disparity could be computed")
-    if m.value is not None and R and m.ci_low is None:
-        reasons.append("the interval is undefined on too many bootstrap replicates")
-    if reasons:
-        m.inconclusive = "; ".join(reasons)
+    m = Measurement(check_id, None, n=len(ctx.y_true), details=details, parts=parts)
+    valued = [p for p in parts if p.value is not None]
+    pool = [p for p in valued if not p.inconclusive] or valued
+    if pool:  # the worst part: smallest ratio, largest difference; its own value and interval
+        w = min(pool, key=lambda p: p.value) if kind == "ratio" else max(pool, key=lambda p: p.value)
+        m.value, m.ci_low, m.ci_high = w.value, w.ci_low, w.ci_high
+        e = next(e for e in per_attr if e["attribute"] == w.name)
+        details["worst"] = {"attribute": w.name, "group": e.get("worst_group"), "versus": e.get("versus_group"),
+                            "rate": e.get("worst_rate", "selection_rate")}
+    if not parts:
+        m.inconclusive = "no group disparity could be computed"
     return m
 
 
 def _ratio(ctx: CheckContext, t: GroupTable, ok: list[int], reference: str, entry: dict,
-           problems: list[str]) -> np.ndarray | None:
-    """Selection-rate ratio of each judged group to the reference; (1 + R,) of the smallest, or None."""
+           n: int) -> tuple[float | None, float | None, float | None, str | None]:
+    """Smallest selection-rate ratio of a judged group to the reference: (value, ci_low, ci_high, why not).
+
+    The interval is stats.max_contrast_interval on log rates: ratio = exp(-max_k c_k) with c_k = log rate_ref -
+    log rate_i (i the other judged groups); with the most favoured group as reference, over every ordered pair
+    (log max - log min), the reference re-chosen on every replicate as the statistic does. A rate of 0 enters
+    the log as half a decision over the group's rows, so a group nobody in which is selected keeps a finite
+    contrast."""
     groups = t.grouping.groups
     point, reps = t.point["selection_rate"], t.reps["selection_rate"]
     choice = reference
@@ -478,18 +530,17 @@ def _ratio(ctx: CheckContext, t: GroupTable, ok: list[int], reference: str, entr
     elif reference not in ("most_favoured", "largest") and reference in groups:
         ref = groups.index(reference)
         if ref not in ok:
-            problems.append(f"the reference group {t.grouping.name} '{reference}' is too small to judge")
-            return None
+            return None, None, None, f"the reference group {t.grouping.name} '{reference}' is too small to judge"
     else:
         if reference != "most_favoured":
             choice = f"most_favoured ('{reference}' is not a group of {t.grouping.name})"
         ref = max(ok, key=lambda g: (point[g], -g))
     entry.update(reference_group=groups[ref], reference_choice=choice)
     if not point[ref] > 0:
-        problems.append(f"no {t.grouping.name} group received a favourable decision, so no ratio is defined"
-                        if choice.startswith("most") else
-                        f"the reference group {t.grouping.name} '{groups[ref]}' received no favourable decision")
-        return None
+        return None, None, None, (
+            f"no {t.grouping.name} group received a favourable decision, so no ratio is defined"
+            if choice.startswith("most") else
+            f"the reference group {t.grouping.name} '{groups[ref]}' received no favourable decision")
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_reps = reps / reps[:, [ref]]
     for row, g in zip(entry["groups"], range(len(groups))):
@@ -499,13 +550,24 @@ def _ratio(ctx: CheckContext, t: GroupTable, ok: list[int], reference: str, entr
     others = [g for g in ok if g != ref]
     worst = min(others, key=lambda g: (point[g] / point[ref], g))
     entry.update(worst_group=groups[worst], versus_group=groups[ref])
-    if choice == "most_favoured":  # min / max over judged groups, the reference re-chosen on every replicate
-        sub = reps[:, ok]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rep_values = sub.min(axis=1) / sub.max(axis=1)
+    value = float(point[worst] / point[ref])
+    floor = 0.5 / np.maximum(t.count, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_point = np.log(np.maximum(point, floor))
+        log_reps = np.log(np.maximum(reps, floor[None]))
+    if choice.startswith("most"):
+        i, j = _pairs(ok)
+        low = 0.0
     else:
-        rep_values = ratio_reps[:, others].min(axis=1)
-    return np.r_[point[worst] / point[ref], rep_values]
+        i, j = np.full(len(others), ref), np.array(others)
+        low = None
+    if not len(reps):
+        return value, None, None, None
+    dlo, dhi = stats.max_contrast_interval(log_point[i] - log_point[j], log_reps[:, i] - log_reps[:, j],
+                                           ctx.confidence, n=n, low=low)
+    if dlo is None:
+        return value, None, None, None
+    return value, min(float(np.exp(-dhi)), value), max(float(np.exp(-dlo)), value), None
 
 
 @check("fairness.selection_rate_ratio", title="Selection-rate ratio (adverse impact)", direction="higher",

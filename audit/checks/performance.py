@@ -17,10 +17,12 @@ from audit.result import Measurement
 
 
 def _measure(ctx: CheckContext, check_id: str, fn: Callable[[np.ndarray], np.ndarray],
-             details: dict | None = None, needs: str = "") -> Measurement:
+             details: dict | None = None, needs: str = "",
+             interval: Callable[[np.ndarray], tuple[float | None, float | None]] | None = None) -> Measurement:
+    """`interval`: the interval from the (1 + R,) values, when the percentile interval does not hold."""
     values = fn(ctx.weights)
     point = float(values[0])
-    low, high = stats.percentile_interval(values[1:], ctx.confidence)
+    low, high = (interval or (lambda v: stats.percentile_interval(v[1:], ctx.confidence)))(values)
     m = Measurement(check_id, None if np.isnan(point) else point, low, high, n=len(ctx.y_true),
                     details=details or {})
     n_pos = int(ctx.y_true.sum())
@@ -122,7 +124,11 @@ def ece(ctx: CheckContext, bins: int = 10) -> Measurement:
     """Average gap between predicted probability and observed frequency, over equal-width probability bins.
 
     A calibrated model that says 0.8 is right 80% of the time; a high value means its scores cannot be read
-    as probabilities."""
+    as probabilities.
+
+    The interval is not the percentile interval: the estimate is biased upwards (a calibrated model's true ECE
+    is 0 and its estimate is always above it), so its interval comes from audit.stats.ece_interval, which holds
+    its level also at 0 (tests/test_coverage.py)."""
     bins = int(bins)
     idx = stats.ece_bins(ctx.score, bins)
     table = []
@@ -132,6 +138,12 @@ def ece(ctx: CheckContext, bins: int = 10) -> Measurement:
         table.append({"bin": b, "low": b / bins, "high": (b + 1) / bins, "count": count,
                       "mean_score": float(ctx.score[inside].mean()) if count else None,
                       "observed_rate": float(ctx.y_true[inside].mean()) if count else None})
-    return _measure(ctx, "performance.ece",
-                    lambda W: stats.expected_calibration_error(W, ctx.y_true, ctx.score, bins),
-                    {"bins": table})
+    gaps = stats.ece_gaps(ctx.weights, ctx.y_true, ctx.score, bins)
+    return _measure(ctx, "performance.ece", lambda W: np.abs(gaps).sum(axis=1),
+                    {"bins": table, "interval": ECE_INTERVAL},
+                    interval=lambda v: stats.ece_interval(gaps, ctx.confidence, n=len(ctx.y_true)))
+
+
+ECE_INTERVAL = ("max-contrast interval: ECE is the largest of the sums of the bins' signed gaps over sign patterns, "
+                "and the percentile interval of a statistic biased upwards misses a calibrated model's 0 "
+                "(audit.stats.ece_interval)")

@@ -389,8 +389,12 @@ def fairness_view(result: dict) -> FairnessView:
         if m is None or cid in COUNTERFACTUAL:
             continue
         details = _d(m.get("details"))
-        worst = str(_d(details.get("worst")).get("attribute") or "")
-        a = next((x for x in map(_d, _l(details.get("attributes"))) if x.get("attribute") == worst), None)
+        # the part whose numbers the finding shows (the judge's choice), else the worst part of the measurement
+        attributes = [x for x in map(_d, _l(details.get("attributes"))) if x.get("attribute")]
+        worst = str(f.get("part") or "")
+        if not any(x.get("attribute") == worst for x in attributes):
+            worst = str(_d(details.get("worst")).get("attribute") or "")
+        a = next((x for x in attributes if x.get("attribute") == worst), None)
         status = str(f.get("status") or "")
         if a is None:
             sentence = f"{titles[cid]} could not be measured."
@@ -504,7 +508,9 @@ def fairness_view(result: dict) -> FairnessView:
         swaps.append(SwapView(str(lst.get("list")), str(lst.get("source", "")), sentence, terms, examples))
 
     intro = (f"How the model's decisions and errors differ between protected groups. The favourable decision is "
-             f"“{favourable}”; a group's selection rate is the share of it given that decision. Every interval is a "
-             f"{conf} bootstrap interval resampled within groups; a difference is the largest minus the smallest "
-             f"group value, and each rule is judged on the worst attribute.")
+             f"“{favourable}”; a group's selection rate is the share of it given that decision. A group's rate has a "
+             f"{conf} bootstrap percentile interval, resampled within groups; a difference is the largest minus the "
+             f"smallest group value, and its interval is one built for a largest gap (a percentile interval would "
+             f"overstate it). Each attribute and each intersection is judged on its own: a violation by one fails "
+             f"the rule whatever the others show.")
     return FairnessView(favourable, sentences, views, small, swaps, list(dict.fromkeys(caveats)), intro)
