@@ -81,6 +81,9 @@ class AuditGroup(click.Group):
             # one the command had settled on (a run's verdict), so a gate behind `set -o pipefail` still sees it.
             _stdout_to_devnull()
             sys.exit(ctx.meta.get(EXIT_META, 0))
+        except click.UsageError as exc:  # a bad flag or value: one line naming it, exit 2 (click prints three)
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(EXIT_USAGE)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as exc:
@@ -278,15 +281,15 @@ def _print_outcome(outcome) -> None:
               help="Held-out share, stratified by label.")
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--peft", type=click.Choice(["lora"]), help="Train LoRA adapters on the frozen base (needs peft).")
-@click.option("--lora-r", type=click.IntRange(1, 4096), help="With --peft lora: the adapters' rank [default: 8].")
-@click.option("--lora-alpha", type=POSITIVE, help="With --peft lora: the scaling alpha [default: 16].")
-@click.option("--lora-dropout", type=Finite(0, 1, max_open=True), help="With --peft lora: dropout on the adapters' input [default: 0.1].")
+@click.option("--lora-r", type=int, help="With --peft lora: the adapters' rank [default: 8].")
+@click.option("--lora-alpha", type=float, help="With --peft lora: the scaling alpha [default: 16].")
+@click.option("--lora-dropout", type=float, help="With --peft lora: dropout on the adapters' input [default: 0.1].")
 @click.option("--target-modules", help="With --peft lora: modules to adapt, comma-separated [default: peft's for "
                                        "the architecture; BERT: query,value].")
-@click.option("--dp-epsilon", type=POSITIVE, help="Train with DP-SGD (opacus) to this privacy budget ε over the "
+@click.option("--dp-epsilon", type=float, help="Train with DP-SGD (opacus) to this privacy budget ε over the "
                                                "planned epochs (needs opacus).")
-@click.option("--dp-delta", type=Finite(0, 1, min_open=True, max_open=True), help="With --dp-epsilon: δ, below 1/training rows [default: 1e-5].")
-@click.option("--max-grad-norm", type=POSITIVE, help="Gradient clipping norm; per-sample under DP [default: 1.0].")
+@click.option("--dp-delta", type=float, help="With --dp-epsilon: δ, below 1/training rows [default: 1e-5].")
+@click.option("--max-grad-norm", type=float, help="Gradient clipping norm; per-sample under DP [default: 1.0].")
 @click.option("--dp-accountant", type=click.Choice(["rdp", "prv"]),
               help="With --dp-epsilon: opacus' privacy accountant [default: rdp].")
 @click.option("--no-progress", is_flag=True)

@@ -36,8 +36,8 @@ def require(module: str, flag: str):
 def check_lora(r: int, alpha: float, dropout: float, target_modules: list[str] | None) -> None:
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         raise UsageError(f"--lora-r must be a positive integer (the adapters' rank), got {r}")
-    if not alpha > 0:
-        raise UsageError(f"--lora-alpha must be positive, got {alpha:g}")
+    if not 0 < alpha < float("inf"):
+        raise UsageError(f"--lora-alpha must be a positive finite number, got {alpha:g}")
     if not 0 <= dropout < 1:
         raise UsageError(f"--lora-dropout must be in [0, 1), got {dropout:g}")
     if target_modules is not None and not [m for m in target_modules if m.strip()]:
@@ -50,8 +50,8 @@ def check_dp(epsilon: float, delta: float, max_grad_norm: float, accountant: str
         raise UsageError(f"--dp-epsilon must be a positive finite number, got {epsilon:g}")
     if not 0 < delta < 1:
         raise UsageError(f"--dp-delta must be in (0, 1), got {delta:g}")
-    if not max_grad_norm > 0:
-        raise UsageError(f"--max-grad-norm must be positive, got {max_grad_norm:g}")
+    if not 0 < max_grad_norm < float("inf"):
+        raise UsageError(f"--max-grad-norm must be a positive finite number, got {max_grad_norm:g}")
     if accountant not in ACCOUNTANTS:
         raise UsageError(f"--dp-accountant must be one of {', '.join(ACCOUNTANTS)}, got {accountant!r}")
 

@@ -307,8 +307,8 @@ def _check_options(cfg: TrainConfig) -> None:
         raise UsageError(f"learning rate must be in (0, 1), got {cfg.lr}")
     if not 0 < cfg.eval_fraction < 1:
         raise UsageError(f"eval fraction must be in (0, 1), got {cfg.eval_fraction}")
-    if not cfg.max_grad_norm > 0:
-        raise UsageError(f"--max-grad-norm must be positive, got {cfg.max_grad_norm:g}")
+    if not 0 < cfg.max_grad_norm < float("inf"):
+        raise UsageError(f"--max-grad-norm must be a positive finite number, got {cfg.max_grad_norm:g}")
     from audit import peft_dp
 
     if cfg.peft is not None:

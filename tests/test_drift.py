@@ -417,7 +417,8 @@ def test_run_with_a_shifted_current_file_warns(tiny_model, tmp_path, policy_file
     current.to_csv(path, index=False)
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(policy_file(DRIFT_POLICY)), "--out",
-                                      str(out), "--no-progress", "--current", str(path)], catch_exceptions=False)
+                                      str(out), "--no-progress", "--current", str(path), "--all-checks"],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output  # drift rules warn; they do not block
     r = json.loads((out / "result.json").read_text())
     status = {f["check_id"]: f["status"] for f in r["findings"]}

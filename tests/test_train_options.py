@@ -273,11 +273,13 @@ def test_pickle_adapter_and_unknown_adapter_options_are_refused(lora_dp_model, t
 @pytest.mark.parametrize("extra,message", [
     (["--dp-epsilon", "0"], "--dp-epsilon must be a positive finite number, got 0"),
     (["--dp-epsilon", "-1"], "--dp-epsilon must be a positive finite number, got -1"),
+    (["--dp-epsilon", "inf"], "--dp-epsilon must be a positive finite number, got inf"),
+    (["--dp-epsilon", "nan"], "--dp-epsilon must be a positive finite number, got nan"),
     (["--dp-epsilon", "8", "--dp-delta", "0.01"],
      "--dp-delta 0.01 is not below 1/n = 1/280 = 0.00357 (n = training rows): at that δ the guarantee allows "
      "leaking a whole record; use e.g. --dp-delta 0.001"),
     (["--dp-epsilon", "8", "--dp-delta", "1"], "--dp-delta must be in (0, 1), got 1"),
-    (["--dp-epsilon", "8", "--max-grad-norm", "0"], "--max-grad-norm must be positive, got 0"),
+    (["--dp-epsilon", "8", "--max-grad-norm", "0"], "--max-grad-norm must be a positive finite number, got 0"),
     (["--peft", "lora", "--lora-r", "0"], "--lora-r must be a positive integer (the adapters' rank), got 0"),
     (["--peft", "lora", "--lora-r", "-2"], "--lora-r must be a positive integer (the adapters' rank), got -2"),
     (["--peft", "lora", "--lora-dropout", "1"], "--lora-dropout must be in [0, 1), got 1"),
