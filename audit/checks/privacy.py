@@ -25,6 +25,7 @@ from audit.checks import check
 from audit.context import CheckContext
 from audit.result import Measurement
 
+NEEDS_ROWS = "it needs the texts or the model's per-row losses on training rows, which the statistics do not carry"
 LOW_FPRS = (0.01, 0.001)
 MIN_MEMBERS = 20  # per side, below which the attack's numbers mean little
 _CELLS = 4_000_000  # bootstrap weights held at once (rows x replicates), about 32 MB
@@ -306,8 +307,18 @@ def _validate_dp(params: dict) -> None:
         raise ValueError(f"missing must be 'fail' or 'inconclusive', got {params.get('missing')!r}")
 
 
+def _from_manifest(sctx, check_id: str, **params) -> Measurement:
+    """The statistics form of a check that reads only the model's manifest: the check itself, on a context that
+    holds the manifest and no row."""
+    from audit.checks import all_checks
+
+    ctx = CheckContext(y_true=np.zeros(0, dtype=np.int8), score=np.zeros(0), manifest=sctx.manifest)
+    return all_checks()[check_id].fn(ctx, **params)
+
+
 @check("privacy.dp_epsilon", title="Differential privacy ε", direction="lower",
-       params={"missing": "inconclusive"}, validate=_validate_dp, evidence="training rows")
+       params={"missing": "inconclusive"}, validate=_validate_dp, evidence="training rows",
+       stats=_from_manifest, stats_form="manifest")
 def dp_epsilon(ctx: CheckContext, missing: str = "inconclusive") -> Measurement:
     """The privacy budget ε the model's training spent under DP-SGD, as recorded by `audit train` from opacus'
     accountant (at the recorded δ).
