@@ -105,3 +105,14 @@ def test_no_run_path_keeps_its_own_list_of_check_ids(path):
             ids = [e.value for e in elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
                    and ID.match(e.value) and e.value in all_checks()]
             assert len(ids) < 2, f"{path.name}:{node.lineno} lists check ids {ids}: ask audit.checks.all_checks()"
+
+
+def test_status_deciding_numbers_are_rule_parameters_with_defaults():
+    specs = all_checks()
+    assert specs["explainability.additivity_error"].params["tolerance"] == 0.01
+    assert specs["explainability.prohibited_terms_in_top_k"].params["min_stability"] == 0.5
+    assert specs["privacy.dp_epsilon"].params == {"missing": "inconclusive"}
+    for cid in ("privacy.membership_inference_auc", "privacy.mia_tpr_at_1pct_fpr"):
+        assert specs[cid].params == {"min_members": 20}
+        with pytest.raises(ValueError, match="min_members must be a whole number of at least 2"):
+            specs[cid].validate({"min_members": 1})
