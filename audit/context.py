@@ -95,3 +95,28 @@ class CheckContext:
                             positive_index=m.labels.index(m.positive_label),
                             progress=self.extra.get("progress", False), desc=desc)
         return preds.score
+
+
+@dataclass
+class StatsContext:
+    """What a check's statistics form reads (audit.checks, `stats=`): merged mergeable statistics instead of
+    rows, their bootstrap replicates (released, or drawn from noised counts: audit.federated.Replicates), the
+    model's manifest, the run's settings, every check's parameters (defaults and rule), and the reference
+    statistics for drift. `once` caches a computation that several checks share (the confusion counts at the
+    threshold, the group tables), so it runs once and in the same order whichever check asks first."""
+
+    stats: Any  # audit.mergeable.AuditStats
+    replicates: Any  # audit.federated.Replicates
+    manifest: Any  # audit.manifest.Manifest
+    threshold: float
+    confidence: float
+    min_group_size: int
+    params: dict[str, dict[str, Any]]  # check id -> parameters in effect (defaults, then the rule's)
+    ruled: frozenset[str] = frozenset()  # the checks the policy rules
+    reference: Any = None  # audit.mergeable.AuditStats of the reference period, or None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]

@@ -320,7 +320,7 @@ class RayEngine:
 
 def _merge_partials(partials: dict[int, list], stats: StatsRequest, n: int):
     """Merge the workers' statistics in partition order and check that every row was counted once (the checks
-    put each attribute's groups in the in-memory order themselves: audit.federated.canonical_groups)."""
+    put each attribute's groups in the in-memory order themselves: audit.checks.fairness.canonical_groups)."""
     merged = None
     for p in sorted(partials):
         for part in partials[p]:

@@ -51,10 +51,7 @@ from audit.mergeable import (
     AuditStats,
     Grid,
     GroupConfusion,
-    ScoreDrift,
-    binned_auc,
     intersection_name,
-    threshold_index,
 )
 from audit.result import Measurement
 
@@ -308,373 +305,46 @@ class Replicates:
 
 # ---------------------------------------------------------------- checks computed from statistics
 
-SUPPORTED = {
-    "performance.accuracy", "performance.balanced_accuracy", "performance.precision", "performance.recall",
-    "performance.f1", "performance.roc_auc", "performance.pr_auc", "performance.brier_score", "performance.ece",
-    "fairness.selection_rate_ratio", "fairness.demographic_parity_difference", "fairness.equalized_odds_difference",
-    "fairness.equal_opportunity_difference", "fairness.predictive_parity_difference", "fairness.auc_gap",
-    "drift.prediction_psi", "drift.prediction_ks", "drift.favourable_rate_change",
-}
 NOT_MEASURABLE = "not measurable from statistics"  # starts the reason of a check that needs rows
-MANIFEST_ONLY = {"privacy.dp_epsilon"}  # checks that read only the model's manifest
-NEEDS_ROWS = {
-    "explainability": "it explains the model on eval texts, and the statistics carry no text and no model",
-    "privacy": "it needs the texts or the model's per-row losses on training rows, which the statistics do not carry",
-    "fairness": "it re-scores edited texts through the model, and the statistics carry no text",
-    "drift": "it compares input columns, texts or embeddings, which the statistics do not carry",
-}
-
-
-def _div(a, b):
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
-def _perf(cid: str, values: np.ndarray, n: int, n_pos: int, R: int, confidence: float, details: dict,
-          needs: str = "", interval=None) -> Measurement:
-    """As audit.checks.performance._measure, from (1 + R,) values; `interval` as there."""
-    from audit.stats import percentile_interval
-
-    point = float(values[0])
-    low, high = ((interval or (lambda v: percentile_interval(v[1:], confidence)))(values) if R else (None, None))
-    m = Measurement(cid, _finite(point), low, high, n=n, details=details)
-    n_neg = n - n_pos
-    if m.value is None:
-        m.inconclusive = f"undefined on this data: {needs or 'not enough rows'} ({n_pos} positive, {n_neg} negative rows)"
-    elif R and low is None:
-        m.inconclusive = (f"the interval is undefined on most resamples: {needs or 'too few rows'} ({n_pos} positive, "
-                          f"{n_neg} negative rows)")
-    return m
-
-
-def _curves(S: np.ndarray) -> dict[str, dict[str, list[float]]]:
-    """ROC and PR points from (2, bins) counts, thresholds from high to low."""
-    pos, neg = np.clip(S[1, ::-1], 0, None), np.clip(S[0, ::-1], 0, None)
-    tp, fp = np.cumsum(pos), np.cumsum(neg)
-    P, N = max(tp[-1], 1e-300), max(fp[-1], 1e-300)
-    live = (pos + neg) > 0
-    tpr, fpr = np.r_[0.0, (tp / P)[live]], np.r_[0.0, (fp / N)[live]]
-    rec, prec = (tp / P)[live], (tp / np.maximum(tp + fp, 1e-300))[live]
-
-    def thin(a):
-        from audit.stats import _round, _thin
-
-        return _round(a[_thin(len(a), 200)])
-
-    return {"roc": {"fpr": thin(fpr), "tpr": thin(tpr)}, "pr": {"recall": thin(rec), "precision": thin(prec)}}
-
-
-def performance(stats: AuditStats, reps: Replicates, threshold: float, confidence: float, pos_label: str,
-                neg_label: str, ece_bins: int = 10) -> dict[str, Measurement]:
-    from audit import stats as st
-
-    h = stats.scores
-    M = reps.scores()
-    S = h.counts.point
-    n = int(round(S.sum()))
-    n_pos = int(round(S[1].sum()))
-    R = M.shape[0] - 1
-    out: dict[str, Measurement] = {}
-    k = threshold_index(threshold, h.bins)
-    if k is None:
-        why = (f"the decision threshold {threshold} is not on the statistics' score grid (multiples of "
-               f"1/{h.bins}); recompute the statistics or use a threshold on the grid")
-        for cid in ("accuracy", "balanced_accuracy", "precision", "recall", "f1"):
-            out[f"performance.{cid}"] = Measurement(f"performance.{cid}", None, n=n, inconclusive=why)
-    else:
-        c = {key: np.clip(v, 0, None) for key, v in h.confusion(k, M).items()}  # noised sums can dip below 0
-        cm = {key: int(round(v[0])) for key, v in c.items()}
-        details = {"confusion_matrix": {"threshold": threshold, "positive_label": pos_label,
-                                        "negative_label": neg_label, **cm}}
-        for cid, fn, needs, det in (
-                ("accuracy", st.accuracy, "", details),
-                ("balanced_accuracy", st.balanced_accuracy, "both classes are needed", {}),
-                ("precision", st.precision, "the model must predict some rows positive", {}),
-                ("recall", st.tpr, "positive rows are needed", {}),
-                ("f1", st.f1, "positive rows or predictions are needed", {})):
-            out[f"performance.{cid}"] = _perf(f"performance.{cid}", fn(c), n, n_pos, R, confidence, dict(det), needs)
-    curves = _curves(S)
-    bound = h.auc_error_bound()
-    auc = _perf("performance.roc_auc", np.clip(binned_auc(M[:, 1], M[:, 0]), 0, 1), n, n_pos,
-                R, confidence, {"curve": curves["roc"], "binned": {
-                    "score_bins": h.bins, "max_abs_error": _finite(bound),
-                    "note": (f"computed from rows per score bin of width 1/{h.bins}: a positive and a negative in "
-                             "one bin count as a tie, which moves the AUC by at most the bound shown")}},
-                "both classes are needed")
-    out["performance.roc_auc"] = auc
-    out["performance.pr_auc"] = _perf("performance.pr_auc", np.clip(h.average_precision(M), 0, 1), n, n_pos, R,
-                                      confidence, {"curve": curves["pr"], "positive_rate": n_pos / n if n else None,
-                                                   "binned": {"score_bins": h.bins}}, "positive rows are needed")
-    cal = stats.calibration
-    C = reps.calibration()
-    out["performance.brier_score"] = _perf("performance.brier_score", cal.brier(C), n, n_pos, R, confidence, {})
-    if int(ece_bins) != cal.bins:
-        out["performance.ece"] = Measurement("performance.ece", None, n=n, inconclusive=(
-            f"the policy asks for {ece_bins} calibration bins; the statistics were computed with {cal.bins}"))
-    else:
-        from audit.checks.performance import ECE_INTERVAL
-
-        gaps = cal.gaps(C)
-        out["performance.ece"] = _perf("performance.ece", np.abs(gaps).sum(axis=1), n, n_pos, R, confidence,
-                                       {"bins": cal.table(), "interval": ECE_INTERVAL},
-                                       interval=lambda v: st.ece_interval(gaps, confidence, n=n))
-    return out
-
-
-def group_table(g: GroupConfusion, M: np.ndarray, threshold_k: int, grouping):
-    """audit.checks.fairness.GroupTable of one attribute from its (1 + R, G, 2, bins) counts."""
-    from audit.checks.fairness import GroupTable
-
-    pos_rows, neg_rows = M[:, :, 1, :], M[:, :, 0, :]
-    # sums first, then clipped: with noised counts a cell can be negative, and clipping cells would bias sums
-    pos = np.clip(pos_rows.sum(axis=2), 0, None)
-    neg = np.clip(neg_rows.sum(axis=2), 0, None)
-    tp = np.clip(pos_rows[:, :, threshold_k:].sum(axis=2), 0, pos)
-    fp = np.clip(neg_rows[:, :, threshold_k:].sum(axis=2), 0, neg)
-    n, pp = pos + neg, tp + fp
-    tn, fn = neg - fp, pos - tp
-    rates = {"selection_rate": _div(pp, n), "tpr": _div(tp, pos), "fpr": _div(fp, neg), "fnr": _div(fn, pos),
-             "precision": _div(tp, pp), "accuracy": _div(tp + tn, n), "roc_auc": np.clip(binned_auc(pos_rows, neg_rows), 0, 1)}
-    r0 = {k: v[0] for k, v in rates.items()}
-    return GroupTable(grouping, np.round(n[0]).astype(int), np.round(pos[0]).astype(int),
-                      np.round(neg[0]).astype(int), np.round(pp[0]).astype(int), r0,
-                      {k: v[1:] for k, v in rates.items()})
-
-
-def canonical_groups(names: list[str], known: list[str]) -> list[str]:
-    """Group order of the in-memory fairness check (audit.checks.fairness._attribute): the manifest's defined
-    groups first, then the other values, sorted."""
-    return known + sorted(set(names) - set(known))
-
-
-def _intersection_table(stats: AuditStats, parts: list[str], order: dict[str, list[str]]) -> GroupConfusion | None:
-    """The table of the intersection `parts` with its groups in the in-memory check's order (every combination
-    of the parts' groups, row-major as itertools.product): from the carried table of the same parts, in this or
-    another order (groups renamed); None when the statistics do not carry it."""
-    import itertools
-
-    stored = next((p for p in stats.intersections if sorted(p) == sorted(parts)), None)
-    if stored is None or any(p not in order for p in parts):
-        return None
-    g = stats.crossed[intersection_name(stored)]
-    names, source = [], []
-    for combo in itertools.product(*(order[p] for p in parts)):
-        by_part = dict(zip(parts, combo))
-        names.append(intersection_name(combo))
-        source.append(intersection_name([by_part[p] for p in stored]))
-    extra = [x for x in g.groups if x not in set(source)]  # not a combination of known groups: kept, at the end
-    t = g.aligned(source + extra)
-    t.groups = names + extra
-    t.attribute = intersection_name(parts)
-    return t
-
-
-def asked_intersections(rule_params: list[dict[str, Any]], mapped: list[str]) -> list[list[str]]:
-    """The intersections the fairness rules ask for whose parts the manifest maps, each once, in policy order
-    (items that do not parse are left to the check, which reports them)."""
-    from audit.checks.fairness import _parse_intersection
-
-    out: dict[tuple[str, ...], list[str]] = {}
-    for p in rule_params:
-        items = p.get("intersections") or []
-        for item in items if isinstance(items, list) else []:
-            try:
-                parts = _parse_intersection(item)
-            except ValueError:
-                continue
-            if all(x in mapped for x in parts):
-                out.setdefault(tuple(parts), parts)
-    return list(out.values())
-
-
-def policy_intersections(policy, available: list[str]) -> list[list[str]]:
-    """The intersections a policy's fairness rules ask for that can be formed from the `available` attributes
-    (what a streaming audit, which knows the policy, carries), each set of parts once."""
-    from audit.checks import all_checks
-
-    specs = all_checks()
-    params = [{**specs[cid].params, **r.params} for cid, r in policy.checks.items()
-              if cid in specs and specs[cid].family == "fairness"]
-    out, seen = [], set()
-    for parts in asked_intersections(params, available):
-        if frozenset(parts) not in seen:
-            seen.add(frozenset(parts))
-            out.append(parts)
-    return out
-
-
-def fairness_context(stats: AuditStats, reps: Replicates, manifest, threshold: float, confidence: float,
-                     min_group_size: int, intersections: list[list[str]] | None = None):
-    """A CheckContext whose fairness caches hold group tables built from the statistics, so the fairness
-    family's own disparity code (audit.checks.fairness) judges them: one per attribute, and one per intersection
-    in `intersections` that the statistics carry (in any order of its parts). Groups are listed in the in-memory
-    check's order. None when the threshold is off the grid."""
-    import pandas as pd
-
-    from audit.checks.fairness import Grouping
-    from audit.context import CheckContext
-
-    k = threshold_index(threshold, stats.grid.threshold_bins)
-    if k is None:
-        return None
-
-    class StatsGrouping(Grouping):
-        @property
-        def missing(self) -> int:  # type: ignore[override]
-            return self._missing
-
-    ctx = CheckContext(y_true=np.zeros(0, dtype=np.int8), score=np.zeros(0), threshold=threshold,
-                       confidence=confidence, replicates=stats.grid.replicates, seed=stats.grid.seed,
-                       min_group_size=min_group_size, positive_label=manifest.positive_label,
-                       negative_label=manifest.negative_label, frame=pd.DataFrame(), manifest=manifest)
-    ctx.__dict__["weights"] = np.zeros((1 + stats.grid.replicates, 0))
-    groupings, tables = {}, {}
-    attrs = manifest.protected_attributes
-    order: dict[str, list[str]] = {}
-
-    def add(parts: list[str], g: GroupConfusion) -> None:
-        name = intersection_name(parts)
-        if len(parts) == 1:
-            notes = [" ".join(attrs[name].note.split())] if name in attrs and attrs[name].note.strip() else []
-        else:
-            notes = [f"{p}: {' '.join(attrs[p].note.split())}" for p in parts if p in attrs and attrs[p].note.strip()]
-        grouping = StatsGrouping(name, "attribute" if len(parts) == 1 else "intersection", list(parts),
-                                 [attrs[p].column if p in attrs else p for p in parts], list(g.groups),
-                                 np.zeros(0, dtype=np.int64), notes)
-        grouping._missing = int(round(max(g.missing, 0)))
-        groupings[tuple(parts)] = grouping
-        tables[name] = group_table(g, reps.groups(g), k, grouping)
-
-    for name, g in stats.groups.items():
-        known = [str(x) for x in attrs[name].group_names()] if name in attrs else []
-        order[name] = canonical_groups(g.groups, known)
-        add([name], g.aligned(order[name]))
-    for parts in intersections or []:
-        t = _intersection_table(stats, list(parts), order)
-        if t is not None:
-            add(list(parts), t)
-    ctx.extra["_fairness_groupings"] = groupings
-    ctx.extra["_fairness_tables"] = tables
-    ctx.extra["stats_rows"] = int(round(stats.scores.counts.point.clip(0).sum()))
-    return ctx
-
-
-def drift(stats: AuditStats, reference: AuditStats | None, threshold: float, confidence: float,
-          replicates: int, seed: int, bins: int = 10) -> dict[str, Measurement]:
-    from audit import driftstats as ds
-
-    ids = ("drift.prediction_psi", "drift.prediction_ks", "drift.favourable_rate_change")
-    if reference is None:
-        why = ("no reference statistics to compare with: give `audit merge … --reference REF.stats.json` "
-               "(statistics of the training split or an earlier period)")
-        return {cid: Measurement(cid, None, skipped=why) for cid in ids}
-    d = ScoreDrift.of(reference.scores, stats.scores)
-    rc, cc, cut = d.psi_counts(int(bins))
-    value = float(ds.psi_from_counts(rc, cc))
-    low, high = ds.psi_interval(rc, cc, replicates, seed, confidence)
-    lows, highs = np.r_[-np.inf, cut], np.r_[cut, np.inf]
-    r_sh, c_sh = rc / rc.sum(), cc / cc.sum()
-    rf, cf = np.maximum(r_sh, ds.PSI_EPS), np.maximum(c_sh, ds.PSI_EPS)
-    table = [{"low": None if not np.isfinite(lo) else float(lo), "high": None if not np.isfinite(hi) else float(hi),
-              "reference_count": int(round(a)), "current_count": int(round(b)), "reference_share": float(p),
-              "current_share": float(q), "contribution": float((y - x) * np.log(y / x))}
-             for lo, hi, a, b, p, q, x, y in zip(lows, highs, rc, cc, r_sh, c_sh, rf, cf)]
-    n_ref, n_cur = int(round(d.reference.sum())), int(round(d.current.sum()))
-    ref_info = {"name": "reference statistics", "rows": n_ref, "labelled": True}
-    cur_info = {"name": "audited statistics", "rows": n_cur, "labelled": True}
-    d_low, d_high = d.ks()
-    out = {"drift.prediction_psi": Measurement("drift.prediction_psi", value, low, high, n=n_cur, details={
-        "reference": ref_info, "current": cur_info, "bins": table, "epsilon": ds.PSI_EPS,
-        "null_mean": ds.psi_null_mean(len(table), n_ref, n_cur), "ks_statistic": d_low,
-        "ks_p_value": d.ks_p_value(d_low),
-        "binned": (f"bins cut at the reference's quantiles rounded to the score grid (1/{stats.scores.bins})")})}
-    out["drift.prediction_ks"] = Measurement("drift.prediction_ks", d_low, n=n_cur, details={
-        "reference": ref_info, "current": cur_info, "p_value": d.ks_p_value(d_low),
-        "ks_upper_bound": d_high,
-        "test": (f"two-sample KS from histograms of width 1/{stats.scores.bins}: the raw-score D lies between the "
-                 f"value ({d_low:.4f}) and {d_high:.4f}; asymptotic p-value")})
-    k = threshold_index(threshold, stats.scores.bins)
-    if k is None:
-        out["drift.favourable_rate_change"] = Measurement("drift.favourable_rate_change", None, n=n_cur,
-                                                          inconclusive="the decision threshold is off the score grid")
-    else:
-        k1, k2 = float(d.reference[k:].sum()), float(d.current[k:].sum())
-        diff, lo, hi = ds.newcombe_diff(k1, n_ref, k2, n_cur, confidence)
-        out["drift.favourable_rate_change"] = Measurement("drift.favourable_rate_change", diff, lo, hi, n=n_cur, details={
-            "reference": ref_info, "current": cur_info, "reference_rate": k1 / n_ref if n_ref else None,
-            "current_rate": k2 / n_cur if n_cur else None, "threshold": threshold,
-            "interval": "Newcombe hybrid score interval (1998, method 10)"})
-    return out
 
 
 def measure_stats(policy, stats: AuditStats, manifest, *, noise_scales: list[float] | None = None,
                   reference: AuditStats | None = None, why_no_rows: str = "") -> dict[str, Measurement]:
-    """Measurements of every check the stats can support in the families the policy uses; checks the policy
-    rules that need rows, texts or the model are INCONCLUSIVE with the reason (the policy's `inconclusive`
-    setting then decides the gate)."""
-    from audit.checks import all_checks
+    """Measurements of every check the stats can support (the registry's `stats` forms, audit.checks) in the
+    families the policy uses; checks the policy rules that need rows, texts or the model are INCONCLUSIVE with
+    the reason (the policy's `inconclusive` setting then decides the gate). A check whose statistics form reads
+    only the manifest is measured when a rule asks for it."""
+    from audit.checks import all_checks, in_family_order, needs_rows
+    from audit.context import StatsContext
 
     specs = all_checks()
     families = {specs[cid].family for cid in policy.checks}
-    rep = Replicates(stats, list(noise_scales or []), stats.grid.seed)
-    out: dict[str, Measurement] = {}
     params = {cid: {**specs[cid].params, **r.params} for cid, r in policy.checks.items()}
-    if "performance" in families:
-        out.update(performance(stats, rep, policy.decision_threshold, policy.confidence, manifest.positive_label,
-                               manifest.negative_label, params.get("performance.ece", {}).get("bins", 10)))
-    if "fairness" in families:
-        mapped = list(manifest.protected_attributes)
-        fair = [{**specs[cid].params, **params.get(cid, {})} for cid in specs
-                if specs[cid].family == "fairness" and cid in SUPPORTED]
-        ctx = fairness_context(stats, rep, manifest, policy.decision_threshold, policy.confidence,
-                               policy.min_group_size, asked_intersections(fair, mapped))
-        if ctx is not None:  # what a rule asks for and the statistics lack is its own inconclusive part
-            carried = stats.intersection_names()
-            ctx.extra["_fairness_not_carried"] = (
-                f"the statistics carry the attributes {', '.join(stats.attributes) or 'none'} and the intersections "
-                f"{', '.join(carried) or 'none'}; `audit stats` carries every pair of attributes, a streaming audit "
-                "those its policy asks")
-        for cid, spec in specs.items():
-            if spec.family != "fairness" or cid not in SUPPORTED:
-                continue
-            p = {**spec.params, **params.get(cid, {})}
-            if ctx is None:
-                out[cid] = Measurement(cid, None, inconclusive=(
-                    f"the decision threshold {policy.decision_threshold} is not on the statistics' threshold grid "
-                    f"(multiples of 1/{stats.grid.threshold_bins})"))
-            else:
-                try:
-                    m = spec.fn(ctx, **p)
-                    m.n = ctx.extra["stats_rows"]
-                    out[cid] = m
-                except Exception as exc:  # as runner.measure: one broken check never aborts the audit
-                    out[cid] = Measurement(cid, None, error=f"{type(exc).__name__}: {exc}")
-    if "drift" in families:
-        psi = params.get("drift.prediction_psi", {})
-        out.update(drift(stats, reference, policy.decision_threshold, policy.confidence, stats.grid.replicates,
-                         stats.grid.seed, int(psi.get("bins", 10))))
-    for cid in policy.checks:
-        if cid in MANIFEST_ONLY and cid not in out:  # read the model's manifest only: as in memory
-            from audit.context import CheckContext
+    sctx = StatsContext(stats, Replicates(stats, list(noise_scales or []), stats.grid.seed), manifest,
+                        policy.decision_threshold, policy.confidence, policy.min_group_size, params,
+                        frozenset(policy.checks), reference)
+    out: dict[str, Measurement] = {}
 
-            ctx0 = CheckContext(y_true=np.zeros(0, dtype=np.int8), score=np.zeros(0), manifest=manifest)
-            try:
-                out[cid] = specs[cid].fn(ctx0, **params[cid])
-            except Exception as exc:
-                out[cid] = Measurement(cid, None, error=f"{type(exc).__name__}: {exc}")
-        if cid not in out:
-            family = specs[cid].family
-            reason = NEEDS_ROWS.get(family, "it needs the rows")
-            if family == "drift" and reference is None:
-                out[cid] = Measurement(cid, None, skipped="no reference statistics to compare with")
-            else:
-                out[cid] = Measurement(cid, None, inconclusive=f"{NOT_MEASURABLE}: {reason}"
-                                       + (f" ({why_no_rows})" if why_no_rows else ""))
+    def measure(spec) -> Measurement:
+        try:
+            return spec.stats(sctx, spec.id, **{**spec.params, **params.get(spec.id, {})})
+        except Exception as exc:  # as runner.measure: one broken check never aborts the audit
+            return Measurement(spec.id, None, error=f"{type(exc).__name__}: {exc}")
+
+    for spec in in_family_order():
+        if spec.stats is not None and spec.stats_form != "manifest" and spec.family in families:
+            out[spec.id] = measure(spec)
+    for cid in policy.checks:
+        if cid in out:
+            continue
+        spec = specs[cid]
+        if spec.stats is not None:
+            out[cid] = measure(spec)
+        elif spec.family == "drift" and reference is None:
+            out[cid] = Measurement(cid, None, skipped="no reference statistics to compare with")
+        else:
+            out[cid] = Measurement(cid, None, inconclusive=f"{NOT_MEASURABLE}: {needs_rows(spec.family)}"
+                                   + (f" ({why_no_rows})" if why_no_rows else ""))
     if noise_scales:
         sd = float(np.sqrt(sum(2 * b * b for b in noise_scales)))
         for m in out.values():

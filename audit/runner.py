@@ -229,17 +229,6 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
     return out
 
 
-# Checks whose value, interval and details the merged statistics give exactly as the in-memory check does
-# (counts at a threshold on the grid, calibration sums; tested in tests/test_engines.py). ROC-AUC and average
-# precision from statistics are binned, and so is the per-group ROC-AUC that every fairness check lists in its
-# details, so a distributed run computes those, like every check that needs rows, from the per-row scores the
-# driver holds.
-FROM_STATS = frozenset({
-    "performance.accuracy", "performance.balanced_accuracy", "performance.precision", "performance.recall",
-    "performance.f1", "performance.brier_score", "performance.ece",
-})
-
-
 def stats_request(policy: Policy, ev: EvalSet, m: Manifest, y_pos: np.ndarray):
     """What the engine needs to compute the eval set's mergeable statistics alongside its scores; None when the
     rows have no unique ids (the bootstrap weights are then drawn by position, which statistics cannot repeat)."""
@@ -257,7 +246,11 @@ def stats_request(policy: Policy, ev: EvalSet, m: Manifest, y_pos: np.ndarray):
 
 
 def stats_measurements(policy: Policy, stats, m: Manifest) -> dict[str, Measurement]:
-    """The FROM_STATS measurements of the merged statistics."""
+    """The measurements of the merged statistics that equal the in-memory ones: those of checks whose statistics
+    form is "exact" in the registry (audit.checks; counts at a threshold on the grid, calibration sums; tested
+    in tests/test_engines.py). Binned forms (ROC-AUC and average precision from a histogram, the per-group
+    ROC-AUC that every fairness check lists) are computed, like every check that needs rows, from the per-row
+    scores the driver holds."""
     from audit.checks import all_checks
     from audit.federated import measure_stats
     from audit.mergeable import threshold_index
@@ -270,7 +263,7 @@ def stats_measurements(policy: Policy, stats, m: Manifest) -> dict[str, Measurem
     out = {}
     for cid, meas in measure_stats(policy, stats, m).items():
         params = {**specs[cid].params, **(policy.checks[cid].params if cid in policy.checks else {})}
-        if cid in FROM_STATS and meas.error is None and not params.get("intersections"):
+        if specs[cid].stats_form == "exact" and meas.error is None and not params.get("intersections"):
             out[cid] = meas
     return out
 

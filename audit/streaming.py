@@ -97,13 +97,13 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
                     reference_stats: list[Path] | None = None, command: list[str] | None = None,
                     report_root: Path = Path("reports"), template_dirs=None, progress: bool = False,
                     report_url: str | None = None):
+    from audit.checks.fairness import policy_intersections
     from audit.data import group_series, sha256_file
     from audit.federated import (
         judge_and_write,
         load_stats,
         measure_stats,
         merge_files,
-        policy_intersections,
         statistics_section,
     )
     from audit.federated import model_identity as identity

@@ -9,8 +9,10 @@ import pytest
 
 from audit import mergeable as mg
 from audit.checks import all_checks
+from audit.checks.fairness import fairness_context
+from audit.checks.performance import performance_from_stats as performance
 from audit.context import CheckContext
-from audit.federated import Replicates, add_noise, fairness_context, measure_stats, performance
+from audit.federated import Replicates, add_noise, measure_stats
 from audit.manifest import Manifest, ProtectedAttribute, TextRecipe
 
 R = 200

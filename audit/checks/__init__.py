@@ -4,6 +4,16 @@ A check is a pure function `fn(ctx, **params) -> Measurement` registered with `@
 `family.name` (`performance.roc_auc`); its docstring's first line says what it measures, the rest what a
 reader should make of it. A check never reads a threshold: the judge applies the policy afterwards.
 
+A check may also declare how it is measured from mergeable statistics (audit/mergeable.py), the counts that a
+streaming run, a Ray run and `audit merge` hold instead of rows: `stats=fn(sctx, check_id, **params) ->
+Measurement`, where `sctx` is an audit.context.StatsContext, and `stats_form` says how that form relates to the
+in-memory one: "exact" (the same value, interval and details from the same counts: a distributed run takes it
+from its workers' statistics), "binned" (the same formula over scores binned on the statistics' grid: a run that
+holds the rows computes it in memory instead) or "manifest" (it reads only the model's manifest, and is
+measured from statistics only when a rule asks for it). A check without `stats` needs rows; its family module's
+`NEEDS_ROWS` says why, and the statistics path reports that reason. This registry is the only list of which
+checks which input supports.
+
 Family modules import only light libraries at the top (numpy), so listing the registry stays fast.
 """
 
@@ -18,6 +28,7 @@ from typing import Any, Literal
 FAMILIES = ("performance", "fairness", "explainability", "privacy", "drift")  # grows as check families land
 
 Direction = Literal["higher", "lower", "none"]
+StatsForm = Literal["", "exact", "binned", "manifest"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,8 @@ class CheckSpec:
     cost: str | None = None  # a shared expensive step ("shap", "counterfactual"): run only when a rule pays for it
     validate: Callable[[dict[str, Any]], None] | None = None  # raises ValueError(message) for bad parameters
     evidence: str = "rows"  # what a measurement's `n` counts, shown beside every value ("rows scanned")
+    stats: Callable[..., Any] | None = None  # fn(sctx, check_id, **params) -> Measurement from statistics
+    stats_form: StatsForm = ""  # how `stats` relates to the in-memory form (module docstring); "" without it
 
     @property
     def summary(self) -> str:
@@ -51,13 +64,17 @@ _REGISTRY: dict[str, CheckSpec] = {}
 
 def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] | None = None,
           threshold_required: bool = True, unit: str = "", cost: str | None = None,
-          validate: Callable[[dict[str, Any]], None] | None = None, evidence: str = "rows") -> Callable:
+          validate: Callable[[dict[str, Any]], None] | None = None, evidence: str = "rows",
+          stats: Callable[..., Any] | None = None, stats_form: StatsForm = "") -> Callable:
     """Register a check function under `id` ("family.name").
 
     Checks of a family the policy uses all run (cheap context for the report), except those with a `cost`:
     they run when the policy rules one of the checks that share that cost. `validate` checks parameters when
-    the policy is loaded, so a bad value is named with its file and line."""
+    the policy is loaded, so a bad value is named with its file and line. `stats` and `stats_form`: the
+    statistics form (module docstring)."""
     family = id.split(".", 1)[0]
+    if (stats is None) != (stats_form == ""):
+        raise RuntimeError(f"check {id}: a statistics form needs both `stats` and `stats_form`")
 
     def register(fn: Callable) -> Callable:
         if id in _REGISTRY:
@@ -65,7 +82,7 @@ def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] |
         if not inspect.getdoc(fn):
             raise RuntimeError(f"check {id} has no docstring")
         _REGISTRY[id] = CheckSpec(id, family, title, fn, direction, dict(params or {}), threshold_required, unit,
-                                  cost, validate, evidence)
+                                  cost, validate, evidence, stats, stats_form)
         return fn
 
     return register
@@ -75,6 +92,18 @@ def all_checks() -> dict[str, CheckSpec]:
     for family in FAMILIES:
         importlib.import_module(f"audit.checks.{family}")
     return dict(sorted(_REGISTRY.items()))
+
+
+def in_family_order() -> list[CheckSpec]:
+    """Every check, family by family (FAMILIES' order), each family in the order its module registers them: the
+    order in which the statistics path measures (and result.json lists) them."""
+    specs = all_checks()
+    return [specs[cid] for family in FAMILIES for cid in _REGISTRY if specs[cid].family == family]
+
+
+def needs_rows(family: str) -> str:
+    """Why a check of `family` without a statistics form cannot be measured from statistics."""
+    return getattr(importlib.import_module(f"audit.checks.{family}"), "NEEDS_ROWS", "it needs the rows")
 
 
 def get(check_id: str) -> CheckSpec:

@@ -296,12 +296,22 @@ def _common(run: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- column and text drift
 
 # A drift statistic compares two sets; it is as good as the smaller of them (each set's size is in the details)
+NEEDS_ROWS = "it compares input columns, texts or embeddings, which the statistics do not carry"
 SMALLER_SET = "rows in the smaller of the two sets (reference, current)"
 
 
 def _smaller(ref: Any, cur: Any) -> int:
     return min(len(ref.texts), len(cur.texts))
 
+
+
+def _from_stats(sctx, check_id: str, **params) -> Measurement:
+    """The statistics form of the score-drift checks: all three from the merged score histograms of the audited
+    and the reference statistics (drift_from_stats), once per run."""
+    out = sctx.once("drift", lambda: drift_from_stats(
+        sctx.stats, sctx.reference, sctx.threshold, sctx.confidence, sctx.stats.grid.replicates, sctx.stats.grid.seed,
+        int(sctx.params.get("drift.prediction_psi", {}).get("bins", 10))))
+    return out[check_id]
 
 
 @check("drift.share_drifted_columns", title="Share of drifted columns", direction="lower", unit="rate",
@@ -405,7 +415,8 @@ REFERENCE_NOTE = {
 
 
 @check("drift.prediction_psi", title="Score drift (PSI)", direction="lower",
-       params={"bins": 10, "reference": "train"}, evidence=SMALLER_SET)
+       params={"bins": 10, "reference": "train"}, evidence=SMALLER_SET,
+       stats=_from_stats, stats_form="binned")
 def prediction_psi(ctx: CheckContext, bins: int = 10, reference: str = "train") -> Measurement:
     """Population stability index of the model's score, current set against the reference, over `bins` bins
     cut at the reference's quantiles.
@@ -444,7 +455,8 @@ def prediction_psi(ctx: CheckContext, bins: int = 10, reference: str = "train") 
 
 
 @check("drift.prediction_ks", title="Score drift (two-sample KS statistic)", direction="lower",
-       params={"reference": "train"}, evidence=SMALLER_SET)
+       params={"reference": "train"}, evidence=SMALLER_SET,
+       stats=_from_stats, stats_form="binned")
 def prediction_ks(ctx: CheckContext, reference: str = "train") -> Measurement:
     """Largest gap between the cumulative score distributions of the reference and the current set (the
     two-sample Kolmogorov–Smirnov statistic D, 0 to 1), with its p-value in the details.
@@ -464,7 +476,8 @@ def prediction_ks(ctx: CheckContext, reference: str = "train") -> Measurement:
 
 
 @check("drift.favourable_rate_change", title="Change in the predicted-favourable rate", direction="none",
-       params={"reference": "train"}, evidence=SMALLER_SET)
+       params={"reference": "train"}, evidence=SMALLER_SET,
+       stats=_from_stats, stats_form="binned")
 def favourable_rate_change(ctx: CheckContext, reference: str = "train") -> Measurement:
     """Share of current rows the model gives the favourable label, minus that share on the reference
     (at the policy's decision threshold), with Newcombe's interval for a difference of two proportions.
@@ -600,3 +613,59 @@ def current_roc_auc(ctx: CheckContext) -> Measurement:
     elif ctx.replicates and low is None:
         m.inconclusive = "the interval is undefined on most resamples: too few rows of one class"
     return m
+
+
+# ---------------------------------------------------------------- score drift from mergeable statistics
+
+
+def drift_from_stats(stats, reference, threshold: float, confidence: float,
+          replicates: int, seed: int, bins: int = 10) -> dict[str, Measurement]:
+    """Score drift between the reference statistics and the audited ones, from their score histograms: the same
+    PSI bin table, KS bounds and Newcombe interval (audit.driftstats) as in memory, on the statistics' grid."""
+    from audit import driftstats as ds
+    from audit.mergeable import ScoreDrift, threshold_index
+
+    ids = ("drift.prediction_psi", "drift.prediction_ks", "drift.favourable_rate_change")
+    if reference is None:
+        why = ("no reference statistics to compare with: give `audit merge … --reference REF.stats.json` "
+               "(statistics of the training split or an earlier period)")
+        return {cid: Measurement(cid, None, skipped=why) for cid in ids}
+    d = ScoreDrift.of(reference.scores, stats.scores)
+    rc, cc, cut = d.psi_counts(int(bins))
+    value = float(ds.psi_from_counts(rc, cc))
+    low, high = ds.psi_interval(rc, cc, replicates, seed, confidence)
+    lows, highs = np.r_[-np.inf, cut], np.r_[cut, np.inf]
+    r_sh, c_sh = rc / rc.sum(), cc / cc.sum()
+    rf, cf = np.maximum(r_sh, ds.PSI_EPS), np.maximum(c_sh, ds.PSI_EPS)
+    table = [{"low": None if not np.isfinite(lo) else float(lo), "high": None if not np.isfinite(hi) else float(hi),
+              "reference_count": int(round(a)), "current_count": int(round(b)), "reference_share": float(p),
+              "current_share": float(q), "contribution": float((y - x) * np.log(y / x))}
+             for lo, hi, a, b, p, q, x, y in zip(lows, highs, rc, cc, r_sh, c_sh, rf, cf)]
+    n_ref, n_cur = int(round(d.reference.sum())), int(round(d.current.sum()))
+    ref_info = {"name": "reference statistics", "rows": n_ref, "labelled": True}
+    cur_info = {"name": "audited statistics", "rows": n_cur, "labelled": True}
+    d_low, d_high = d.ks()
+    out = {"drift.prediction_psi": Measurement("drift.prediction_psi", value, low, high, n=n_cur, details={
+        "reference": ref_info, "current": cur_info, "bins": table, "epsilon": ds.PSI_EPS,
+        "null_mean": ds.psi_null_mean(len(table), n_ref, n_cur), "ks_statistic": d_low,
+        "ks_p_value": d.ks_p_value(d_low),
+        "binned": (f"bins cut at the reference's quantiles rounded to the score grid (1/{stats.scores.bins})")})}
+    out["drift.prediction_ks"] = Measurement("drift.prediction_ks", d_low, n=n_cur, details={
+        "reference": ref_info, "current": cur_info, "p_value": d.ks_p_value(d_low),
+        "ks_upper_bound": d_high,
+        "test": (f"two-sample KS from histograms of width 1/{stats.scores.bins}: the raw-score D lies between the "
+                 f"value ({d_low:.4f}) and {d_high:.4f}; asymptotic p-value")})
+    k = threshold_index(threshold, stats.scores.bins)
+    if k is None:
+        out["drift.favourable_rate_change"] = Measurement("drift.favourable_rate_change", None, n=n_cur,
+                                                          inconclusive="the decision threshold is off the score grid")
+    else:
+        k1, k2 = float(d.reference[k:].sum()), float(d.current[k:].sum())
+        diff, lo, hi = ds.newcombe_diff(k1, n_ref, k2, n_cur, confidence)
+        out["drift.favourable_rate_change"] = Measurement("drift.favourable_rate_change", diff, lo, hi, n=n_cur, details={
+            "reference": ref_info, "current": cur_info, "reference_rate": k1 / n_ref if n_ref else None,
+            "current_rate": k2 / n_cur if n_cur else None, "threshold": threshold,
+            "interval": "Newcombe hybrid score interval (1998, method 10)"})
+    return out
+
+

@@ -64,6 +64,7 @@ from audit.context import CheckContext
 from audit.mergeable import TokenImportance
 from audit.result import Measurement
 
+NEEDS_ROWS = "it explains the model on eval texts, and the statistics carry no text and no model"
 BUDGET = {"rows": 40, "max_evals": 100, "examples": 1, "tolerance": 0.01}
 TERM_PARAMS = {"terms": [], "term_lists": [], "top_k": 20}
 BATCH_SIZE = 64

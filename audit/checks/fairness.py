@@ -73,7 +73,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -82,9 +82,13 @@ from audit.checks import check
 from audit.context import CheckContext
 from audit.result import Measurement, Part
 
+if TYPE_CHECKING:
+    from audit.mergeable import GroupConfusion
+
 RATES = ("selection_rate", "tpr", "fpr", "fnr", "precision", "accuracy", "roc_auc")
 RATE_NAMES = {"selection_rate": "selection rate", "tpr": "true-positive rate", "fpr": "false-positive rate",
               "fnr": "false-negative rate", "precision": "precision", "accuracy": "accuracy", "roc_auc": "ROC-AUC"}
+NEEDS_ROWS = "it re-scores edited texts through the model, and the statistics carry no text"
 SEP = " × "
 MAX_LISTED = 8  # groups named in one reason
 MAX_TEXT = 600  # characters of an example text kept in details
@@ -570,8 +574,92 @@ def _ratio(ctx: CheckContext, t: GroupTable, ok: list[int], reference: str, entr
     return value, min(float(np.exp(-dhi)), value), max(float(np.exp(-dlo)), value), None
 
 
+def _from_stats(sctx, check_id: str, **params) -> Measurement:
+    """The statistics form of the group checks: the check itself, on a context whose groupings and group tables
+    are built from the merged statistics (fairness_context, once per run), so the disparity, its interval and
+    its parts come from the same code as in memory; the evidence size is the statistics' rows."""
+    from audit.checks import all_checks
+
+    def build():
+        specs = all_checks()
+        fair = [{**specs[cid].params, **sctx.params.get(cid, {})} for cid in specs
+                if specs[cid].family == "fairness" and specs[cid].stats is not None]
+        ctx = fairness_context(sctx.stats, sctx.replicates, sctx.manifest, sctx.threshold, sctx.confidence,
+                               sctx.min_group_size, asked_intersections(fair, list(sctx.manifest.protected_attributes)))
+        if ctx is not None:  # what a rule asks for and the statistics lack is its own inconclusive part
+            carried = sctx.stats.intersection_names()
+            ctx.extra["_fairness_not_carried"] = (
+                f"the statistics carry the attributes {', '.join(sctx.stats.attributes) or 'none'} and the "
+                f"intersections {', '.join(carried) or 'none'}; `audit stats` carries every pair of attributes, a "
+                "streaming audit those its policy asks")
+        return ctx
+
+    ctx = sctx.once("fairness", build)
+    if ctx is None:
+        return Measurement(check_id, None, inconclusive=(
+            f"the decision threshold {sctx.threshold} is not on the statistics' threshold grid "
+            f"(multiples of 1/{sctx.stats.grid.threshold_bins})"))
+    m = all_checks()[check_id].fn(ctx, **params)
+    m.n = ctx.extra["stats_rows"]
+    return m
+
+
+@check("fairness.auc_gap", title="ROC-AUC gap between groups", direction="lower", params=GROUP_PARAMS,
+       stats=_from_stats, stats_form="binned")
+def auc_gap(ctx: CheckContext, **params) -> Measurement:
+    """Largest minus smallest group ROC-AUC, over the attributes asked (MetricFrame(roc_auc_score).difference()).
+
+    A gap means the score ranks applicants of one group less well than another's, whatever the threshold."""
+    return _disparity(ctx, "fairness.auc_gap", ("roc_auc",), "difference", params)
+
+
+@check("fairness.demographic_parity_difference", title="Demographic-parity difference", direction="lower",
+       unit="rate", params=GROUP_PARAMS,
+       stats=_from_stats, stats_form="binned")
+def demographic_parity_difference(ctx: CheckContext, **params) -> Measurement:
+    """Largest minus smallest group selection rate, over the attributes asked (fairlearn's demographic_parity_difference).
+
+    0 means every group gets the favourable decision equally often; 0.10 means the most favoured group gets it
+    10 percentage points more often than the least favoured one, whatever the groups' true labels."""
+    return _disparity(ctx, "fairness.demographic_parity_difference", ("selection_rate",), "difference", params)
+
+
+@check("fairness.equal_opportunity_difference", title="Equal-opportunity difference", direction="lower",
+       unit="rate", params=GROUP_PARAMS,
+       stats=_from_stats, stats_form="binned")
+def equal_opportunity_difference(ctx: CheckContext, **params) -> Measurement:
+    """Largest minus smallest group true-positive rate, over the attributes asked (fairlearn's equal_opportunity_difference).
+
+    Among rows whose true label is the favourable one, how much more often one group is given the favourable
+    decision than another."""
+    return _disparity(ctx, "fairness.equal_opportunity_difference", ("tpr",), "difference", params)
+
+
+@check("fairness.equalized_odds_difference", title="Equalized-odds difference", direction="lower", unit="rate",
+       params=GROUP_PARAMS,
+       stats=_from_stats, stats_form="binned")
+def equalized_odds_difference(ctx: CheckContext, **params) -> Measurement:
+    """The larger of the between-group differences (max minus min) in true-positive rate and in false-positive rate (fairlearn's equalized_odds_difference).
+
+    It asks whether applicants who deserve the favourable outcome get it equally often in every group, and
+    whether those who do not get it by mistake equally often. A group needs enough rows of both true labels."""
+    return _disparity(ctx, "fairness.equalized_odds_difference", ("tpr", "fpr"), "difference", params)
+
+
+@check("fairness.predictive_parity_difference", title="Predictive-parity difference", direction="lower",
+       unit="rate", params=GROUP_PARAMS,
+       stats=_from_stats, stats_form="binned")
+def predictive_parity_difference(ctx: CheckContext, **params) -> Measurement:
+    """Largest minus smallest group precision, over the attributes asked (MetricFrame(precision).difference()).
+
+    Precision is the share of favourable decisions that turn out right; a gap means a favourable decision is
+    worth more in one group than in another."""
+    return _disparity(ctx, "fairness.predictive_parity_difference", ("precision",), "difference", params)
+
+
 @check("fairness.selection_rate_ratio", title="Selection-rate ratio (adverse impact)", direction="higher",
-       unit="ratio", params={**GROUP_PARAMS, "reference": "most_favoured"})
+       unit="ratio", params={**GROUP_PARAMS, "reference": "most_favoured"},
+       stats=_from_stats, stats_form="binned")
 def selection_rate_ratio(ctx: CheckContext, **params) -> Measurement:
     """Lowest group selection rate divided by the reference group's, over the attributes asked: the adverse-impact ratio.
 
@@ -581,54 +669,6 @@ def selection_rate_ratio(ctx: CheckContext, **params) -> Measurement:
     the EEOC's screening rule for adverse impact, which is a heuristic, not a legal test. The reference may
     also be the largest group or a group the policy names."""
     return _disparity(ctx, "fairness.selection_rate_ratio", ("selection_rate",), "ratio", params)
-
-
-@check("fairness.demographic_parity_difference", title="Demographic-parity difference", direction="lower",
-       unit="rate", params=GROUP_PARAMS)
-def demographic_parity_difference(ctx: CheckContext, **params) -> Measurement:
-    """Largest minus smallest group selection rate, over the attributes asked (fairlearn's demographic_parity_difference).
-
-    0 means every group gets the favourable decision equally often; 0.10 means the most favoured group gets it
-    10 percentage points more often than the least favoured one, whatever the groups' true labels."""
-    return _disparity(ctx, "fairness.demographic_parity_difference", ("selection_rate",), "difference", params)
-
-
-@check("fairness.equalized_odds_difference", title="Equalized-odds difference", direction="lower", unit="rate",
-       params=GROUP_PARAMS)
-def equalized_odds_difference(ctx: CheckContext, **params) -> Measurement:
-    """The larger of the between-group differences (max minus min) in true-positive rate and in false-positive rate (fairlearn's equalized_odds_difference).
-
-    It asks whether applicants who deserve the favourable outcome get it equally often in every group, and
-    whether those who do not get it by mistake equally often. A group needs enough rows of both true labels."""
-    return _disparity(ctx, "fairness.equalized_odds_difference", ("tpr", "fpr"), "difference", params)
-
-
-@check("fairness.equal_opportunity_difference", title="Equal-opportunity difference", direction="lower",
-       unit="rate", params=GROUP_PARAMS)
-def equal_opportunity_difference(ctx: CheckContext, **params) -> Measurement:
-    """Largest minus smallest group true-positive rate, over the attributes asked (fairlearn's equal_opportunity_difference).
-
-    Among rows whose true label is the favourable one, how much more often one group is given the favourable
-    decision than another."""
-    return _disparity(ctx, "fairness.equal_opportunity_difference", ("tpr",), "difference", params)
-
-
-@check("fairness.predictive_parity_difference", title="Predictive-parity difference", direction="lower",
-       unit="rate", params=GROUP_PARAMS)
-def predictive_parity_difference(ctx: CheckContext, **params) -> Measurement:
-    """Largest minus smallest group precision, over the attributes asked (MetricFrame(precision).difference()).
-
-    Precision is the share of favourable decisions that turn out right; a gap means a favourable decision is
-    worth more in one group than in another."""
-    return _disparity(ctx, "fairness.predictive_parity_difference", ("precision",), "difference", params)
-
-
-@check("fairness.auc_gap", title="ROC-AUC gap between groups", direction="lower", params=GROUP_PARAMS)
-def auc_gap(ctx: CheckContext, **params) -> Measurement:
-    """Largest minus smallest group ROC-AUC, over the attributes asked (MetricFrame(roc_auc_score).difference()).
-
-    A gap means the score ranks applicants of one group less well than another's, whatever the threshold."""
-    return _disparity(ctx, "fairness.auc_gap", ("roc_auc",), "difference", params)
 
 
 # ---------------------------------------------------------------- counterfactual swaps
@@ -788,3 +828,147 @@ def counterfactual_score_change(ctx: CheckContext, **params) -> Measurement:
     It counts every change, also those that do not cross the threshold: a model that moves its score by 0.05
     when "he" becomes "she" reads gender even if few decisions flip."""
     return _counterfactual(ctx, "fairness.counterfactual_score_change", "score_change", params)
+
+
+# ---------------------------------------------------------------- the group checks from mergeable statistics
+
+
+def group_table(g: GroupConfusion, M: np.ndarray, threshold_k: int, grouping):
+    """The GroupTable of one attribute from its (1 + R, G, 2, bins) counts: the same rates as _table computes
+    from rows, from the counts at the threshold on the grid (and a binned per-group ROC-AUC)."""
+    from audit.mergeable import binned_auc
+
+    pos_rows, neg_rows = M[:, :, 1, :], M[:, :, 0, :]
+    # sums first, then clipped: with noised counts a cell can be negative, and clipping cells would bias sums
+    pos = np.clip(pos_rows.sum(axis=2), 0, None)
+    neg = np.clip(neg_rows.sum(axis=2), 0, None)
+    tp = np.clip(pos_rows[:, :, threshold_k:].sum(axis=2), 0, pos)
+    fp = np.clip(neg_rows[:, :, threshold_k:].sum(axis=2), 0, neg)
+    n, pp = pos + neg, tp + fp
+    tn, fn = neg - fp, pos - tp
+    rates = {"selection_rate": _div(pp, n), "tpr": _div(tp, pos), "fpr": _div(fp, neg), "fnr": _div(fn, pos),
+             "precision": _div(tp, pp), "accuracy": _div(tp + tn, n), "roc_auc": np.clip(binned_auc(pos_rows, neg_rows), 0, 1)}
+    r0 = {k: v[0] for k, v in rates.items()}
+    return GroupTable(grouping, np.round(n[0]).astype(int), np.round(pos[0]).astype(int),
+                      np.round(neg[0]).astype(int), np.round(pp[0]).astype(int), r0,
+                      {k: v[1:] for k, v in rates.items()})
+
+
+def canonical_groups(names: list[str], known: list[str]) -> list[str]:
+    """Group order of the in-memory fairness check (audit.checks.fairness._attribute): the manifest's defined
+    groups first, then the other values, sorted."""
+    return known + sorted(set(names) - set(known))
+
+
+def _intersection_table(stats, parts: list[str], order: dict[str, list[str]]) -> GroupConfusion | None:
+    """The table of the intersection `parts` with its groups in the in-memory check's order (every combination
+    of the parts' groups, row-major as itertools.product): from the carried table of the same parts, in this or
+    another order (groups renamed); None when the statistics do not carry it."""
+    import itertools
+
+    from audit.mergeable import intersection_name
+
+    stored = next((p for p in stats.intersections if sorted(p) == sorted(parts)), None)
+    if stored is None or any(p not in order for p in parts):
+        return None
+    g = stats.crossed[intersection_name(stored)]
+    names, source = [], []
+    for combo in itertools.product(*(order[p] for p in parts)):
+        by_part = dict(zip(parts, combo))
+        names.append(intersection_name(combo))
+        source.append(intersection_name([by_part[p] for p in stored]))
+    extra = [x for x in g.groups if x not in set(source)]  # not a combination of known groups: kept, at the end
+    t = g.aligned(source + extra)
+    t.groups = names + extra
+    t.attribute = intersection_name(parts)
+    return t
+
+
+def asked_intersections(rule_params: list[dict[str, Any]], mapped: list[str]) -> list[list[str]]:
+    """The intersections the fairness rules ask for whose parts the manifest maps, each once, in policy order
+    (items that do not parse are left to the check, which reports them)."""
+    out: dict[tuple[str, ...], list[str]] = {}
+    for p in rule_params:
+        items = p.get("intersections") or []
+        for item in items if isinstance(items, list) else []:
+            try:
+                parts = _parse_intersection(item)
+            except ValueError:
+                continue
+            if all(x in mapped for x in parts):
+                out.setdefault(tuple(parts), parts)
+    return list(out.values())
+
+
+def policy_intersections(policy, available: list[str]) -> list[list[str]]:
+    """The intersections a policy's fairness rules ask for that can be formed from the `available` attributes
+    (what a streaming audit, which knows the policy, carries), each set of parts once."""
+    from audit.checks import all_checks
+
+    specs = all_checks()
+    params = [{**specs[cid].params, **r.params} for cid, r in policy.checks.items()
+              if cid in specs and specs[cid].family == "fairness"]
+    out, seen = [], set()
+    for parts in asked_intersections(params, available):
+        if frozenset(parts) not in seen:
+            seen.add(frozenset(parts))
+            out.append(parts)
+    return out
+
+
+def fairness_context(stats, reps, manifest, threshold: float, confidence: float,
+                     min_group_size: int, intersections: list[list[str]] | None = None):
+    """A CheckContext whose fairness caches hold group tables built from the statistics, so the fairness
+    family's own disparity code (audit.checks.fairness) judges them: one per attribute, and one per intersection
+    in `intersections` that the statistics carry (in any order of its parts). Groups are listed in the in-memory
+    check's order. None when the threshold is off the grid."""
+    import pandas as pd
+
+    from audit.context import CheckContext
+    from audit.mergeable import threshold_index
+
+    k = threshold_index(threshold, stats.grid.threshold_bins)
+    if k is None:
+        return None
+
+    class StatsGrouping(Grouping):
+        @property
+        def missing(self) -> int:  # type: ignore[override]
+            return self._missing
+
+    ctx = CheckContext(y_true=np.zeros(0, dtype=np.int8), score=np.zeros(0), threshold=threshold,
+                       confidence=confidence, replicates=stats.grid.replicates, seed=stats.grid.seed,
+                       min_group_size=min_group_size, positive_label=manifest.positive_label,
+                       negative_label=manifest.negative_label, frame=pd.DataFrame(), manifest=manifest)
+    ctx.__dict__["weights"] = np.zeros((1 + stats.grid.replicates, 0))
+    groupings, tables = {}, {}
+    attrs = manifest.protected_attributes
+    order: dict[str, list[str]] = {}
+
+    from audit.mergeable import intersection_name
+
+    def add(parts: list[str], g: GroupConfusion) -> None:
+        name = intersection_name(parts)
+        if len(parts) == 1:
+            notes = [" ".join(attrs[name].note.split())] if name in attrs and attrs[name].note.strip() else []
+        else:
+            notes = [f"{p}: {' '.join(attrs[p].note.split())}" for p in parts if p in attrs and attrs[p].note.strip()]
+        grouping = StatsGrouping(name, "attribute" if len(parts) == 1 else "intersection", list(parts),
+                                 [attrs[p].column if p in attrs else p for p in parts], list(g.groups),
+                                 np.zeros(0, dtype=np.int64), notes)
+        grouping._missing = int(round(max(g.missing, 0)))
+        groupings[tuple(parts)] = grouping
+        tables[name] = group_table(g, reps.groups(g), k, grouping)
+
+    for name, g in stats.groups.items():
+        known = [str(x) for x in attrs[name].group_names()] if name in attrs else []
+        order[name] = canonical_groups(g.groups, known)
+        add([name], g.aligned(order[name]))
+    for parts in intersections or []:
+        t = _intersection_table(stats, list(parts), order)
+        if t is not None:
+            add(list(parts), t)
+    ctx.extra["_fairness_groupings"] = groupings
+    ctx.extra["_fairness_tables"] = tables
+    ctx.extra["stats_rows"] = int(round(stats.scores.counts.point.clip(0).sum()))
+    return ctx

@@ -20,17 +20,28 @@ def _measure(ctx: CheckContext, check_id: str, fn: Callable[[np.ndarray], np.nda
              details: dict | None = None, needs: str = "",
              interval: Callable[[np.ndarray], tuple[float | None, float | None]] | None = None) -> Measurement:
     """`interval`: the interval from the (1 + R,) values, when the percentile interval does not hold."""
-    values = fn(ctx.weights)
-    point = float(values[0])
-    low, high = (interval or (lambda v: stats.percentile_interval(v[1:], ctx.confidence)))(values)
-    m = Measurement(check_id, None if np.isnan(point) else point, low, high, n=len(ctx.y_true),
-                    details=details or {})
     n_pos = int(ctx.y_true.sum())
-    n_neg = len(ctx.y_true) - n_pos
+    return _wrap(check_id, fn(ctx.weights), len(ctx.y_true), n_pos, ctx.replicates, ctx.confidence,
+                 details or {}, needs, interval)
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _wrap(check_id: str, values: np.ndarray, n: int, n_pos: int, R: int, confidence: float, details: dict,
+          needs: str = "", interval=None) -> Measurement:
+    """The measurement of (1 + R,) values (row 0 the point, then the bootstrap replicates): the value, its
+    interval, and why it is inconclusive when it is; the same for rows in memory and for statistics."""
+    point = float(values[0])
+    low, high = ((interval or (lambda v: stats.percentile_interval(v[1:], confidence)))(values) if R else (None, None))
+    m = Measurement(check_id, _finite(point), low, high, n=n, details=details)
+    n_neg = n - n_pos
     if m.value is None:
         m.inconclusive = f"undefined on this data: {needs or 'not enough rows'} ({n_pos} positive, {n_neg} negative rows)"
-    elif ctx.replicates and low is None:
-        m.inconclusive = f"the interval is undefined on most resamples: {needs or 'too few rows'} ({n_pos} positive, {n_neg} negative rows)"
+    elif R and low is None:
+        m.inconclusive = (f"the interval is undefined on most resamples: {needs or 'too few rows'} ({n_pos} positive, "
+                          f"{n_neg} negative rows)")
     return m
 
 
@@ -44,7 +55,17 @@ def confusion_details(ctx: CheckContext) -> dict:
                                  "negative_label": ctx.negative_label, **c}}
 
 
-@check("performance.accuracy", title="Accuracy", direction="higher", unit="rate")
+def _from_stats(sctx, check_id: str, **params) -> Measurement:
+    """The statistics form of every performance check: all of them come from one pass over the merged score
+    histogram and calibration sums (performance_from_stats), cached on the context."""
+    out = sctx.once("performance", lambda: performance_from_stats(
+        sctx.stats, sctx.replicates, sctx.threshold, sctx.confidence, sctx.manifest.positive_label,
+        sctx.manifest.negative_label, sctx.params.get("performance.ece", {}).get("bins", 10)))
+    return out[check_id]
+
+
+@check("performance.accuracy", title="Accuracy", direction="higher", unit="rate",
+       stats=_from_stats, stats_form="exact")
 def accuracy(ctx: CheckContext) -> Measurement:
     """Share of eval rows whose predicted label is the true label, at the decision threshold.
 
@@ -53,7 +74,8 @@ def accuracy(ctx: CheckContext) -> Measurement:
                     confusion_details(ctx))
 
 
-@check("performance.balanced_accuracy", title="Balanced accuracy", direction="higher", unit="rate")
+@check("performance.balanced_accuracy", title="Balanced accuracy", direction="higher", unit="rate",
+       stats=_from_stats, stats_form="exact")
 def balanced_accuracy(ctx: CheckContext) -> Measurement:
     """Mean of the true-positive and true-negative rates at the decision threshold.
 
@@ -62,7 +84,8 @@ def balanced_accuracy(ctx: CheckContext) -> Measurement:
                     lambda W: stats.balanced_accuracy(_confusion(ctx, W)), needs="both classes are needed")
 
 
-@check("performance.precision", title="Precision", direction="higher", unit="rate")
+@check("performance.precision", title="Precision", direction="higher", unit="rate",
+       stats=_from_stats, stats_form="exact")
 def precision(ctx: CheckContext) -> Measurement:
     """Of the rows predicted positive, the share that truly are positive.
 
@@ -71,7 +94,8 @@ def precision(ctx: CheckContext) -> Measurement:
                     needs="the model must predict some rows positive")
 
 
-@check("performance.recall", title="Recall (true-positive rate)", direction="higher", unit="rate")
+@check("performance.recall", title="Recall (true-positive rate)", direction="higher", unit="rate",
+       stats=_from_stats, stats_form="exact")
 def recall(ctx: CheckContext) -> Measurement:
     """Of the truly positive rows, the share the model predicts positive.
 
@@ -80,7 +104,8 @@ def recall(ctx: CheckContext) -> Measurement:
                     needs="positive rows are needed")
 
 
-@check("performance.f1", title="F1 score", direction="higher", unit="rate")
+@check("performance.f1", title="F1 score", direction="higher", unit="rate",
+       stats=_from_stats, stats_form="exact")
 def f1(ctx: CheckContext) -> Measurement:
     """Harmonic mean of precision and recall at the decision threshold.
 
@@ -89,7 +114,8 @@ def f1(ctx: CheckContext) -> Measurement:
                     needs="positive rows or predictions are needed")
 
 
-@check("performance.roc_auc", title="ROC-AUC", direction="higher")
+@check("performance.roc_auc", title="ROC-AUC", direction="higher",
+       stats=_from_stats, stats_form="binned")
 def roc_auc(ctx: CheckContext) -> Measurement:
     """Probability that a random positive row scores above a random negative row (area under the ROC curve).
 
@@ -99,7 +125,8 @@ def roc_auc(ctx: CheckContext) -> Measurement:
                     needs="both classes are needed")
 
 
-@check("performance.pr_auc", title="PR-AUC (average precision)", direction="higher")
+@check("performance.pr_auc", title="PR-AUC (average precision)", direction="higher",
+       stats=_from_stats, stats_form="binned")
 def pr_auc(ctx: CheckContext) -> Measurement:
     """Average precision over all thresholds: the area under the precision-recall curve.
 
@@ -111,7 +138,8 @@ def pr_auc(ctx: CheckContext) -> Measurement:
     return m
 
 
-@check("performance.brier_score", title="Brier score", direction="lower")
+@check("performance.brier_score", title="Brier score", direction="lower",
+       stats=_from_stats, stats_form="exact")
 def brier_score(ctx: CheckContext) -> Measurement:
     """Mean squared difference between the predicted probability and the true outcome (0 or 1).
 
@@ -119,7 +147,8 @@ def brier_score(ctx: CheckContext) -> Measurement:
     return _measure(ctx, "performance.brier_score", lambda W: stats.brier(W, ctx.y_true, ctx.score))
 
 
-@check("performance.ece", title="Expected calibration error", direction="lower", params={"bins": 10})
+@check("performance.ece", title="Expected calibration error", direction="lower", params={"bins": 10},
+       stats=_from_stats, stats_form="exact")
 def ece(ctx: CheckContext, bins: int = 10) -> Measurement:
     """Average gap between predicted probability and observed frequency, over equal-width probability bins.
 
@@ -147,3 +176,84 @@ def ece(ctx: CheckContext, bins: int = 10) -> Measurement:
 ECE_INTERVAL = ("max-contrast interval: ECE is the largest of the sums of the bins' signed gaps over sign patterns, "
                 "and the percentile interval of a statistic biased upwards misses a calibrated model's 0 "
                 "(audit.stats.ece_interval)")
+
+
+# ---------------------------------------------------------------- the same checks from mergeable statistics
+
+
+def _curves(S: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """ROC and PR points from (2, bins) counts, thresholds from high to low."""
+    pos, neg = np.clip(S[1, ::-1], 0, None), np.clip(S[0, ::-1], 0, None)
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    P, N = max(tp[-1], 1e-300), max(fp[-1], 1e-300)
+    live = (pos + neg) > 0
+    tpr, fpr = np.r_[0.0, (tp / P)[live]], np.r_[0.0, (fp / N)[live]]
+    rec, prec = (tp / P)[live], (tp / np.maximum(tp + fp, 1e-300))[live]
+
+    def thin(a):
+        from audit.stats import _round, _thin
+
+        return _round(a[_thin(len(a), 200)])
+
+    return {"roc": {"fpr": thin(fpr), "tpr": thin(tpr)}, "pr": {"recall": thin(rec), "precision": thin(prec)}}
+
+
+def performance_from_stats(stats, reps, threshold: float, confidence: float, pos_label: str,
+                           neg_label: str, ece_bins: int = 10) -> dict[str, Measurement]:
+    """Every performance measurement from `stats` (audit.mergeable.AuditStats) and its replicates `reps`
+    (audit.federated.Replicates): confusion counts at the threshold on the score grid, the binned ROC and PR
+    curves, and the calibration sums, through the same rate functions (audit.stats) and wrapper as in memory."""
+    from audit import stats as st
+    from audit.mergeable import binned_auc, threshold_index
+
+    h = stats.scores
+    M = reps.scores()
+    S = h.counts.point
+    n = int(round(S.sum()))
+    n_pos = int(round(S[1].sum()))
+    R = M.shape[0] - 1
+    out: dict[str, Measurement] = {}
+    k = threshold_index(threshold, h.bins)
+    if k is None:
+        why = (f"the decision threshold {threshold} is not on the statistics' score grid (multiples of "
+               f"1/{h.bins}); recompute the statistics or use a threshold on the grid")
+        for cid in ("accuracy", "balanced_accuracy", "precision", "recall", "f1"):
+            out[f"performance.{cid}"] = Measurement(f"performance.{cid}", None, n=n, inconclusive=why)
+    else:
+        c = {key: np.clip(v, 0, None) for key, v in h.confusion(k, M).items()}  # noised sums can dip below 0
+        cm = {key: int(round(v[0])) for key, v in c.items()}
+        details = {"confusion_matrix": {"threshold": threshold, "positive_label": pos_label,
+                                        "negative_label": neg_label, **cm}}
+        for cid, fn, needs, det in (
+                ("accuracy", st.accuracy, "", details),
+                ("balanced_accuracy", st.balanced_accuracy, "both classes are needed", {}),
+                ("precision", st.precision, "the model must predict some rows positive", {}),
+                ("recall", st.tpr, "positive rows are needed", {}),
+                ("f1", st.f1, "positive rows or predictions are needed", {})):
+            out[f"performance.{cid}"] = _wrap(f"performance.{cid}", fn(c), n, n_pos, R, confidence, dict(det), needs)
+    curves = _curves(S)
+    bound = h.auc_error_bound()
+    auc = _wrap("performance.roc_auc", np.clip(binned_auc(M[:, 1], M[:, 0]), 0, 1), n, n_pos,
+                R, confidence, {"curve": curves["roc"], "binned": {
+                    "score_bins": h.bins, "max_abs_error": _finite(bound),
+                    "note": (f"computed from rows per score bin of width 1/{h.bins}: a positive and a negative in "
+                             "one bin count as a tie, which moves the AUC by at most the bound shown")}},
+                "both classes are needed")
+    out["performance.roc_auc"] = auc
+    out["performance.pr_auc"] = _wrap("performance.pr_auc", np.clip(h.average_precision(M), 0, 1), n, n_pos, R,
+                                      confidence, {"curve": curves["pr"], "positive_rate": n_pos / n if n else None,
+                                                   "binned": {"score_bins": h.bins}}, "positive rows are needed")
+    cal = stats.calibration
+    C = reps.calibration()
+    out["performance.brier_score"] = _wrap("performance.brier_score", cal.brier(C), n, n_pos, R, confidence, {})
+    if int(ece_bins) != cal.bins:
+        out["performance.ece"] = Measurement("performance.ece", None, n=n, inconclusive=(
+            f"the policy asks for {ece_bins} calibration bins; the statistics were computed with {cal.bins}"))
+    else:
+        gaps = cal.gaps(C)
+        out["performance.ece"] = _wrap("performance.ece", np.abs(gaps).sum(axis=1), n, n_pos, R, confidence,
+                                       {"bins": cal.table(), "interval": ECE_INTERVAL},
+                                       interval=lambda v: st.ece_interval(gaps, confidence, n=n))
+    return out
+
+

@@ -25,8 +25,9 @@ from audit.checks import check
 from audit.context import CheckContext
 from audit.result import Measurement
 
+NEEDS_ROWS = "it needs the texts or the model's per-row losses on training rows, which the statistics do not carry"
 LOW_FPRS = (0.01, 0.001)
-MIN_MEMBERS = 20  # per side, below which the attack's numbers mean little
+MIN_MEMBERS = 20  # default of the rule parameter `min_members`: rows per side below which the attack is INCONCLUSIVE
 _CELLS = 4_000_000  # bootstrap weights held at once (rows x replicates), about 32 MB
 
 
@@ -186,17 +187,17 @@ def _attack_curves(W: np.ndarray, member: np.ndarray, score: np.ndarray) -> dict
     return out
 
 
-def membership_attack(ctx: CheckContext) -> dict[str, Any]:
+def membership_attack(ctx: CheckContext, min_members: int = MIN_MEMBERS) -> dict[str, Any]:
     """The loss-threshold attack of this run, computed once and shared by the privacy checks."""
-    key = ("privacy.membership_attack", ctx.seed, ctx.replicates, ctx.confidence)
+    key = ("privacy.membership_attack", ctx.seed, ctx.replicates, ctx.confidence, int(min_members))
     cache = ctx.extra.setdefault("_cache", {})
     if key in cache:
         return cache[key]
-    cache[key] = result = _membership_attack(ctx)
+    cache[key] = result = _membership_attack(ctx, int(min_members))
     return result
 
 
-def _membership_attack(ctx: CheckContext) -> dict[str, Any]:
+def _membership_attack(ctx: CheckContext, min_members: int) -> dict[str, Any]:
     train, why = training_set(ctx)
     if train is None:
         return {"inconclusive": why}
@@ -220,11 +221,11 @@ def _membership_attack(ctx: CheckContext) -> dict[str, Any]:
         "members_available": len(mem), "non_members_available": len(non), "non_members_dropped": dropped,
         "members_dropped": int((~keep_mem).sum()),
     }
-    if n < MIN_MEMBERS:
+    if n < min_members:
         extra = (f"; {dropped} eval rows and {facts['members_dropped']} training rows were left out because "
                  f"their text occurs in both sets" if dropped else "")
         return {"inconclusive": f"too few rows for the attack: {len(mem)} training rows and {len(non)} eval rows "
-                                f"that the model never trained on (needs at least {MIN_MEMBERS} of each){extra}",
+                                f"that the model never trained on (needs at least {min_members} of each, the rule's `min_members`){extra}",
                 "details": facts}
     rng = np.random.default_rng(ctx.seed)
     if len(mem) > n:
@@ -258,8 +259,14 @@ def _membership_attack(ctx: CheckContext) -> dict[str, Any]:
     return {"details": facts, "n": n, "estimates": est}  # n per side: as many members as non-members
 
 
-def _from_attack(ctx: CheckContext, check_id: str, name: str, needs_rows: int = 0) -> Measurement:
-    attack = membership_attack(ctx)
+def _validate_members(params: dict) -> None:
+    v = params.get("min_members", MIN_MEMBERS)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+        raise ValueError(f"min_members must be a whole number of at least 2, got {v!r}")
+
+
+def _from_attack(ctx: CheckContext, check_id: str, name: str, min_members: int, needs_rows: int = 0) -> Measurement:
+    attack = membership_attack(ctx, min_members)
     details = dict(attack.get("details") or {})
     if "estimates" not in attack:
         return Measurement(check_id, None, details=details, inconclusive=attack["inconclusive"])
@@ -276,26 +283,29 @@ def _from_attack(ctx: CheckContext, check_id: str, name: str, needs_rows: int = 
 
 
 @check("privacy.membership_inference_auc", title="Membership inference AUC (loss attack)", direction="lower",
-       cost="training-set", evidence="members attacked (beside as many non-members)")
-def membership_inference_auc(ctx: CheckContext) -> Measurement:
+       cost="training-set", evidence="members attacked (beside as many non-members)",
+       params={"min_members": MIN_MEMBERS}, validate=_validate_members)
+def membership_inference_auc(ctx: CheckContext, min_members: int = MIN_MEMBERS) -> Measurement:
     """How well an attacker who sees the model's loss on an example tells training rows from rows the model
     never saw: the area under the ROC curve of the loss-threshold attack.
 
     0.5 means the model behaves the same on both, so its outputs do not reveal who was in the training data;
     well above 0.5 means it has memorised its training rows, and anyone who can query it may learn that a
-    person's record was used to train it."""
-    return _from_attack(ctx, "privacy.membership_inference_auc", "auc")
+    person's record was used to train it. With fewer than `min_members` (default 20) training rows or unseen
+    eval rows to attack, it is INCONCLUSIVE."""
+    return _from_attack(ctx, "privacy.membership_inference_auc", "auc", min_members)
 
 
 @check("privacy.mia_tpr_at_1pct_fpr", title="Membership inference TPR at 1% FPR", direction="lower",
-       unit="rate", cost="training-set", evidence="non-members attacked (beside as many members)")
-def mia_tpr_at_1pct_fpr(ctx: CheckContext) -> Measurement:
+       unit="rate", cost="training-set", evidence="non-members attacked (beside as many members)",
+       params={"min_members": MIN_MEMBERS}, validate=_validate_members)
+def mia_tpr_at_1pct_fpr(ctx: CheckContext, min_members: int = MIN_MEMBERS) -> Measurement:
     """Share of training rows the loss attack picks out while wrongly accusing at most 1% of rows the model
     never saw (true-positive rate at a 1% false-positive rate).
 
     Chance is 0.01. A higher value means some individuals' membership can be inferred with confidence even
     when the overall AUC looks harmless; it needs at least 100 non-members to be resolved."""
-    return _from_attack(ctx, "privacy.mia_tpr_at_1pct_fpr", "tpr@0.01", needs_rows=100)
+    return _from_attack(ctx, "privacy.mia_tpr_at_1pct_fpr", "tpr@0.01", min_members, needs_rows=100)
 
 
 # ---------------------------------------------------------------- differential privacy
@@ -306,8 +316,18 @@ def _validate_dp(params: dict) -> None:
         raise ValueError(f"missing must be 'fail' or 'inconclusive', got {params.get('missing')!r}")
 
 
+def _from_manifest(sctx, check_id: str, **params) -> Measurement:
+    """The statistics form of a check that reads only the model's manifest: the check itself, on a context that
+    holds the manifest and no row."""
+    from audit.checks import all_checks
+
+    ctx = CheckContext(y_true=np.zeros(0, dtype=np.int8), score=np.zeros(0), manifest=sctx.manifest)
+    return all_checks()[check_id].fn(ctx, **params)
+
+
 @check("privacy.dp_epsilon", title="Differential privacy ε", direction="lower",
-       params={"missing": "inconclusive"}, validate=_validate_dp, evidence="training rows")
+       params={"missing": "inconclusive"}, validate=_validate_dp, evidence="training rows",
+       stats=_from_manifest, stats_form="manifest")
 def dp_epsilon(ctx: CheckContext, missing: str = "inconclusive") -> Measurement:
     """The privacy budget ε the model's training spent under DP-SGD, as recorded by `audit train` from opacus'
     accountant (at the recorded δ).
