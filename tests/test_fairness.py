@@ -717,9 +717,9 @@ def test_report_section_sentences_charts_and_escaping():
          "observed": eo.value, "message": "y"}]
     html = render_html(result)
     lo, hi = m.details["attributes"][0]["ci_low"], m.details["attributes"][0]["ci_high"]
-    assert (f"Group “&lt;script&gt;alert(1)&lt;/script&gt;” (grp) received the favourable decision (good) 0.50 times "
-            f"as often as group “A” (95% CI {lo:.2f}–{hi:.2f}); the policy requires at least 0.80.") in html
-    assert "By grp, the equalized-odds difference was 0.33" in html and "the policy allows at most 0.10" in html
+    assert (f"Group “&lt;script&gt;alert(1)&lt;/script&gt;” (grp) received the favourable decision (good) 0.500 times "
+            f"as often as group “A” (95% CI {lo:.3f}–{hi:.3f}); the policy requires at least 0.800.") in html
+    assert "By grp, the equalized-odds difference was 0.333" in html and "the policy allows at most 0.100" in html
     assert hostile not in html and "<b>here</b>" not in html and "Coding caveat &lt;b&gt;here&lt;/b&gt;." in html
     assert 'id="chart-ratio-grp"' in html and 'id="chart-tpr-grp"' in html and 'id="chart-fpr-grp"' in html
     assert html.index("four-fifths rule") < html.index("Coding caveat")
@@ -829,9 +829,9 @@ def test_report_headline_shows_the_part_the_finding_shows():
     v = fairness_view({"measurements": {m.check_id: m.to_dict()}, "findings": [f.to_dict()],
                        "policy": {"confidence": 0.95}})
     head = v.sentences[0]
-    assert head.startswith(f"{f.status.value}: By sex, the equalized-odds difference was {sex.value:.2f} "
-                           f"(95% CI {sex.ci_low:.2f}–{sex.ci_high:.2f})"), head
+    assert head.startswith(f"{f.status.value}: By sex, the equalized-odds difference was {sex.value:.3f} "
+                           f"(95% CI {sex.ci_low:.3f}–{sex.ci_high:.3f})"), head
     race = next(a for a in v.attributes if a.name == "race")
     rp = m.parts[0]
-    assert f"By race, the equalized-odds difference was {rp.value:.2f} (95% CI {rp.ci_low:.2f}–{rp.ci_high:.2f})" \
+    assert f"By race, the equalized-odds difference was {rp.value:.3f} (95% CI {rp.ci_low:.3f}–{rp.ci_high:.3f})" \
         in race.sentences[0]

@@ -37,9 +37,12 @@ def _l(x: Any) -> list:
     return x if isinstance(x, list) else []
 
 
-def f2(x: Any) -> str:
-    v = _num(x)
-    return DASH if v is None else f"{v:.2f}"
+def fnum(x: Any) -> str:
+    """A rate, ratio or difference as every output prints it (the judge's three decimals): one quantity reads
+    one way in the fairness section, the findings table and summary.md."""
+    from audit.render.views import fmt
+
+    return DASH if _num(x) is None else fmt(x)
 
 
 def f3(x: Any) -> str:
@@ -62,7 +65,7 @@ def _ci(ci: Any) -> tuple[Any, Any]:
     return (ci[0], ci[1]) if len(ci) == 2 else (None, None)
 
 
-def ci_text(ci: Any, confidence: str, f=f2) -> str:
+def ci_text(ci: Any, confidence: str, f=fnum) -> str:
     lo, hi = _ci(ci)
     if _num(lo) is None or _num(hi) is None:
         return ""
@@ -223,8 +226,8 @@ def group_chart(id: str, title: str, what: str, rows: list[tuple[str, Any, Any, 
         y = top + row_h * i + row_h / 2
         v, lo_, hi_ = _num(value), _num(lo), _num(hi)
         has_ci = lo_ is not None and hi_ is not None
-        interval = f" ({confidence} CI {f2(lo_)}–{f2(hi_)})" if has_ci else ""
-        text = f"{f2(v)}{interval}{suffix}"
+        interval = f" ({confidence} CI {fnum(lo_)}–{fnum(hi_)})" if has_ci else ""
+        text = f"{fnum(v)}{interval}{suffix}"
         label = group if len(group) <= 26 else group[:25] + "…"
         bars.append(BarRow(label + ("" if judged else " *"), group, text, f"{y:.1f}", f"{y + 4:.1f}", f"{y - 5:.1f}",
                            f"{y + 5:.1f}",
@@ -236,11 +239,11 @@ def group_chart(id: str, title: str, what: str, rows: list[tuple[str, Any, Any, 
     if mn is not None:
         lines.append(Line(f"{sx(mn):.1f}", line_label or f"{mn:g}", f"{sx(mn):.1f}", "middle"))
         zones.append((f"{x1:.1f}", f"{max(sx(mn) - x1, 0):.1f}"))
-        said = f" The dashed line at {f2(mn)} is the policy's minimum; the shaded part fails it."
+        said = f" The dashed line at {fnum(mn)} is the policy's minimum; the shaded part fails it."
     if mx is not None:
         lines.append(Line(f"{sx(mx):.1f}", line_label or f"{mx:g}", f"{sx(mx):.1f}", "middle"))
         zones.append((f"{sx(mx):.1f}", f"{max(x2 - sx(mx), 0):.1f}"))
-        said = (f" The dashed line at {f2(mx)} is the lowest judged group's value plus the most the policy allows "
+        said = (f" The dashed line at {fnum(mx)} is the lowest judged group's value plus the most the policy allows "
                 f"between groups; a group to its right breaks the rule.")
     desc = f"{what}, per group, with {confidence} intervals.{said} " + "; ".join(parts) + "."
     return GroupChart(id, title, desc, width, height + 4, f"{x1:.1f}", f"{x2:.1f}", f"{top:.1f}", f"{bottom:.1f}",
@@ -252,7 +255,7 @@ def group_chart(id: str, title: str, what: str, rows: list[tuple[str, Any, Any, 
 # ---------------------------------------------------------------- sentences
 
 
-def _requirement(f: dict, conf: str, fmt=f2) -> str:
+def _requirement(f: dict, conf: str, fmt=fnum) -> str:
     side = {"ci_low": f" on the {conf} CI lower bound", "ci_high": f" on the {conf} CI upper bound"}.get(
         str(f.get("basis")), "")
     if _num(f.get("min")) is not None:
@@ -275,7 +278,7 @@ def ratio_sentence(a: dict, favourable: str, conf: str, finding: dict | None) ->
     ci = ci_text([a.get("ci_low"), a.get("ci_high")], conf)
     rule = "; " + _requirement(finding, conf) if finding else ""
     return (f"Group “{a.get('worst_group')}” ({name}) received the favourable decision ({favourable}) "
-            f"{f2(a.get('value'))} times as often as group “{a.get('versus_group')}”{_paren(ci)}{rule}.")
+            f"{fnum(a.get('value'))} times as often as group “{a.get('versus_group')}”{_paren(ci)}{rule}.")
 
 
 def difference_sentence(title: str, a: dict, conf: str, finding: dict | None) -> str:
@@ -291,9 +294,9 @@ def difference_sentence(title: str, a: dict, conf: str, finding: dict | None) ->
     rule = "; " + _requirement(finding, conf) if finding else ""
     gap = ""
     if r:
-        gap = (f": the {RATE_TITLES.get(rate, rate).lower()} was {f2(r.get('highest'))} for “{r.get('highest_group')}” "
-               f"against {f2(r.get('lowest'))} for “{r.get('lowest_group')}”")
-    return f"By {name}, the {lower} was {f2(a.get('value'))}{_paren(ci)}{gap}{rule}."
+        gap = (f": the {RATE_TITLES.get(rate, rate).lower()} was {fnum(r.get('highest'))} for “{r.get('highest_group')}” "
+               f"against {fnum(r.get('lowest'))} for “{r.get('lowest_group')}”")
+    return f"By {name}, the {lower} was {fnum(a.get('value'))}{_paren(ci)}{gap}{rule}."
 
 
 def swap_sentence(lst: dict, conf: str, flip_rule: dict | None, change_rule: dict | None) -> str:
@@ -425,8 +428,8 @@ def fairness_view(result: dict) -> FairnessView:
             key = (name, str(g.get("group")))
             r = _d(ratio_rows.get(key[1]))
             is_ref = bool(r) and key[1] == reference
-            ratio = Cell("1 (reference)" if is_ref else f2(r.get("ratio_to_reference")),
-                         span(r.get("ratio_to_reference_ci"), f2))
+            ratio = Cell("1 (reference)" if is_ref else fnum(r.get("ratio_to_reference")),
+                         span(r.get("ratio_to_reference_ci"), fnum))
             note = _small_note(g, floor.get(name), favourable, unfavourable) if key in small_by else ""
             rows.append(GroupRow(
                 group=key[1], count=count(g.get("count")), positives=count(g.get("positives")),
