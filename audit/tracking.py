@@ -35,12 +35,13 @@ MAX_TAG = 8000
 BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # log_batch's limits per call
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\- ]")  # MLflow allows these on every platform (':' and '/' not on all)
 _WORDS = (("<=", "le"), (">=", "ge"), ("≤", "le"), ("≥", "ge"), ("<", "lt"), (">", "gt"), ("=", "eq"),
-          ("×", "x"), ("–", "-"), ("—", "-"), ("/", "_"), (":", "_"))
+          (" × ", "_x_"), ("×", "_x_"), ("–", "-"), ("—", "-"), ("/", "_"), (":", "_"))
 
 
 def _import_mlflow():
     # DO_NOT_TRACK=1 does not switch MLflow's telemetry off (it reads "true" only): say it in MLflow's own words
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no "Creating initial MLflow database tables..."
     try:
         import mlflow  # noqa: F401
         from mlflow.tracking import MlflowClient
