@@ -99,13 +99,23 @@ class AuditResult:
             v = document["verdict"]
             return cls(
                 verdict=Verdict(v["status"]), exit_code=int(v["exit_code"]),
-                findings=[Finding.from_dict(f) for f in document.get("findings") or []],
+                findings=[_finding(f, (document.get("policy") or {}).get("confidence"))
+                          for f in document.get("findings") or []],
                 measurements={cid: Measurement.from_dict(m) for cid, m in (document.get("measurements") or {}).items()},
                 files=RunFiles.of(folder), run_id=str((document.get("run") or {}).get("id") or ""),
                 warnings=[str(w) for w in document.get("warnings") or []], document=document)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{Path(folder)}: result.json does not read as an audit result "
                             f"({type(exc).__name__}: {exc})") from None
+
+
+def _finding(d: dict[str, Any], confidence: Any) -> Finding:
+    """A finding of result.json as a Finding; an older result that lacks a field gets its neutral value."""
+    cid = str(d.get("check_id") or "")
+    defaults = {"family": cid.split(".", 1)[0], "title": cid, "severity": "block", "min": None, "max": None,
+                "basis": "point", "value": None, "ci_low": None, "ci_high": None, "observed": None,
+                "confidence": confidence, "refs": [], "message": "", "meaning": ""}
+    return Finding.from_dict({**defaults, **d})
 
 
 def load(run_dir: str | Path) -> AuditResult:

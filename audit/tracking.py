@@ -242,8 +242,12 @@ class MlflowTracker:
         """Log an `AuditResult` (audit/api.py); returns the MLflow run id and records it on the result."""
         doc = result.document
         name = f"{(doc.get('model') or {}).get('name') or 'model'} {result.run_id}".strip()
-        run_id = self._log(name, audit_params(doc), audit_metrics(doc), audit_tags(doc),
-                           artifacts=[(result.files.folder, ARTIFACT_DIR)])
+        try:
+            run_id = self._log(name, audit_params(doc), audit_metrics(doc), audit_tags(doc),
+                               artifacts=[(result.files.folder, ARTIFACT_DIR)])
+        except OutputError as exc:
+            raise OutputError(f"{exc.message}; the run folder {result.files.folder} was written (verdict "
+                              f"{result.verdict.value})") from None
         result.mlflow_run_id = run_id
         return run_id
 

@@ -86,6 +86,18 @@ def test_load_reads_the_same_result_back(api_run):
     assert back._repr_html_() == api_run._repr_html_()
 
 
+def test_load_reads_an_older_result_that_lacks_fields(tmp_path):
+    doc = json.loads(SAMPLE.read_text())
+    for f in doc["findings"]:
+        for key in ("observed", "meaning", "refs", "family", "basis"):
+            f.pop(key, None)
+    (tmp_path / "result.json").write_text(json.dumps(doc))
+    r = audit.load(tmp_path)
+    assert [f.check_id for f in r.findings] == [f["check_id"] for f in doc["findings"]]
+    assert r.findings[0].family == "performance" and r.findings[0].observed is None and r.findings[0].refs == []
+    assert r.files.predictions is None and r.files.report == tmp_path / "report.html"
+
+
 def test_load_refuses_what_is_not_a_run(tmp_path):
     with pytest.raises(DataError, match="cannot read"):
         audit.load(tmp_path)

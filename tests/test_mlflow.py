@@ -217,3 +217,20 @@ def test_sqlite_store_when_sqlalchemy_is_there(tiny_model, tmp_path, policy_file
     assert run.data.metrics["performance.roc_auc"] == r.measurements["performance.roc_auc"].value
     assert {a.path for a in client.list_artifacts(run.info.run_id, "audit-run")} >= {"audit-run/result.json",
                                                                                     "audit-run/report.html"}
+
+
+def test_a_store_that_fails_while_logging_names_the_written_run_folder(tiny_model, tmp_path, store, policy_file,
+                                                                       monkeypatch):
+    import audit
+    from audit.errors import OutputError
+
+    def broken(self, *a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(MlflowClient, "log_artifacts", broken)
+    with pytest.raises(OutputError, match=r"could not log the run \(disk full\); the run folder .* was written "
+                                          r"\(verdict PASS\)"):
+        audit.run(tiny_model, policy=policy_file(POLICY), out=tmp_path / "o", mlflow=store)
+    assert (tmp_path / "o" / "result.json").is_file()
+    _, run = only_run(store)
+    assert run.info.status == "FAILED"
