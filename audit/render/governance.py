@@ -344,8 +344,9 @@ def card_metadata(result: dict) -> dict[str, Any]:
     langs = _languages(card)
     if langs:
         meta["language"] = langs
+    status = str(_dict(result.get("verdict")).get("status") or "unknown").lower()
     meta.update({"library_name": "transformers", "pipeline_tag": "text-classification",
-                 "tags": ["text-classification", "audit", f"audit-verdict-{str(_dict(result.get('verdict')).get('status') or 'unknown').lower()}"]})
+                 "tags": ["text-classification", "audit", f"audit-verdict-{status}"]})
     base = _hub_base_model(model)
     if base:
         meta["base_model"] = base
@@ -418,8 +419,9 @@ def model_card_markdown(result: dict) -> str:
     def t(value: Any) -> str:
         return card_text(value, paths)
 
-    meta = yaml.safe_dump(_no_paths_deep(card_metadata(result), paths), sort_keys=False, allow_unicode=True,
-                          width=10**6, default_flow_style=False)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's safe dumper: the same YAML, 5x faster
+    meta = yaml.dump(_no_paths_deep(card_metadata(result), paths), Dumper=dumper, sort_keys=False, allow_unicode=True,
+                     width=10**6, default_flow_style=False)
     verdict, policy, run = _dict(result.get("verdict")), _dict(result.get("policy")), _dict(result.get("run"))
     body = [f"# {t(model.get('name') or 'Model')}", "",
             f"Audit verdict: **{t(verdict.get('status'))}** against the policy {t(policy.get('name'))} "
