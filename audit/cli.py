@@ -121,25 +121,10 @@ def _quiet_env() -> None:
 
 
 def _manifest_from_flags(label_column, positive_label, text_column, template, labels, name, max_length):
-    """A manifest for a model that `audit train` did not make, from flags."""
-    from audit.errors import UsageError
-    from audit.manifest import Manifest, TextRecipe
+    """A manifest for a model that `audit train` did not make, from flags (audit.api.manifest_from_flags)."""
+    from audit.api import manifest_from_flags
 
-    if not (label_column and positive_label and labels and (text_column or template)):
-        raise UsageError("without audit-model.yaml, give --label-column, --positive-label, --labels and "
-                         "--text-column or --template")
-    from pydantic import ValidationError
-
-    try:
-        return Manifest(name=name, labels=[x.strip() for x in labels.split(",")], positive_label=positive_label,
-                        label_column=label_column, text=TextRecipe(column=text_column, template=template),
-                        max_length=max_length)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "manifest"
-        flag = {"labels": "--labels", "positive_label": "--positive-label", "text": "--template"}.get(
-            str(err["loc"][0]) if err["loc"] else "", where)
-        raise UsageError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+    return manifest_from_flags(label_column, positive_label, text_column, template, labels, name, max_length)
 
 
 @cli.command()
@@ -184,62 +169,29 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
 @click.option("--report-url", "report_url", metavar="URL",
               help="The http(s) address where the run folder will be published (CI artifacts, Pages): summary.md's "
                    "links to report.html, result.json and junit.xml point there, for a pull-request comment.")
+@click.option("--mlflow", "mlflow_uri", is_flag=False, flag_value="", default=None, metavar="[URI]",
+              help="Log the audit (params, every measurement, statuses, the run folder) to MLflow at this tracking "
+                   "URI (sqlite:///mlflow.db, file:./mlruns, a server; without a URI: $MLFLOW_TRACKING_URI). "
+                   "Needs pip install 'audit[mlflow]'.")
 def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manifest_path, label_column, positive_label,
         labels, text_column, template, max_length, template_dir, batch_size, sign_key, baseline_dir, no_progress,
         engine, address, predictions_path=None, score_column="score", id_column=None, reference_stats=(),
-        precision="fp32", all_checks=False, report_url=None):
+        precision="fp32", all_checks=False, report_url=None, mlflow_uri=None):
     """Audit MODEL_DIR against a policy; exit 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE."""
     _quiet_env()
-    if report_url is not None:
-        from audit.render.markdown import report_url as check_url
+    from audit.api import run as run_api  # the Python API (audit.run) does the work; this is its edge
 
-        report_url = check_url(report_url)  # a bad address fails before anything loads
-    if predictions_path is not None:
-        _run_predictions(model_dir, policy_path, predictions_path, data_path, current_path, out_dir, strict,
-                         manifest_path, score_column, id_column, reference_stats, template_dir, no_progress,
-                         (label_column, positive_label, labels, text_column, template, max_length), engine, sign_key,
-                         baseline_dir, report_url)
-    from audit.engines import make_engine
-    from audit.runner import run_audit
-
-    engine = make_engine(engine, address)  # --address without --engine ray, or Ray missing: exit 2 now
-
-    manifest = None
-    if any((label_column, positive_label, labels, text_column, template)):
-        manifest = _manifest_from_flags(label_column, positive_label, text_column, template, labels,
-                                        Path(model_dir).name, max_length)
-    outcome = run_audit(model_dir, policy_path, data_path=data_path, out_dir=out_dir, current_path=current_path,
-                        strict=strict,
-                        progress=not no_progress, template_dirs=[template_dir] if template_dir else None,
-                        manifest=manifest, manifest_path=manifest_path, batch_size=batch_size,
-                        command=["audit", *sys.argv[1:]], sign_key=sign_key, baseline_dir=baseline_dir,
-                        engine=engine, precision=precision, every_check=all_checks, report_url=report_url)
+    outcome = run_api(model_dir, policy_path, data=data_path, out=out_dir, current=current_path, strict=strict,
+                      manifest=manifest_path, label_column=label_column, positive_label=positive_label, labels=labels,
+                      text_column=text_column, template=template, max_length=max_length, templates=template_dir,
+                      batch_size=batch_size, sign=sign_key, baseline=baseline_dir, engine=engine, address=address,
+                      precision=precision, all_checks=all_checks, report_url=report_url,
+                      predictions=predictions_path, score_column=score_column, id_column=id_column,
+                      reference_stats=reference_stats, progress=not no_progress, command=["audit", *sys.argv[1:]],
+                      mlflow=mlflow_uri)
     _print_outcome(outcome)
-    sys.exit(outcome.exit_code)
-
-
-def _run_predictions(model_dir, policy_path, predictions_path, data_path, current_path, out_dir, strict, manifest_path,
-                     score_column, id_column, reference_stats, template_dir, no_progress, flags, engine, sign_key,
-                     baseline_dir, report_url=None):
-    """`audit run --predictions LOG`: the streaming audit of a prediction log (audit/streaming.py)."""
-    from audit.errors import UsageError
-    from audit.streaming import run_predictions
-
-    clash = [name for name, v in (("--data", data_path), ("--current", current_path), ("--sign", sign_key),
-                                  ("--baseline", baseline_dir)) if v]
-    if clash or engine != "local":
-        raise UsageError(f"--predictions audits a log of scores; it does not take {', '.join(clash) or '--engine'}")
-    label_column, positive_label, labels, text_column, template, max_length = flags
-    manifest = None
-    if any((label_column, positive_label, labels, text_column, template)):
-        manifest = _manifest_from_flags(label_column, positive_label, text_column, template, labels,
-                                        Path(model_dir).name, max_length)
-    outcome = run_predictions(model_dir, policy_path, predictions_path, out_dir=out_dir, strict=strict,
-                              manifest=manifest, manifest_path=manifest_path, id_column=id_column,
-                              score_column=score_column, reference_stats=list(reference_stats) or None,
-                              command=["audit", *sys.argv[1:]], template_dirs=[template_dir] if template_dir else None,
-                              progress=False, report_url=report_url)
-    _print_outcome(outcome)
+    if outcome.mlflow_run_id:
+        click.echo(f"mlflow: run {outcome.mlflow_run_id}")
     sys.exit(outcome.exit_code)
 
 
@@ -293,10 +245,14 @@ def _print_outcome(outcome) -> None:
 @click.option("--dp-accountant", type=click.Choice(["rdp", "prv"]),
               help="With --dp-epsilon: opacus' privacy accountant [default: rdp].")
 @click.option("--no-progress", is_flag=True)
+@click.option("--mlflow", "mlflow_uri", is_flag=False, flag_value="", default=None, metavar="[URI]",
+              help="Log the training (hyperparameters, per-epoch train and held-out loss) to MLflow at this tracking "
+                   "URI (sqlite:///mlflow.db, file:./mlruns, a server; without a URI: $MLFLOW_TRACKING_URI). "
+                   "Needs pip install 'audit[mlflow]'.")
 def train_cmd(data_path, out_dir, recipe_path, text_column, template, template_file, label_column, positive_label,
               protected, id_column, name, base_model, epochs, batch_size, learning_rate, max_length, eval_fraction,
               seed, peft, lora_r, lora_alpha, lora_dropout, target_modules, dp_epsilon, dp_delta, max_grad_norm,
-              dp_accountant, no_progress):
+              dp_accountant, no_progress, mlflow_uri=None):
     """Fine-tune a sequence classifier on DATA_PATH and write a model folder with audit-model.yaml.
 
     \b
@@ -330,6 +286,11 @@ def train_cmd(data_path, out_dir, recipe_path, text_column, template, template_f
         cfg.target_modules = [m.strip() for m in target_modules.split(",") if m.strip()]
     cfg.dp_epsilon = dp_epsilon
     assert isinstance(cfg, TrainConfig)
+    tracker = None
+    if mlflow_uri is not None:
+        from audit.tracking import MlflowTracker
+
+        tracker = MlflowTracker.open(mlflow_uri)  # no mlflow or a bad store: exit 2 before training starts
     manifest = train(data_path, out_dir, cfg, progress=not no_progress)
     curve = manifest.training["loss_curve"][-1]
     click.echo(f"model: {out_dir} ({manifest.data.split.train_rows} train / {manifest.data.split.eval_rows} held-out "
@@ -345,6 +306,8 @@ def train_cmd(data_path, out_dir, recipe_path, text_column, template, template_f
                    f"δ = {dp_info['delta']:g} ({dp_info['accountant']} accountant), noise multiplier "
                    f"{dp_info['noise_multiplier']:.3f}, clipping {dp_info['max_grad_norm']:g}, sampling rate "
                    f"{dp_info['sample_rate']:.4f}" + (f"; frozen for DP: {', '.join(frozen)}" if frozen else ""))
+    if tracker is not None:
+        click.echo(f"mlflow: run {tracker.log_training(manifest, out_dir)}")
 
 
 def parse_protected(items) -> dict:

@@ -129,6 +129,14 @@ class Card(BaseModel):
     out_of_scope: str = ""
     limitations: str = ""
     ethical_considerations: str = ""
+    license: str = ""  # a Hub license id (apache-2.0, mit, other, ...); the model card says "other"/unknown without
+    license_link: str = ""  # where a license that is not a common one is written
+    language: list[str] = Field(default_factory=list)  # ISO 639-1 codes of the text the model reads ("en")
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _languages(cls, value: Any) -> Any:
+        return value.replace(",", " ").split() if isinstance(value, str) else value
 
 
 class Manifest(BaseModel):

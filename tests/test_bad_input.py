@@ -346,7 +346,7 @@ def test_folder_as_config_json_and_nan_bins_are_named(tiny_model, tmp_path, pol)
     m = yaml.safe_load((model / "audit-model.yaml").read_text())
     m["protected_attributes"]["age"]["bins"] = [float("nan")]
     (model / "audit-model.yaml").write_text(yaml.safe_dump(m))
-    line = next(i for i, t in enumerate((model / "audit-model.yaml").read_text().splitlines(), 1) if "age:" in t)
+    line = next(i for i, t in enumerate((model / "audit-model.yaml").read_text().splitlines(), 1) if t.strip() == "age:")
     result, out = run_cli(["run", str(model), "--policy", pol], tmp_path)
     assert_refused(result, out, f"{model / 'audit-model.yaml'}:{line}: protected_attributes.age: bins must be finite "
                                 "numbers (no .nan or .inf)")

@@ -239,44 +239,250 @@ def governance_view(result: dict) -> Governance:
     return Governance(purpose, executive_summary(result), clauses, model_card(result), not_covered(result, clauses))
 
 
-def _yaml_scalar(value: Any) -> str:
-    import json
+# ---------------------------------------------------------------- README.md: the model card for the Hugging Face Hub
 
-    return json.dumps(str(value), ensure_ascii=False)
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "org/name", as the Hub's base_model expects
+_CARD_SPECIAL = re.compile(r"([\\`*\[\]|~$])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_BLOCK_START = re.compile(r"^(#{1,6}(\s|$)|>|[-+](\s|$)|\d{1,9}[.)](\s|$)|[-=]{3,})")  # a heading, quote, list, rule
+_ABS_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"`]+/)+([^\s/'\"`]+)")
+
+
+def card_text(value: Any, paths: dict[str, str] | None = None) -> str:
+    """Data-derived text for the model card's Markdown body, on one line: inert (HTML as entities; emphasis, code,
+    links, tables, math and strikethrough escaped; no autolink, mention or block syntax at the start) yet
+    readable: colons, full stops and the underscores inside words (`roc_auc`) stay as they are. Local paths
+    become file names (`paths`: the result's own paths, then any absolute path)."""
+    s = " ".join(str("" if value is None else value).split())
+    s = _no_paths(s, paths or {})
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _CARD_SPECIAL.sub(lambda m: "\\" + m.group(0), s)
+    s = s.replace("://", ":&#47;&#47;").replace("www.", "www&#46;").replace("@", "@\u200b")  # no autolinks
+    return "\\" + s if _BLOCK_START.match(s) else s
+
+
+def _card_code(value: Any) -> str:
+    """Inside a code span: backticks and pipes cannot be escaped there, so they are replaced."""
+    return " ".join(str(value or "").split()).replace("`", "'").replace("|", "/")
+
+
+def _no_paths(s: str, paths: dict[str, str]) -> str:
+    for full, name in sorted(paths.items(), key=lambda kv: -len(kv[0])):
+        s = s.replace(full, name)
+    return _ABS_PATH.sub(lambda m: m.group(1), s)
+
+
+def _local_paths(result: dict) -> dict[str, str]:
+    """Every local path the result names, mapped to its file name (the card names files, never folders)."""
+    from pathlib import PurePath
+
+    found: set[str] = set()
+    model, data = _dict(result.get("model")), _dict(result.get("data"))
+    found.update(str(x) for x in (model.get("path"), _dict(model.get("training_data")).get("path"),
+                                  _dict(result.get("policy")).get("path"), _dict(result.get("baseline")).get("path"))
+                 if x)
+    found.update(str(_dict(d).get("path")) for d in data.values() if _dict(d).get("path"))
+    found.update(str(_dict(i).get("path")) for i in _list(result.get("inputs")) if _dict(i).get("path"))
+    out = {}
+    for p in found:
+        if "/" not in p.rstrip("/"):
+            continue  # a bare name is already its file name (and replacing it would touch every word)
+        name = PurePath(p.rstrip("/")).name or p
+        out[p] = name
+        absolute = p if p.startswith("/") else None
+        if absolute is None:
+            continue
+        parent = str(PurePath(p).parent)
+        if parent not in ("/", "."):
+            out.setdefault(parent, PurePath(parent).name)
+    return out
+
+
+def _slug(text_: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text_.lower()).strip("-") or "data"
+
+
+def _dataset(d: dict, description: str) -> dict[str, str]:
+    """A data file as the model card names it: an id from its name and sha256, a readable name, its revision."""
+    from pathlib import PurePath
+
+    file = PurePath(str(d.get("path") or "data")).name
+    sha = str(d.get("sha256") or "")
+    ident = f"{_slug(PurePath(file).stem)}-{sha[:12]}" if sha else _slug(PurePath(file).stem)
+    rows = d.get("rows")
+    name = " ".join(str(description or "").split()) or (f"{file} ({rows} rows)" if rows is not None else file)
+    return {"type": ident, "name": name[:200], **({"revision": sha} if sha else {})}
+
+
+def _hub_base_model(model: dict) -> str | None:
+    name = str(model.get("base_model") or "").split(" (")[0].strip()
+    return name if HUB_ID.match(name) else None
+
+
+def _languages(card: dict) -> list[str]:
+    lang = card.get("language")
+    items = lang if isinstance(lang, list) else str(lang or "").replace(",", " ").split()
+    return [str(x).strip() for x in items if str(x).strip()]
+
+
+def card_metadata(result: dict) -> dict[str, Any]:
+    """The YAML metadata of README.md, as the Hub's model card reads it: license (the manifest's, or `other` with
+    the name `unknown` when none is recorded), language, datasets, metrics, base_model when it is a Hub id, and a
+    model-index whose results name their dataset (the eval set: an id from its name and sha256, its description,
+    split and revision)."""
+    model, data, policy = _dict(result.get("model")), _dict(result.get("data")), _dict(result.get("policy"))
+    card = _card_info(model)
+    ms = _dict(result.get("measurements"))
+    conf = policy.get("confidence")
+    meta: dict[str, Any] = {}
+    license_ = " ".join(str(card.get("license") or "").split())
+    if license_:
+        meta["license"] = license_
+        if card.get("license_link"):
+            meta["license_link"] = str(card["license_link"]).strip()
+    else:
+        meta.update({"license": "other", "license_name": "unknown"})
+    langs = _languages(card)
+    if langs:
+        meta["language"] = langs
+    status = str(_dict(result.get("verdict")).get("status") or "unknown").lower()
+    meta.update({"library_name": "transformers", "pipeline_tag": "text-classification",
+                 "tags": ["text-classification", "audit", f"audit-verdict-{status}"]})
+    base = _hub_base_model(model)
+    if base:
+        meta["base_model"] = base
+    description = str(model.get("description") or "")
+    train = _dict(model.get("training_data"))
+    evals = _dict(data.get("eval"))
+    eval_ds = _dataset(evals, description if train and evals.get("sha256") == train.get("sha256") else "")
+    held_out = bool(train) and evals.get("sha256") == train.get("sha256")
+    eval_ds["split"] = "held-out" if held_out else "all rows"
+    datasets = [_dataset(train, description)["type"]] if train else []
+    if eval_ds["type"] not in datasets:
+        datasets.append(eval_ds["type"])
+    meta["datasets"] = datasets
+    titles = {f.get("check_id"): f.get("title") for f in map(_dict, _list(result.get("findings")))}
+    metrics = []
+    for cid, m in ms.items():
+        m = _dict(m)
+        if cid not in KEY_METRICS and not str(cid).startswith("fairness."):
+            continue
+        value = m.get("value")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+            continue
+        name = str(titles.get(cid) or cid.split(".", 1)[-1].replace("_", " "))
+        if m.get("ci_low") is not None and m.get("ci_high") is not None:
+            name += f" ({observed_text(value, m.get('ci_low'), m.get('ci_high'), conf).split(' (', 1)[1]}"
+        metrics.append({"type": str(cid).split(".", 1)[-1], "value": round(float(value), 4),
+                        "name": " ".join(name.split())[:200], "verified": False})
+    order = {cid.split(".", 1)[1]: i for i, cid in enumerate(KEY_METRICS)}
+    metrics.sort(key=lambda x: (order.get(x["type"], len(order)), x["type"]))
+    if metrics:
+        meta["metrics"] = list(dict.fromkeys(x["type"] for x in metrics))
+        meta["model-index"] = [{"name": " ".join(str(model.get("name") or "model").split()),
+                                "results": [{"task": {"type": "text-classification", "name": "Text Classification"},
+                                             "dataset": eval_ds, "metrics": metrics}]}]
+    meta["audit_verdict"] = str(_dict(result.get("verdict")).get("status") or "")
+    meta["audit_run_id"] = str(_dict(result.get("run")).get("id") or "")
+    meta["audit_policy"] = " ".join(f"{policy.get('name') or ''} {policy.get('version') or ''}".split())
+    return meta
+
+
+def group_tables(result: dict) -> list[tuple[str, list[list[str]]]]:
+    """Per-group metrics from the fairness measurements (each attribute and intersection once): rows,
+    selection rate, true- and false-positive rate, accuracy, each group as the checks measured it."""
+    seen: dict[str, list[list[str]]] = {}
+    for cid, m in _dict(result.get("measurements")).items():
+        if not str(cid).startswith("fairness."):
+            continue
+        for a in map(_dict, _list(_dict(_dict(m).get("details")).get("attributes"))):
+            name = str(a.get("attribute") or "")
+            if not name or name in seen or not _list(a.get("groups")):
+                continue
+            rows = []
+            for g in map(_dict, _list(a.get("groups"))):
+                rows.append([str(g.get("group")), text(g.get("count")), fmt(g.get("selection_rate")),
+                             fmt(g.get("tpr")), fmt(g.get("fpr")), fmt(g.get("accuracy")),
+                             "too small to judge" if g.get("too_small") else ""])
+            seen[name] = rows
+    return list(seen.items())
 
 
 def model_card_markdown(result: dict) -> str:
-    """README.md for the model folder, Hugging Face style: YAML metadata, then the card's sections."""
+    """README.md for the model folder, as the Hugging Face Hub reads a model card: YAML metadata (safe_dump of
+    one-line strings), then the card's sections, per-group metrics, limitations and the findings. No local path
+    appears; every data-derived string goes through `card_text`."""
+    import yaml
+
     model = _dict(result.get("model"))
-    ms = _dict(result.get("measurements"))
-    meta = ["---", "library_name: transformers", "pipeline_tag: text-classification",
-            "tags:", "  - audit", "  - text-classification"]
-    if model.get("base_model"):  # a hub-style id: the name before any note in parentheses
-        meta.append(f"base_model: {_yaml_scalar(str(model['base_model']).split(' (')[0])}")
-    metrics = [(cid.split(".", 1)[1], _dict(ms.get(cid)).get("value")) for cid in KEY_METRICS
-               if _dict(ms.get(cid)).get("value") is not None]
-    if metrics:
-        meta += ["model-index:", f"  - name: {_yaml_scalar(model.get('name'))}", "    results:",
-                 "      - task: {type: text-classification}", "        metrics:"]
-        meta += [f"          - {{type: {name}, value: {round(float(value), 4)}}}" for name, value in metrics]
-    meta += [f"audit_verdict: {_yaml_scalar(_dict(result.get('verdict')).get('status'))}",
-             f"audit_run_id: {_yaml_scalar(_dict(result.get('run')).get('id'))}", "---", ""]
-    body = [f"# {_md(model.get('name'))}", "",
-            f"Audit verdict: **{_md(_dict(result.get('verdict')).get('status'))}** against the policy "
-            f"{_md(_dict(result.get('policy')).get('name'))} (run {_md(_dict(result.get('run')).get('id'))}).", ""]
-    for section in model_card(result):
+    paths = _local_paths(result)
+
+    def t(value: Any) -> str:
+        return card_text(value, paths)
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's safe dumper: the same YAML, 5x faster
+    meta = yaml.dump(_no_paths_deep(card_metadata(result), paths), Dumper=dumper, sort_keys=False, allow_unicode=True,
+                     width=10**6, default_flow_style=False)
+    verdict, policy, run = _dict(result.get("verdict")), _dict(result.get("policy")), _dict(result.get("run"))
+    body = [f"# {t(model.get('name') or 'Model')}", "",
+            f"Audit verdict: **{t(verdict.get('status'))}** against the policy {t(policy.get('name'))} "
+            f"{t(policy.get('version'))} (run {t(run.get('id'))}).".replace("  ", " "), ""]
+    sections = model_card(result)
+    if not any(sec.heading == "Limitations" for sec in sections):
+        at = next((i for i, sec in enumerate(sections) if sec.heading == "Ethical considerations"), len(sections))
+        sections.insert(at, CardSection("Limitations", ["No limitations are recorded in the model's manifest "
+                                                        "(card.limitations). The findings below are the evidence "
+                                                        "this audit has; it tests only what its policy asks."]))
+    card = _card_info(model)
+    license_line = (f"License: {t(card.get('license'))}." if card.get("license") else
+                    "License: not recorded in the model's manifest (card.license); the metadata says `other` "
+                    "until the model's owner states one.")
+    for section in sections:
         body += [f"## {section.heading}", ""]
-        body += [_md(p) for p in section.paragraphs] + ([""] if section.paragraphs else [])
-        body += [f"- {_md(i)}" for i in section.items] + ([""] if section.items else [])
-    body += ["## Findings", "", "| check | status | observed | clauses |", "|---|---|---|---|"]
+        body += [t(p) for p in section.paragraphs] + ([""] if section.paragraphs else [])
+        body += [f"- {t(i)}" for i in section.items] + ([""] if section.items else [])
+        if section.heading == "Model":
+            body += [license_line, ""]
+        if section.heading == "Metrics":
+            body += _group_lines(result, t)
+    body += ["## Findings", "", "| Check | Status | Observed | Clauses |", "|---|---|---|---|"]
     for f in map(_dict, _list(result.get("findings"))):
-        body.append(f"| {_md(f.get('title'))} | {_md(f.get('status'))} | "
-                    f"{_md(finding_observed(f))} | "
-                    f"{_md('; '.join(map(str, _list(f.get('refs')))))} |")
-    return "\n".join(meta + body) + "\n"
+        body.append(f"| {t(f.get('title'))} (`{_card_code(f.get('check_id'))}`) | {t(f.get('status'))} | "
+                    f"{t(finding_observed(f))} | {t('; '.join(map(str, _list(f.get('refs')))))} |")
+    return "---\n" + meta + "---\n\n" + "\n".join(body) + "\n"
 
 
-def _md(value: Any) -> str:
-    from audit.render.markdown import md
+def _group_lines(result: dict, t) -> list[str]:
+    from audit.render.views import part_views
 
-    return md("" if value is None else value)
+    lines: list[str] = []
+    tables = group_tables(result)
+    if tables:
+        lines += ["### Metrics by group", "",
+                  f"Each group's rates at the decision threshold "
+                  f"{fmt(_dict(result.get('policy')).get('decision_threshold'))}.", ""]
+        for name, rows in tables:
+            lines += [f"**{t(name)}**", "", "| Group | Rows | Selection rate | True-positive rate | "
+                      "False-positive rate | Accuracy | Note |", "|---|---:|---:|---:|---:|---:|---|"]
+            lines += ["| " + " | ".join(t(c) for c in row) + " |" for row in rows]
+            lines.append("")
+    conf = _dict(result.get("policy")).get("confidence")
+    fair = [f for f in map(_dict, _list(result.get("findings"))) if f.get("family") == "fairness"]
+    if fair:
+        lines += ["### Fairness, part by part", ""]
+        for f in fair:
+            lines.append(f"- {t(f.get('title'))}: {t(f.get('status'))}, {t(finding_observed(f, conf))}")
+            lines += [f"  - {t(p.name)}: {t(p.status)}, {t(p.observed)}" + (f" ({t(p.reason)})" if p.reason else "")
+                      for p in part_views(f, conf) if p.name and p.name != "—"]
+        lines.append("")
+    return lines
+
+
+def _no_paths_deep(x: Any, paths: dict[str, str]) -> Any:
+    """The metadata with every string on one line and without local paths."""
+    if isinstance(x, dict):
+        return {k: _no_paths_deep(v, paths) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_no_paths_deep(v, paths) for v in x]
+    if isinstance(x, str):
+        return _no_paths(" ".join(x.split()), paths)
+    return x
