@@ -280,6 +280,7 @@ def summary_html(document: dict[str, Any], files: RunFiles | None = None) -> str
     """The compact notebook summary of a result dict: the verdict and a findings table, from the report's
     view-models (verdict_view, finding_view), autoescaped (every string from the result is hostile)."""
     import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
     from audit.render.views import STATUSES, finding_view, verdict_view
 
@@ -287,7 +288,7 @@ def summary_html(document: dict[str, Any], files: RunFiles | None = None) -> str
     findings.sort(key=lambda f: STATUSES.index(f["status"]) if f.get("status") in STATUSES else -1)
     confidence = (document.get("policy") or {}).get("confidence")
     views = [finding_view(f, confidence) for f in findings[:MAX_FINDINGS]]
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env = SandboxedEnvironment(autoescape=True, undefined=jinja2.StrictUndefined)
     model, policy = document.get("model") or {}, document.get("policy") or {}
     return env.from_string(_SUMMARY).render(
         v=verdict_view(document), findings=views, more=max(0, len(findings) - MAX_FINDINGS), badge=_badge,

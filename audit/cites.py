@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit.yamlsrc import closest
+from audit.yamlsrc import shown as _shown
 
 _CITE_KEYS = ("clause", "regulation", "text", "partial")
 _NOT_COVERED_KEYS = ("clause", "regulation", "text", "reason")
@@ -158,15 +159,3 @@ def parse_not_covered(item: Any) -> NotCovered:
     return NotCovered(*(" ".join(str(item.get(k, "")).split()) for k in ("clause", "reason", "regulation", "text")))
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return str(value)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from audit.cites import Cite, NotCovered, parse_cite, parse_not_covered
 from audit.errors import PolicyError
 from audit.yamlsrc import Locations, closest, dotted, load_yaml
+from audit.yamlsrc import shown as _show
 
 Basis = Literal["point", "ci_low", "ci_high"]
 Severity = Literal["block", "warn"]
@@ -270,18 +271,6 @@ def _fits(value: Any, default: Any) -> bool:
     return True
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return str(value)
 
 
 _MESSAGES = {

@@ -98,7 +98,7 @@ def _remove(p: Path) -> None:
         pass
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -347,7 +347,7 @@ def publish(tmp: Path, target: Path, record: Record | None = None, *, expect: An
         with signals_deferred():  # SIGINT/SIGTERM between the two renames would lose the old folder
             check_replaceable(target)
             backup = _swap(tmp, target)
-        _fsync_dir(root)
+        fsync_dir(root)
         if backup is not None:
             _remove(backup)
         return target
@@ -413,7 +413,7 @@ def publish(tmp: Path, target: Path, record: Record | None = None, *, expect: An
             finally:
                 intent.unlink(missing_ok=True)
             PUBLISHED.append(target)
-    _fsync_dir(root)
+    fsync_dir(root)
     if backup is not None:
         _remove(backup)
     return target

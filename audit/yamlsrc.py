@@ -123,3 +123,18 @@ def _walk(node, path: Path_, loc: Locations, error, count: list[int]) -> None:
         for i, item in enumerate(node.value):
             loc.lines[path + (i,)] = item.start_mark.line + 1
             _walk(item, path + (i,), loc, error, count)
+
+
+def shown(value: Any) -> str:
+    """A YAML value as an error message names it: strings quoted, containers by their kind."""
+    if isinstance(value, str):
+        return repr(value)
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)

@@ -34,6 +34,7 @@ from audit.publish import (
     check_out_dir,
     check_replaceable,
     clean_stale,
+    fsync_dir,
     publish,
     signals_deferred,
     temp_path,
@@ -97,17 +98,6 @@ def _why(e: OSError) -> str:
     return e.strerror or type(e).__name__
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot fsync a folder; the files themselves are synced
-    finally:
-        os.close(fd)
 
 
 def _write_file(path: Path, data: str) -> None:
@@ -137,7 +127,7 @@ def write_files(out_dir: Path | Target, files: dict[str, str], record: Record | 
         os.mkdir(tmp)
         for name, data in files.items():
             _write_file(tmp / name, data)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         published = publish(tmp, target, record, expect=expect, unique=unique)
         tmp = None
     except OSError as e:
@@ -224,7 +214,7 @@ def rerender(result_json_path: Path, out: Path | None = None, template_dirs: lis
     try:
         for name in (REPORT, JUNIT, SUMMARY, MODEL_CARD):
             _replace_file(target / name, files[name])
-        _fsync_dir(target)
+        fsync_dir(target)
     except OSError as e:
         raise OutputError(f"cannot write {target}: {_why(e)}" + (f" ({e.filename})" if e.filename else "")) from e
     return target
