@@ -348,9 +348,12 @@ def dp_epsilon(ctx: CheckContext, missing: str = "inconclusive") -> Measurement:
         else:
             why = "the model was trained without differential privacy (no DP-SGD), so its ε is unbounded"
         details = {"dp": None, "missing": missing, "reason": why}
+        # the evidence is the training run itself: its rows when the manifest records them (not "0 rows")
+        split = getattr(getattr(m, "data", None), "split", None)
+        rows = int(getattr(split, "train_rows", 0) or 0)
         if missing == "fail":
-            return Measurement(cid, float("inf"), details=details)  # ε = ∞: no guarantee, judged against max
-        return Measurement(cid, None, details=details, inconclusive=why)
+            return Measurement(cid, float("inf"), n=rows, details=details)  # ε = ∞: no guarantee, judged on max
+        return Measurement(cid, None, n=rows, details=details, inconclusive=why)
     keys = ("epsilon", "target_epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm", "sample_rate",
             "sampling", "steps", "expected_batch_size", "training_rows", "clipping", "frozen_for_dp", "library",
             "secure_rng")
