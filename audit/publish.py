@@ -320,11 +320,12 @@ class Record:
     sign_key: Path | None = None
 
 
-def _swap(tmp: Path, target: Path) -> Path | None:
-    """Move an existing `target` aside, rename `tmp` in; on failure put the old one back. Returns the backup."""
+def _swap(tmp: Path, target: Path, aside: Path | None = None) -> Path | None:
+    """Move an existing `target` aside (to `aside`, or a fresh temporary name), rename `tmp` in; on failure put
+    the old one back. Returns the backup."""
     backup = None
     if os.path.lexists(target):
-        backup = temp_path(target, "old")
+        backup = aside or temp_path(target, "old")
         os.replace(target, backup)
         _reached("moved aside")
     try:
@@ -380,20 +381,8 @@ def publish(tmp: Path, target: Path, record: Record | None = None, *, expect: An
                 json.dump({"pid": os.getpid(), "name": target.name, "tmp": tmp.name, "backup": backup_name,
                            "ledger_size": size, "write": written, "head": head, "digest": record.digest}, fh)
             _reached("intent")
-            backup = None
             try:
-                if os.path.lexists(target):
-                    backup = root / backup_name
-                    os.replace(target, backup)
-                    _reached("moved aside")
-                try:
-                    os.replace(tmp, target)
-                except OSError:
-                    if backup is not None:
-                        os.replace(backup, target)
-                        backup = None
-                    raise
-                _reached("renamed")
+                backup = _swap(tmp, target, root / backup_name)
                 try:
                     with open(ledger, "ab") as fh:
                         fh.write(written.encode("utf-8"))
