@@ -31,6 +31,19 @@ class Scored:
 
 
 @dataclass
+class Shared:
+    """Results that several checks of one run share, computed once by the first check that needs them and read
+    by the rest. Each slot belongs to one family's module, which alone writes it."""
+
+    groupings: dict[tuple[str, ...], Any] = field(default_factory=dict)  # fairness: Grouping by its parts
+    group_tables: dict[str, Any] = field(default_factory=dict)  # fairness: GroupTable by grouping name
+    swaps: dict[tuple[str, str], Any] = field(default_factory=dict)  # fairness: counterfactual outcomes by list
+    explanations: dict[tuple, Any] = field(default_factory=dict)  # explainability: Explained (or its error)
+    membership: dict[tuple, dict] = field(default_factory=dict)  # privacy: the membership attack by settings
+    drift: dict[tuple, Any] = field(default_factory=dict)  # drift: compared sets and evidently runs
+
+
+@dataclass
 class CheckContext:
     y_true: np.ndarray  # 1 where the true label is the positive (favourable) label
     score: np.ndarray  # model probability of the positive label
@@ -46,8 +59,16 @@ class CheckContext:
     manifest: Any = None  # audit.manifest.Manifest
     bundle: Any = None  # audit.model.ModelBundle (loaded), for checks that re-score changed texts
     loader: Callable[[str], Scored] | None = None  # the runner's loader of other data sets
-    extra: dict[str, Any] = field(default_factory=dict)
-    _datasets: dict[str, Scored] = field(default_factory=dict)
+    predictions: Any = None  # audit.scoring.Predictions of the eval rows (probabilities, losses, embeddings)
+    eval_path: str = ""  # the eval data's file, named in messages
+    progress: bool = False  # show progress lines for long steps
+    attachments: dict[str, str] | None = None  # file name -> text: extra files for the run folder; None: none
+    check_seconds: dict[str, float] = field(default_factory=dict)  # check id -> seconds it took
+    shared: Shared = field(default_factory=Shared)
+    # A context built from mergeable statistics (audit.checks.fairness.fairness_context) rather than rows:
+    stats_rows: int | None = None  # the statistics' row count, every measurement's evidence size
+    not_carried: str | None = None  # what the statistics carry, said of a grouping a rule asks and they lack
+    datasets: dict[str, Scored] = field(default_factory=dict)
     row_ids: list[str] | None = None  # the eval rows' ids: bootstrap weights keyed by (seed, row id), see weights
 
     @cached_property
@@ -75,14 +96,14 @@ class CheckContext:
 
     def dataset(self, name: str) -> Scored | None:
         """Another data set of the run ("train"), scored once and cached; None when the run has none."""
-        if name not in self._datasets:
+        if name not in self.datasets:
             if self.loader is None:
                 return None
             scored = self.loader(name)
             if scored is None:
                 return None
-            self._datasets[name] = scored
-        return self._datasets[name]
+            self.datasets[name] = scored
+        return self.datasets[name]
 
     def score_texts(self, texts: list[str], desc: str = "re-scoring") -> np.ndarray:
         """Positive-label probabilities of `texts` through the run's model (batched, length-sorted)."""
@@ -93,7 +114,7 @@ class CheckContext:
         m = self.bundle.manifest
         preds = score_texts(self.bundle.model, self.bundle.tokenizer, list(texts), max_length=m.max_length,
                             positive_index=m.labels.index(m.positive_label),
-                            progress=self.extra.get("progress", False), desc=desc)
+                            progress=self.progress, desc=desc)
         return preds.score
 
 

@@ -225,7 +225,7 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
         except Exception as exc:  # one broken check never aborts the audit
             out[cid] = Measurement(cid, None, error=f"{type(exc).__name__}: {exc}",
                                    details={"traceback": traceback.format_exc(limit=3)})
-        ctx.extra.setdefault("check_seconds", {})[cid] = round(time.perf_counter() - started, 3)
+        ctx.check_seconds[cid] = round(time.perf_counter() - started, 3)
     return out
 
 
@@ -400,8 +400,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                        loader=lambda name: load_other(name, bundle, batch_size if batch_size is not None else
                                                       policy.budget.batch_size, progress, others,
                                                       engine),
-                       extra={"predictions": preds, "progress": progress, "eval_path": str(ev.path),
-                              "attachments": {}}, row_ids=ev.row_ids, _datasets=dict(scored_sets))
+                       predictions=preds, progress=progress, eval_path=str(ev.path), attachments={},
+                       row_ids=ev.row_ids, datasets=dict(scored_sets))
     measurements = measure(policy, ctx, from_stats, everything=every_check)
     engine.close()
     specs = all_checks()
@@ -428,7 +428,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         **result_head(started, finished, t0, command or ["audit", "run", str(model_dir), "--policy", str(policy_path)],
                       policy.budget.seed,
                       {"scoring_s": round(preds.seconds, 3), "scoring_rows_per_s": round(preds.rows_per_s, 1),
-                       "checks_s": ctx.extra.get("check_seconds", {})}),
+                       "checks_s": ctx.check_seconds}),
         "verdict": verdict_section(v, code, findings, strict),
         "policy": policy_section(policy, policy.budget.bootstrap),
         "model": {"path": str(bundle.path), "name": m.name,
@@ -438,9 +438,9 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         "data": {"eval": {"path": str(ev.path), "sha256": ev.sha256, "rows": len(ev.texts), "source": ev.source,
                           "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum()),
                           **({"training_rows": ev.training_rows} if ev.training_rows is not None else {})},
-                 **{name: {"path": str(p), "sha256": sha256_file(p), "rows": len(ctx._datasets[name].texts),
+                 **{name: {"path": str(p), "sha256": sha256_file(p), "rows": len(ctx.datasets[name].texts),
                            "source": f"--{name} file"}
-                    for name, p in others.items() if name in ctx._datasets}},
+                    for name, p in others.items() if name in ctx.datasets}},
         "inputs": inputs,
         "environment": environment(),
         "scoring": {**engine.describe(), "rows": len(ev.texts), "batch_size": preds.meta["batch_size"],
@@ -462,7 +462,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         result["links"] = {"report_url": report_url}
     out = record_run(out, result, predictions_csv(ev, preds, m.labels, policy.decision_threshold),
                      template_dirs=template_dirs, sign_key=Path(sign_key) if sign_key else None,
-                     extra=ctx.extra["attachments"])
+                     extra=ctx.attachments)
     return RunOutcome(result, out, code)
 
 

@@ -244,13 +244,13 @@ def _scored(name, n, seed, shift=0.0, labels=True):
     return Scored(name, frame, texts, y, preds, f"{name}.csv")
 
 
-def _ctx(shift=0.0, current=True, train=True, labels=True, extra=None):
+def _ctx(shift=0.0, current=True, train=True, labels=True, attachments=None):
     sets = {"train": _scored("train", 500, 1) if train else None,
             "current": _scored("current", 300, 2, shift, labels) if current else None}
     ev = _scored("eval", 200, 3)
     return CheckContext(y_true=ev.y, score=ev.predictions.score, manifest=MANIFEST, frame=ev.frame, texts=ev.texts,
                         replicates=200, positive_label="good", negative_label="bad",
-                        loader=lambda name: sets.get(name), extra={"predictions": ev.predictions, **(extra or {})})
+                        loader=lambda name: sets.get(name), predictions=ev.predictions, attachments=attachments)
 
 
 def _measure(ctx):
@@ -260,7 +260,7 @@ def _measure(ctx):
 
 @pytest.fixture(scope="module")
 def shifted():
-    ctx = _ctx(0.25, extra={"attachments": {}})
+    ctx = _ctx(0.25, attachments={})
     return ctx, _measure(ctx)
 
 
@@ -317,12 +317,12 @@ def test_evidently_html_is_an_attachment_only_when_the_run_writes_attachments(sh
 
     ctx, m = shifted
     assert m["drift.share_drifted_columns"].details["attachments"] == [ATTACHMENT]  # the text in the same report
-    page = ctx.extra["attachments"][ATTACHMENT]
+    page = ctx.attachments[ATTACHMENT]
     assert "<html" in page[:200].lower() and "model text" in page
     plain = _measure(_ctx(0.25))["drift.share_drifted_columns"].details
     assert "attachments" not in plain and any("not kept" in n for n in plain["notes"])
     result = _result(m)
-    out = write_run(tmp_path / "run", result, None, extra=ctx.extra["attachments"])
+    out = write_run(tmp_path / "run", result, None, extra=ctx.attachments)
     assert (out / ATTACHMENT).read_text() == page
     assert f'href="{ATTACHMENT}"' in (out / "report.html").read_text()
 
@@ -338,7 +338,7 @@ def test_evidently_report_is_labelled_as_context_not_judged(shifted, tmp_path):
     n_columns = len(share["columns"]) + len(descriptors)  # every column evidently was given, the text included
     n_counted = sum(1 for r in share["columns"] if r["counted"] and r["drifted"] is not None)
     assert share["attachment_columns"] == {ATTACHMENT: n_columns} and n_counted < n_columns
-    page = ctx.extra["attachments"][ATTACHMENT]
+    page = ctx.attachments[ATTACHMENT]
     body = page.index("<body>") + len("<body>")
     assert page[body:].startswith('<div id="audit-not-judged" role="note"')
     banner = page[body:page.index("</div>", body)]
@@ -346,7 +346,7 @@ def test_evidently_report_is_labelled_as_context_not_judged(shifted, tmp_path):
     assert f"over {n_columns} columns" in banner and f"counts only the {n_counted} template-input" in banner
     assert "default share of 0.5" in banner
     assert page.index("<title>Context, not judged") < page.index("<body>")
-    out = write_run(tmp_path / "run", _result(m), None, extra=ctx.extra["attachments"])
+    out = write_run(tmp_path / "run", _result(m), None, extra=ctx.attachments)
     html = (out / "report.html").read_text()
     assert (f'<a href="{ATTACHMENT}">{ATTACHMENT} (evidently&#39;s own report, {n_columns} columns; not judged)</a>'
             in html)
@@ -355,11 +355,11 @@ def test_evidently_report_is_labelled_as_context_not_judged(shifted, tmp_path):
 
 def test_many_texts_go_to_a_sampled_text_report(monkeypatch):
     monkeypatch.setattr(ds, "TEXT_ROWS", 200)  # 500 reference and 300 current texts
-    ctx = _ctx(0.25, extra={"attachments": {}})
+    ctx = _ctx(0.25, attachments={})
     m = all_checks()["drift.share_drifted_columns"].fn(ctx)
     assert m.details["attachments"] == [ATTACHMENT, TEXT_ATTACHMENT]
     assert m.details["attachment_columns"][TEXT_ATTACHMENT] == 1
-    assert "text-content test alone" in ctx.extra["attachments"][TEXT_ATTACHMENT]
+    assert "text-content test alone" in ctx.attachments[TEXT_ATTACHMENT]
     assert any("sample of at most 200 texts" in n for n in m.details["notes"])
     text = all_checks()["drift.text_content_auc"].fn(ctx).details["text"]
     assert (text["n_reference"], text["n_current"]) == (200, 200) and text["drifted"] is not None

@@ -105,7 +105,7 @@ def _ctx_with(explained: X.Explained, n: int, **params) -> CheckContext:
     ctx = CheckContext(y_true=np.array([1, 0] * (n // 2)), score=np.linspace(0.1, 0.9, n),
                        texts=[f"text {i}" for i in range(n)], replicates=50, seed=0)
     key = (params.get("rows", 40), params.get("max_evals", 100), params.get("examples", 1), 0)
-    ctx.extra["_explainability"] = {key: explained}
+    ctx.shared.explanations[key] = explained
     return ctx
 
 

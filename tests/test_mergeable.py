@@ -183,7 +183,7 @@ def test_group_rates_equal_fairlearn_metricframe():
     ctx = fairness_context(s, Replicates(s, [], 0), manifest(), 0.5, 0.95, 30)
     p = (df["score"] >= 0.5).astype(int)
     for name in ("race", "age"):
-        table = ctx.extra["_fairness_tables"][name]
+        table = ctx.shared.group_tables[name]
         sf = pd.Series(groups(df)[name]).astype(str)
         keep = (groups(df)[name] != None) & pd.notna(groups(df)[name])  # noqa: E711
         mf = MetricFrame(metrics={"sel": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate,

@@ -210,7 +210,7 @@ def ctx_with(train_loss, eval_loss, *, train_texts=None, eval_texts=None, replic
     return CheckContext(y_true=np.r_[np.ones(n_eval // 2), np.zeros(n_eval - n_eval // 2)].astype(int),
                         score=np.full(n_eval, 0.5), texts=eval_texts, replicates=replicates, seed=seed,
                         loader=lambda name: scored if name == "train" else None,
-                        extra={"predictions": SimpleNamespace(loss=np.asarray(eval_loss))}, **kw)
+                        predictions=SimpleNamespace(loss=np.asarray(eval_loss)), **kw)
 
 
 def run(check_id, ctx, **params):

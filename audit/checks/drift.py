@@ -10,7 +10,7 @@ attributes' columns, the label and predicted label (declared categorical), the m
 descriptors, each column with the test `audit.driftstats.choose_test` picks: two-sample tests that hold their level
 where evidently's default does not (see that module). Every check of the family reads the same run.
 
-evidently's own HTML reports are kept only when the runner asks for attachments: when `ctx.extra["attachments"]` is
+evidently's own HTML reports are kept only when the runner asks for attachments: when `ctx.attachments` is
 a dict, `share_drifted_columns` puts them there ({file name: HTML}) for the runner to write beside report.html
 (`write_run(..., extra=...)`, inside the same all-or-nothing folder write), and records their names so the report
 links them. Otherwise it notes that they were not kept and the report links nothing. They run over more columns
@@ -37,7 +37,6 @@ NO_REFERENCE = ("no reference set: the model's manifest records no training spli
                 "since training")
 ATTACHMENT = "evidently-drift.html"
 TEXT_ATTACHMENT = "evidently-text-drift.html"
-CACHE = "_drift_cache"
 TEXT = "model text"
 PREDICTED = "predicted label"
 DESCRIPTOR_PREFIX = "text: "
@@ -72,16 +71,16 @@ def _sets(ctx: CheckContext, reference: str = "train") -> tuple[Side, Side] | st
     if reference not in ("train", "eval"):
         raise ValueError(f"reference must be 'train' or 'eval', got {reference!r}")
     key = ("sets", reference)
-    cache = ctx.extra.setdefault(CACHE, {})
+    cache = ctx.shared.drift
     if key in cache:
         return cache[key]
     current = ctx.dataset("current")
     if current is None:
         out: tuple[Side, Side] | str = NO_CURRENT
     elif reference == "eval":
-        preds = ctx.extra.get("predictions")
+        preds = ctx.predictions
         ref = Side("eval set", ctx.frame, list(ctx.texts), np.asarray(ctx.score),
-                   getattr(preds, "embeddings", None), np.asarray(ctx.y_true), str(ctx.extra.get("eval_path", "")))
+                   getattr(preds, "embeddings", None), np.asarray(ctx.y_true), ctx.eval_path)
         out = (ref, _side(current, "current set"))
     else:
         train = ctx.dataset("train")
@@ -131,7 +130,7 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
     from audit import driftstats as ds
 
     key = ("evidently", float(alpha), float(distance))
-    cache = ctx.extra.setdefault(CACHE, {})
+    cache = ctx.shared.drift
     if key in cache:
         return cache[key]
     sets = _sets(ctx, "train")
@@ -175,7 +174,7 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
         levels = int(pd.concat([r, c]).nunique()) if kind == "categorical" else 0
         tests[col] = ds.choose_test(kind, n_r, n_c, levels, alpha=alpha, distance=distance)
     ref_df, cur_df = pd.DataFrame(ref_cols), pd.DataFrame(cur_cols)
-    want_html = isinstance(ctx.extra.get("attachments"), dict)
+    want_html = ctx.attachments is not None
     # The text goes into the same report unless a side has more than TEXT_ROWS texts: then into a report of its
     # own, on a seeded sample (evidently fits its TF-IDF domain classifier six times per report, which at 100,000
     # texts a side cost more than every other column together).
@@ -334,8 +333,8 @@ def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: floa
                "histograms": {c: h for c, h in run["histograms"].items()
                               if any(r["column"] == c and r["role"] != "text descriptor" for r in run["rows"])},
                "drifted": [r["column"] for r in counted if r["drifted"]]}
-    attachments = ctx.extra.get("attachments")
-    if isinstance(attachments, dict) and run["html"]:
+    attachments = ctx.attachments
+    if attachments is not None and run["html"]:
         columns = {name: run["page_columns"][name] for name in run["html"]}
         attachments.update({name: labelled_page(page, name, columns[name], len(counted), run["evidently"])
                             for name, page in run["html"].items()})

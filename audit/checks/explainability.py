@@ -321,7 +321,7 @@ def _model_predict(ctx: CheckContext, counter: list[int]) -> Callable[[list[str]
 
 def _run_outputs(ctx: CheckContext) -> np.ndarray:
     """The model's log-odds for every eval row as the run scored it."""
-    preds = ctx.extra.get("predictions")
+    preds = ctx.predictions
     if preds is not None and getattr(preds, "probs", None) is not None and preds.probs.shape[1] == 2:
         return _log_odds(preds.probs, preds.positive_index)
     s = np.clip(np.asarray(ctx.score, float), 1e-300, 1 - 1e-16)
@@ -350,7 +350,7 @@ def explain(ctx: CheckContext, rows: int, max_evals: int, examples: int, toleran
     if rows < 2 or max_evals < 2 or examples < 0 or not tolerance >= 0:
         raise ValueError(f"budget out of range: rows {rows} (>= 2), max_evals {max_evals} (>= 2), "
                          f"examples {examples} (>= 0), tolerance {tolerance} (>= 0)")
-    cache = ctx.extra.setdefault("_explainability", {})
+    cache = ctx.shared.explanations
     key = (rows, max_evals, examples, ctx.seed)
     if key not in cache:
         try:
@@ -373,7 +373,7 @@ def _explain(ctx: CheckContext, rows: int, max_evals: int, examples: int) -> Exp
     tok = ctx.bundle.tokenizer
     specials = frozenset(str(t) for t in getattr(tok, "all_special_tokens", []) or [])
     got = shap_explain(predict, tok, [ctx.texts[i] for i in todo], max_evals=max_evals,
-                       progress=bool(ctx.extra.get("progress")))
+                       progress=ctx.progress)
     outputs = _run_outputs(ctx)
     explained = {}
     for i, (pieces, values, base) in zip(todo, got):

@@ -176,7 +176,7 @@ def _attribute(ctx: CheckContext, name: str) -> tuple[list[str], np.ndarray]:
     from audit.data import group_series
 
     attr = ctx.manifest.protected_attributes[name]
-    series = group_series(ctx.frame, name, attr, ctx.extra.get("eval_path", "eval data"))
+    series = group_series(ctx.frame, name, attr, ctx.eval_path or "eval data")
     values = pd.Series(series.to_numpy(dtype=object)).map(lambda v: None if v is None or v != v else str(v))
     known = [str(g) for g in attr.group_names()]
     groups = known + sorted(set(values.dropna()) - set(known))
@@ -185,7 +185,7 @@ def _attribute(ctx: CheckContext, name: str) -> tuple[list[str], np.ndarray]:
 
 
 def _grouping(ctx: CheckContext, parts: list[str]) -> Grouping:
-    cache = ctx.extra.setdefault("_fairness_groupings", {})
+    cache = ctx.shared.groupings
     key = tuple(parts)
     if key in cache:
         return cache[key]
@@ -219,7 +219,7 @@ def _groupings(ctx: CheckContext, attributes: list, intersections: list
     wanted = [str(a) for a in attributes] or mapped
     specs = [[a] for a in dict.fromkeys(wanted)] + [_parse_intersection(i) for i in intersections]
     # a context built from statistics (audit.federated) holds the groupings it carries and says why others lack
-    not_carried = ctx.extra.get("_fairness_not_carried")
+    not_carried = ctx.not_carried
     problems, out = [], []
     for parts in specs:
         name, kind = SEP.join(parts), ("attribute" if len(parts) == 1 else "intersection")
@@ -227,7 +227,7 @@ def _groupings(ctx: CheckContext, attributes: list, intersections: list
         if unknown:
             problems.append((name, kind, f"the policy names {', '.join(repr(u) for u in unknown)}, which the "
                                          f"model's manifest does not map to a column (it maps {', '.join(mapped)})"))
-        elif not_carried is not None and tuple(parts) not in ctx.extra.get("_fairness_groupings", {}):
+        elif not_carried is not None and tuple(parts) not in ctx.shared.groupings:
             problems.append((name, kind, f"not in the statistics: the {kind} '{name}' ({not_carried})"))
         else:
             out.append(_grouping(ctx, parts))
@@ -329,7 +329,7 @@ def _metricframe_point(grouping: Grouping, y: np.ndarray, p: np.ndarray, s: np.n
 
 
 def _table(ctx: CheckContext, grouping: Grouping) -> GroupTable:
-    cache = ctx.extra.setdefault("_fairness_tables", {})
+    cache = ctx.shared.group_tables
     if grouping.name in cache:
         return cache[grouping.name]
     y_int, p_int, score = (np.asarray(a) for a in (ctx.y_true, ctx.y_pred, ctx.score))
@@ -588,7 +588,7 @@ def _from_stats(sctx, check_id: str, **params) -> Measurement:
                                sctx.min_group_size, asked_intersections(fair, list(sctx.manifest.protected_attributes)))
         if ctx is not None:  # what a rule asks for and the statistics lack is its own inconclusive part
             carried = sctx.stats.intersection_names()
-            ctx.extra["_fairness_not_carried"] = (
+            ctx.not_carried = (
                 f"the statistics carry the attributes {', '.join(sctx.stats.attributes) or 'none'} and the "
                 f"intersections {', '.join(carried) or 'none'}; `audit stats` carries every pair of attributes, a "
                 "streaming audit those its policy asks")
@@ -600,7 +600,7 @@ def _from_stats(sctx, check_id: str, **params) -> Measurement:
             f"the decision threshold {sctx.threshold} is not on the statistics' threshold grid "
             f"(multiples of 1/{sctx.stats.grid.threshold_bins})"))
     m = all_checks()[check_id].fn(ctx, **params)
-    m.n = ctx.extra["stats_rows"]
+    m.n = ctx.stats_rows
     return m
 
 
@@ -693,7 +693,7 @@ def _swap_outcomes(ctx: CheckContext, swaps: Any) -> list[SwapOutcome]:
     from audit import swaps as sw
 
     lists = sw.load_all("gender" if swaps is None else swaps)
-    cache = ctx.extra.setdefault("_fairness_swaps", {})
+    cache = ctx.shared.swaps
     out = []
     for sl in lists:
         key = (sl.name, sl.source)
@@ -968,7 +968,7 @@ def fairness_context(stats, reps, manifest, threshold: float, confidence: float,
         t = _intersection_table(stats, list(parts), order)
         if t is not None:
             add(list(parts), t)
-    ctx.extra["_fairness_groupings"] = groupings
-    ctx.extra["_fairness_tables"] = tables
-    ctx.extra["stats_rows"] = int(round(stats.scores.counts.point.clip(0).sum()))
+    ctx.shared.groupings.update(groupings)
+    ctx.shared.group_tables.update(tables)
+    ctx.stats_rows = int(round(stats.scores.counts.point.clip(0).sum()))
     return ctx

@@ -190,7 +190,7 @@ def _attack_curves(W: np.ndarray, member: np.ndarray, score: np.ndarray) -> dict
 def membership_attack(ctx: CheckContext, min_members: int = MIN_MEMBERS) -> dict[str, Any]:
     """The loss-threshold attack of this run, computed once and shared by the privacy checks."""
     key = ("privacy.membership_attack", ctx.seed, ctx.replicates, ctx.confidence, int(min_members))
-    cache = ctx.extra.setdefault("_cache", {})
+    cache = ctx.shared.membership
     if key in cache:
         return cache[key]
     cache[key] = result = _membership_attack(ctx, int(min_members))
@@ -201,7 +201,7 @@ def _membership_attack(ctx: CheckContext, min_members: int) -> dict[str, Any]:
     train, why = training_set(ctx)
     if train is None:
         return {"inconclusive": why}
-    preds = ctx.extra.get("predictions")
+    preds = ctx.predictions
     eval_loss = getattr(preds, "loss", None)
     train_loss = getattr(train.predictions, "loss", None)
     if eval_loss is None or train_loss is None:
