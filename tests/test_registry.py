@@ -116,3 +116,22 @@ def test_status_deciding_numbers_are_rule_parameters_with_defaults():
         assert specs[cid].params == {"min_members": 20}
         with pytest.raises(ValueError, match="min_members must be a whole number of at least 2"):
             specs[cid].validate({"min_members": 1})
+
+
+def test_every_family_view_module_names_a_family_and_has_detail():
+    """audit/render/<family>_view.py is found by name (views._family_view_module): a module whose name matches no
+    family would never render, and one without `detail` would be skipped silently."""
+    import pkgutil
+
+    import audit.render
+    from audit.checks import FAMILIES
+    from audit.render.views import _family_view_module
+
+    names = [m.name[:-5] for m in pkgutil.iter_modules(audit.render.__path__) if m.name.endswith("_view")]
+    family_views = [n for n in names if n != "statistics"]  # the statistics section is not a family
+    assert sorted(family_views) == sorted(FAMILIES)
+    for fam in FAMILIES:
+        module = _family_view_module(fam)
+        assert module is not None and callable(module.detail), fam
+    assert _family_view_module("no_such_family") is None
+    assert _family_view_module("../etc") is None

@@ -719,7 +719,7 @@ def _example(row_id: str, kind: str, score: float) -> dict:
 def test_lowest_scored_label_says_it_is_the_samples_lowest():
     """The check picks the lowest-scored example from the random sample only; the surest false negative comes from
     every eval row and can score lower. The title must not claim the lowest row shown."""
-    from audit.render.explain_view import explain_view
+    from audit.render.explainability_view import explain_view
 
     fn, low = _example("3", "false negative", 0.02), _example("9", "lowest-scored", 0.11)
     view = explain_view(_explained([_example("1", "highest-scored", 0.97), fn, low]))

@@ -420,3 +420,6 @@ def _performance(view: DriftView, m: dict, conf: str) -> None:
                                  f"in the current set; decision threshold {_g(d.get('threshold'))}. Intervals are "
                                  "Poisson bootstrap intervals; the eval column repeats the performance family's "
                                  "point estimates.")
+
+
+detail = drift_view  # the family-view protocol: audit/render/views.py, family_views

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit.render.charts import _num
-from audit.render.views import humanize
+from audit.render.format import humanize
 
 DASH = "—"
 RATIO = "fairness.selection_rate_ratio"
@@ -40,7 +40,7 @@ def _l(x: Any) -> list:
 def fnum(x: Any) -> str:
     """A rate, ratio or difference as every output prints it (the judge's three decimals): one quantity reads
     one way in the fairness section, the findings table and summary.md."""
-    from audit.render.views import fmt
+    from audit.render.format import fmt
 
     return DASH if _num(x) is None else fmt(x)
 
@@ -517,3 +517,6 @@ def fairness_view(result: dict) -> FairnessView:
              f"overstate it). Each attribute and each intersection is judged on its own: a violation by one fails "
              f"the rule whatever the others show.")
     return FairnessView(favourable, sentences, views, small, swaps, list(dict.fromkeys(caveats)), intro)
+
+
+detail = fairness_view  # the family-view protocol: audit/render/views.py, family_views

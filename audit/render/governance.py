@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit.render.views import _dict, _list, finding_observed, fmt, observed_text, text
+from audit.render.format import as_dict as _dict
+from audit.render.format import as_list as _list
+from audit.render.format import finding_observed, fmt, observed_text, text
 
 STATUS_ORDER = ["ERROR", "FAIL", "INCONCLUSIVE", "WARN", "WAIVED", "SKIPPED", "PASS"]  # worst first
 KEY_METRICS = ["performance.roc_auc", "performance.balanced_accuracy", "performance.accuracy", "performance.f1",

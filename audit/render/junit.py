@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from audit.render.views import text
+from audit.render.format import text
 
 # Characters XML 1.0 cannot hold at all, even escaped: ElementTree would write them and break the file.
 _NOT_XML = re.compile(r"[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -78,7 +78,7 @@ def _skip_message(f: dict, kind: str) -> str:
 
 def _part_case(f: dict, p: dict) -> dict:
     """A part of a finding as a finding of its own (its status, numbers and reason), for its testcase."""
-    from audit.render.views import evidence_text, observed_text
+    from audit.render.format import evidence_text, observed_text
 
     status = str(p.get("status") or "")
     if status in ("FAIL", "WARN") and f.get("status") != status:

@@ -7,104 +7,32 @@ key. Readers use `.get` and fall back to an em dash, never to a KeyError.
 
 from __future__ import annotations
 
-import math
 import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
 from audit.render import charts
+from audit.render.format import (  # noqa: F401  (re-exported: the views' formatting lives in format.py)
+    BASIS_WORDS,
+    DASH,
+    STATUSES,
+    conf_text,
+    evidence_text,
+    finding_observed,
+    fmt,
+    humanize,
+    num,
+    observed_text,
+    plural,
+    text,
+    threshold_text,
+)
+from audit.render.format import as_dict as _dict
+from audit.render.format import as_list as _list
 
-DASH = "—"
-# Most urgent first: the order of the counts and of the findings table.
-STATUSES = ("FAIL", "ERROR", "INCONCLUSIVE", "WARN", "WAIVED", "SKIPPED", "PASS")
 FAMILY_ORDER = ("performance", "fairness", "explainability", "drift", "privacy")
 _RESERVED_TEMPLATES = {"base", "report", "macros", "family"}
-BASIS_WORDS = {
-    "point": "on the point estimate",
-    "ci_low": "on the {conf} CI lower bound",
-    "ci_high": "on the {conf} CI upper bound",
-}
-
-
-def num(x: Any) -> float | None:
-    return charts._num(x)
-
-
-def fmt(value: Any, unit: str = "") -> str:
-    """A measured number as the judge's sentences print it: three decimals, counts with thousands commas."""
-    from audit.judge import fmt as judge_fmt
-
-    return judge_fmt(num(value), unit)
-
-
-def conf_text(confidence: Any) -> str:
-    c = num(confidence)
-    return f"{c:.0%}" if c is not None else "the policy's"
-
-
-def text(x: Any) -> str:
-    """Any scalar as display text: None becomes an em dash."""
-    if x is None or x == "":
-        return DASH
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return f"{x:g}" if math.isfinite(x) else "n/a"
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, (list, tuple)):
-        return ", ".join(text(i) for i in x) or DASH
-    return str(x)
-
-
-_ACRONYMS = {"auc": "AUC", "roc": "ROC", "pr": "PR", "ece": "ECE", "f1": "F1", "pii": "PII", "shap": "SHAP",
-             "dp": "DP", "id": "id", "psi": "PSI", "ks": "KS", "tpr": "TPR", "fpr": "FPR"}
-
-
-def humanize(check_id: str) -> str:
-    """'performance.pr_auc' -> 'PR AUC': a readable name when the result carries no title."""
-    words = check_id.split(".", 1)[-1].split("_")
-    words = [_ACRONYMS.get(w.lower(), w) for w in words if w]
-    if words and words[0] == words[0].lower():
-        words[0] = words[0].capitalize()
-    return " ".join(words)
-
-
-def threshold_text(minimum: Any, maximum: Any, basis: Any, confidence: Any, unit: str = "") -> str:
-    """'≥ 0.700 on the 95% CI lower bound', '≤ 0.100 on the point estimate', or 'no threshold'."""
-    parts = []
-    if num(minimum) is not None:
-        parts.append(f"≥ {fmt(minimum, unit)}")
-    if num(maximum) is not None:
-        parts.append(f"≤ {fmt(maximum, unit)}")
-    if not parts:
-        return "no threshold"
-    on = BASIS_WORDS.get(str(basis), "on " + str(basis)).format(conf=conf_text(confidence))
-    return " and ".join(parts) + " " + on
-
-
-def observed_text(value: Any, ci_low: Any, ci_high: Any, confidence: Any, unit: str = "") -> str:
-    """'0.855 (95% CI 0.807–0.898)', or the value alone when there is no interval."""
-    out = fmt(value, unit)
-    if num(ci_low) is not None and num(ci_high) is not None:
-        out += f" ({conf_text(confidence)} CI {fmt(ci_low, unit)}–{fmt(ci_high, unit)})"
-    return out
-
-
-def finding_observed(f: dict, default_confidence: Any = None) -> str:
-    """A finding's number as every output prints it: 'sex: 0.149 (95% CI 0.050–0.250)' (the part named when the
-    rule is judged part by part), in the finding's unit. One function, so one quantity reads one way."""
-    out = observed_text(f.get("value"), f.get("ci_low"), f.get("ci_high"), f.get("confidence", default_confidence),
-                        str(f.get("unit") or ""))
-    return f"{f['part']}: {out}" if f.get("part") else out
-
-
-def evidence_text(n: Any, what: Any) -> str:
-    """'800 rows scanned': the size of the evidence beside a number; '' when the result does not say."""
-    if num(n) is None or isinstance(n, bool):
-        return ""
-    return f"{fmt(n, 'count')} {what or 'rows'}"
 
 
 def part_views(f: dict, default_confidence: Any = None) -> list[PartView]:
@@ -121,8 +49,6 @@ def part_views(f: dict, default_confidence: Any = None) -> list[PartView]:
     return out
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 # ---------------------------------------------------------------- dataclasses
@@ -207,9 +133,7 @@ class FamilyView:
     templates: list[str]  # the family's own partial first, then the generic one
     judged: list[MeasurementRow]
     unjudged: list[MeasurementRow]  # "measured without a rule"
-    charts: list[charts.XYChart] = field(default_factory=list)
-    confusion: charts.ConfusionChart | None = None
-    detail: Any = None  # a family's own view-model, e.g. fairness_view.FairnessView
+    detail: Any = None  # a family's own view-model (audit/render/<family>_view.py), e.g. FairnessView
 
 
 @dataclass
@@ -253,12 +177,8 @@ def _css(status: str) -> str:
     return "st-" + (status.lower() if status in STATUSES else "unknown")
 
 
-def _dict(x: Any) -> dict:
-    return x if isinstance(x, dict) else {}
 
 
-def _list(x: Any) -> list:
-    return x if isinstance(x, list) else []
 
 
 def _kvs(d: dict, known: list[tuple[str, str]], code: set[str] = frozenset(), skip: set[str] = frozenset(),
@@ -373,6 +293,21 @@ def _family_title(family: str) -> str:
     return family.replace("_", " ").capitalize()
 
 
+def _family_view_module(family: str):
+    """A family's own view-model module, found by name: `audit/render/<family>_view.py` with a function
+    `detail(result) -> view-model` that its template (`reports/templates/<family>.html`) reads as `fam.detail`.
+    A family without one gets the generic tables of family.html."""
+    import importlib
+    import importlib.util
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", family):
+        return None
+    name = f"audit.render.{family}_view"
+    if importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
 def family_views(result: dict) -> list[FamilyView]:
     measurements = _dict(result.get("measurements"))
     findings = {str(f.get("check_id")): f for f in map(_dict, _list(result.get("findings")))}
@@ -381,7 +316,6 @@ def family_views(result: dict) -> list[FamilyView]:
     names.discard("None")
     names.discard("")
     order = [n for n in FAMILY_ORDER if n in names] + sorted(names - set(FAMILY_ORDER))
-    positive = str(_dict(result.get("model")).get("positive_label") or "positive")
     views = []
     for fam in order:
         own = [f"{fam}.html"] if re.fullmatch(r"[a-z][a-z0-9_]*", fam) and fam not in _RESERVED_TEMPLATES else []
@@ -393,28 +327,9 @@ def family_views(result: dict) -> list[FamilyView]:
             title = str(_dict(m).get("title") or (f or {}).get("title") or humanize(cid))
             (judged if f else unjudged).append(_measurement_row(cid, _dict(m), title, confidence, f))
         view = FamilyView(fam, _family_title(fam), own + ["family.html"], judged, unjudged)
-        if fam == "performance":
-            view.charts = [c for c in (charts.roc_chart(_dict(measurements.get("performance.roc_auc"))),
-                                       charts.pr_chart(_dict(measurements.get("performance.pr_auc"))),
-                                       charts.calibration_chart(_dict(measurements.get("performance.ece")), positive))
-                           if c is not None]
-            view.confusion = charts.confusion_chart(_dict(measurements.get("performance.accuracy")))
-        elif fam == "fairness":
-            from audit.render.fairness_view import fairness_view
-
-            view.detail = fairness_view(result)
-        elif fam == "privacy":
-            from audit.render.privacy_view import privacy_view
-
-            view.detail = privacy_view(result)
-        elif fam == "explainability":
-            from audit.render.explain_view import explain_view
-
-            view.detail = explain_view(result)
-        elif fam == "drift":
-            from audit.render.drift_view import drift_view
-
-            view.detail = drift_view(result)
+        module = _family_view_module(fam)
+        if module is not None and callable(getattr(module, "detail", None)):
+            view.detail = module.detail(result)
         views.append(view)
     return views
 

@@ -303,3 +303,6 @@ def explain_view(result: dict) -> ExplainView | None:
                        f"The top {len(words)} words by mean |SHAP| per sampled row" +
                        ("; ⚑ marks a prohibited term" if prohibited else ""),
                        examples, legend, legend_note)
+
+
+detail = explain_view  # the family-view protocol: audit/render/views.py, family_views
