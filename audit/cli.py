@@ -480,6 +480,11 @@ def verify_cmd(run_dir, pubkey, outputs_only):
         click.echo(f"{'skipped' if outputs_only else 'NOT CHECKED'}  {line}")
     for line in v.notes:
         click.echo(f"note     {line}")
+    for d in v.decisions:
+        click.echo(f"decision {_decision_line(d)}")
+    if not v.decisions and os.path.lexists(Path(run_dir).resolve().parent / "ledger.jsonl"):
+        click.echo(f"decision none recorded yet (record one with: audit approve {run_dir} --reviewer NAME "
+                   "--decision approve|approve-with-conditions|reject --comment TEXT)")
     if not v.passed:
         why = [f"{len(v.changed)} problem(s)"] if v.changed else []
         if v.unchecked:
@@ -491,6 +496,37 @@ def verify_cmd(run_dir, pubkey, outputs_only):
     else:
         click.echo(f"verified: {len(v.ok)} unchanged, every input checked")
     sys.exit(0 if v.passed else 1)
+
+
+@cli.command("approve")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--reviewer", required=True, help="Who decides (a name or role); recorded as given.")
+@click.option("--decision", required=True, type=click.Choice(["approve", "approve-with-conditions", "reject"]),
+              help="approve, approve-with-conditions (state the conditions in --comment) or reject.")
+@click.option("--comment", default="", help="Why, and the conditions of an approval with conditions (required "
+              "for reject and approve-with-conditions).")
+@click.option("--sign", "sign_key", type=click.Path(path_type=Path, dir_okay=False),
+              help="Sign the decision with this Ed25519 key (make one with 'audit keygen').")
+def approve_cmd(run_dir, reviewer, decision, comment, sign_key):
+    """Record a reviewer's sign-off decision on RUN_DIR in the ledger beside it, bound to the run's evidence
+    digest. The run folder is not changed and neither is the verdict: a decision is a person's record."""
+    from audit.ledger import DECISION_WORDS, record_decision
+
+    entry = record_decision(run_dir, reviewer, decision, comment, sign_key)
+    signed = f", signed by key {entry['signature']['key_id']}" if "signature" in entry else ""
+    click.echo(f"recorded: {entry['reviewer']} {DECISION_WORDS[decision]} run {entry['run_id']} (verdict "
+               f"{entry['verdict']}), ledger entry {entry['seq']}, evidence digest {entry['evidence_digest'][:12]}…"
+               f"{signed}")
+    click.echo(f"see it: audit verify {run_dir}; a report that shows it: audit report {run_dir}")
+
+
+def _decision_line(d: dict) -> str:
+    from audit.ledger import DECISION_WORDS
+
+    comment = " ".join(str(d.get("comment") or "").split())
+    signed = f" [signed, key {d['signature'].get('key_id', '?')}]" if isinstance(d.get("signature"), dict) else ""
+    return (f"{d.get('reviewer')} {DECISION_WORDS.get(str(d.get('decision')), d.get('decision'))} at {d.get('time')} "
+            f"(ledger entry {d.get('seq')}){signed}" + (f": {comment}" if comment else ""))
 
 
 @cli.command("history")
@@ -510,14 +546,25 @@ def history_cmd(root, pubkey, fmt):
     entries, problems, notes = check_ledger(Path(root), pubkey=pubkey)
     code = 1 if problems else 0
     _will_exit(code)
+    from audit.ledger import DECISION_WORDS, decisions_on, is_decision
+
     if fmt == "json":
-        _echo_json({"ledger": str(ledger), "intact": not problems, "entries": entries, "problems": problems,
-                    "notes": notes})
+        runs = [{**e, "decisions": [d.get("seq") for d in decisions_on(entries, e.get("run_id"))]}
+                for e in entries if not is_decision(e)]
+        _echo_json({"ledger": str(ledger), "intact": not problems, "entries": entries, "runs": runs,
+                    "decisions": [e for e in entries if is_decision(e)], "problems": problems, "notes": notes})
     elif fmt == "md":
         from audit.render.markdown import md
 
         click.echo("| # | Time | Verdict | Model | Run folder |\n|---|---|---|---|---|")
         for e in entries:
+            if is_decision(e):
+                comment = " ".join(str(e.get("comment") or "").split())
+                click.echo(f"| {md(e.get('seq', '?'))} | {md(e.get('time') or '')} | "
+                           f"decision: {md(DECISION_WORDS.get(str(e.get('decision')), e.get('decision')))} | "
+                           f"by {md(e.get('reviewer') or '')} on entry {md(e.get('run_seq', '?'))}"
+                           f"{': ' + md(comment) if comment else ''} | {md(e.get('run_dir') or '')} |")
+                continue
             click.echo(f"| {md(e.get('seq', '?'))} | {md(e.get('time') or '')} | {md(e.get('verdict') or '')} | "
                        f"{md(e.get('model') or '')} | {md(e.get('run_dir') or '')} |")
         for n in notes:
@@ -528,6 +575,10 @@ def history_cmd(root, pubkey, fmt):
         for n in notes:
             click.echo(f"note {n}")
         for e in entries:
+            if is_decision(e):
+                click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {'decision':<12} on entry "
+                           f"{e.get('run_seq', '?')} ({e.get('run_dir', '')}): {_decision_line(e)}")
+                continue
             click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {str(e.get('verdict', '')):<12} "
                        f"{e.get('model', '')}  {e.get('run_dir', '')}")
         for p in problems:
