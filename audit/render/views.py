@@ -150,6 +150,18 @@ class VerdictView:
     detail: str  # exit code and how the gate reads it
     counts: list[Count]
     blocking: list[str]  # one sentence per blocking finding that stops the release
+    stopping: list[StopRow] = field(default_factory=list)  # the same findings, as short links to their rows
+
+
+@dataclass
+class StopRow:
+    """A blocking finding that stops the release, as the report's verdict lists it: a link, not its reason
+    (the reason is said once, in the findings table)."""
+
+    check_id: str
+    title: str
+    status: str
+    css: str
 
 
 @dataclass
@@ -188,6 +200,8 @@ class FindingView:
     decided_by: str = ""  # which parts made the status
     parts: list[PartView] = field(default_factory=list)
     references: list[str] = field(default_factory=list)  # papers and guidance behind the rule, not clauses
+    resolve: str = ""  # what would resolve a finding that did not pass (audit.render.resolve)
+    why: str = ""  # the finding's sentence as the report prints it once (the reason not repeated)
 
 
 @dataclass
@@ -324,10 +338,23 @@ def verdict_view(result: dict) -> VerdictView:
     if v.get("strict"):
         detail += " (strict: warnings also fail the gate)"
     counts = [Count(s, n, _css(s)) for s, n in by_status.items()]
-    return VerdictView(status, _css(status), headline, detail + ".", counts, sentences)
+    stops = [StopRow(str(f.get("check_id") or ""), str(f.get("title") or humanize(str(f.get("check_id") or ""))),
+                     str(f.get("status")), _css(str(f.get("status")))) for f in stopping]
+    return VerdictView(status, _css(status), headline, detail + ".", counts, sentences, stops)
 
 
-def finding_view(f: dict, default_confidence: Any = None) -> FindingView:
+def _why_once(f: dict) -> str:
+    """The finding's message, printed once: when its parts table gives each part's reason, the message's
+    'It cannot be judged: <the parts' reasons>' tail points there instead of repeating them."""
+    message, reason = str(f.get("message") or ""), str(f.get("reason") or "")
+    if reason and _list(f.get("parts")) and message.endswith(f"It cannot be judged: {reason}."):
+        return message[: -len(f"{reason}.")] + "see the parts below."
+    if reason and _list(f.get("parts")) and message.endswith(f"cannot be judged: {reason}."):
+        return message[: -len(f"{reason}.")] + "see the parts below."
+    return message
+
+
+def finding_view(f: dict, default_confidence: Any = None, min_group_size: Any = None) -> FindingView:
     unit = str(f.get("unit") or "")
     conf = f.get("confidence", default_confidence)
     status = str(f.get("status") or "UNKNOWN")
@@ -354,7 +381,14 @@ def finding_view(f: dict, default_confidence: Any = None) -> FindingView:
         note=str(f.get("note") or ""), decided_by=str(f.get("decided_by") or ""),
         parts=part_views(f, default_confidence),
         references=[str(r) for r in _list(f.get("references"))],
+        resolve=_resolution(f, min_group_size), why=_why_once(f),
     )
+
+
+def _resolution(f: dict, min_group_size: Any) -> str:
+    from audit.render.resolve import resolution
+
+    return resolution(f, min_group_size)
 
 
 def _measurement_row(cid: str, m: dict, title: str, confidence: Any, finding: dict | None) -> MeasurementRow:
@@ -456,7 +490,7 @@ def report_view(result: dict) -> Report:
         title=f"Model audit: {model_name}",
         subtitle=f"against the policy {policy_name}",
         verdict=verdict_view(result),
-        findings=[finding_view(f, confidence) for f in findings],
+        findings=[finding_view(f, confidence, policy.get("min_group_size")) for f in findings],
         families=family_views(result),
         model=_kvs(model, [("name", "Name"), ("path", "Folder"), ("base_model", "Base model"),
                            ("base_model_sha256", "Base model SHA-256"), ("num_parameters", "Parameters"),
