@@ -431,7 +431,7 @@ def checks_cmd(fmt):
               help="The http(s) address where the run folder is published: summary.md's links point there.")
 def report_cmd(result_json, out_dir, template_dir, pdf, report_url):
     """Re-render report.html (and junit.xml, summary.md) from a result.json (or a run folder) alone."""
-    from audit.render.outputs import rerender
+    from audit.render.outputs import rerender_run
 
     if report_url is not None:
         from audit.render.markdown import report_url as check_url
@@ -440,14 +440,18 @@ def report_cmd(result_json, out_dir, template_dir, pdf, report_url):
     result_json = Path(result_json)
     if result_json.is_dir():
         result_json = result_json / "result.json"
-    written = rerender(result_json, out_dir, template_dirs=[template_dir] if template_dir else None,
-                       report_url=report_url)
-    click.echo(f"report: {Path(written) / 'report.html'}")
+    written, report, decided = rerender_run(result_json, out_dir, template_dirs=[template_dir] if template_dir else None,
+                                            report_url=report_url)
+    if decided and report.parent != Path(os.path.abspath(written)):
+        click.echo(f"report: {report} (with the {decided} decision(s) the ledger records; the sealed "
+                   f"{Path(written) / 'report.html'} is left as it was written)")
+    else:
+        click.echo(f"report: {report}" + (f" (with the {decided} decision(s) the ledger records)" if decided else ""))
     if pdf:
         from audit.render.pdf import html_to_pdf
 
         folder = Path(os.path.abspath(written))  # beside the sealed folder: a file inside it would not verify
-        target = html_to_pdf(folder / "report.html", folder.parent / f"{folder.name}.pdf")
+        target = html_to_pdf(report, folder.parent / f"{folder.name}.pdf")
         click.echo(f"pdf: {target} (printed from report.html; not covered by the run's seal)")
 
 

@@ -177,3 +177,43 @@ def test_decisions_on_another_run_are_not_shown(run, tmp_path):
     assert approve(r2).exit_code == 0
     assert verify_run(run, outputs_only=True).decisions == []
     assert [d["run_id"] for d in verify_run(r2, outputs_only=True).decisions] == ["20261129T000000Z-ffffff"]
+
+
+def test_a_rerendered_report_shows_every_decision_and_the_sealed_one_stays(run, tmp_path):
+    sealed = (run / "report.html").read_text()
+    assert "No decision recorded yet." in sealed and "audit approve RUN_DIR --reviewer NAME" in sealed
+    assert approve(run, reviewer="<script>alert(1)</script> Dana").exit_code == 0
+    assert approve(run, reviewer="Ola", decision="reject", comment="Equalized odds <b>not</b> shown").exit_code == 0
+    r = invoke("report", run)
+    assert r.exit_code == 0, r.output
+    beside = run.parent / "r1.signed-off.html"
+    assert r.output == (f"report: {beside} (with the 2 decision(s) the ledger records; the sealed "
+                        f"{run / 'report.html'} is left as it was written)\n")
+    html = beside.read_text()
+    assert "No decision recorded yet." not in html
+    assert html.count('<tr><td><span class="badge') == 2  # one row per decision
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Dana" in html and "<script>alert" not in html
+    assert "approved with conditions" in html and "rejected" in html
+    assert "Equalized odds &lt;b&gt;not&lt;/b&gt; shown" in html
+    digest = json.loads((run / "evidence.json").read_text())["digest"]
+    assert f"evidence <code>{digest[:16]}…</code>" in html
+    assert (run / "report.html").read_text() == sealed  # the sealed report is not rewritten
+    assert invoke("verify", run, "--outputs-only").exit_code == 0
+    # to another folder: that folder's report carries the decisions
+    r = invoke("report", run, "--out", tmp_path / "copy")
+    assert r.exit_code == 0, r.output
+    assert "Ola" in (tmp_path / "copy" / "report.html").read_text()
+
+
+def test_the_signoff_block_sits_right_after_the_verdict_with_the_hashes(run):
+    html = (run / "report.html").read_text()
+    verdict, signoff, findings = (html.index(f'id="{i}"') for i in ("verdict", "sign-off", "findings"))
+    assert verdict < signoff < findings
+    between = html[verdict:signoff]
+    assert "<section" in between and between.count("<section") == 1  # nothing else in between
+    block = html[signoff:findings]
+    assert f"Run <code>{SAMPLE['run']['id']}</code>" in block
+    result_sha = hashlib.sha256((run / "result.json").read_bytes()).hexdigest()
+    assert f"<code>{result_sha}</code>" in block  # the hash of result.json as written
+    data_sha = json.loads((run / "result.json").read_text())["inputs"][0]["sha256"]
+    assert f"<td>data: eval.csv</td><td><code>{data_sha}</code></td>" in block

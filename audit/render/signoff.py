@@ -15,6 +15,7 @@ from typing import Any
 
 APPROVE_COMMAND = ("audit approve RUN_DIR --reviewer NAME --decision approve|approve-with-conditions|reject "
                    "--comment TEXT [--sign KEY]")
+KEY_ROLES = ("weights", "policy", "baseline", "predictions", "stats")  # and every data role; the rest: Provenance
 _CSS_SAFE = re.compile(r"[^A-Za-z0-9._:+-]")
 
 
@@ -41,6 +42,7 @@ class SignoffView:
     run_id: str
     verdict: str
     hashes: list[HashRow]
+    other_inputs: int = 0  # inputs sealed too but listed under Provenance only (templates, tokenizer, config)
     decisions: list[DecisionView] = field(default_factory=list)
     command: str = APPROVE_COMMAND
     read_ledger: bool = False  # the decisions were read from the ledger (a re-render); False: the run's own report
@@ -77,11 +79,17 @@ def signoff_view(result: dict, result_text: str | None = None, decisions: list[d
         result_text = result_json(json_safe(result))
     run_id = str(_d(result.get("run")).get("id") or "")
     hashes = [HashRow("result.json (every number and finding of this report)", _sha(result_text))]
+    others = 0
     for item in result.get("inputs") or []:
         item = _d(item)
-        if item.get("sha256"):
-            name = str(item.get("path") or "").replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-            hashes.append(HashRow(f"{item.get('role') or 'input'}: {name}", str(item["sha256"])))
+        if not item.get("sha256"):
+            continue
+        role = str(item.get("role") or "input")
+        if role not in KEY_ROLES and not role.startswith("data"):
+            others += 1
+            continue
+        name = str(item.get("path") or "").replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        hashes.append(HashRow(f"{role}: {name}", str(item["sha256"])))
     return SignoffView(run_id=run_id or "—", verdict=str(_d(result.get("verdict")).get("status") or "UNKNOWN"),
-                       hashes=hashes, decisions=[decision_view(_d(d)) for d in decisions or []],
+                       hashes=hashes, other_inputs=others, decisions=[decision_view(_d(d)) for d in decisions or []],
                        read_ledger=decisions is not None, footer=_CSS_SAFE.sub("", run_id)[:80])
