@@ -184,3 +184,65 @@ def test_the_pdf_first_page_holds_the_verdict_and_findings_and_every_page_a_foot
         assert b"/Title " + heading in raw
     assert squash("What would resolve it") in squash("".join(text))  # details printed open
     assert squash("The policy requires:") in squash("".join(text))
+
+
+# ---------------------------------------------------------------- chart axes
+
+
+from audit.render import charts  # noqa: E402
+
+
+@pytest.mark.parametrize("lo, hi, expected", [
+    (0.62, 0.97, (0.6, 1.0, 0.1)),  # hand-worked: span 0.35 / 4 = 0.0875 -> step 0.1
+    (0.3, 0.7, (0.3, 0.7, 0.1)),
+    (0.0, 1.0, (0.0, 1.0, 0.25)),
+    (-0.0123, 0.0345, (-0.02, 0.04, 0.02)),  # span 0.0468 / 4 = 0.0117 -> 0.02
+    (12.0, 870.0, (0.0, 1000.0, 250.0)),  # span 858 / 4 = 214.5 -> 250
+])
+def test_nice_ranges_are_round(lo, hi, expected):
+    start, end, step = charts.nice_range(lo, hi, 4)
+    assert (round(start, 9), round(end, 9), step) == expected
+    assert start <= lo and end >= hi
+
+
+def test_tick_labels_are_rounded():
+    assert [charts.tick_label(v, 0.25) for v in charts.tick_values(0, 1, 0.25)] == ["0", "0.25", "0.5", "0.75", "1"]
+    assert [charts.tick_label(v, 0.1) for v in charts.tick_values(0.6, 1.0, 0.1)] == ["0.6", "0.7", "0.8", "0.9", "1"]
+    assert charts.tick_label(-0.0, 0.02) == "0" and charts.tick_label(250.0, 250.0) == "250"
+
+
+def _labels_overlap(ticks, attr="pos"):
+    xs = [(float(getattr(t, attr)), t.text) for t in ticks]
+    return any(abs(a[0] - b[0]) < (len(a[1]) + len(b[1])) * charts._CHAR_PX / 2 for a, b in zip(xs, xs[1:]))
+
+
+def test_calibration_axes_follow_the_scores_and_pr_the_precision():
+    bins = [{"mean_score": m, "observed_rate": o, "count": 10, "low": m - 0.05, "high": m + 0.05}
+            for m, o in ((0.42, 0.40), (0.55, 0.61), (0.68, 0.70))]
+    c = charts.calibration_chart({"value": 0.03, "details": {"bins": bins}})
+    assert [t.text for t in c.xticks] == ["0.4", "0.5", "0.6", "0.7"] == [t.text for t in c.yticks]
+    assert float(c.xticks[0].pos) == pytest.approx(charts._LEFT)  # the axis starts at the first tick
+    pr = charts.pr_chart({"value": 0.9, "details": {"positive_rate": 0.65,
+                                                   "curve": {"recall": [0, 0.5, 1], "precision": [1, 0.9, 0.65]}}})
+    assert [t.text for t in pr.yticks] == ["0.6", "0.7", "0.8", "0.9", "1"]
+    assert [t.text for t in pr.xticks] == ["0", "0.25", "0.5", "0.75", "1"]
+    for chart in (c, pr):
+        assert not _labels_overlap(chart.xticks)
+        ys = [float(t.pos) for t in chart.yticks]
+        assert all(abs(a - b) >= 14 for a, b in zip(ys, ys[1:]))
+
+
+def test_many_ticks_are_thinned_so_labels_never_overlap():
+    ticks = [(10 + i * 12.0, f"{0.001 * i:.3f}") for i in range(11)]  # 5-character labels 12 px apart
+    kept = charts.spaced(ticks, 6)
+    assert kept[0] == ticks[0] and kept[-1] == ticks[-1] and len(kept) < len(ticks)
+    assert all(b[0] - a[0] >= 5 * charts._CHAR_PX + 6 for a, b in zip(kept, kept[1:]))
+
+
+def test_a_bar_scale_is_round_and_its_end_labels_give_way_to_a_threshold():
+    b = charts.ci_bar(3.27, 2.9, 3.61, maximum=4.0)
+    assert (b.lo_text, b.hi_text) == ("2.5", "") and [t.text for t in b.thresholds] == ["4"]  # 4 sits at the end
+    b = charts.ci_bar(0.9, 0.85, 0.93, minimum=0.97)
+    assert (b.lo_text, b.hi_text) == ("0", "") and b.thresholds[0].text == "0.97"
+    b = charts.ci_bar(0.9, 0.85, 0.93, minimum=0.5)
+    assert (b.lo_text, b.hi_text) == ("0", "1")
