@@ -150,7 +150,7 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
               help="Sign the run's evidence digest with this Ed25519 key (make one with 'audit keygen').")
 @click.option("--baseline", "baseline_dir", type=click.Path(path_type=Path),
               help="A baseline run folder (the released model) for rules with a 'baseline' part.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--no-progress", is_flag=True, help="No progress lines (they show only in a terminal anyway, never in a CI log or a pipe).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where the scoring passes run: this process, or Ray workers (pip install 'audit[ray]').")
 @click.option("--address", help="With --engine ray: the address of a running Ray cluster (default: start a local Ray).")
@@ -223,15 +223,15 @@ def _print_outcome(outcome) -> None:
 @click.option("--name", help="Model name (default: the folder name).")
 @click.option("--base-model", type=click.Path(path_type=Path, file_okay=False),
               help="Base model folder (default: the packaged all-MiniLM-L6-v2).")
-@click.option("--epochs", default=3, show_default=True, type=EPOCHS)
-@click.option("--batch-size", default=16, show_default=True, type=BATCH)
+@click.option("--epochs", default=3, show_default=True, type=EPOCHS, help="Passes over the training rows.")
+@click.option("--batch-size", default=16, show_default=True, type=BATCH, help="Training rows per optimizer step.")
 @click.option("--lr", "learning_rate", type=Finite(0, 1, min_open=True),
               help="Learning rate [default: 5e-5; 5e-4 with --peft lora].")
 @click.option("--max-length", default=128, show_default=True, type=MAX_LENGTH,
               help="Tokens per text (longer ones are truncated).")
 @click.option("--eval-fraction", default=0.3, show_default=True, type=Finite(0, 1, min_open=True, max_open=True),
               help="Held-out share, stratified by label.")
-@click.option("--seed", default=0, show_default=True, type=SEED)
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the split, the initialisation and the data order.")
 @click.option("--peft", type=click.Choice(["lora"]), help="Train LoRA adapters on the frozen base (needs peft).")
 @click.option("--lora-r", type=int, help="With --peft lora: the adapters' rank [default: 8].")
 @click.option("--lora-alpha", type=float, help="With --peft lora: the scaling alpha [default: 16].")
@@ -244,7 +244,7 @@ def _print_outcome(outcome) -> None:
 @click.option("--max-grad-norm", type=float, help="Gradient clipping norm; per-sample under DP [default: 1.0].")
 @click.option("--dp-accountant", type=click.Choice(["rdp", "prv"]),
               help="With --dp-epsilon: opacus' privacy accountant [default: rdp].")
-@click.option("--no-progress", is_flag=True)
+@click.option("--no-progress", is_flag=True, help="No progress lines (they show only in a terminal anyway, never in a CI log or a pipe).")
 @click.option("--mlflow", "mlflow_uri", is_flag=False, flag_value="", default=None, metavar="[URI]",
               help="Log the training (hyperparameters, per-epoch train and held-out loss) to MLflow at this tracking "
                    "URI (sqlite:///mlflow.db, file:./mlruns, a server; without a URI: $MLFLOW_TRACKING_URI). "
@@ -364,9 +364,9 @@ def build_train_config(recipe_path, text_column, template, template_file, label_
 @cli.command()
 @click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
               help="Folder for the demo model and its report.")
-@click.option("--epochs", default=3, show_default=True, type=EPOCHS)
-@click.option("--policy", "policy_path", default="fin", show_default=True)
-@click.option("--no-progress", is_flag=True)
+@click.option("--epochs", default=3, show_default=True, type=EPOCHS, help="Passes over the demo's training rows.")
+@click.option("--policy", "policy_path", default="fin", show_default=True, help="Policy YAML file, or a bundled pack name.")
+@click.option("--no-progress", is_flag=True, help="No progress lines (they show only in a terminal anyway, never in a CI log or a pipe).")
 def demo(out_root, epochs, policy_path, no_progress):
     """Fine-tune the packaged MiniLM on German credit (bundled), audit it with policies/fin.yaml."""
     _quiet_env()
@@ -424,7 +424,8 @@ def checks_cmd(fmt):
 @click.argument("result_json", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the re-rendered files (default: beside result.json).")
-@click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="A folder of report templates that override the shipped ones by name.")
 @click.option("--pdf", is_flag=True, help="Also print the report with headless Chromium (vector charts), to "
               "RUN_DIR.pdf beside the run folder.")
 @click.option("--report-url", "report_url", metavar="URL",
@@ -664,7 +665,7 @@ def diff_cmd(run_a, run_b, fmt):
 @click.option("--intersections", "intersections", default=None, metavar="A×B,…|none",
               help="Intersections of protected attributes to carry (e.g. 'sex×age,sex×age×job'); default every "
                    "pair of the manifest's attributes. Each adds 1 to the noise's L1 sensitivity.")
-@click.option("--no-progress", is_flag=True)
+@click.option("--no-progress", is_flag=True, help="No progress lines (they show only in a terminal anyway, never in a CI log or a pipe).")
 def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bins, replicates, seed, batch_size,
               intersections, no_progress):
     """Score a silo's rows inside the silo and write only mergeable statistics (see README, Federated audit)."""
@@ -705,12 +706,19 @@ def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bin
               help="Stats file(s) of a reference period (e.g. the training split) for the score-drift checks.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder (default: reports/<model>-<time>/).")
 @click.option("--strict", is_flag=True, help="Warnings fail the gate (exit 1).")
-def merge_cmd(stats_files, policy_path, reference_files, out_dir, strict):
+@click.option("--report-url", "report_url", metavar="URL",
+              help="The http(s) address where the run folder will be published (CI artifacts, Pages): summary.md's "
+                   "links to report.html, result.json and junit.xml point there, for a pull-request comment.")
+def merge_cmd(stats_files, policy_path, reference_files, out_dir, strict, report_url=None):
     """Judge the union of silos' stats files against a policy and write the report, without a row."""
     from audit.federated import run_merge
 
+    if report_url is not None:  # a bad address is exit 2 before any stats file is read
+        from audit.render.markdown import report_url as check_url
+
+        report_url = check_url(report_url)
     outcome = run_merge(list(stats_files), policy_path, reference_paths=list(reference_files) or None,
-                        out_dir=out_dir, strict=strict, command=["audit", *sys.argv[1:]])
+                        out_dir=out_dir, strict=strict, command=["audit", *sys.argv[1:]], report_url=report_url)
     _print_outcome(outcome)
     sys.exit(outcome.exit_code)
 
