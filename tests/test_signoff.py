@@ -217,3 +217,17 @@ def test_the_signoff_block_sits_right_after_the_verdict_with_the_hashes(run):
     assert f"<code>{result_sha}</code>" in block  # the hash of result.json as written
     data_sha = json.loads((run / "result.json").read_text())["inputs"][0]["sha256"]
     assert f"<td>data: eval.csv</td><td><code>{data_sha}</code></td>" in block
+
+
+def test_runs_recorded_after_a_decision_keep_the_chain_and_the_verdict_stands(run):
+    assert approve(run, decision="approve", comment="").exit_code == 0
+    nxt = json.loads((run / "result.json").read_text())
+    nxt["run"]["id"] = "20261130T000000Z-aaaaaa"
+    write_run(run.parent / "r3", nxt, None, record=True)
+    entries, problems = read_ledger(run.parent / LEDGER)
+    assert problems == [] and [e.get("kind", "run") for e in entries] == ["run", "decision", "run"]
+    assert invoke("history", run.parent).exit_code == 0
+    assert invoke("verify", run, "--outputs-only").exit_code == 0
+    assert invoke("verify", run.parent / "r3", "--outputs-only").exit_code == 0
+    # the approval is recorded beside the verdict; the run's result is what the policy judged
+    assert json.loads((run / "result.json").read_text())["verdict"] == SAMPLE["verdict"]

@@ -288,13 +288,19 @@ def _kvs(d: dict, known: list[tuple[str, str]], code: set[str] = frozenset(), sk
     return out
 
 
+def _key(k: Any) -> str:
+    """A key of a nested table in words ('batch_size' -> 'batch size'), not as the JSON spells it."""
+    k = str(k)
+    return k if "." in k or not re.fullmatch(r"[a-z0-9_]+", k) else humanize(k)
+
+
 def _flat(value: Any, depth: int = 0) -> str | None:
     """A scalar, a short list or a small nested dict as one line of text; None for what is too big to show."""
     if isinstance(value, dict):
         if depth > 1 or not value:
             return None if depth > 1 else DASH
         parts = [(k, _flat(v, depth + 1)) for k, v in value.items()]
-        joined = ("; " if depth == 0 else ", ").join(f"{k}: {v}" for k, v in parts if v is not None)
+        joined = ("; " if depth == 0 else ", ").join(f"{_key(k)}: {v}" for k, v in parts if v is not None)
         return (joined if depth == 0 else f"({joined})") or None
     if isinstance(value, list):
         if len(value) > 20 or any(isinstance(v, (dict, list)) for v in value):
@@ -459,6 +465,23 @@ def _command(cmd: Any) -> str:
     return text(cmd)
 
 
+def _timing_rows(t: dict) -> list[KV]:
+    """The run's timings as sentences, not a dictionary: scoring, then the slowest checks."""
+    out = []
+    if num(t.get("scoring_s")) is not None:
+        rate = f" ({text(round(t['scoring_rows_per_s']))} rows per second)" if num(t.get("scoring_rows_per_s")) else ""
+        out.append(KV("Scoring time", f"{num(t['scoring_s']):.2f} s{rate}"))
+    checks = sorted(((str(k), num(v)) for k, v in _dict(t.get("checks_s")).items() if num(v) is not None),
+                    key=lambda kv: -kv[1])
+    if checks:
+        shown = "; ".join(f"{k} {v:.1f} s" for k, v in checks[:5])
+        rest = f"; {len(checks) - 5} more, {sum(v for _, v in checks[5:]):.1f} s together" if len(checks) > 5 else ""
+        out.append(KV("Slowest checks", f"{shown}{rest} ({sum(v for _, v in checks):.1f} s for all {len(checks)})"))
+    known = {"scoring_s", "scoring_rows_per_s", "checks_s"}
+    out += [KV(humanize(k), f) for k, v in t.items() if k not in known and (f := _flat(v)) is not None]
+    return out
+
+
 def report_view(result: dict) -> Report:
     from audit.render.statistics_view import statistics_view
 
@@ -485,7 +508,8 @@ def report_view(result: dict) -> Report:
                KV("Command", _command(run.get("command")), True), KV("Seed", text(run.get("seed"))),
                KV("Tool", f"{text(tool.get('name', 'audit'))} {text(tool.get('version'))}"),
                KV("Result schema", text(result.get("schema_version")))]
-    run_kvs += _kvs(run, [], skip={"id", "started", "finished", "duration_s", "command", "seed"})
+    run_kvs += _timing_rows(_dict(run.get("timings")))
+    run_kvs += _kvs(run, [], skip={"id", "started", "finished", "duration_s", "command", "seed", "timings"})
     return Report(
         title=f"Model audit: {model_name}",
         subtitle=f"against the policy {policy_name}",
