@@ -102,8 +102,12 @@ def test_verdict_signoff_and_findings_come_first_and_the_rest_folds(report):
 
 def test_print_opens_every_details(report):
     printed = opened(report)
-    assert report.count("<details") == printed.count("<details open") > 10
-    assert "details::details-content" in report  # and a browser's own print opens them too
+    folded = report.count("<details")
+    passed = report.count('<details class="more" data-print="closed">')  # a passed finding's rule and clauses
+    assert passed == sum(f["status"] == "PASS" for f in DEMO["findings"]) == 16
+    assert printed.count("<details open") == folded - passed > 10
+    assert printed.count('<details open class="fold">') == report.count('<details class="fold">') == 9
+    assert "details:not([data-print=closed])::details-content" in report  # a browser's own print opens them too
 
 
 def test_no_raw_dicts_in_the_model_card_or_provenance(report):

@@ -4,7 +4,7 @@ Chromium prints the same self-contained report.html with its print stylesheet, s
 charts carry over. It runs with no network (`--disable-background-networking`, a fresh profile) and a time
 limit. The PDF is written beside the report through a temp file and a rename.
 
-On paper nothing can be unfolded, so the copy that is printed has every `<details>` open (a temporary copy in
+On paper nothing can be unfolded, so the copy that is printed has its `<details>` open (a temporary copy in
 a folder of its own: the report itself is not touched). The print stylesheet puts the run id and "page X of Y"
 in the footer of every page (CSS @page margin boxes), and Chromium writes the PDF's outline (bookmarks) from
 the headings, beside the report's own table of contents.
@@ -25,12 +25,13 @@ CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-st
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
          "--no-pdf-header-footer", "--generate-pdf-document-outline")
-_DETAILS = re.compile(r"<details(?=[\s>])(?![^>]*\bopen\b)")
+_DETAILS = re.compile(r"<details(?=[\s>])(?![^>]*\bopen\b)(?![^>]*data-print=\"closed\")")
 
 
 def opened(html: str) -> str:
-    """The report with every <details> open, for print (the report's text is escaped, so every `<details` in it
-    is a tag the templates wrote)."""
+    """The report with every <details> open for print, except those marked `data-print="closed"` (the rule and
+    clauses of a finding that passed: its sentence is the summary that shows). The report's text is escaped, so
+    every `<details` in it is a tag the templates wrote."""
     return _DETAILS.sub("<details open", html)
 
 
