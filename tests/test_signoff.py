@@ -231,3 +231,14 @@ def test_runs_recorded_after_a_decision_keep_the_chain_and_the_verdict_stands(ru
     assert invoke("verify", run.parent / "r3", "--outputs-only").exit_code == 0
     # the approval is recorded beside the verdict; the run's result is what the policy judged
     assert json.loads((run / "result.json").read_text())["verdict"] == SAMPLE["verdict"]
+
+
+def test_a_hostile_run_id_cannot_break_out_of_the_print_footer():
+    from audit.render.html import render_html
+
+    r = copy.deepcopy(SAMPLE)
+    r["run"]["id"] = '20261128"; } body { display: none } @page { @top-left { content: "x'
+    html = render_html(r)
+    footer = html[html.index("@bottom-left"):].split("\n", 1)[0]
+    assert footer == ('@bottom-left { content: "audit run 20261128bodydisplay:nonepagetop-leftcontent:x"; '
+                      "font-size: 8pt; color: #4a5361; }")
