@@ -150,7 +150,7 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
               help="Sign the run's evidence digest with this Ed25519 key (make one with 'audit keygen').")
 @click.option("--baseline", "baseline_dir", type=click.Path(path_type=Path),
               help="A baseline run folder (the released model) for rules with a 'baseline' part.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--no-progress", is_flag=True, help="No progress lines (they show only in a terminal anyway, never in a CI log or a pipe).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where the scoring passes run: this process, or Ray workers (pip install 'audit[ray]').")
 @click.option("--address", help="With --engine ray: the address of a running Ray cluster (default: start a local Ray).")
@@ -223,15 +223,15 @@ def _print_outcome(outcome) -> None:
 @click.option("--name", help="Model name (default: the folder name).")
 @click.option("--base-model", type=click.Path(path_type=Path, file_okay=False),
               help="Base model folder (default: the packaged all-MiniLM-L6-v2).")
-@click.option("--epochs", default=3, show_default=True, type=EPOCHS)
-@click.option("--batch-size", default=16, show_default=True, type=BATCH)
+@click.option("--epochs", default=3, show_default=True, type=EPOCHS, help="Passes over the training rows.")
+@click.option("--batch-size", default=16, show_default=True, type=BATCH, help="Training rows per optimizer step.")
 @click.option("--lr", "learning_rate", type=Finite(0, 1, min_open=True),
               help="Learning rate [default: 5e-5; 5e-4 with --peft lora].")
 @click.option("--max-length", default=128, show_default=True, type=MAX_LENGTH,
               help="Tokens per text (longer ones are truncated).")
 @click.option("--eval-fraction", default=0.3, show_default=True, type=Finite(0, 1, min_open=True, max_open=True),
               help="Held-out share, stratified by label.")
-@click.option("--seed", default=0, show_default=True, type=SEED)
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the split, the initialisation and the data order.")
 @click.option("--peft", type=click.Choice(["lora"]), help="Train LoRA adapters on the frozen base (needs peft).")
 @click.option("--lora-r", type=int, help="With --peft lora: the adapters' rank [default: 8].")
 @click.option("--lora-alpha", type=float, help="With --peft lora: the scaling alpha [default: 16].")
@@ -244,7 +244,7 @@ def _print_outcome(outcome) -> None:
 @click.option("--max-grad-norm", type=float, help="Gradient clipping norm; per-sample under DP [default: 1.0].")
 @click.option("--dp-accountant", type=click.Choice(["rdp", "prv"]),
               help="With --dp-epsilon: opacus' privacy accountant [default: rdp].")
-@click.option("--no-progress", is_flag=True)
+@click.option("--no-progress", is_flag=True, help="No progress lines (they show only in a terminal anyway, never in a CI log or a pipe).")
 @click.option("--mlflow", "mlflow_uri", is_flag=False, flag_value="", default=None, metavar="[URI]",
               help="Log the training (hyperparameters, per-epoch train and held-out loss) to MLflow at this tracking "
                    "URI (sqlite:///mlflow.db, file:./mlruns, a server; without a URI: $MLFLOW_TRACKING_URI). "
@@ -364,9 +364,9 @@ def build_train_config(recipe_path, text_column, template, template_file, label_
 @cli.command()
 @click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
               help="Folder for the demo model and its report.")
-@click.option("--epochs", default=3, show_default=True, type=EPOCHS)
-@click.option("--policy", "policy_path", default="fin", show_default=True)
-@click.option("--no-progress", is_flag=True)
+@click.option("--epochs", default=3, show_default=True, type=EPOCHS, help="Passes over the demo's training rows.")
+@click.option("--policy", "policy_path", default="fin", show_default=True, help="Policy YAML file, or a bundled pack name.")
+@click.option("--no-progress", is_flag=True, help="No progress lines (they show only in a terminal anyway, never in a CI log or a pipe).")
 def demo(out_root, epochs, policy_path, no_progress):
     """Fine-tune the packaged MiniLM on German credit (bundled), audit it with policies/fin.yaml."""
     _quiet_env()
@@ -424,14 +424,15 @@ def checks_cmd(fmt):
 @click.argument("result_json", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the re-rendered files (default: beside result.json).")
-@click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="A folder of report templates that override the shipped ones by name.")
 @click.option("--pdf", is_flag=True, help="Also print the report with headless Chromium (vector charts), to "
               "RUN_DIR.pdf beside the run folder.")
 @click.option("--report-url", "report_url", metavar="URL",
               help="The http(s) address where the run folder is published: summary.md's links point there.")
 def report_cmd(result_json, out_dir, template_dir, pdf, report_url):
     """Re-render report.html (and junit.xml, summary.md) from a result.json (or a run folder) alone."""
-    from audit.render.outputs import rerender
+    from audit.render.outputs import rerender_run
 
     if report_url is not None:
         from audit.render.markdown import report_url as check_url
@@ -440,14 +441,18 @@ def report_cmd(result_json, out_dir, template_dir, pdf, report_url):
     result_json = Path(result_json)
     if result_json.is_dir():
         result_json = result_json / "result.json"
-    written = rerender(result_json, out_dir, template_dirs=[template_dir] if template_dir else None,
-                       report_url=report_url)
-    click.echo(f"report: {Path(written) / 'report.html'}")
+    written, report, decided = rerender_run(result_json, out_dir, template_dirs=[template_dir] if template_dir else None,
+                                            report_url=report_url)
+    if decided and report.parent != Path(os.path.abspath(written)):
+        click.echo(f"report: {report} (with the {decided} decision(s) the ledger records; the sealed "
+                   f"{Path(written) / 'report.html'} is left as it was written)")
+    else:
+        click.echo(f"report: {report}" + (f" (with the {decided} decision(s) the ledger records)" if decided else ""))
     if pdf:
         from audit.render.pdf import html_to_pdf
 
         folder = Path(os.path.abspath(written))  # beside the sealed folder: a file inside it would not verify
-        target = html_to_pdf(folder / "report.html", folder.parent / f"{folder.name}.pdf")
+        target = html_to_pdf(report, folder.parent / f"{folder.name}.pdf")
         click.echo(f"pdf: {target} (printed from report.html; not covered by the run's seal)")
 
 
@@ -480,6 +485,11 @@ def verify_cmd(run_dir, pubkey, outputs_only):
         click.echo(f"{'skipped' if outputs_only else 'NOT CHECKED'}  {line}")
     for line in v.notes:
         click.echo(f"note     {line}")
+    for d in v.decisions:
+        click.echo(f"decision {_decision_line(d)}")
+    if not v.decisions and os.path.lexists(Path(run_dir).resolve().parent / "ledger.jsonl"):
+        click.echo(f"decision none recorded yet (record one with: audit approve {run_dir} --reviewer NAME "
+                   "--decision approve|approve-with-conditions|reject --comment TEXT)")
     if not v.passed:
         why = [f"{len(v.changed)} problem(s)"] if v.changed else []
         if v.unchecked:
@@ -491,6 +501,37 @@ def verify_cmd(run_dir, pubkey, outputs_only):
     else:
         click.echo(f"verified: {len(v.ok)} unchanged, every input checked")
     sys.exit(0 if v.passed else 1)
+
+
+@cli.command("approve")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--reviewer", required=True, help="Who decides (a name or role); recorded as given.")
+@click.option("--decision", required=True, type=click.Choice(["approve", "approve-with-conditions", "reject"]),
+              help="approve, approve-with-conditions (state the conditions in --comment) or reject.")
+@click.option("--comment", default="", help="Why, and the conditions of an approval with conditions (required "
+              "for reject and approve-with-conditions).")
+@click.option("--sign", "sign_key", type=click.Path(path_type=Path, dir_okay=False),
+              help="Sign the decision with this Ed25519 key (make one with 'audit keygen').")
+def approve_cmd(run_dir, reviewer, decision, comment, sign_key):
+    """Record a reviewer's sign-off decision on RUN_DIR in the ledger beside it, bound to the run's evidence
+    digest. The run folder is not changed and neither is the verdict: a decision is a person's record."""
+    from audit.ledger import DECISION_WORDS, record_decision
+
+    entry = record_decision(run_dir, reviewer, decision, comment, sign_key)
+    signed = f", signed by key {entry['signature']['key_id']}" if "signature" in entry else ""
+    click.echo(f"recorded: {entry['reviewer']} {DECISION_WORDS[decision]} run {entry['run_id']} (verdict "
+               f"{entry['verdict']}), ledger entry {entry['seq']}, evidence digest {entry['evidence_digest'][:12]}…"
+               f"{signed}")
+    click.echo(f"see it: audit verify {run_dir}; a report that shows it: audit report {run_dir}")
+
+
+def _decision_line(d: dict) -> str:
+    from audit.ledger import DECISION_WORDS
+
+    comment = " ".join(str(d.get("comment") or "").split())
+    signed = f" [signed, key {d['signature'].get('key_id', '?')}]" if isinstance(d.get("signature"), dict) else ""
+    return (f"{d.get('reviewer')} {DECISION_WORDS.get(str(d.get('decision')), d.get('decision'))} at {d.get('time')} "
+            f"(ledger entry {d.get('seq')}){signed}" + (f": {comment}" if comment else ""))
 
 
 @cli.command("history")
@@ -510,14 +551,25 @@ def history_cmd(root, pubkey, fmt):
     entries, problems, notes = check_ledger(Path(root), pubkey=pubkey)
     code = 1 if problems else 0
     _will_exit(code)
+    from audit.ledger import DECISION_WORDS, decisions_on, is_decision
+
     if fmt == "json":
-        _echo_json({"ledger": str(ledger), "intact": not problems, "entries": entries, "problems": problems,
-                    "notes": notes})
+        runs = [{**e, "decisions": [d.get("seq") for d in decisions_on(entries, e.get("run_id"))]}
+                for e in entries if not is_decision(e)]
+        _echo_json({"ledger": str(ledger), "intact": not problems, "entries": entries, "runs": runs,
+                    "decisions": [e for e in entries if is_decision(e)], "problems": problems, "notes": notes})
     elif fmt == "md":
         from audit.render.markdown import md
 
         click.echo("| # | Time | Verdict | Model | Run folder |\n|---|---|---|---|---|")
         for e in entries:
+            if is_decision(e):
+                comment = " ".join(str(e.get("comment") or "").split())
+                click.echo(f"| {md(e.get('seq', '?'))} | {md(e.get('time') or '')} | "
+                           f"decision: {md(DECISION_WORDS.get(str(e.get('decision')), e.get('decision')))} | "
+                           f"by {md(e.get('reviewer') or '')} on entry {md(e.get('run_seq', '?'))}"
+                           f"{': ' + md(comment) if comment else ''} | {md(e.get('run_dir') or '')} |")
+                continue
             click.echo(f"| {md(e.get('seq', '?'))} | {md(e.get('time') or '')} | {md(e.get('verdict') or '')} | "
                        f"{md(e.get('model') or '')} | {md(e.get('run_dir') or '')} |")
         for n in notes:
@@ -528,6 +580,10 @@ def history_cmd(root, pubkey, fmt):
         for n in notes:
             click.echo(f"note {n}")
         for e in entries:
+            if is_decision(e):
+                click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {'decision':<12} on entry "
+                           f"{e.get('run_seq', '?')} ({e.get('run_dir', '')}): {_decision_line(e)}")
+                continue
             click.echo(f"{e.get('seq', '?'):>4}  {e.get('time', '')}  {str(e.get('verdict', '')):<12} "
                        f"{e.get('model', '')}  {e.get('run_dir', '')}")
         for p in problems:
@@ -609,7 +665,7 @@ def diff_cmd(run_a, run_b, fmt):
 @click.option("--intersections", "intersections", default=None, metavar="A×B,…|none",
               help="Intersections of protected attributes to carry (e.g. 'sex×age,sex×age×job'); default every "
                    "pair of the manifest's attributes. Each adds 1 to the noise's L1 sensitivity.")
-@click.option("--no-progress", is_flag=True)
+@click.option("--no-progress", is_flag=True, help="No progress lines (they show only in a terminal anyway, never in a CI log or a pipe).")
 def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bins, replicates, seed, batch_size,
               intersections, no_progress):
     """Score a silo's rows inside the silo and write only mergeable statistics (see README, Federated audit)."""
@@ -650,12 +706,19 @@ def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bin
               help="Stats file(s) of a reference period (e.g. the training split) for the score-drift checks.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder (default: reports/<model>-<time>/).")
 @click.option("--strict", is_flag=True, help="Warnings fail the gate (exit 1).")
-def merge_cmd(stats_files, policy_path, reference_files, out_dir, strict):
+@click.option("--report-url", "report_url", metavar="URL",
+              help="The http(s) address where the run folder will be published (CI artifacts, Pages): summary.md's "
+                   "links to report.html, result.json and junit.xml point there, for a pull-request comment.")
+def merge_cmd(stats_files, policy_path, reference_files, out_dir, strict, report_url=None):
     """Judge the union of silos' stats files against a policy and write the report, without a row."""
     from audit.federated import run_merge
 
+    if report_url is not None:  # a bad address is exit 2 before any stats file is read
+        from audit.render.markdown import report_url as check_url
+
+        report_url = check_url(report_url)
     outcome = run_merge(list(stats_files), policy_path, reference_paths=list(reference_files) or None,
-                        out_dir=out_dir, strict=strict, command=["audit", *sys.argv[1:]])
+                        out_dir=out_dir, strict=strict, command=["audit", *sys.argv[1:]], report_url=report_url)
     _print_outcome(outcome)
     sys.exit(outcome.exit_code)
 

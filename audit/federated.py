@@ -487,8 +487,9 @@ def judge_and_write(policy, manifest, model_info: dict[str, Any], measurements: 
 
 def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Path] | None = None,
               out_dir: Path | None = None, strict: bool = False, command: list[str] | None = None,
-              report_root: Path = Path("reports"), template_dirs=None):
-    """`audit merge`: judge the union of silos' statistics against a policy, without a row."""
+              report_root: Path = Path("reports"), template_dirs=None, report_url: str | None = None):
+    """`audit merge`: judge the union of silos' statistics against a policy, without a row. `report_url`: where
+    the run folder will be published (summary.md links there), as `audit run --report-url`."""
     from audit.data import sha256_file
     from audit.manifest import Manifest
     from audit.policy import load_policy
@@ -557,6 +558,8 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
                    for p, i in zip(reference_paths or [], [x for x in inputs if x["role"] == "reference statistics"])]
     sections["statistics"] = statistics_section("merge", sources, merged, measurements, reference=reference,
                                                 reference_sources=ref_sources)
+    if report_url:  # `--report-url`: summary.md links under the published run folder
+        sections["links"] = {"report_url": report_url}
     return judge_and_write(policy, manifest, model_info, measurements, out_dir=out_dir, strict=strict,
                            started=started, t0=t0, command=command or ["audit", "merge"], data=data, inputs=inputs,
                            warnings=warnings, extra={"replicates": merged.grid.replicates, "sections": sections},

@@ -249,6 +249,18 @@ def ends_with_newline(ledger: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
+def _append_locked(root: Path, entry: dict, count: int, sign_key: Path | None) -> None:
+    """Write `entry` as the ledger's line number `count` and replace the head; call holding the lock."""
+    ledger = Path(root) / LEDGER
+    with open(ledger, "a", encoding="utf-8") as fh:
+        if fh.tell() and not ends_with_newline(ledger):
+            fh.write("\n")
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    write_head(root, head_text(count, entry["hash"], sign_key))
+
+
 def append_ledger(root: Path, run_dir: Path, result: dict, digest: str, sign_key: Path | None = None) -> dict:
     """Append this run to `root/ledger.jsonl`, chained to the last entry, and update `ledger.head`. Returns the
     entry. (`audit run` appends through audit.publish, in the same step as it publishes the folder.)"""
@@ -259,13 +271,7 @@ def append_ledger(root: Path, run_dir: Path, result: dict, digest: str, sign_key
         if problems:
             raise AuditError(f"{ledger}: the ledger is broken ({problems[0]}); not appending to it")
         entry = new_entry(root, run_dir, result, digest, entries)
-        with open(ledger, "a", encoding="utf-8") as fh:
-            if fh.tell() and not ends_with_newline(ledger):
-                fh.write("\n")
-            fh.write(json.dumps(entry, sort_keys=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        write_head(root, head_text(len(entries) + 1, entry["hash"], sign_key))
+        _append_locked(root, entry, len(entries) + 1, sign_key)
     return entry
 
 
@@ -419,6 +425,7 @@ class Verification:
     changed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)  # inputs not found: the run's inputs are not verified
+    decisions: list[dict] = field(default_factory=list)  # the sign-off decisions the ledger records on the run
     outputs_only: bool = False
 
     @property
@@ -610,13 +617,160 @@ def _verify_ledger_entry(run_dir: Path, evidence: dict, v: Verification) -> None
     v.notes += notes
     for p in problems:
         v.changed.append(named(p))
-    match = [e for e in entries if e.get("run_id") == evidence.get("run_id")]
+    match = [e for e in run_entries(entries) if e.get("run_id") == evidence.get("run_id")]
+    for d in decisions_on(entries, evidence.get("run_id")):
+        v.decisions.append(d)
+        if d.get("evidence_digest") != evidence.get("digest"):
+            v.changed.append(f"{LEDGER}: decision entry {d.get('seq')} ({d.get('decision')} by {d.get('reviewer')}) "
+                             "was recorded on another evidence digest: it does not cover these files")
+        why = decision_signature_problem(d)
+        if why:
+            v.changed.append(f"{LEDGER}: decision entry {d.get('seq')}: {why}")
     if not match:
         v.changed.append(f"{LEDGER}: the run {evidence.get('run_id')} is not in the ledger")
     elif match[-1].get("evidence_digest") != evidence.get("digest"):
         v.changed.append(f"{LEDGER}: entry {match[-1].get('seq')} records another evidence digest for this run")
     else:
         v.ok.append(f"{LEDGER}: entry {match[-1].get('seq')} records this run")
+
+
+# --- sign-off decisions -----------------------------------------------------------------------------------------
+#
+# A decision is a person's record about a run: who reviewed it, what they decided, why. It is a ledger entry of
+# its own (kind "decision"), chained like every other, and bound to the run by the run id, the evidence digest
+# (which seals every file and input of the run folder) and the hash of the run's own ledger entry. It changes
+# nothing in the run folder and nothing about the verdict: a run that FAILED and was approved still FAILED.
+
+DECISIONS = ("approve", "approve-with-conditions", "reject")
+DECISION_WORDS = {"approve": "approved", "approve-with-conditions": "approved with conditions",
+                  "reject": "rejected"}
+MAX_REVIEWER = 200
+MAX_COMMENT = 20_000
+
+
+def is_decision(entry: dict) -> bool:
+    return isinstance(entry, dict) and entry.get("kind") == "decision"
+
+
+def run_entries(entries: list[dict]) -> list[dict]:
+    """The entries that record runs (not decisions)."""
+    return [e for e in entries if not is_decision(e)]
+
+
+def decisions_on(entries: list[dict], run_id: Any) -> list[dict]:
+    """The decisions recorded on the run `run_id`, oldest first."""
+    return [e for e in entries if is_decision(e) and e.get("run_id") == run_id]
+
+
+def _decision_body(entry: dict) -> dict:
+    return {k: v for k, v in entry.items() if k not in ("hash", "signature")}
+
+
+def decision_signature_problem(entry: dict) -> str:
+    """Why a decision's signature does not hold ('' when it holds or the decision is not signed)."""
+    sig = entry.get("signature")
+    if sig is None:
+        return ""
+    try:
+        signature = base64.b64decode(sig["signature"], validate=True)
+        key = _load_public(sig["public_key"].encode("ascii"), f"decision {entry.get('seq')}")
+    except (ValueError, KeyError, TypeError, AttributeError, UsageError):
+        return "its signature is unreadable"
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        key.verify(signature, sha256_bytes(canonical(_decision_body(entry))).encode("ascii"))
+    except InvalidSignature:
+        return "its signature does not match its content"
+    return ""
+
+
+def _clean_field(value: Any, option: str, limit: int, *, multiline: bool) -> str:
+    text = str(value or "").strip()
+    if not text:
+        raise UsageError(f"{option}: empty; say who you are" if option == "--reviewer" else f"{option}: empty")
+    if len(text) > limit:
+        raise UsageError(f"{option}: {len(text):,} characters; at most {limit:,}")
+    allowed = "\n\t" if multiline else ""
+    bad = next((c for c in text if (ord(c) < 32 and c not in allowed) or 0x7F <= ord(c) < 0xA0
+                or c in "\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"), None)
+    if bad is not None:
+        raise UsageError(f"{option}: holds the control character U+{ord(bad):04X}; give plain text")
+    return text
+
+
+def record_decision(run_dir: Path, reviewer: str, decision: str, comment: str, sign_key: Path | None = None,
+                    now: str | None = None) -> dict:
+    """Append a reviewer's decision on the run folder `run_dir` to the ledger beside it; returns the entry.
+
+    Refused (UsageError): an empty or non-text reviewer, an unknown decision, an empty comment on a rejection or
+    on an approval with conditions (the conditions are the comment), a folder that is not a sealed audit run, a run
+    whose files (or inputs that can be found) changed since it was written, a run the ledger does not record,
+    a broken ledger. Nothing in the run folder is written."""
+    from datetime import datetime, timezone
+
+    reviewer = _clean_field(reviewer, "--reviewer", MAX_REVIEWER, multiline=False)
+    if decision not in DECISIONS:
+        raise UsageError(f"--decision {decision!r}: unknown; give one of {', '.join(DECISIONS)}")
+    if decision == "approve" and not str(comment or "").strip():
+        comment = ""
+    else:
+        comment = _clean_field(comment, "--comment", MAX_COMMENT, multiline=True)
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: run folder not found")
+    if not os.path.lexists(run_dir / EVIDENCE) or not os.path.lexists(run_dir / MARKER):
+        raise UsageError(f"{run_dir}: not an audit run folder (no {EVIDENCE} and {MARKER}); nothing to decide on")
+    root = run_dir.resolve().parent
+    if not os.path.lexists(root / LEDGER):
+        raise UsageError(f"{run_dir}: no {LEDGER} beside the run folder, so the run is not recorded; a decision "
+                         "is recorded only on a run the ledger holds")
+    v = verify_run(run_dir, outputs_only=True)
+    if v.changed:
+        more = f" (and {len(v.changed) - 1} more; see 'audit verify {run_dir}')" if len(v.changed) > 1 else ""
+        raise UsageError(f"{run_dir}: not a verified audit run, so no decision is recorded: {v.changed[0]}{more}")
+    sign_key = Path(sign_key) if sign_key is not None else None
+    if sign_key is not None:
+        _load_private(sign_key)  # a bad key is refused before the ledger is locked
+    with ledger_lock(root):
+        evidence = json.loads(read_regular(run_dir / EVIDENCE))  # again, under the lock: what is signed for
+        entries, problems, _ = check_ledger(root, locked=True)
+        if problems:
+            raise UsageError(f"{root / LEDGER}: the ledger is broken ({named(problems[0])}); not recording a decision")
+        recorded = [e for e in run_entries(entries) if e.get("run_id") == evidence.get("run_id")]
+        if not recorded or recorded[-1].get("evidence_digest") != evidence.get("digest"):
+            raise UsageError(f"{run_dir}: the ledger does not record this run with this evidence digest; not "
+                             "recording a decision")
+        run_entry = recorded[-1]
+        entry: dict[str, Any] = {
+            "seq": len(entries) + 1, "kind": "decision", "run_id": evidence.get("run_id"),
+            "run_dir": os.path.relpath(run_dir.resolve(), root), "run_seq": run_entry.get("seq"),
+            "run_hash": run_entry.get("hash"), "evidence_digest": evidence.get("digest"),
+            "verdict": run_entry.get("verdict"), "reviewer": reviewer, "decision": decision, "comment": comment,
+            "time": now or datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "prev_hash": entries[-1]["hash"] if entries else "0" * 64}
+        if sign_key is not None:
+            entry["signature"] = sign(sha256_bytes(canonical(entry)), sign_key)
+            entry["signature"]["signed"] = "the decision entry without its hash and signature"
+        entry["hash"] = _entry_hash(entry)
+        _append_locked(root, entry, len(entries) + 1, sign_key)
+    return entry
+
+
+def decisions_for_run(run_dir: Path, run_id: Any = None) -> list[dict] | None:
+    """The decisions that the ledger beside `run_dir` records on its run (by `run_id`, or the one its evidence
+    names), oldest first; None when there is no ledger there to read (a copied result.json)."""
+    run_dir = Path(run_dir)
+    root = run_dir.resolve().parent
+    if not os.path.lexists(root / LEDGER):
+        return None
+    if run_id is None:
+        try:
+            run_id = json.loads(read_regular(run_dir / EVIDENCE)).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            return None
+    entries, _ = read_ledger(root / LEDGER)
+    return decisions_on(entries, run_id)
 
 
 # --- diff -----------------------------------------------------------------------------------------------------

@@ -196,6 +196,7 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
     and not judged (a costly step still runs only when a rule pays for it). `precomputed` measurements (from
     merged statistics) are taken as they are instead of running the check."""
     from audit.checks import all_checks
+    from audit.progress import step
 
     specs = all_checks()
     families = {specs[cid].family for cid in policy.checks}
@@ -221,7 +222,8 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
             params.update(policy.checks[cid].params)
         started = time.perf_counter()
         try:
-            out[cid] = spec.fn(ctx, **params)
+            with step(f"check {cid}", ctx.extra.get("progress")):  # a line in a terminal if it takes > 1 s
+                out[cid] = spec.fn(ctx, **params)
         except Exception as exc:  # one broken check never aborts the audit
             out[cid] = Measurement(cid, None, error=f"{type(exc).__name__}: {exc}",
                                    details={"traceback": traceback.format_exc(limit=3)})

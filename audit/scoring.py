@@ -65,7 +65,8 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
                 batch_size: int = 64, labels: np.ndarray | None = None, embeddings: bool = False,
                 progress: bool = True, desc: str = "scoring") -> Predictions:
     import torch
-    from tqdm.auto import tqdm
+
+    from audit.progress import bar as progress_bar
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         from audit.errors import UsageError
@@ -88,7 +89,7 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
     model.eval()
     done = 0
     last = None if embeddings else cls_only_last_layer(model)
-    with torch.inference_mode(), tqdm(total=n, desc=desc, unit="row", disable=not progress, leave=False) as bar, \
+    with torch.inference_mode(), progress_bar(total=n, desc=desc, unit="row", progress=progress) as bar, \
             (last if last is not None else nullcontext()):
         for lo in range(0, n, batch_size):
             rows = order[lo: lo + batch_size]

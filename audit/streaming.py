@@ -17,6 +17,7 @@ named with the file; a score outside [0, 1], an empty or unknown label fails wit
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +111,9 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
     from audit.mergeable import AuditStats, Grid
     from audit.model import open_bundle
     from audit.policy import load_policy
+    from audit.progress import on as progress_term
+
+    progress_on = progress_term(progress)  # a terminal only: a CI log gets no row counter
 
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
@@ -184,10 +188,10 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
         t_update += time.perf_counter() - t
         offset += len(df)
         del df
-        if progress:
-            print(f"\r{offset:,} rows", end="", flush=True)
-    if progress:
-        print()
+        if progress_on:
+            print(f"\r{offset:,} rows", end="", file=sys.stderr, flush=True)
+    if progress_on:
+        print(file=sys.stderr)
     if offset == 0:
         raise DataError(f"{path}: the prediction log has no rows")
     t = time.perf_counter()

@@ -224,14 +224,15 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, progress
     curve = []
     started = time.perf_counter()
     eval_texts = [texts[i] for i in eval_idx]
-    from tqdm.auto import tqdm
+    from audit.progress import bar as progress_bar
+    from audit.progress import write as progress_line
 
     for epoch in range(cfg.epochs):
         model.train()
         losses = []
         epoch_start = time.perf_counter()
-        bar = tqdm(epoch_batches(), total=steps_per_epoch, desc=f"training epoch {epoch + 1}/{cfg.epochs}",
-                   unit="batch", disable=not progress, leave=False)
+        bar = progress_bar(epoch_batches(), total=steps_per_epoch, desc=f"training epoch {epoch + 1}/{cfg.epochs}",
+                           unit="batch", progress=progress, leave=False)
         for input_ids, mask, target in bar:
             if dp is not None and len(target) == 0:
                 dp.empty_step()  # a Poisson batch with no rows still takes its noisy step
@@ -251,9 +252,8 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, progress
         curve.append({"epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 5) if losses else None,
                       "eval_loss": round(float(preds.loss.mean()), 5),
                       "seconds": round(time.perf_counter() - started, 2), "epoch_seconds": round(epoch_seconds, 2)})
-        if progress:
-            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {curve[-1]['train_loss'] or float('nan'):.4f}, "
-                  f"held-out loss {curve[-1]['eval_loss']:.4f}", flush=True)
+        progress_line(f"epoch {epoch + 1}/{cfg.epochs}: train loss {curve[-1]['train_loss'] or float('nan'):.4f}, "
+                      f"held-out loss {curve[-1]['eval_loss']:.4f}", progress)  # one line per epoch
     seconds = time.perf_counter() - started
     dp_info = None
     if dp is not None:

@@ -127,7 +127,10 @@ def test_verdict_comes_first_with_words_and_counts():
     assert verdict < html.index('<table class="findings"') < html.index('id="family-performance"')
     assert verdict < html.index('id="data-model"') < html.index('id="provenance"') < html.index('id="warnings"')
     assert "FAIL — 2 blocking findings failed, 1 without enough evidence" in html
-    assert "F1 was 0.50; the policy requires at least 0.80." in html[verdict:html.index('id="findings"')]
+    # the verdict names what stops the release and links to it; the reason is said once, in the findings table
+    assert '<a href="#finding-performance.f1">' in html[verdict:html.index('id="sign-off"')]
+    assert html.count("F1 was 0.50; the policy requires at least 0.80.") == 1
+    assert html.index("F1 was 0.50; the policy requires at least 0.80.") > html.index('id="findings"')
     assert '<span class="n">1</span> WAIVED' in html
     assert "Approved by" in html and "MRM committee" in html and "2027-01-31" in html
     assert "ZeroDivisionError: no positive predictions" in html
@@ -562,9 +565,9 @@ def statistics_result() -> dict:
 
 def test_statistics_section_comes_after_the_verdict_with_its_figures_escaped():
     html = render_html(statistics_result())
-    verdict, section, findings = (html.index(f'id="{x}"') for x in ("verdict", "statistics", "findings"))
-    assert verdict < section < findings
-    body = html[section:findings]
+    verdict, findings, section = (html.index(f'id="{x}"') for x in ("verdict", "findings", "statistics"))
+    assert verdict < findings < section  # the verdict, the sign-off and the findings come first
+    body = html[section:html.index('id="summary"')]
     assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     for figure in ("Each of 2 data silos", "about 1,234 rows (700 with the favourable label", "534 without",
                    "about 734 (noised; the exact count was not released)", "ε = 0.5, scale 16",

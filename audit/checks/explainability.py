@@ -276,9 +276,10 @@ def shap_explain(predict: Callable[[list[str]], np.ndarray], tokenizer: Any, tex
     With `lockstep` > 1, that many texts are explained side by side and their masked texts share the model's
     batches (audit.shapstep); 1 is shap's own path, one text after another."""
     import shap
-    from tqdm.auto import tqdm
 
-    with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False) as bar:
+    from audit.progress import bar as progress_bar
+
+    with progress_bar(total=len(texts), desc=desc, unit="text", progress=progress) as bar:
         if lockstep > 1 and len(texts) > 1:
             from audit.shapstep import explain_lockstep
 

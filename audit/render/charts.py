@@ -15,6 +15,8 @@ from typing import Any
 _W, _H = 300, 300
 _LEFT, _TOP, _RIGHT, _BOTTOM = 48, 14, 12, 46
 _TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
+_UNIT = (0.0, 1.0, 0.0, 1.0)  # x0, x1, y0, y1: the unit square
+_CHAR_PX = 6.0  # about 6 px per character of an 11 px label
 
 
 def _num(x: Any) -> float | None:
@@ -153,22 +155,90 @@ class CIBar:
     hi_text: str
 
 
-# ---------------------------------------------------------------- x-y charts on the unit square
+# ---------------------------------------------------------------- axes: nice rounded ticks that do not overlap
 
 
-def _sx(x: float) -> float:
-    return _LEFT + x * (_W - _LEFT - _RIGHT)
+def nice_step(span: float, count: int = 5) -> float:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) that cuts `span` into about `count` parts."""
+    if not span > 0:
+        return 1.0
+    raw = span / max(count, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
 
 
-def _sy(y: float) -> float:
-    return _TOP + (1.0 - y) * (_H - _TOP - _BOTTOM)
+def nice_range(lo: float, hi: float, count: int = 5, clamp: tuple[float, float] | None = None
+               ) -> tuple[float, float, float]:
+    """(start, end, step): `lo`..`hi` widened to whole round steps (within `clamp` when given)."""
+    if hi < lo:
+        lo, hi = hi, lo
+    if hi - lo < 1e-12:
+        pad = abs(hi) * 0.1 or 0.1
+        lo, hi = lo - pad, hi + pad
+    step = nice_step(hi - lo, count)
+    start = round(math.floor(lo / step + 1e-9) * step, 12)
+    end = round(math.ceil(hi / step - 1e-9) * step, 12)
+    if clamp is not None:
+        start, end = max(start, clamp[0]), min(end, clamp[1])
+    return start, end, step
 
 
-def _path(points: list[tuple[float, float]]) -> str:
+def tick_values(start: float, end: float, step: float) -> list[float]:
+    n = int(round((end - start) / step))
+    return [round(start + i * step, 12) for i in range(n + 1)]
+
+
+def tick_label(value: float, step: float) -> str:
+    """A tick's text with as many decimals as the step needs, and no more: 0.25 steps read 0, 0.25, 0.5, ..."""
+    decimals = 0
+    while decimals < 6 and abs(round(step, decimals) - step) > 1e-9 * max(1.0, abs(step)):
+        decimals += 1
+    text = f"{value:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def spaced(ticks: list[tuple[float, str]], gap: float) -> list[tuple[float, str]]:
+    """Ticks (position, text) thinned so that no two labels overlap: a label needs its own width plus `gap`
+    pixels; the first and the last are kept before the ones between."""
+    if len(ticks) <= 2:
+        return ticks
+
+    def clash(a: tuple[float, str], b: tuple[float, str]) -> bool:
+        return abs(a[0] - b[0]) < (len(a[1]) + len(b[1])) * _CHAR_PX / 2 + gap
+
+    for stride in range(1, len(ticks)):
+        kept = ticks[::stride]
+        if kept[-1] != ticks[-1] and (len(ticks) - 1) % stride:
+            continue  # keep both ends: only strides that land on the last tick
+        if not any(clash(a, b) for a, b in zip(kept, kept[1:])):
+            return kept
+    return [ticks[0], ticks[-1]]
+
+
+# ---------------------------------------------------------------- x-y charts, axes scaled to the data
+
+
+_RANGE = _UNIT
+
+
+def _sx(x: float, r: tuple[float, float, float, float] | None = None) -> float:
+    x0, x1 = (r or _RANGE)[:2]
+    return _LEFT + (x - x0) / (x1 - x0) * (_W - _LEFT - _RIGHT)
+
+
+def _sy(y: float, r: tuple[float, float, float, float] | None = None) -> float:
+    y0, y1 = (r or _RANGE)[2:]
+    return _TOP + (y1 - y) / (y1 - y0) * (_H - _TOP - _BOTTOM)
+
+
+def _path(points: list[tuple[float, float]], r: tuple[float, float, float, float] = _UNIT) -> str:
     out: list[str] = []
     last = None
+    x0, x1, y0, y1 = r
     for x, y in points:
-        p = (_c(_sx(min(max(x, 0.0), 1.0))), _c(_sy(min(max(y, 0.0), 1.0))))
+        p = (_c(_sx(min(max(x, x0), x1), r)), _c(_sy(min(max(y, y0), y1), r)))
         if p == last:
             continue
         out.append(("M" if not out else "L") + p[0] + "," + p[1])
@@ -197,9 +267,20 @@ def _legend(series: list[Series]) -> list[LegendItem]:
     return items
 
 
+def _axis_ticks(start: float, end: float, step: float, to_px, gap: float) -> list[tuple[float, str]]:
+    return spaced([(to_px(t), tick_label(t, step)) for t in tick_values(start, end, step)], gap)
+
+
 def _xy(id: str, title: str, desc: str, x_label: str, y_label: str, series: list[Series],
-        dots: list[Dot] | None = None) -> XYChart:
-    ticks = [(t, f"{t:g}") for t in _TICKS]
+        dots: list[Dot] | None = None, r: tuple[float, float, float, float] = _UNIT,
+        steps: tuple[float, float] = (0.25, 0.25)) -> XYChart:
+    """An x-y chart over the range `r` (x0, x1, y0, y1) with ticks every `steps` (x, y), thinned so that no
+    two labels overlap."""
+    xt = _axis_ticks(r[0], r[1], steps[0], lambda t: _sx(t, r), 6)
+    yt: list[tuple[float, str]] = []
+    for t in tick_values(r[2], r[3], steps[1]):
+        if not yt or abs(_sy(t, r) - yt[-1][0]) >= 14:  # 11 px text and 3 px of air between two labels
+            yt.append((_sy(t, r), tick_label(t, steps[1])))
     return XYChart(
         id=id, title=title, desc=desc, width=_W, height=_H + 16,
         left=_c(_LEFT), top=_c(_TOP), right=_c(_W - _RIGHT), bottom=_c(_H - _BOTTOM),
@@ -208,7 +289,7 @@ def _xy(id: str, title: str, desc: str, x_label: str, y_label: str, series: list
         x_label=x_label, y_label=y_label,
         x_label_x=_c((_LEFT + _W - _RIGHT) / 2), x_label_y=_c(_H - 10),
         y_label_x=_c(14), y_label_y=_c((_TOP + _H - _BOTTOM) / 2),
-        xticks=[Tick(_c(_sx(t)), s) for t, s in ticks], yticks=[Tick(_c(_sy(t)), s, _c(_sy(t) + 4)) for t, s in ticks],
+        xticks=[Tick(_c(x), s) for x, s in xt], yticks=[Tick(_c(y), s, _c(y + 4)) for y, s in yt],
         series=series, dots=dots or [], legend=_legend(series),
     )
 
@@ -238,16 +319,19 @@ def pr_chart(measurement: dict | None) -> XYChart | None:
         return None
     ap = _num(measurement.get("value"))
     base = _num(details.get("positive_rate"))
+    low = min([y for _, y in pts] + ([base] if base is not None else []))
+    y0, y1, ystep = nice_range(max(low, 0.0), 1.0, 4, clamp=(0.0, 1.0))
+    r = (0.0, 1.0, y0, y1)
     series = []
     if base is not None:
-        series.append(Series(_path([(0.0, base), (1.0, base)]), "s-ref", f"random ({fmt3(base)})"))
-    series.append(Series(_path(pts), "s-model", "model"))
+        series.append(Series(_path([(0.0, base), (1.0, base)], r), "s-ref", f"random ({fmt3(base)})"))
+    series.append(Series(_path(pts, r), "s-model", "model"))
     title = f"Precision-recall curve (average precision {fmt3(ap)})" if ap is not None else "Precision-recall curve"
     desc = ("Precision-recall curve: precision against recall over all decision thresholds"
             + (f", with an average precision of {fmt3(ap)}" if ap is not None else "") + "."
             + (f" The dashed line at {fmt3(base)} is the share of positive rows, what a random ranking scores."
                if base is not None else ""))
-    return _xy("pr", title, desc, "Recall", "Precision", series)
+    return _xy("pr", title, desc, "Recall", "Precision", series, r=r, steps=(0.25, ystep))
 
 
 def calibration_chart(measurement: dict | None, positive_label: str = "positive") -> XYChart | None:
@@ -266,11 +350,15 @@ def calibration_chart(measurement: dict | None, positive_label: str = "positive"
         return None
     rows.sort()
     biggest = max(r[2] for r in rows)
-    dots = [Dot(_c(_sx(x)), _c(_sy(y)), _c(2.5 + 4.5 * math.sqrt(n / biggest)),
+    # one range for both axes, so the diagonal of perfect calibration stays at 45 degrees
+    seen = [v for row in rows for v in row[:2]]
+    a, b, step = nice_range(min(seen), max(seen), 4, clamp=(0.0, 1.0))
+    rng = (a, b, a, b)
+    dots = [Dot(_c(_sx(x, rng)), _c(_sy(y, rng)), _c(2.5 + 4.5 * math.sqrt(n / biggest)),
                 f"scores {fmt3(lo)}–{fmt3(hi)}: {n} rows, mean score {fmt3(x)}, observed {fmt3(y)}")
             for x, y, n, lo, hi in rows]
-    series = [Series(_path([(0.0, 0.0), (1.0, 1.0)]), "s-ref", "perfectly calibrated"),
-              Series(_path([(r[0], r[1]) for r in rows]), "s-model", "model")]
+    series = [Series(_path([(a, a), (b, b)], rng), "s-ref", "perfectly calibrated"),
+              Series(_path([(r[0], r[1]) for r in rows], rng), "s-model", "model")]
     worst = max(rows, key=lambda r: abs(r[0] - r[1]))
     ece = _num(measurement.get("value"))
     title = f"Calibration (expected calibration error {fmt3(ece)})" if ece is not None else "Calibration"
@@ -279,7 +367,7 @@ def calibration_chart(measurement: dict | None, positive_label: str = "positive"
             f"perfectly calibrated model. The largest gap is in the bin {fmt3(worst[3])}–{fmt3(worst[4])} "
             f"({worst[2]} rows): mean score {fmt3(worst[0])}, observed {fmt3(worst[1])}.")
     return _xy("calibration", title, desc, "Mean predicted score", f"Observed share of {positive_label}",
-               series, dots)
+               series, dots, r=rng, steps=(step, step))
 
 
 # ---------------------------------------------------------------- confusion matrix
@@ -344,11 +432,9 @@ def ci_bar(value: Any, ci_low: Any, ci_high: Any, minimum: Any = None, maximum: 
     if v is None and (lo is None or hi is None):
         return None
     if all(0.0 <= x <= 1.0 for x in known):
-        a, b = 0.0, 1.0
-    else:
-        a, b = min(known), max(known)
-        pad = (b - a) * 0.1 or abs(b) * 0.1 or 1.0
-        a, b = a - pad, b + pad
+        a, b, step = 0.0, 1.0, 1.0
+    else:  # round ends a step beyond the numbers
+        a, b, step = nice_range(min(known), max(known), 4)
     width, height = 220, 34
     left, right, mid = 8.0, 212.0, 14.0
 
@@ -361,10 +447,18 @@ def ci_bar(value: Any, ci_low: Any, ci_high: Any, minimum: Any = None, maximum: 
     if mx is not None:
         zones.append((_c(sx(mx)), _c(max(right - sx(mx), 0.0))))
     thresholds = [Tick(_c(sx(t)), f"{t:g}") for t in (mn, mx) if t is not None]
+    # an end label that a threshold's label would overlap is left out (the threshold's own number stays); at
+    # 9 px a character is about 5.4 px wide: the end labels run inwards from the ends, a threshold's is centred
+    lo_text, hi_text = tick_label(a, step), tick_label(b, step)
+    half = [len(t.text) * 2.7 + 3 for t in thresholds]
+    if any(float(t.pos) - h < left + len(lo_text) * 5.4 for t, h in zip(thresholds, half)):
+        lo_text = ""
+    if any(float(t.pos) + h > right - len(hi_text) * 5.4 for t, h in zip(thresholds, half)):
+        hi_text = ""
     has_ci = lo is not None and hi is not None
     return CIBar(
         desc=desc, width=width, height=height, axis_x1=_c(left), axis_x2=_c(right), axis_y=_c(mid + 9), text_y=_c(height - 1),
         ci_x1=_c(sx(lo)) if has_ci else None, ci_x2=_c(sx(hi)) if has_ci else None,
         value_x=_c(sx(v)) if v is not None else None, mid_y=_c(mid), cap_y1=_c(mid - 5), cap_y2=_c(mid + 5),
-        fail_zones=zones, thresholds=thresholds, lo_text=f"{a:g}", hi_text=f"{b:.3g}",
+        fail_zones=zones, thresholds=thresholds, lo_text=lo_text, hi_text=hi_text,
     )

@@ -170,7 +170,9 @@ def _caveats(result: dict) -> list[str]:
     return out + [str(w) for w in _list(result.get("warnings"))]
 
 
-def model_card(result: dict) -> list[CardSection]:
+def model_card(result: dict, *, in_report: bool = False) -> list[CardSection]:
+    """The model card's sections. `in_report`: the card inside report.html, where each finding's message is
+    already in the findings table, so its ethical considerations name the findings and their statuses only."""
     model, data = _dict(result.get("model")), _dict(result.get("data"))
     info = _card_info(model)
     training = _dict(model.get("training"))
@@ -203,7 +205,7 @@ def model_card(result: dict) -> list[CardSection]:
                     _caveats(result)),
         CardSection("Ethical considerations",
                     [str(info.get("ethical_considerations") or "")] if info.get("ethical_considerations") else [],
-                    [f"{f.get('title')}: {f.get('status')} — {f.get('message')}"
+                    [f"{f.get('title')}: {f.get('status')}" + ("" if in_report else f" — {f.get('message')}")
                      for f in map(_dict, _list(result.get("findings"))) if f.get("family") in ("fairness", "privacy")]),
     ]
     return [s for s in sections if s.paragraphs or s.items]
@@ -220,15 +222,22 @@ def executive_summary(result: dict) -> list[str]:
     tally = ", ".join(f"{counts[s]} {s}" for s in order) or "no findings"
     lines = [f"The model '{text(model.get('name'))}' was audited against the policy "
              f"'{text(_dict(result.get('policy')).get('name'))}': verdict {text(v.get('status'))} ({tally})."]
+    # each finding's reason and what would resolve it are said once, in the findings table: here, names only
+    def names(fs: list[dict]) -> str:
+        return ", ".join(str(f.get("title") or f.get("check_id")) for f in fs)
+
     blocking = [f for f in findings if f.get("severity") == "block" and f.get("status") in ("FAIL", "ERROR")]
-    for f in blocking:
-        lines.append(f"Blocking: {f.get('message') or f.get('reason')}")
+    if blocking:
+        lines.append(f"Blocking, failed: {names(blocking)} (the findings table says why and what would resolve it).")
     lacking = [f for f in findings if f.get("severity") == "block" and f.get("status") == "INCONCLUSIVE"]
-    for f in lacking:
-        lines.append(f"Not enough evidence: {f.get('title')} — {f.get('reason')}")
+    if lacking:
+        lines.append(f"Blocking, without enough evidence: {names(lacking)} (the findings table says what evidence "
+                     "is missing and what would resolve it).")
     waived = [f for f in findings if f.get("status") == "WAIVED"]
     for f in waived:
-        lines.append(f"Waived: {f.get('title')} — {f.get('reason')}")
+        w = _dict(f.get("waiver"))
+        lines.append(f"Waived: {f.get('title')}" + (f" by {w['approved_by']}" if w.get("approved_by") else "")
+                     + (f" until {w['expires']}" if w.get("expires") else "") + ".")
     return lines
 
 
@@ -238,7 +247,8 @@ def governance_view(result: dict) -> Governance:
     if info.get("users"):
         purpose += f" Intended users: {info['users']}."
     clauses = regulation_map(result)
-    return Governance(purpose, executive_summary(result), clauses, model_card(result), not_covered(result, clauses))
+    return Governance(purpose, executive_summary(result), clauses, model_card(result, in_report=True),
+                      not_covered(result, clauses))
 
 
 # ---------------------------------------------------------------- README.md: the model card for the Hugging Face Hub

@@ -15,6 +15,7 @@ from jinja2.sandbox import SecurityError
 
 from audit.errors import OutputError
 from audit.render.governance import governance_view
+from audit.render.signoff import signoff_view
 from audit.render.views import report_view
 from audit.resources import templates_dir
 
@@ -38,14 +39,18 @@ def environment(template_dirs: list[Path] | None = None) -> jinja2.Environment:
     )
 
 
-def render_html(result: dict, template_dirs: list[Path] | None = None) -> str:
-    """The HTML report of one result dict (as in result.json)."""
+def render_html(result: dict, template_dirs: list[Path] | None = None, *, decisions: list[dict] | None = None,
+                result_text: str | None = None) -> str:
+    """The HTML report of one result dict (as in result.json, whose text is `result_text` when the caller has it).
+    `decisions`: the sign-off decisions the ledger records on the run (None: not read; the run's own report)."""
     for d in template_dirs or []:
         if not Path(d).is_dir():
             raise OutputError(f"template folder {d} does not exist")
     view = report_view(result)
+    so = signoff_view(result, result_text, decisions)
     try:
-        return environment(template_dirs).get_template(REPORT_TEMPLATE).render(r=view, g=governance_view(result))
+        return environment(template_dirs).get_template(REPORT_TEMPLATE).render(r=view, g=governance_view(result),
+                                                                               so=so)
     except jinja2.TemplateSyntaxError as e:
         raise OutputError(f"template {e.filename or e.name}:{e.lineno}: {e.message}") from None
     except SecurityError as e:

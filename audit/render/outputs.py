@@ -81,12 +81,15 @@ def result_json(result: dict) -> str:
     return json.dumps(json_safe(result), indent=1, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"
 
 
-def render_all(result: dict, template_dirs: list[Path] | None = None) -> tuple[dict, dict[str, str]]:
-    """Every file of a run folder, in memory: (the JSON-safe result, {file name: text})."""
+def render_all(result: dict, template_dirs: list[Path] | None = None,
+               decisions: list[dict] | None = None) -> tuple[dict, dict[str, str]]:
+    """Every file of a run folder, in memory: (the JSON-safe result, {file name: text}). `decisions`: the sign-off
+    decisions the ledger records on the run, for the report's sign-off block (None: not read)."""
     clean = json_safe(result)
+    text = result_json(clean)
     files = {
-        RESULT: result_json(clean),
-        REPORT: render_html(clean, template_dirs),
+        RESULT: text,
+        REPORT: render_html(clean, template_dirs, decisions=decisions, result_text=text),
         JUNIT: render_junit(clean),
         SUMMARY: render_markdown(clean),
         MODEL_CARD: model_card_markdown(clean),
@@ -141,7 +144,7 @@ def write_files(out_dir: Path | Target, files: dict[str, str], record: Record | 
 
 def write_run(out_dir: Path, result: dict, predictions_csv: str | None,
               template_dirs: list[Path] | None = None, extra: dict[str, str] | None = None,
-              sign_key: Path | None = None, record: bool = False) -> Path:
+              sign_key: Path | None = None, record: bool = False, decisions: list[dict] | None = None) -> Path:
     """Write result.json, report.html, junit.xml, summary.md and predictions.csv (when given) to `out_dir`,
     with evidence.json (the sha256 of each file) and, with `sign_key`, signature.json.
 
@@ -149,7 +152,7 @@ def write_run(out_dir: Path, result: dict, predictions_csv: str | None,
     `extra` adds more text files ({name: text}) to the folder. `out_dir` may be a Target (see write_files).
     With `record`, the run is appended to the ledger of the folder that holds `out_dir`, in the same step as the
     folder is published. Returns the folder written."""
-    clean, files = render_all(result, template_dirs)
+    clean, files = render_all(result, template_dirs, decisions)
     if predictions_csv is not None:
         files[PREDICTIONS] = predictions_csv
     for name, data in (extra or {}).items():
@@ -188,16 +191,34 @@ def _replace_file(path: Path, data: str) -> None:
             tmp.unlink()
 
 
+SIGNED_OFF = "{name}.signed-off.html"  # beside a sealed run folder: its report with the decisions made on it
+
+
 def rerender(result_json_path: Path, out: Path | None = None, template_dirs: list[Path] | None = None,
              report_url: str | None = None) -> Path:
+    """`rerender_run`, returning the folder written."""
+    return rerender_run(result_json_path, out, template_dirs, report_url)[0]
+
+
+def rerender_run(result_json_path: Path, out: Path | None = None, template_dirs: list[Path] | None = None,
+                 report_url: str | None = None) -> tuple[Path, Path, int]:
     """Re-render report.html, junit.xml and summary.md from a result.json alone (`audit report result.json`).
 
     With `out` None or the folder that holds the JSON, the three files are replaced there one by one, each
     atomically, and result.json itself is left as it is. With another `out`, a whole run folder is written
     there as `write_run` does, carrying predictions.csv along when it sits next to the JSON. Returns the
-    folder written."""
+    folder written.
+
+    The report shows every sign-off decision that the ledger beside the run folder records on the run. The run's
+    own report.html is sealed (evidence.json) and was written before anyone decided; a decision never rewrites
+    it. So when the decisions change the report, re-rendering in place writes it beside the folder, as
+    `<folder>.signed-off.html`, and leaves the sealed report.html as it is; with another `out`, the new folder's
+    report.html carries them. Returns (the folder written, the report with the decisions, their number)."""
+    from audit.ledger import decisions_for_run
+
     result_json_path = Path(result_json_path)
     result = load_result(result_json_path)
+    decisions = decisions_for_run(result_json_path.parent, (result.get("run") or {}).get("id"))
     if report_url:  # `audit report --report-url`: summary.md links under the published run folder
         result = {**result, "links": {**(result.get("links") or {}), "report_url": report_url}}
     source = result_json_path.parent
@@ -209,12 +230,19 @@ def rerender(result_json_path: Path, out: Path | None = None, template_dirs: lis
             csv = predictions.read_text(encoding="utf-8") if predictions.is_file() else None
         except OSError as e:
             raise DataError(f"cannot read {predictions}: {_why(e)}") from e
-        return write_run(checked, result, csv, template_dirs)
+        written = write_run(checked, result, csv, template_dirs, decisions=decisions)
+        return written, Path(written) / REPORT, len(decisions or [])
     _, files = render_all(result, template_dirs)
+    report = target / REPORT
     try:
+        if decisions:
+            _, signed = render_all(result, template_dirs, decisions)
+            folder = Path(os.path.abspath(target))
+            report = folder.parent / SIGNED_OFF.format(name=folder.name)
+            _replace_file(report, signed[REPORT])
         for name in (REPORT, JUNIT, SUMMARY, MODEL_CARD):
             _replace_file(target / name, files[name])
         fsync_dir(target)
     except OSError as e:
         raise OutputError(f"cannot write {target}: {_why(e)}" + (f" ({e.filename})" if e.filename else "")) from e
-    return target
+    return target, report, len(decisions or [])

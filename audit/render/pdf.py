@@ -3,11 +3,17 @@
 Chromium prints the same self-contained report.html with its print stylesheet, so page breaks and the SVG
 charts carry over. It runs with no network (`--disable-background-networking`, a fresh profile) and a time
 limit. The PDF is written beside the report through a temp file and a rename.
+
+On paper nothing can be unfolded, so the copy that is printed has its `<details>` open (a temporary copy in
+a folder of its own: the report itself is not touched). The print stylesheet puts the run id and "page X of Y"
+in the footer of every page (CSS @page margin boxes), and Chromium writes the PDF's outline (bookmarks) from
+the headings, beside the report's own table of contents.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +24,15 @@ from audit.errors import OutputError, UsageError
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-         "--no-pdf-header-footer")
+         "--no-pdf-header-footer", "--generate-pdf-document-outline")
+_DETAILS = re.compile(r"<details(?=[\s>])(?![^>]*\bopen\b)(?![^>]*data-print=\"closed\")")
+
+
+def opened(html: str) -> str:
+    """The report with every <details> open for print, except those marked `data-print="closed"` (the rule and
+    clauses of a finding that passed: its sentence is the summary that shows). The report's text is escaped, so
+    every `<details` in it is a tag the templates wrote."""
+    return _DETAILS.sub("<details open", html)
 
 
 def find_chromium() -> str:
@@ -38,8 +52,16 @@ def html_to_pdf(report: Path, pdf: Path, timeout: float = 120.0) -> Path:
     report = Path(report).resolve()
     pdf = Path(pdf)
     tmp_pdf = pdf.with_name(f".{pdf.name}.tmp-{os.getpid()}")
+    try:
+        html = report.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputError(f"{report}: cannot read the report to print it ({exc})") from None
     with tempfile.TemporaryDirectory(prefix="audit-chromium-") as profile:
-        cmd = [browser, *FLAGS, f"--user-data-dir={profile}", f"--print-to-pdf={tmp_pdf}", report.as_uri()]
+        page = Path(profile) / "print" / "report.html"
+        page.parent.mkdir()
+        page.write_text(opened(html), encoding="utf-8")
+        cmd = [browser, *FLAGS, f"--user-data-dir={Path(profile) / 'profile'}", f"--print-to-pdf={tmp_pdf}",
+               page.as_uri()]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -76,6 +76,18 @@ class VerdictView:
     detail: str  # exit code and how the gate reads it
     counts: list[Count]
     blocking: list[str]  # one sentence per blocking finding that stops the release
+    stopping: list[StopRow] = field(default_factory=list)  # the same findings, as short links to their rows
+
+
+@dataclass
+class StopRow:
+    """A blocking finding that stops the release, as the report's verdict lists it: a link, not its reason
+    (the reason is said once, in the findings table)."""
+
+    check_id: str
+    title: str
+    status: str
+    css: str
 
 
 @dataclass
@@ -114,6 +126,8 @@ class FindingView:
     decided_by: str = ""  # which parts made the status
     parts: list[PartView] = field(default_factory=list)
     references: list[str] = field(default_factory=list)  # papers and guidance behind the rule, not clauses
+    resolve: str = ""  # what would resolve a finding that did not pass (audit.render.resolve)
+    why: str = ""  # the finding's sentence as the report prints it once (the reason not repeated)
 
 
 @dataclass
@@ -194,13 +208,19 @@ def _kvs(d: dict, known: list[tuple[str, str]], code: set[str] = frozenset(), sk
     return out
 
 
+def _key(k: Any) -> str:
+    """A key of a nested table in words ('batch_size' -> 'batch size'), not as the JSON spells it."""
+    k = str(k)
+    return k if "." in k or not re.fullmatch(r"[a-z0-9_]+", k) else humanize(k)
+
+
 def _flat(value: Any, depth: int = 0) -> str | None:
     """A scalar, a short list or a small nested dict as one line of text; None for what is too big to show."""
     if isinstance(value, dict):
         if depth > 1 or not value:
             return None if depth > 1 else DASH
         parts = [(k, _flat(v, depth + 1)) for k, v in value.items()]
-        joined = ("; " if depth == 0 else ", ").join(f"{k}: {v}" for k, v in parts if v is not None)
+        joined = ("; " if depth == 0 else ", ").join(f"{_key(k)}: {v}" for k, v in parts if v is not None)
         return (joined if depth == 0 else f"({joined})") or None
     if isinstance(value, list):
         if len(value) > 20 or any(isinstance(v, (dict, list)) for v in value):
@@ -244,10 +264,23 @@ def verdict_view(result: dict) -> VerdictView:
     if v.get("strict"):
         detail += " (strict: warnings also fail the gate)"
     counts = [Count(s, n, _css(s)) for s, n in by_status.items()]
-    return VerdictView(status, _css(status), headline, detail + ".", counts, sentences)
+    stops = [StopRow(str(f.get("check_id") or ""), str(f.get("title") or humanize(str(f.get("check_id") or ""))),
+                     str(f.get("status")), _css(str(f.get("status")))) for f in stopping]
+    return VerdictView(status, _css(status), headline, detail + ".", counts, sentences, stops)
 
 
-def finding_view(f: dict, default_confidence: Any = None) -> FindingView:
+def _why_once(f: dict) -> str:
+    """The finding's message, printed once: when its parts table gives each part's reason, the message's
+    'It cannot be judged: <the parts' reasons>' tail points there instead of repeating them."""
+    message, reason = str(f.get("message") or ""), str(f.get("reason") or "")
+    if reason and _list(f.get("parts")) and message.endswith(f"It cannot be judged: {reason}."):
+        return message[: -len(f"{reason}.")] + "see the parts below."
+    if reason and _list(f.get("parts")) and message.endswith(f"cannot be judged: {reason}."):
+        return message[: -len(f"{reason}.")] + "see the parts below."
+    return message
+
+
+def finding_view(f: dict, default_confidence: Any = None, min_group_size: Any = None) -> FindingView:
     unit = str(f.get("unit") or "")
     conf = f.get("confidence", default_confidence)
     status = str(f.get("status") or "UNKNOWN")
@@ -274,7 +307,14 @@ def finding_view(f: dict, default_confidence: Any = None) -> FindingView:
         note=str(f.get("note") or ""), decided_by=str(f.get("decided_by") or ""),
         parts=part_views(f, default_confidence),
         references=[str(r) for r in _list(f.get("references"))],
+        resolve=_resolution(f, min_group_size), why=_why_once(f),
     )
+
+
+def _resolution(f: dict, min_group_size: Any) -> str:
+    from audit.render.resolve import resolution
+
+    return resolution(f, min_group_size)
 
 
 def _measurement_row(cid: str, m: dict, title: str, confidence: Any, finding: dict | None) -> MeasurementRow:
@@ -340,6 +380,23 @@ def _command(cmd: Any) -> str:
     return text(cmd)
 
 
+def _timing_rows(t: dict) -> list[KV]:
+    """The run's timings as sentences, not a dictionary: scoring, then the slowest checks."""
+    out = []
+    if num(t.get("scoring_s")) is not None:
+        rate = f" ({text(round(t['scoring_rows_per_s']))} rows per second)" if num(t.get("scoring_rows_per_s")) else ""
+        out.append(KV("Scoring time", f"{num(t['scoring_s']):.2f} s{rate}"))
+    checks = sorted(((str(k), num(v)) for k, v in _dict(t.get("checks_s")).items() if num(v) is not None),
+                    key=lambda kv: -kv[1])
+    if checks:
+        shown = "; ".join(f"{k} {v:.1f} s" for k, v in checks[:5])
+        rest = f"; {len(checks) - 5} more, {sum(v for _, v in checks[5:]):.1f} s together" if len(checks) > 5 else ""
+        out.append(KV("Slowest checks", f"{shown}{rest} ({sum(v for _, v in checks):.1f} s for all {len(checks)})"))
+    known = {"scoring_s", "scoring_rows_per_s", "checks_s"}
+    out += [KV(humanize(k), f) for k, v in t.items() if k not in known and (f := _flat(v)) is not None]
+    return out
+
+
 def report_view(result: dict) -> Report:
     from audit.render.statistics_view import statistics_view
 
@@ -366,12 +423,13 @@ def report_view(result: dict) -> Report:
                KV("Command", _command(run.get("command")), True), KV("Seed", text(run.get("seed"))),
                KV("Tool", f"{text(tool.get('name', 'audit'))} {text(tool.get('version'))}"),
                KV("Result schema", text(result.get("schema_version")))]
-    run_kvs += _kvs(run, [], skip={"id", "started", "finished", "duration_s", "command", "seed"})
+    run_kvs += _timing_rows(_dict(run.get("timings")))
+    run_kvs += _kvs(run, [], skip={"id", "started", "finished", "duration_s", "command", "seed", "timings"})
     return Report(
         title=f"Model audit: {model_name}",
         subtitle=f"against the policy {policy_name}",
         verdict=verdict_view(result),
-        findings=[finding_view(f, confidence) for f in findings],
+        findings=[finding_view(f, confidence, policy.get("min_group_size")) for f in findings],
         families=family_views(result),
         model=_kvs(model, [("name", "Name"), ("path", "Folder"), ("base_model", "Base model"),
                            ("base_model_sha256", "Base model SHA-256"), ("num_parameters", "Parameters"),
