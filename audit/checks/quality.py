@@ -61,6 +61,19 @@ _GROUPING = re.compile(r"(?<=\d)[, \u00a0\u202f](?=\d{3}(?!\d))")
 _SPACES = re.compile(r"\s+")
 
 
+class _Punctuation(dict):
+    """str.translate's table: every Unicode punctuation mark (category P*) to a space, looked up once per
+    character seen."""
+
+    def __missing__(self, cp: int):
+        out = " " if unicodedata.category(chr(cp)).startswith("P") else None
+        self[cp] = out if out else cp
+        return self[cp]
+
+
+_PUNCTUATION = _Punctuation()
+
+
 def normalise(text: str) -> str:
     """The text with case, white space, punctuation and the grouping of numbers set aside."""
     t = unicodedata.normalize("NFKC", text).casefold()
@@ -69,18 +82,18 @@ def normalise(text: str) -> str:
         if t2 == t:
             break
         t = t2
-    t = "".join(" " if unicodedata.category(c).startswith("P") else c for c in t)
-    return _SPACES.sub(" ", t).strip()
+    return _SPACES.sub(" ", t.translate(_PUNCTUATION)).strip()
 
 
 def _exact_key(text: str) -> bytes:
-    from audit.overlap import _text_key  # the key audit/overlap.py matches training rows by
+    """The key audit/overlap.py (`_text_key`) matches training rows by: the sha256 of the text (kept here, so
+    that listing the registry does not import the model code that overlap.py needs)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
-    return _text_key(text)
 
-
-def _norm_key(text: str) -> bytes:
-    return hashlib.sha256(normalise(text).encode("utf-8", "surrogatepass")).digest()
+def _norm_key(text: str, normalised: str | None = None) -> bytes:
+    return hashlib.sha256((normalise(text) if normalised is None else normalised).encode("utf-8",
+                                                                                          "surrogatepass")).digest()
 
 
 # ---------------------------------------------------------------- union-find over rows
@@ -116,9 +129,9 @@ def _by_key(keys: list[bytes], groups: _Groups) -> None:
             groups.union(j, i)
 
 
-def shingles(text: str, k: int = 3) -> set[int]:
+def shingles(text: str, k: int = 3, normalised: str | None = None) -> set[int]:
     """The hashes (crc32) of the word k-shingles of the normalised text; a shorter text is one shingle."""
-    words = normalise(text).split()
+    words = (normalise(text) if normalised is None else normalised).split()
     if len(words) <= k:
         return {zlib.crc32(" ".join(words).encode("utf-8", "surrogatepass"))}
     return {zlib.crc32(" ".join(words[i:i + k]).encode("utf-8", "surrogatepass")) for i in range(len(words) - k + 1)}
@@ -185,11 +198,12 @@ def duplicate_scan(ctx: CheckContext, near: str, threshold: float = 0.8) -> Dupl
     exact_group = exact.labels()
     groups = _Groups(n)
     groups.parent = exact_group.copy()
+    firsts = np.flatnonzero(exact_group == np.arange(n))  # one per distinct text
+    norms = {int(i): normalise(texts[i]) for i in firsts.tolist()} if near != "exact" else {}
     if near in ("normalised", "minhash"):
-        _by_key([_norm_key(t) for t in texts], groups)
+        _by_key([_norm_key(t, norms[int(exact_group[i])]) for i, t in enumerate(texts)], groups)
     if near == "minhash":
-        firsts = np.flatnonzero(exact_group == np.arange(n))  # one per distinct text
-        sets = [shingles(texts[i]) for i in firsts.tolist()]
+        sets = [shingles(texts[i], normalised=norms[int(i)]) for i in firsts.tolist()]
         for a, b in minhash_pairs(sets, threshold, ctx.seed):
             groups.union(int(firsts[a]), int(firsts[b]))
     scan = DuplicateScan(near, groups.labels(), exact_group)
