@@ -260,3 +260,92 @@ def test_judged_part_by_part_and_rendered_escaped(tmp_path):
     html = render_html(result)
     assert "&lt;b&gt;Pays&lt;/b&gt; on time." in html and "<b>Pays</b>" not in html
     assert "&lt;B&gt;PAYS&lt;/B&gt; ON TIME." in html
+
+
+def test_views_tolerate_partial_results():
+    from audit.render.quality_view import detail as quality_detail
+    from audit.render.robustness_view import detail as robustness_detail
+
+    junk = {"measurements": {"robustness.flip_rate": {"details": {"perturbations": ["junk", {"examples": "x"}]}},
+                             "quality.duplicate_share": {"details": "junk"}, "quality.label_issue_share": {}},
+            "findings": ["junk"]}
+    rv = robustness_detail(junk)
+    assert [r.name for r in rv.rows] == ["—", "—"] and rv.rows[0].flip_rate == "—"
+    qv = quality_detail(junk)
+    assert [s.sentence for s in qv.sections] == ["", ""]
+    assert robustness_detail({}) is None and quality_detail({"measurements": []}) is None
+
+
+# ---------------------------------------------------------------- end to end through `audit run`
+
+
+E2E_POLICY = """\
+policy: robustness-quality-e2e
+version: "1"
+min_group_size: 10
+checks:
+  robustness.flip_rate: {max: 0.5, perturbations: [typos, uppercase], typo_rate: 0.3, examples: 2}
+  robustness.score_change: {max: 1.0, severity: warn}
+  quality.duplicate_share: {max: 1.0, severity: warn}
+  quality.train_overlap_share: {max: 1.0, severity: warn}
+  quality.conflicting_labels_share: {max: 1.0, severity: warn}
+  quality.short_text_share: {max: 0.0}
+  quality.label_issue_share: {max: 1.0, severity: warn}
+budget: {bootstrap: 100, seed: 0}
+"""
+
+
+def test_audit_run_with_robustness_and_quality_rules(tiny_model, credit_csv, tmp_path, policy_file):
+    from cleanlab.filter import find_label_issues
+    from click.testing import CliRunner
+    from transformers import pipeline
+
+    from audit.cli import cli
+    from audit.manifest import load_manifest
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(policy_file(E2E_POLICY)),
+                                      "--out", str(out), "--no-progress"], catch_exceptions=False)
+    r = json.loads((out / "result.json").read_text())
+    ms = r["measurements"]
+    split = load_manifest(tiny_model / "audit-model.yaml").data.split
+    df = pd.read_csv(credit_csv, dtype=str)
+    ev, train = df.iloc[split.eval_index].reset_index(drop=True), df.iloc[split.train_index]
+    texts = ev["text"].tolist()
+    # quality, against pandas counts on the eval split and the training split
+    assert ms["quality.duplicate_share"]["value"] == pytest.approx(ev["text"].duplicated().mean())
+    both = ev.groupby("text")["label"].transform("nunique") > 1
+    assert ms["quality.conflicting_labels_share"]["value"] == pytest.approx(both.mean())
+    shared = ev["text"].isin(set(train["text"]))
+    overlap = ms["quality.train_overlap_share"]
+    assert overlap["value"] == pytest.approx(shared.mean()) and overlap["details"]["training_rows"] == len(train)
+    assert overlap["details"]["without_shared"]["rows"] == int((~shared).sum())
+    assert ms["quality.short_text_share"]["value"] == 0.0
+    # label issues, against cleanlab on the scores the run wrote to predictions.csv
+    p = pd.read_csv(out / "predictions.csv", dtype={"row_id": str})
+    score = p["score"].to_numpy() if "score" in p else p[[c for c in p.columns if "good" in c][0]].to_numpy()
+    y = (ev["label"] == "good").astype(int).to_numpy()
+    assert ms["quality.label_issue_share"]["details"]["label_issues"] == int(
+        find_label_issues(y, np.column_stack([1 - score, score]), n_jobs=1).sum())
+    # robustness: the tiny tokenizer lowercases, so capitals reach the model as the same tokens
+    parts = {e["perturbation"]: e for e in ms["robustness.flip_rate"]["details"]["perturbations"]}
+    up = parts["uppercase"]
+    assert up["rows_changed"] == len(texts) == up["rows_same_tokens"] and up["flips"] == 0
+    # typos, against a plain transformers pipeline on the same seeded typos
+    pipe = pipeline("text-classification", model=str(tiny_model), top_k=None, device="cpu")
+
+    def good(batch):
+        return np.array([next(d["score"] for d in row if d["label"] == "good") for row in pipe(batch, batch_size=32)])
+
+    typo = [rb.typos(t, random.Random(f"0:typos:{i}"), 0.3) for i, t in enumerate(texts)]
+    changed = np.array([a != b for a, b in zip(typo, texts)])
+    old, new = good(texts), good([t for t, c in zip(typo, changed) if c])
+    flips = ((old[changed] >= 0.5) != (new >= 0.5)).mean()
+    assert parts["typos"]["rows_changed"] == int(changed.sum()) > 0
+    assert parts["typos"]["flip_rate"] == pytest.approx(flips, abs=1e-9)
+    assert parts["typos"]["mean_abs_score_change"] == pytest.approx(np.abs(new - old[changed]).mean(), abs=1e-5)
+    f = {x["check_id"]: x for x in r["findings"]}
+    assert f["quality.short_text_share"]["status"] == "PASS"
+    assert result.exit_code == (1 if f["robustness.flip_rate"]["status"] == "FAIL" else 0), result.output
+    html = (out / "report.html").read_text()
+    assert "Robustness evidence" in html and "Quality evidence" in html and "Likely label errors" in html

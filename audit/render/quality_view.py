@@ -86,12 +86,13 @@ def _ids(ids: list, rows: list, size: Any) -> str:
     return f"{shown}{f' and {more:,.0f} more' if more > 0 else ''}"
 
 
-def _share_sentence(m: dict, what: str) -> str:
+def _share_sentence(m: dict, what: str, more: str = "") -> str:
+    """'12 of 300 eval rows (4.0%) WHAT. MORE', or '' when the result does not carry the counts."""
     d = as_dict(m.get("details"))
     k, n = num(d.get("rows_flagged")), num(d.get("rows"))
     if k is None or n is None:
         return ""
-    return f"{_n(k)} of {_n(n)} eval rows ({_pct(m.get('value'))}) {what}."
+    return f"{_n(k)} of {_n(n)} eval rows ({_pct(m.get('value'))}) {what}." + (f" {more}" if more else "")
 
 
 def _section(cid: str, m: dict, conf: str) -> QualitySection:
@@ -105,12 +106,12 @@ def _section(cid: str, m: dict, conf: str) -> QualitySection:
     listed = list(map(as_dict, as_list(d.get("listed"))))
     if cid in ("quality.duplicate_share", "quality.conflicting_labels_share"):
         if cid == "quality.duplicate_share":
-            s.sentence = _share_sentence(m, "repeat the text of an earlier row") + (
-                f" Exact: {_n(d.get('exact_duplicate_rows'))}, near ({d.get('near')}): "
-                f"{_n(d.get('near_duplicate_rows'))}, in {_n(d.get('groups'))} groups.")
+            s.sentence = _share_sentence(m, "repeat the text of an earlier row",
+                                         f"Exact: {_n(d.get('exact_duplicate_rows'))}, near ({d.get('near')}): "
+                                         f"{_n(d.get('near_duplicate_rows'))}, in {_n(d.get('groups'))} groups.")
         else:
-            s.sentence = _share_sentence(m, "share their text with a row of the other label") + (
-                f" {_n(d.get('conflicting_groups'))} texts have both labels.")
+            s.sentence = _share_sentence(m, "share their text with a row of the other label",
+                                         f"{_n(d.get('conflicting_groups'))} texts have both labels.")
         for g in listed:
             labels = as_dict(g.get("labels"))
             note = ", ".join(f"{k}: {_n(v)}" for k, v in labels.items()) if labels else str(g.get("kind") or "")
@@ -119,9 +120,9 @@ def _section(cid: str, m: dict, conf: str) -> QualitySection:
             s.listed.append(Listed(f"ids {_ids(as_list(g.get('ids')), as_list(g.get('rows')), g.get('size'))} "
                                    f"({_n(g.get('size'))} rows)", text, note))
     elif cid == "quality.train_overlap_share":
-        s.sentence = _share_sentence(m, f"have a text of the model's training split ({d.get('match')} match)") + (
-            f" Exact matches: {_n(d.get('shared_exact'))}; with another label in training: "
-            f"{_n(d.get('shared_other_label'))}; training rows: {_n(d.get('training_rows'))}.")
+        s.sentence = _share_sentence(m, f"have a text of the model's training split ({d.get('match')} match)",
+                                     f"Exact matches: {_n(d.get('shared_exact'))}; with another label in training: "
+                                     f"{_n(d.get('shared_other_label'))}; training rows: {_n(d.get('training_rows'))}.")
         a, b, inf = as_dict(d.get("all_rows")), as_dict(d.get("without_shared")), as_dict(d.get("inflation"))
         if a:
             s.metrics = [MetricRow(label, _f3(a.get(k)), _f3(b.get(k)), _signed(inf.get(k)))
@@ -132,13 +133,13 @@ def _section(cid: str, m: dict, conf: str) -> QualitySection:
                 "; another label in training" if r.get("other_label_in_training") else "")
             s.listed.append(Listed(f"id {r.get('id')}", _redact(r.get("text")), note))
     elif cid == "quality.short_text_share":
-        s.sentence = _share_sentence(m, f"have fewer than {_n(d.get('min_words'))} words") + (
-            f" Empty: {_n(d.get('empty_rows'))}.")
+        s.sentence = _share_sentence(m, f"have fewer than {_n(d.get('min_words'))} words",
+                                     f"Empty: {_n(d.get('empty_rows'))}.")
         s.listed = [Listed(f"id {r.get('id')}", _redact(r.get("text")), f"{_n(r.get('words'))} words")
                     for r in listed]
     elif cid == "quality.label_issue_share":
-        s.sentence = _share_sentence(m, "carry a label the model's probabilities make unlikely") + (
-            f" Method: {d.get('used') or d.get('method') or DASH}.")
+        s.sentence = _share_sentence(m, "carry a label the model's probabilities make unlikely",
+                                     f"Method: {d.get('used') or d.get('method') or DASH}.")
         s.listed = [Listed(f"id {r.get('id')}", _redact(r.get("text")),
                            f"label {r.get('label')}; the model gives it {_pct(r.get('label_probability'))}")
                     for r in listed]
