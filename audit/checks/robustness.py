@@ -263,8 +263,23 @@ class Perturbed:
     notes: list[str] = field(default_factory=list)
 
 
-def _rng(ctx: CheckContext, name: str, row: int) -> random.Random:
-    return random.Random(f"{ctx.seed}:{name}:{row}")
+class _LazyRandom:
+    """A random.Random seeded with `seed` on first use: most perturbations of most rows draw nothing, and seeding a
+    Mersenne Twister costs more than the perturbation itself."""
+
+    def __init__(self, seed: str):
+        self._seed = seed
+        self._rng: random.Random | None = None
+
+    def __getattr__(self, name: str):
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
+        return getattr(self._rng, name)
+
+
+def _rng(ctx: CheckContext, name: str, row: int) -> Any:
+    """The generator of one perturbation of one row: the same draws as random.Random(f"{seed}:{name}:{row}")."""
+    return _LazyRandom(f"{ctx.seed}:{name}:{row}")
 
 
 def _sample(ctx: CheckContext, rows: int) -> np.ndarray:
