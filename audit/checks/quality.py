@@ -15,8 +15,8 @@ white space, punctuation and the way numbers are grouped are set aside (Unicode 
 punctuation mark removed, `1,000` and `1 000` read as `1000`): the harmless changes that the robustness family
 makes. `near: minhash` also joins texts whose word 3-shingle sets have a Jaccard similarity of at least
 `jaccard`, found by MinHash with locality-sensitive hashing (64 hash functions, banded for the threshold) and
-verified exactly against the first text of each bucket, so it stays about linear in the rows (30,000 rows in
-seconds). `near: exact` counts byte-equal texts only. Everything is hashed: no step compares all pairs.
+verified exactly against the first text of each bucket, so it stays about linear in the rows (30,000 templated
+rows: 0.6 s exact, 1.8 s normalised, 6.9 s MinHash, on a loaded 2-core machine). `near: exact` counts byte-equal texts only. Everything is hashed: no step compares all pairs.
 
 Intervals are percentile intervals over the run's shared Poisson bootstrap weights (`ctx.weights`) of the share of
 flagged rows, with each row's flag held fixed (a resample does not re-run the scan): they say how sure the share
