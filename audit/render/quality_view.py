@@ -100,7 +100,7 @@ def _section(cid: str, m: dict, conf: str) -> QualitySection:
     reason = str(m.get("error") or m.get("inconclusive") or m.get("skipped") or "")
     s = QualitySection(cid, TITLES.get(cid, cid), "", reason, caveats=[str(c) for c in as_list(d.get("caveats"))])
     if num(m.get("ci_low")) is not None and num(m.get("ci_high")) is not None:
-        ci = f" ({conf} CI {_pct(m.get('ci_low'))}–{_pct(m.get('ci_high'))})"
+        ci = f", {conf} CI {_pct(m.get('ci_low'))}–{_pct(m.get('ci_high'))}"
     else:
         ci = ""
     listed = list(map(as_dict, as_list(d.get("listed"))))
