@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from audit.stats import poisson_weights
+
+if TYPE_CHECKING:
+    from audit.checks.quality import DuplicateScan
+    from audit.checks.robustness import Perturbed
 
 
 @dataclass
@@ -41,6 +45,8 @@ class Shared:
     explanations: dict[tuple, Any] = field(default_factory=dict)  # explainability: Explained (or its error)
     membership: dict[tuple, dict] = field(default_factory=dict)  # privacy: the membership attack by settings
     drift: dict[tuple, Any] = field(default_factory=dict)  # drift: compared sets and evidently runs
+    robustness: dict[tuple, Perturbed] = field(default_factory=dict)  # robustness: perturbed texts, scores by settings
+    quality: dict[tuple, DuplicateScan] = field(default_factory=dict)  # quality: eval rows grouped by text, by settings
 
 
 @dataclass

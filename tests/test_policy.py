@@ -223,9 +223,15 @@ MAY_SERVE = {
                                          "eu ai act art. 15(5)"],
     "privacy.mia_tpr_at_1pct_fpr": ["gdpr art. 32", "eu ai act art. 15(5)"],
     "drift": ["sr 11-7, validation: ongoing monitoring", "eu ai act art. 72", "eu ai act art. 15(1)"],
+    # harmless perturbations of the input: sensitivity analysis, and one kind of input inconsistency
+    "robustness": ["sr 11-7, validation: conceptual soundness", "eu ai act art. 15(4)"],
+    # the eval set examined for errors; only the training overlap speaks to the held-out outcomes analysis
+    "quality": ["eu ai act art. 10(3)"],
+    "quality.train_overlap_share": ["sr 11-7, validation: outcomes analysis", "eu ai act art. 10(3)"],
 }
 # what every citation of these must say: it tests only part of the clause
-MUST_BE_PARTIAL = {"12 cfr 1002.6(b)(1)", "eu ai act art. 10(2)(f)", "eu ai act art. 10(2)(g)", "eu ai act art. 15(5)"}
+MUST_BE_PARTIAL = {"12 cfr 1002.6(b)(1)", "eu ai act art. 10(2)(f)", "eu ai act art. 10(2)(g)", "eu ai act art. 15(5)",
+                   "eu ai act art. 15(4)", "eu ai act art. 10(3)"}
 
 
 def misplaced(policy) -> list[str]:

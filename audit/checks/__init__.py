@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FAMILIES = ("performance", "fairness", "explainability", "privacy", "drift")  # grows as check families land
+FAMILIES = ("performance", "fairness", "explainability", "privacy", "drift", "robustness", "quality")  # grows as check families land
 
 Direction = Literal["higher", "lower", "none"]
 StatsForm = Literal["", "exact", "binned", "manifest"]
