@@ -8,7 +8,7 @@ older or partial result: readers use `.get` and fall back to showing less, never
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from audit.render.charts import _num
@@ -27,6 +27,8 @@ RATE_TITLES = {"selection_rate": "Selection rate", "tpr": "True-positive rate", 
                "fnr": "False-negative rate", "precision": "Precision", "accuracy": "Accuracy", "roc_auc": "ROC-AUC"}
 TABLE_RATES = ("selection_rate", "tpr", "fpr", "precision", "accuracy", "roc_auc")
 COUNTERFACTUAL = ("fairness.counterfactual_flip_rate", "fairness.counterfactual_score_change")
+PROXY = "fairness.proxy_auc"
+REPRESENTATION_NAMES = {"embeddings": "the model's embeddings", "words": "the words of the text"}
 
 
 def _d(x: Any) -> dict:
@@ -179,6 +181,14 @@ class SwapView:
 
 
 @dataclass
+class ProxyView:
+    name: str
+    sentence: str  # both representations' AUCs with their intervals, and the rule
+    words: str  # the words that carry it, with the group each points to
+    note: str
+
+
+@dataclass
 class FairnessView:
     favourable: str
     sentences: list[str]  # the headline per finding, and what could not be judged
@@ -187,6 +197,7 @@ class FairnessView:
     swaps: list[SwapView]
     caveats: list[str]
     intro: str = ""
+    proxies: list[ProxyView] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- charts
@@ -389,7 +400,7 @@ def fairness_view(result: dict) -> FairnessView:
     sentences: list[str] = []
     for cid, f in findings.items():
         m = measurements.get(cid)
-        if m is None or cid in COUNTERFACTUAL:
+        if m is None or cid in COUNTERFACTUAL or cid == PROXY:
             continue
         details = _d(m.get("details"))
         # the part whose numbers the finding shows (the judge's choice), else the worst part of the measurement
@@ -510,13 +521,49 @@ def fairness_view(result: dict) -> FairnessView:
                     for e in map(_d, _l(lst.get("examples")))]
         swaps.append(SwapView(str(lst.get("list")), str(lst.get("source", "")), sentence, terms, examples))
 
+    proxies = proxy_views(_d(measurements.get(PROXY)), findings.get(PROXY), conf)
+    f = findings.get(PROXY)
+    if f:
+        sentences.append(f"{f.get('status')}: {f.get('message')}" if f.get("status") != "INCONCLUSIVE" else
+                         f"INCONCLUSIVE: {titles[PROXY]} cannot be judged: {f.get('reason')}.")
+
     intro = (f"How the model's decisions and errors differ between protected groups. The favourable decision is "
              f"“{favourable}”; a group's selection rate is the share of it given that decision. A group's rate has a "
              f"{conf} bootstrap percentile interval, resampled within groups; a difference is the largest minus the "
              f"smallest group value, and its interval is one built for a largest gap (a percentile interval would "
              f"overstate it). Each attribute and each intersection is judged on its own: a violation by one fails "
              f"the rule whatever the others show.")
-    return FairnessView(favourable, sentences, views, small, swaps, list(dict.fromkeys(caveats)), intro)
+    return FairnessView(favourable, sentences, views, small, swaps, list(dict.fromkeys(caveats)), intro, proxies)
+
+
+def proxy_sentence(e: dict, conf: str, finding: dict | None) -> str:
+    """'From the words of the text a classifier tells the sex groups apart with ROC-AUC 1.000 (95% CI
+    1.000–1.000); from the model's embeddings 0.981 (…); the policy allows at most 0.600.'"""
+    name = e.get("attribute", "?")
+    bits = []
+    for rep, d in _d(e.get("representations")).items():
+        d = _d(d)
+        what = REPRESENTATION_NAMES.get(rep, rep)
+        if _num(d.get("auc")) is None:
+            bits.append(f"from {what} it was not measured ({d.get('note') or 'no value'})")
+        else:
+            bits.append(f"from {what} ROC-AUC {fnum(d.get('auc'))}"
+                        f"{_paren(ci_text([d.get('ci_low'), d.get('ci_high')], conf))}")
+    if not bits:
+        return f"Whether the text reveals {name} could not be measured: {e.get('note') or 'no value'}."
+    rule = "; " + _requirement(finding, conf) if finding else ""
+    rows = count(e.get("rows"))
+    return (f"A cross-validated classifier reads {name} from the eval texts ({rows} rows; 0.5 is chance): "
+            + "; ".join(bits) + f"{rule}.")
+
+
+def proxy_views(m: dict, finding: dict | None, conf: str) -> list[ProxyView]:
+    out = []
+    for e in map(_d, _l(_d(m.get("details")).get("proxies"))):
+        words = ", ".join(f"{w.get('word')} (→ {w.get('group')})" for w in map(_d, _l(e.get("words"))))
+        out.append(ProxyView(str(e.get("attribute", "")), proxy_sentence(e, conf, finding), words,
+                             str(e.get("note") or "")))
+    return out
 
 
 detail = fairness_view  # the family-view protocol: audit/render/views.py, family_views
