@@ -83,7 +83,7 @@ BAD = [
      "it here"),
     ("policy: p\nversion: '1'\nchecks:\n  fairness.counterfactual_flip_rate: {max: 0.02, swaps: genderr}\n",
      "4: checks.fairness.counterfactual_flip_rate: unknown swap list 'genderr' (bundled: age, gender, marital_status, "
-     "national_origin; or give the path of a .yaml file of pairs)"),
+     "national_origin, race, religion; or give the path of a .yaml file of pairs)"),
 ]
 
 

@@ -178,6 +178,7 @@ class SwapView:
     sentence: str
     terms: str
     examples: list[Example]
+    after_header: str = "With terms swapped"
 
 
 @dataclass
@@ -198,6 +199,7 @@ class FairnessView:
     caveats: list[str]
     intro: str = ""
     proxies: list[ProxyView] = field(default_factory=list)
+    swaps_title: str = "Counterfactual term swaps"
 
 
 # ---------------------------------------------------------------- charts
@@ -317,10 +319,33 @@ def swap_sentence(lst: dict, conf: str, flip_rule: dict | None, change_rule: dic
     rule = "; " + _requirement(flip_rule, conf, pct) if flip_rule else ""
     change_ci = ci_text(lst.get("mean_abs_score_change_ci"), conf, g3)
     change = f"; {_requirement(change_rule, conf, g3)}" if change_rule else ""
+    share = f" ({pct(lst.get('share_changed'))} had a term to swap)" if _num(lst.get("share_changed")) is not None else ""
     return (f"Swapping {lst.get('list')} terms changed {count(lst.get('rows_changed'))} of "
-            f"{count(lst.get('rows_total'))} eval texts; {count(lst.get('flips'))} of their decisions flipped, "
+            f"{count(lst.get('rows_total'))} eval texts{share}; {count(lst.get('flips'))} of their decisions flipped, "
             f"{pct(lst.get('flip_rate'))}{_paren(ci)}{rule}. The score moved by {g3(lst.get('mean_abs_score_change'))} "
             f"on average{_paren(change_ci)}{change}.")
+
+
+def column_swap_sentence(e: dict, conf: str, flip_rule: dict | None, change_rule: dict | None) -> str:
+    """Templated text: the attribute's column swapped and the text rendered again."""
+    name = e.get("attribute", "?")
+    if e.get("inconclusive") and not _num(e.get("texts")):
+        return f"{name}: nothing could be swapped: {e.get('inconclusive')}."
+    ci = ci_text(e.get("flip_rate_ci"), conf, pct)
+    rule = "; " + _requirement(flip_rule, conf, pct) if flip_rule else ""
+    change_ci = ci_text(e.get("mean_abs_score_change_ci"), conf, g3)
+    change = f"; {_requirement(change_rule, conf, g3)}" if change_rule else ""
+    return (f"Swapping the applicant's {name} (column {e.get('column')}) and rendering the text again changed "
+            f"{count(e.get('rows_swapped'))} of {count(e.get('rows_total'))} eval rows into "
+            f"{count(e.get('texts'))} counterfactual applications; the decision flipped for "
+            f"{pct(e.get('flip_rate'))} of them{_paren(ci)}{rule}. The score moved by "
+            f"{g3(e.get('mean_abs_score_change'))} on average{_paren(change_ci)}{change}.")
+
+
+def pair_text(p: dict, conf: str) -> str:
+    ci = ci_text(p.get("flip_rate_ci"), conf, pct)
+    return (f"{p.get('from')} → {p.get('to')}: {count(p.get('rows'))} rows, flip rate {pct(p.get('flip_rate'))}"
+            f"{_paren(ci)}, mean |Δ score| {g3(p.get('mean_abs_score_change'))}")
 
 
 def g3(x: Any) -> str:
@@ -509,6 +534,21 @@ def fairness_view(result: dict) -> FairnessView:
         lists = lists or _l(_d(m.get("details")).get("lists"))
         if f and f.get("status") == "INCONCLUSIVE":
             sentences.append(f"INCONCLUSIVE: {titles[cid]} cannot be judged: {f.get('reason') or m.get('inconclusive')}.")
+    columns: list = []
+    for cid in COUNTERFACTUAL:
+        columns = columns or _l(_d(_d(measurements.get(cid)).get("details")).get("swapped_attributes"))
+    for e in map(_d, columns):
+        sentence = column_swap_sentence(e, conf, findings.get(COUNTERFACTUAL[0]), findings.get(COUNTERFACTUAL[1]))
+        flip = findings.get(COUNTERFACTUAL[0])
+        if flip and flip.get("status") != "INCONCLUSIVE":
+            sentences.append(f"{flip.get('status')}: {sentence}")
+        examples = [Example(str(x.get("id", x.get("row", ""))), str(x.get("before", "")), str(x.get("after", "")),
+                            f"{f4(x.get('score_before'))} → {f4(x.get('score_after'))}",
+                            f"{x.get('decision_before', DASH)} → {x.get('decision_after', DASH)}", bool(x.get("flipped")))
+                    for x in map(_d, _l(e.get("examples")))]
+        swaps.append(SwapView(str(e.get("attribute")), f"column {e.get('column')}", sentence,
+                              "; ".join(pair_text(p, conf) for p in map(_d, _l(e.get("pairs")))), examples,
+                              "Rendered again with the attribute swapped"))
     for lst in map(_d, lists):
         sentence = swap_sentence(lst, conf, findings.get(COUNTERFACTUAL[0]), findings.get(COUNTERFACTUAL[1]))
         flip = findings.get(COUNTERFACTUAL[0])
@@ -533,7 +573,9 @@ def fairness_view(result: dict) -> FairnessView:
              f"smallest group value, and its interval is one built for a largest gap (a percentile interval would "
              f"overstate it). Each attribute and each intersection is judged on its own: a violation by one fails "
              f"the rule whatever the others show.")
-    return FairnessView(favourable, sentences, views, small, swaps, list(dict.fromkeys(caveats)), intro, proxies)
+    title = "Counterfactual swaps of the applicant's attributes" if columns else "Counterfactual term swaps"
+    return FairnessView(favourable, sentences, views, small, swaps, list(dict.fromkeys(caveats)), intro, proxies,
+                        title)
 
 
 def proxy_sentence(e: dict, conf: str, finding: dict | None) -> str:
