@@ -41,6 +41,8 @@ class Shared:
     # fairness: templated counterfactuals (the protected column's value swapped) by (attribute, pairs given)
     column_swaps: dict[tuple[str, str], Any] = field(default_factory=dict)
     explanations: dict[tuple, Any] = field(default_factory=dict)  # explainability: Explained (or its error)
+    # explainability: SHAP of the declined rows for adverse-action reasons, by (rows, max_evals, seed)
+    declines: dict[tuple, Any] = field(default_factory=dict)
     membership: dict[tuple, dict] = field(default_factory=dict)  # privacy: the membership attack by settings
     drift: dict[tuple, Any] = field(default_factory=dict)  # drift: compared sets and evidently runs
 
