@@ -210,3 +210,31 @@ def test_parameters_are_validated_when_the_policy_loads(policy_file, rule, messa
 
     with pytest.raises(PolicyError, match=re.escape(message)):
         load_policy(policy_file(f"policy: t\nversion: '1'\nchecks:\n  {PROTECTED}: {rule}\n"))
+
+
+@pytest.mark.slow  # the tiny model's training and shap's first import: minutes on a shared machine
+def test_real_shap_on_the_tiny_model_adds_up_and_notices_each_decline(tiny_model, credit_csv):
+    """The shared SHAP machinery (audit.checks.explainability.shap_explain) on a real model: every explained
+    decline gets a notice, the explanations add up, and a second run reads the cache."""
+    import pandas as pd
+
+    from audit.model import open_bundle
+    from audit.scoring import score_texts
+
+    bundle = open_bundle(tiny_model).load()
+    m = bundle.manifest
+    frame = pd.read_csv(credit_csv, dtype=str).iloc[:40].reset_index(drop=True)
+    texts = frame["text"].tolist()
+    preds = score_texts(bundle.model, bundle.tokenizer, texts, max_length=m.max_length,
+                        positive_index=m.labels.index(m.positive_label), progress=False)
+    threshold = float(np.quantile(preds.score, 0.5))  # half the rows are declined
+    ctx = CheckContext(y_true=np.zeros(len(texts), dtype=int), score=preds.score, threshold=threshold, texts=texts,
+                       frame=frame, manifest=m, bundle=bundle, predictions=preds, replicates=20)
+    got = run(SPECIFIC, ctx, rows=4, max_evals=20, min_reasons=1)
+    assert got.error is None and got.n == 4 and got.details["max_additivity_error"] < 0.01
+    assert [n["row"] for n in got.details["notices"]] == sorted(n["row"] for n in got.details["notices"])
+    assert all(ctx.score[n["row"]] < threshold for n in got.details["notices"])
+    assert all(r["source"] in set(" ".join(texts).split()) for n in got.details["notices"] for r in n["reasons"])
+    assert len(ctx.shared.declines) == 1
+    run(PROTECTED, ctx, rows=4, max_evals=20)
+    assert len(ctx.shared.declines) == 1  # the same explanation

@@ -565,7 +565,7 @@ def fairness_view(result: dict) -> FairnessView:
     f = findings.get(PROXY)
     if f:
         sentences.append(f"{f.get('status')}: {f.get('message')}" if f.get("status") != "INCONCLUSIVE" else
-                         f"INCONCLUSIVE: {titles[PROXY]} cannot be judged: {f.get('reason')}.")
+                         f"INCONCLUSIVE: {f.get('title') or humanize(PROXY)} cannot be judged: {f.get('reason')}.")
 
     intro = (f"How the model's decisions and errors differ between protected groups. The favourable decision is "
              f"“{favourable}”; a group's selection rate is the share of it given that decision. A group's rate has a "
