@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -198,3 +199,50 @@ def declined_rows(y_pred: np.ndarray, budget: int, seed: int) -> list[int]:
         return [int(i) for i in declined]
     rng = np.random.default_rng([seed, 1002])
     return sorted(int(i) for i in rng.choice(declined, size=budget, replace=False))
+
+
+def check_notices_out(path: str | Path, inputs: list[Any], model_dir: str | Path | None) -> Path:
+    """`--adverse-action FILE`, checked before the run: never an input, never inside the model folder, and an
+    existing file only when it is a notices CSV that audit wrote (its header), so nothing else is replaced."""
+    import os
+
+    from audit.errors import OutputError
+
+    out = Path(path)
+    real = os.path.realpath(out)
+    if model_dir is not None and Path(os.path.realpath(model_dir)) in Path(real).parents:
+        raise OutputError(f"--adverse-action {out}: will not write inside the model folder {model_dir}")
+    for p in inputs:
+        if p is not None and os.path.realpath(p) == real:
+            raise OutputError(f"--adverse-action {out}: will not write over the input {p}")
+    if os.path.lexists(out):
+        header = ""
+        if out.is_file() and not out.is_symlink():
+            try:
+                with open(out, encoding="utf-8") as fh:
+                    header = fh.readline().strip()
+            except (OSError, UnicodeDecodeError):
+                header = ""
+        if header != ",".join(CSV_FIELDS):
+            raise OutputError(f"--adverse-action {out}: will not replace a file that is not a notices CSV audit "
+                              "wrote; choose another name")
+    if not out.parent.is_dir():
+        raise OutputError(f"--adverse-action {out}: the folder {out.parent} does not exist")
+    return out
+
+
+def write_notices_csv(path: str | Path, notices: list[dict[str, Any]]) -> None:
+    """Write the CSV next to its final name and rename it into place (no half-written file)."""
+    import os
+    import secrets
+
+    from audit.errors import OutputError
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}")
+    try:
+        tmp.write_text(notices_csv(notices), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"--adverse-action {path}: cannot write: {exc.strerror or exc}") from None

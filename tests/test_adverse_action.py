@@ -238,3 +238,43 @@ def test_real_shap_on_the_tiny_model_adds_up_and_notices_each_decline(tiny_model
     assert len(ctx.shared.declines) == 1
     run(PROTECTED, ctx, rows=4, max_evals=20)
     assert len(ctx.shared.declines) == 1  # the same explanation
+
+
+AA_POLICY = f"policy: t\nversion: '1'\nchecks:\n  {PROTECTED}: {{max: 0}}\n"
+
+
+@pytest.mark.parametrize("case", ["no rule", "over the policy", "foreign file", "no folder"])
+def test_adverse_action_file_is_refused_before_anything_loads(case, tmp_path, policy_file):
+    from click.testing import CliRunner
+
+    from audit.cli import cli
+
+    policy = policy_file(AA_POLICY)
+    out = tmp_path / "notices.csv"
+    if case == "no rule":
+        policy = policy_file("policy: t\nversion: '1'\nchecks:\n  performance.roc_auc: {min: 0.5}\n", "p2.yaml")
+        want = f"the policy {policy} rules no adverse-action check"
+    elif case == "over the policy":
+        out = policy
+        want = f"will not write over the input {policy}"
+    elif case == "foreign file":
+        out.write_text("name,balance\nann,3\n")
+        want = "will not replace a file that is not a notices CSV audit wrote"
+    else:
+        out = tmp_path / "nope" / "notices.csv"
+        want = f"the folder {tmp_path / 'nope'} does not exist"
+    r = CliRunner().invoke(cli, ["run", str(tmp_path / "no-model"), "--policy", str(policy),
+                                 "--adverse-action", str(out)])
+    assert r.exit_code == 2, r.output
+    assert want in r.output and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    if case == "foreign file":
+        assert out.read_text() == "name,balance\nann,3\n"  # untouched
+
+
+def test_notices_csv_written_atomically_and_replaceable(tmp_path):
+    out = tmp_path / "n.csv"
+    notices = [{"row": 1, "id": "a", "score": 0.1, "reasons": []}]
+    R.write_notices_csv(out, notices)
+    assert R.check_notices_out(out, [], None) == out  # its own earlier file may be replaced
+    R.write_notices_csv(out, notices * 2)
+    assert len(out.read_text().splitlines()) == 3 and not list(tmp_path.glob(".n.csv.tmp-*"))
