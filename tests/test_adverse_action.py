@@ -278,3 +278,28 @@ def test_notices_csv_written_atomically_and_replaceable(tmp_path):
     assert R.check_notices_out(out, [], None) == out  # its own earlier file may be replaced
     R.write_notices_csv(out, notices * 2)
     assert len(out.read_text().splitlines()) == 3 and not list(tmp_path.glob(".n.csv.tmp-*"))
+
+
+def test_report_shows_a_sample_of_notices_escaped(demo, monkeypatch):
+    from pathlib import Path
+
+    from audit.render import render_html
+    from audit.render.outputs import json_safe
+
+    monkeypatch.setattr(AA, "_shap_declines", fake_shap())
+    frame, texts, m = demo
+    f, c, r = hand(frame)
+    hostile = "<script>alert(1)</script>"
+    p = run(PROTECTED, demo_ctx(demo), reason_codes={"housing": hostile})
+    result = json.loads((Path(__file__).parent / "fixtures" / "result_sample.json").read_text())
+    result["measurements"] = json_safe({p.check_id: p.to_dict()})
+    html = render_html(result)
+    assert "Adverse-action notices (a sample)" in html
+    assert f"Adverse-action reasons: {len(frame)} of the {len(frame)} declined eval rows were explained" in html
+    assert hostile not in html
+    assert ("Your application for credit was declined. The principal reasons: 1. Personal status and sex. 2. "
+            "&lt;script&gt;alert(1)&lt;/script&gt;.") in html
+    first = p.details["notices"][p.details["shown"][0]]
+    assert f[p.details["shown"][0]] and first["reasons"][0]["protected"]  # declines with a protected reason first
+    assert html.count("⚑ a principal reason is protected") == min(5, f.sum())
+    assert "Personal status and sex: " in html and "no statement in the policy&#39;s reason codes" in html
