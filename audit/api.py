@@ -160,7 +160,8 @@ def run(model_dir: str | Path, policy: str | Path, *, data: str | Path | None = 
         address: str | None = None, precision: str = "fp32", all_checks: bool = False,
         report_url: str | None = None, predictions: str | Path | None = None, score_column: str = "score",
         id_column: str | None = None, reference_stats: Sequence[str | Path] = (), progress: bool = False,
-        mlflow: str | bool | None = None, command: list[str] | None = None) -> AuditResult:
+        mlflow: str | bool | None = None, command: list[str] | None = None,
+        adverse_action: str | Path | None = None) -> AuditResult:
     """Audit `model_dir` against `policy` (a YAML file or a bundled pack name) and write the run folder.
 
     The keywords are `audit run`'s options: `data` (default: the manifest's held-out split), `out` (default
@@ -169,8 +170,9 @@ def run(model_dir: str | Path, policy: str | Path, *, data: str | Path | None = 
     `templates`, `batch_size`, `sign`, `baseline`, `engine`/`address`, `precision`, `all_checks`, `report_url`,
     `predictions` (a prediction log, with `score_column`, `id_column`, `reference_stats`), `progress` (bars on
     stderr; off by default here) and `mlflow` (a tracking URI, or True for $MLFLOW_TRACKING_URI: one MLflow run
-    is logged per audit; needs `pip install 'audit[mlflow]'`). `command` is what result.json records as the
-    command line. Returns the result whatever the verdict; raises AuditError when the audit cannot run."""
+    is logged per audit; needs `pip install 'audit[mlflow]'`). `adverse_action`: a CSV file for the declined rows'
+    adverse-action reasons (the policy must rule an adverse-action check; never written over an input).
+    `command` is what result.json records as the command line. Returns the result whatever the verdict; raises AuditError when the audit cannot run."""
     for key, value in (("TOKENIZERS_PARALLELISM", "false"), ("HF_HUB_OFFLINE", "1"),
                        ("TRANSFORMERS_VERBOSITY", "error")):
         os.environ.setdefault(key, value)
@@ -184,6 +186,9 @@ def run(model_dir: str | Path, policy: str | Path, *, data: str | Path | None = 
 
         tracker = MlflowTracker.open(None if mlflow is True else str(mlflow))  # no mlflow: exit 2 before the model
     model_dir = Path(model_dir)
+    if adverse_action is not None:
+        _check_adverse_action(adverse_action, policy, model_dir, [data, current, manifest, predictions, sign,
+                                                                  baseline])
     flags = (label_column, positive_label, labels, text_column, template)
     template_dirs = [Path(templates)] if templates else None
     command = command or _api_command(model_dir, policy)
@@ -207,11 +212,32 @@ def run(model_dir: str | Path, policy: str | Path, *, data: str | Path | None = 
                             manifest_path=manifest_path, batch_size=batch_size, command=command, sign_key=sign,
                             baseline_dir=baseline, engine=engine, precision=precision, every_check=all_checks,
                             report_url=report_url)
+    if adverse_action is not None:
+        from audit.checks.adverse_action import notices_of
+        from audit.reasons import write_notices_csv
+
+        write_notices_csv(adverse_action, notices_of(outcome.result.get("measurements") or {}))
     result = AuditResult.from_document(outcome.result, outcome.out_dir)
     result.exit_code = outcome.exit_code  # the runner's own code (it already counts --strict)
     if tracker is not None:
         tracker.log_audit(result)
     return result
+
+
+def _check_adverse_action(path, policy, model_dir: Path, inputs: list) -> None:
+    """`--adverse-action FILE` before anything loads: the policy must rule an adverse-action check (their notices
+    are what the file holds), and the file must be safe to write (audit.reasons.check_notices_out)."""
+    from audit.checks import all_checks
+    from audit.errors import UsageError
+    from audit.policy import load_policy
+    from audit.reasons import check_notices_out
+
+    p = load_policy(policy)
+    specs = all_checks()
+    if not any(specs[cid].cost == "adverse_action" for cid in p.checks if cid in specs):
+        raise UsageError(f"--adverse-action {path}: the policy {p.source} rules no adverse-action check "
+                         "(explainability.adverse_action_*), so there are no notices to write")
+    check_notices_out(path, [p.source, *[x for x in inputs if isinstance(x, (str, Path))]], model_dir)
 
 
 def _manifest(manifest, flags, name: str, max_length: int):

@@ -173,10 +173,13 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
               help="Log the audit (params, every measurement, statuses, the run folder) to MLflow at this tracking "
                    "URI (sqlite:///mlflow.db, file:./mlruns, a server; without a URI: $MLFLOW_TRACKING_URI). "
                    "Needs pip install 'audit[mlflow]'.")
+@click.option("--adverse-action", "adverse_action", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the declined rows' adverse-action reasons (one line per principal reason) to this CSV, "
+                   "for a servicing system; the policy must rule an explainability.adverse_action_* check.")
 def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manifest_path, label_column, positive_label,
         labels, text_column, template, max_length, template_dir, batch_size, sign_key, baseline_dir, no_progress,
         engine, address, predictions_path=None, score_column="score", id_column=None, reference_stats=(),
-        precision="fp32", all_checks=False, report_url=None, mlflow_uri=None):
+        precision="fp32", all_checks=False, report_url=None, mlflow_uri=None, adverse_action=None):
     """Audit MODEL_DIR against a policy; exit 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE."""
     _quiet_env()
     from audit.api import run as run_api  # the Python API (audit.run) does the work; this is its edge
@@ -188,7 +191,7 @@ def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manife
                       precision=precision, all_checks=all_checks, report_url=report_url,
                       predictions=predictions_path, score_column=score_column, id_column=id_column,
                       reference_stats=reference_stats, progress=not no_progress, command=["audit", *sys.argv[1:]],
-                      mlflow=mlflow_uri)
+                      mlflow=mlflow_uri, adverse_action=adverse_action)
     _print_outcome(outcome)
     if outcome.mlflow_run_id:
         click.echo(f"mlflow: run {outcome.mlflow_run_id}")

@@ -42,7 +42,11 @@ class Shared:
     groupings: dict[tuple[str, ...], Any] = field(default_factory=dict)  # fairness: Grouping by its parts
     group_tables: dict[str, Any] = field(default_factory=dict)  # fairness: GroupTable by grouping name
     swaps: dict[tuple[str, str], Any] = field(default_factory=dict)  # fairness: counterfactual outcomes by list
+    # fairness: templated counterfactuals (the protected column's value swapped) by (attribute, pairs given)
+    column_swaps: dict[tuple[str, str], Any] = field(default_factory=dict)
     explanations: dict[tuple, Any] = field(default_factory=dict)  # explainability: Explained (or its error)
+    # explainability: SHAP of the declined rows for adverse-action reasons, by (rows, max_evals, seed)
+    declines: dict[tuple, Any] = field(default_factory=dict)
     membership: dict[tuple, dict] = field(default_factory=dict)  # privacy: the membership attack by settings
     drift: dict[tuple, Any] = field(default_factory=dict)  # drift: compared sets and evidently runs
     robustness: dict[tuple, Perturbed] = field(default_factory=dict)  # robustness: perturbed texts, scores by settings

@@ -18,6 +18,14 @@ Rules, each tested:
   Unicode word characters; an apostrophe or a hyphen ends it.
 - Case is kept: "He" -> "She", "HE" -> "SHE", "he" -> "she". Terms are matched without regard to case.
 - One pass over the text with one pattern, so "he" -> "she" is never swapped back again ("she" -> "he").
+
+Templated text (the manifest's text recipe is a template over columns) is not swapped word by word: a swap of
+"male" in "male : single" makes an application that never occurs, and leaves the marital-status phrase that
+still tells the sex. There the protected column's VALUE is swapped and the text is rendered again from the row
+(`column_alternatives`, `render_with`): every value of another group of the attribute (for a mapped attribute,
+each column value that maps to another group; for a binned one, one observed value of each other bin, its lower
+median in the eval rows; for raw values, every other value seen), or the pairs a policy gives
+(`pairs: {attribute: [[value, value], ...]}`, both ways, as a swap list's pairs).
 """
 
 from __future__ import annotations
@@ -115,3 +123,75 @@ def load_all(spec: Any) -> list[SwapList]:
     if dupes:
         raise ValueError(f"swaps names the list {', '.join(dupes)} twice")
     return lists
+
+
+# ---------------------------------------------------------------- templated text: swap the column's value
+
+
+def bin_representatives(values: list[str | None], edges: list[float], labels: list[str]) -> dict[str, str]:
+    """For a binned attribute: group name -> one value seen in the rows of that bin (the lower median, so it is
+    a value that occurs), as written in the data."""
+    import numpy as np
+
+    seen: dict[str, list[tuple[float, str]]] = {}
+    for v in values:
+        try:
+            x = float(v) if v is not None else float("nan")
+        except ValueError:
+            continue
+        if x != x:
+            continue
+        g = labels[int(np.searchsorted(np.asarray(edges, dtype=float), x, side="right"))]
+        seen.setdefault(g, []).append((x, str(v)))
+    out = {}
+    for g, items in seen.items():
+        items.sort()
+        out[g] = items[(len(items) - 1) // 2][1]
+    return out
+
+
+def column_alternatives(values: list[str | None], group_of: dict[str, str], candidates: list[str],
+                        pairs: list[Any] | None = None) -> dict[str, list[str]]:
+    """Column value -> the values a row with it is swapped to: with `pairs`, their counterparts (both ways,
+    each once, in the pairs' order); otherwise every candidate value whose group differs from its own."""
+    out: dict[str, list[str]] = {}
+    present = [v for v in dict.fromkeys(values) if v is not None]
+    if pairs:
+        for a, b in ((str(x), str(y)) for x, y in pairs):
+            for u, w in ((a, b), (b, a)):
+                if w not in out.setdefault(u, []):
+                    out[u].append(w)
+        return {v: out[v] for v in present if v in out}
+    for v in present:
+        g = group_of.get(v)
+        if g is not None:
+            out[v] = [c for c in candidates if group_of.get(c) not in (None, g)]
+    return out
+
+
+def validate_pairs(pairs: Any) -> None:
+    """`pairs` as a policy gives it: {attribute: [[value, value], ...]} (raises ValueError naming the problem)."""
+    if pairs is None:
+        return
+    if not isinstance(pairs, dict):
+        raise ValueError(f"pairs must map an attribute to a list of [value, value] pairs, got {pairs!r}")
+    for name, items in pairs.items():
+        if not isinstance(items, list) or not items:
+            raise ValueError(f"pairs.{name} must be a non-empty list of [value, value] pairs")
+        for i, pair in enumerate(items):
+            if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                    or not all(isinstance(t, (str, int, float)) and not isinstance(t, bool) and str(t).strip()
+                               for t in pair)):
+                raise ValueError(f"pairs.{name}[{i}] must be two column values, got {pair!r}")
+            if str(pair[0]) == str(pair[1]):
+                raise ValueError(f"pairs.{name}[{i}] swaps {str(pair[0])!r} with itself")
+
+
+def render_with(frame, recipe, column: str, rows: list[int], new_values: list[str], path: str) -> list[str]:
+    """The texts of eval rows `rows` rendered again by the template with `column` set to `new_values`."""
+    from audit.data import make_texts
+
+    changed = frame.iloc[list(rows)].copy()
+    changed[column] = list(new_values)
+    changed.index = range(len(changed))
+    return make_texts(changed, recipe, path) if len(changed) else []

@@ -83,7 +83,7 @@ BAD = [
      "it here"),
     ("policy: p\nversion: '1'\nchecks:\n  fairness.counterfactual_flip_rate: {max: 0.02, swaps: genderr}\n",
      "4: checks.fairness.counterfactual_flip_rate: unknown swap list 'genderr' (bundled: age, gender, marital_status, "
-     "national_origin; or give the path of a .yaml file of pairs)"),
+     "national_origin, race, religion; or give the path of a .yaml file of pairs)"),
 ]
 
 
@@ -217,6 +217,10 @@ MAY_SERVE = {
     "fairness.counterfactual_flip_rate": ["12 cfr 1002.6(b)(1)", "eu ai act art. 10(2)(f)"],
     # a global word ranking: a prohibited basis in evaluating creditworthiness, never an applicant's reasons
     "explainability": ["12 cfr 1002.6(b)(1)", "sr 11-7, validation: conceptual soundness", "eu ai act art. 13(1)"],
+    # the reasons the model gives for each decline: the model's side of the adverse-action notice, in part
+    "explainability.adverse_action_protected_reasons": ["12 cfr 1002.9(b)(2)", "12 cfr 1002.6(b)(1)"],
+    "explainability.adverse_action_specific_reasons": ["12 cfr 1002.9(b)(2)"],
+    "explainability.adverse_action_reason_stability": ["12 cfr 1002.9(b)(2)", "sr 11-7, validation: conceptual soundness"],
     "privacy": ["gdpr art. 5(1)(c)", "gdpr art. 5(1)(f)", "gdpr art. 25", "gdpr art. 32", "16 cfr 314.4"],
     # membership inference is an attack on the training data's confidentiality: Art. 15(5)
     "privacy.membership_inference_auc": ["gdpr art. 32", "gdpr art. 5(1)(f)", "16 cfr 314.4",
@@ -231,7 +235,7 @@ MAY_SERVE = {
 }
 # what every citation of these must say: it tests only part of the clause
 MUST_BE_PARTIAL = {"12 cfr 1002.6(b)(1)", "eu ai act art. 10(2)(f)", "eu ai act art. 10(2)(g)", "eu ai act art. 15(5)",
-                   "eu ai act art. 15(4)", "eu ai act art. 10(3)"}
+                   "eu ai act art. 15(4)", "eu ai act art. 10(3)", "12 cfr 1002.9(b)(2)"}
 
 
 def misplaced(policy) -> list[str]:
@@ -251,7 +255,8 @@ def test_bundled_pack_cites_each_clause_only_for_what_its_check_tests(tmp_path):
     fin = load_policy("fin")
     assert misplaced(fin) == []
     keys = {c.key for rule in fin.checks.values() for c in rule.cites}
-    assert not any(k.startswith("12 cfr 1002.9") for k in keys), "adverse-action reasons are not tested"
+    citing = {cid for cid, rule in fin.checks.items() for c in rule.cites if c.key.startswith("12 cfr 1002.9")}
+    assert citing and all(".adverse_action_" in cid for cid in citing), "only the adverse-action rules test reasons"
     assert not any("ponomareva" in k or "eeoc" in k for k in keys), "a paper or guideline is not a clause"
     assert any("Ponomareva" in r for r in fin.checks["privacy.dp_epsilon"].references)
     # the table bites: cite the adverse-action clause for a SHAP rule again, or the sex clause in full

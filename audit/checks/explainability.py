@@ -675,3 +675,8 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
         m.incomplete = (f"the word ranking is unstable (Spearman {rho:.2f} between two halves of the sample, "
                         f"{float(params['min_stability']):g} needed); the top {top_k} could change with other rows")
     return _guard(m, ex)
+
+
+# ---------------------------------------------------------------- checks of this family in their own modules
+
+from audit.checks import adverse_action as _adverse_action  # noqa: E402,F401  (adverse-action reasons)

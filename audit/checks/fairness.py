@@ -56,7 +56,14 @@ What `basis` means here (see also audit/policy.py):
   demands evidence of compliance (the whole interval at or below the line); `ci_low` fails only on evidence of
   a violation.
 
-Counterfactual swaps (audit/swaps.py, term lists in audit/data/terms/). Identity terms in each eval text are
+Counterfactual swaps of templated text (`mode: auto` when the manifest's text is a template, or `template`):
+the protected column's value itself is swapped and the text rendered again from the row (audit/swaps.py,
+column_alternatives), so the whole phrase that tells the attribute changes and the application is one that
+could occur. Each attribute asked is one Part (kind "attribute"): the share of its swapped rows whose decision
+flips (a row swapped to k values counts the share of them that flip) or the mean |score change|, with the
+bootstrap interval over rows; every pair of groups (from -> to) is listed with its own numbers.
+
+Counterfactual swaps of free text (audit/swaps.py, term lists in audit/data/terms/). Identity terms in each eval text are
 swapped (he -> she ...), only the texts that changed are re-scored, batched, through the run's model, and the
 decision flip rate and the mean |score change| are measured over those rows alone, with intervals. Each swap
 list is one part of the measurement (`Part`, kind "swap list"), judged on its own: its n is the number of texts
@@ -674,7 +681,9 @@ def selection_rate_ratio(ctx: CheckContext, **params) -> Measurement:
 # ---------------------------------------------------------------- counterfactual swaps
 
 
-CF_PARAMS: dict[str, Any] = {"swaps": None, "examples": 5, "min_group_size": 0}
+CF_PARAMS: dict[str, Any] = {"swaps": None, "examples": 5, "min_group_size": 0, "mode": "auto", "attributes": [],
+                             "pairs": {}}
+CF_MODES = ("auto", "template", "words")
 
 
 @dataclass
@@ -719,6 +728,210 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…"
 
 
+# ---------------------------------------------------------------- counterfactuals of templated text
+
+
+@dataclass
+class ColumnSwapOutcome:
+    """One protected attribute of templated text: each eval row re-rendered with the attribute's column set to
+    each other value (audit.swaps.column_alternatives), and the re-scored texts."""
+
+    name: str
+    column: str
+    rows: np.ndarray  # (C,) the eval row of each counterfactual text
+    old_values: list[str]
+    new_values: list[str]
+    old_groups: list[str]
+    new_groups: list[str]
+    after: list[str]
+    old: np.ndarray  # (C,) the rows' scores
+    new: np.ndarray  # (C,) the counterfactual texts' scores
+    problem: str = ""  # why nothing could be swapped
+
+
+def _cf_mode(ctx: CheckContext, params: dict) -> str:
+    """"template" when the text is a template (and the rule does not ask for words), else "words"."""
+    mode = params.get("mode", "auto")
+    if mode not in CF_MODES:
+        raise ValueError(f"mode must be one of {', '.join(CF_MODES)}, got {mode!r}")
+    templated = ctx.manifest is not None and getattr(ctx.manifest.text, "template", None) is not None
+    if mode == "auto":
+        return "template" if templated and ctx.frame is not None else "words"
+    return mode
+
+
+def _column_swaps(ctx: CheckContext, name: str, pairs: list | None) -> ColumnSwapOutcome:
+    import json
+
+    from audit import swaps as sw
+    from audit.data import group_series, template_columns
+
+    key = (name, json.dumps(pairs, sort_keys=True, default=str))
+    cache = ctx.shared.column_swaps
+    if key in cache:
+        return cache[key]
+    m = ctx.manifest
+    attr = m.protected_attributes[name]
+    empty = np.empty(0)
+
+    def outcome(problem: str = "", **kw) -> ColumnSwapOutcome:
+        base = dict(rows=np.empty(0, dtype=np.int64), old_values=[], new_values=[], old_groups=[], new_groups=[],
+                    after=[], old=empty, new=empty)
+        return ColumnSwapOutcome(name, attr.column, **{**base, **kw}, problem=problem)
+
+    if attr.column not in template_columns(m.text.template):
+        cache[key] = outcome(f"the text template does not use the column '{attr.column}' of {name}, so swapping "
+                             f"its value changes no text")
+        return cache[key]
+    path = ctx.eval_path or "eval data"
+    raw = [None if v is None or v != v else str(v) for v in ctx.frame[attr.column].tolist()]
+    groups = group_series(ctx.frame, name, attr, path)
+    group_list = [None if g is None or g != g else str(g) for g in groups.tolist()]
+    group_of = {v: g for v, g in zip(raw, group_list) if v is not None and g is not None}
+    if attr.bins is not None:
+        reps = sw.bin_representatives(raw, attr.bins, attr.group_names())
+        candidates = [reps[g] for g in attr.group_names() if g in reps]
+        group_of.update({v: g for g, v in reps.items()})
+    else:
+        candidates = sorted(set(attr.map) if attr.map else set()) or sorted(set(group_of))
+        if attr.map:
+            group_of.update({str(k): str(v) for k, v in attr.map.items()})
+    alts = sw.column_alternatives(raw, group_of, candidates, pairs)
+    rows, old_v, new_v = [], [], []
+    for i, v in enumerate(raw):
+        for w in alts.get(v, []) if v is not None else []:
+            rows.append(i)
+            old_v.append(v)
+            new_v.append(w)
+    if not rows:
+        why = ("no eval row has a value of the policy's pairs for " + name) if pairs else (
+            f"no eval row of {name} has a value of another group to swap to")
+        cache[key] = outcome(why)
+        return cache[key]
+    if attr.bins is not None:  # a pair's values may lie outside the representatives: bin them
+        edges = np.asarray(attr.bins, dtype=float)
+        labels = attr.group_names()
+
+        def grp(v: str) -> str:
+            try:
+                return labels[int(np.searchsorted(edges, float(v), side="right"))]
+            except ValueError:
+                return "?"
+    else:
+        def grp(v: str) -> str:
+            return group_of.get(v, v)
+    after = sw.render_with(ctx.frame, m.text, attr.column, rows, new_v, path)
+    rows_ = np.asarray(rows, dtype=np.int64)
+    new_scores = np.asarray(ctx.score_texts(after, desc=f"counterfactual swaps ({name})"), dtype=float)
+    cache[key] = outcome(rows=rows_, old_values=old_v, new_values=new_v, old_groups=[grp(v) for v in old_v],
+                         new_groups=[grp(v) for v in new_v], after=after, old=ctx.score[rows_], new=new_scores)
+    return cache[key]
+
+
+def _row_means(W: np.ndarray, rows: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per eval row, the mean of x over its counterfactual texts (each row counts once, however many values it
+    was swapped to), and the replicated weighted mean over those rows: (rows, (1 + R,))."""
+    uniq, inv = np.unique(rows, return_inverse=True)
+    per_row = np.bincount(inv, weights=x, minlength=len(uniq)) / np.bincount(inv, minlength=len(uniq))
+    Wr = W[:, uniq]
+    return uniq, _div(Wr @ per_row, Wr.sum(axis=1))
+
+
+def _template_counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -> Measurement:
+    """The counterfactual measurement of templated text: one Part per attribute, whose value is the share of
+    its swapped rows whose decision flips (a row swapped to several values counts the share of them that
+    flip) or the mean |score change|, with the bootstrap interval over rows; details list every pair of
+    groups (from -> to) with its own numbers."""
+    k = _floor(ctx, params.get("min_group_size"))
+    examples = int(params.get("examples", 5))
+    m = Measurement(check_id, None, n=0)
+    try:
+        from audit.data import make_texts
+
+        groupings, problems = _groupings(ctx, params.get("attributes") or [], [])
+    except _NoGroups as exc:
+        m.inconclusive = str(exc)
+        return m
+    if make_texts(ctx.frame, ctx.manifest.text, ctx.eval_path or "eval data") != list(ctx.texts):
+        m.inconclusive = ("rendering the text template again from the eval rows does not give the texts the model "
+                          "scored, so a re-rendered counterfactual would change more than the attribute")
+        return m
+    pairs_by = params.get("pairs") or {}
+    W, thr = ctx.weights, ctx.threshold
+    replicated = W.shape[0] > 1
+    ids = ctx.frame[ctx.manifest.id_column].astype(str).tolist() if ctx.manifest.id_column else None
+    entries, parts, all_rows = [], [], []
+    for grouping in groupings:
+        o = _column_swaps(ctx, grouping.name, pairs_by.get(grouping.name))
+        part = Part(grouping.name, kind="attribute")
+        entry: dict[str, Any] = {"attribute": grouping.name, "column": o.column, "rows_total": len(ctx.texts),
+                                 "rows_swapped": 0, "texts": len(o.rows), "value": None, "ci_low": None,
+                                 "ci_high": None, "pairs": [], "examples": [], "inconclusive": o.problem or None}
+        if o.problem:
+            part.inconclusive = o.problem
+            entries.append(entry)
+            parts.append(part)
+            continue
+        flips = ((o.old >= thr) != (o.new >= thr)).astype(float)
+        delta = o.new - o.old
+        uniq, flip_rate = _row_means(W, o.rows, flips)
+        _, mean_abs = _row_means(W, o.rows, np.abs(delta))
+        all_rows.append(uniq)
+        v = flip_rate if stat == "flip_rate" else mean_abs
+        low, high = _interval(v[1:], ctx.confidence) if replicated else [None, None]
+        part.value, part.ci_low, part.ci_high, part.n = _f(v[0]), low, high, len(uniq)
+        if len(uniq) < k:
+            part.incomplete = f"only {len(uniq)} eval rows of {grouping.name} could be swapped (at least {k} needed)"
+        if part.value is not None and replicated and low is None:
+            part.inconclusive = "the interval is undefined on too many bootstrap replicates"
+        pair_rows = []
+        keys = list(dict.fromkeys(zip(o.old_groups, o.new_groups)))
+        for a, b in keys:
+            sel = np.array([(x, y) == (a, b) for x, y in zip(o.old_groups, o.new_groups)])
+            u, fr = _row_means(W, o.rows[sel], flips[sel])
+            _, ma = _row_means(W, o.rows[sel], np.abs(delta[sel]))
+            pair_rows.append({
+                "from": a, "to": b, "rows": len(u), "texts": int(sel.sum()),
+                "values": sorted({f"{x} → {y}" for x, y, s_ in zip(o.old_values, o.new_values, sel) if s_})[:6],
+                "flip_rate": _f(fr[0]), "flip_rate_ci": _interval(fr[1:], ctx.confidence) if replicated else [None, None],
+                "flips": int(flips[sel].sum()),
+                "mean_abs_score_change": _f(ma[0]),
+                "mean_abs_score_change_ci": _interval(ma[1:], ctx.confidence) if replicated else [None, None],
+                "mean_score_change": _f(delta[sel].mean())})
+        order = np.lexsort((np.arange(len(delta)), -np.abs(delta), flips == 0))[:max(examples, 0)]
+        entry.update(
+            rows_swapped=len(uniq), value=part.value, ci_low=low, ci_high=high,
+            inconclusive=part.inconclusive, incomplete=part.incomplete,
+            flip_rate=_f(flip_rate[0]), flip_rate_ci=_interval(flip_rate[1:], ctx.confidence),
+            flips=int(flips.sum()), rows_flipped=int(len(np.unique(o.rows[flips > 0]))),
+            mean_abs_score_change=_f(mean_abs[0]), mean_abs_score_change_ci=_interval(mean_abs[1:], ctx.confidence),
+            pairs=pair_rows,
+            examples=[{"row": int(o.rows[j]), "id": ids[o.rows[j]] if ids else str(int(o.rows[j])),
+                       "before": _clip(pii.redact(ctx.texts[o.rows[j]])), "after": _clip(pii.redact(o.after[j])),
+                       "swap": f"{o.old_values[j]} → {o.new_values[j]}",
+                       "score_before": _f(o.old[j]), "score_after": _f(o.new[j]),
+                       "decision_before": ctx.positive_label if o.old[j] >= thr else ctx.negative_label,
+                       "decision_after": ctx.positive_label if o.new[j] >= thr else ctx.negative_label,
+                       "flipped": bool(flips[j])} for j in order])
+        entries.append(entry)
+        parts.append(part)
+    parts += [Part(name, kind=kind_, inconclusive=why) for name, kind_, why in problems]
+    m.parts = parts
+    m.n = int(len(np.unique(np.concatenate(all_rows)))) if all_rows else 0
+    judged = [p for p in parts if p.value is not None and not p.inconclusive] or [p for p in parts if p.value is not None]
+    worst = max(judged, key=lambda p: p.value) if judged else None
+    if worst is not None:
+        m.value, m.ci_low, m.ci_high = worst.value, worst.ci_low, worst.ci_high
+    m.details = {"statistic": stat, "mode": "template", "decision_threshold": thr,
+                 "favourable_label": ctx.positive_label, "min_group_size": k, "swapped_attributes": entries,
+                 "worst_attribute": worst.name if worst else None, "rows_total": len(ctx.texts), "rows_changed": m.n,
+                 "caveats": ["The text is made by a template from columns: each eval row is rendered again with "
+                             "the protected column set to each value of another group, everything else as it was.",
+                             "A row swapped to several values counts the share of them that flip its decision.",
+                             "Other columns can still carry the attribute (see the proxy check)."]}
+    return m
+
+
 def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -> Measurement:
     k = _floor(ctx, params.get("min_group_size"))
     examples = int(params.get("examples", 5))
@@ -729,6 +942,8 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
     if ctx.bundle is None or getattr(ctx.bundle, "model", None) is None:
         m.inconclusive = "the run has no model loaded to re-score the swapped texts"
         return m
+    if _cf_mode(ctx, params) == "template":
+        return _template_counterfactual(ctx, check_id, stat, params)
     outcomes = _swap_outcomes(ctx, params.get("swaps"))
     W = ctx.weights
     ids = None
@@ -759,6 +974,7 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
             why = f"the interval of the '{o.name}' list is undefined on too many bootstrap replicates"
         entry = {
             "list": o.name, "source": o.source, "rows_total": len(ctx.texts), "rows_changed": len(o.rows),
+            "share_changed": len(o.rows) / len(ctx.texts),
             "value": _f(v[0]), "ci_low": low, "ci_high": high, "inconclusive": why or None,
             "incomplete": few or None,
             "terms_swapped": dict(sorted(o.terms.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
@@ -787,8 +1003,8 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
     worst = max(judged, key=lambda p: p.value) if judged else None
     if worst is not None:
         m.value, m.ci_low, m.ci_high = worst.value, worst.ci_low, worst.ci_high
-    m.details = {"statistic": stat, "decision_threshold": ctx.threshold, "favourable_label": ctx.positive_label,
-                 "min_group_size": k, "lists": lists, "worst_list": worst.name if worst else None,
+    m.details = {"statistic": stat, "mode": "words", "decision_threshold": ctx.threshold,
+                 "favourable_label": ctx.positive_label, "min_group_size": k, "lists": lists, "worst_list": worst.name if worst else None,
                  "rows_total": len(ctx.texts), "rows_changed": m.n,
                  "caveats": ["Only texts that contain a term of a swap list count; the others carry no evidence "
                              "either way.", "Each swap list is judged on its own, on the texts it changed; the "
@@ -804,18 +1020,26 @@ def _validate_swaps(params: dict) -> None:
 
     if params.get("swaps") is not None:
         swaps.load_all(params["swaps"])
+    if params.get("mode", "auto") not in CF_MODES:
+        raise ValueError(f"mode must be one of {', '.join(CF_MODES)}, got {params.get('mode')!r}")
+    if not isinstance(params.get("attributes", []), list):
+        raise ValueError("attributes must be a list of the manifest's attribute names")
+    swaps.validate_pairs(params.get("pairs") or None)
 
 
 @check("fairness.counterfactual_flip_rate", title="Counterfactual decision flip rate", direction="lower",
        unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps,
        evidence="texts with a term to swap")
 def counterfactual_flip_rate(ctx: CheckContext, **params) -> Measurement:
-    """Share of eval texts whose decision changes when identity terms are swapped (he/she, Mr/Ms, ...), worst swap list.
+    """Share of eval texts whose decision changes when the applicant's protected attribute is swapped, worst attribute or swap list.
 
-    Only texts that contain a term of the list count. Each is re-scored with its terms swapped; a flip is a
-    decision on the other side of the threshold. The policy's swaps name bundled lists (gender,
-    national_origin, age, marital_status) or YAML files of pairs; the default is gender. A model that reads identity words should
-    not change its decision because of them."""
+    Templated text (the manifest's recipe is a template over columns): each row is rendered again with the
+    protected column set to each value of another group (or the policy's `pairs`) and re-scored, one part per
+    attribute. Free text: identity terms are swapped (he/she, Mr/Ms, ...), one part per swap list, and only texts
+    that contain a term of the list count; the policy's swaps name bundled lists (gender, national_origin, age,
+    marital_status, religion, race) or YAML files of pairs; the default is gender. A flip is a decision on the
+    other side of the threshold: a model should not change its decision because of who the applicant is. A part
+    with nothing to swap is INCONCLUSIVE, never a pass."""
     return _counterfactual(ctx, "fairness.counterfactual_flip_rate", "flip_rate", params)
 
 
@@ -823,10 +1047,10 @@ def counterfactual_flip_rate(ctx: CheckContext, **params) -> Measurement:
        unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps,
        evidence="texts with a term to swap")
 def counterfactual_score_change(ctx: CheckContext, **params) -> Measurement:
-    """Mean absolute change of the score when identity terms in a text are swapped, worst swap list.
+    """Mean absolute change of the score when the applicant's protected attribute (templated text) or identity terms (free text) are swapped, worst part.
 
     It counts every change, also those that do not cross the threshold: a model that moves its score by 0.05
-    when "he" becomes "she" reads gender even if few decisions flip."""
+    when "he" becomes "she", or when the applicant's sex column is swapped, reads it even if few decisions flip."""
     return _counterfactual(ctx, "fairness.counterfactual_score_change", "score_change", params)
 
 
@@ -972,3 +1196,8 @@ def fairness_context(stats, reps, manifest, threshold: float, confidence: float,
     ctx.shared.group_tables.update(tables)
     ctx.stats_rows = int(round(stats.scores.counts.point.clip(0).sum()))
     return ctx
+
+
+# ---------------------------------------------------------------- checks of this family in their own modules
+
+from audit.checks import proxies as _proxies  # noqa: E402,F401  (fairness.proxy_auc)

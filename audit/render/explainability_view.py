@@ -10,7 +10,7 @@ value as a tooltip and as visually hidden text for screen readers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from audit.render.charts import _num
@@ -94,6 +94,16 @@ class Swatch:
 
 
 @dataclass
+class NoticeView:
+    """One declined applicant's adverse-action notice, as the applicant would read it, and its reasons."""
+
+    title: str
+    text: str
+    reasons: list[str]  # "Your credit history: 34% of the push towards the decline (column credit_history)"
+    protected: bool  # a principal reason is a protected attribute or a listed proxy
+
+
+@dataclass
 class ExplainView:
     intro: str
     notes: list[str]
@@ -103,6 +113,8 @@ class ExplainView:
     examples: list[Example]
     legend: list[Swatch]
     legend_note: str
+    notices: list[NoticeView] = field(default_factory=list)
+    notices_intro: str = ""
 
 
 def _d(x: Any) -> dict:
@@ -248,8 +260,11 @@ def explain_view(result: dict) -> ExplainView | None:
     share_d = _d(_d(ms.get("explainability.prohibited_terms")).get("details"))
     topk_d = _d(_d(ms.get("explainability.prohibited_terms_in_top_k")).get("details"))
     budget = add or stab or share_d or topk_d
+    notices, notices_intro = notice_views(ms)
     if not budget:
-        return None
+        if not notices_intro:
+            return None
+        return ExplainView("", [], None, [], "", [], [], "", notices, notices_intro)
     prohibited = {str(t) for t in _l(share_d.get("terms")) + _l(topk_d.get("terms"))}
     top_k = int(_num(topk_d.get("top_k")) or _num(share_d.get("top_k")) or _num(stab.get("top_k")) or 20)
     timings = _d(_d(_d(result.get("run")).get("timings")).get("checks_s"))
@@ -302,7 +317,44 @@ def explain_view(result: dict) -> ExplainView | None:
     return ExplainView(intro, notes, chart, words,
                        f"The top {len(words)} words by mean |SHAP| per sampled row" +
                        ("; ⚑ marks a prohibited term" if prohibited else ""),
-                       examples, legend, legend_note)
+                       examples, legend, legend_note, notices, notices_intro)
+
+
+def notice_views(ms: dict) -> tuple[list[NoticeView], str]:
+    """The sample of adverse-action notices the measurements chose to show (details["shown"]), and a sentence on
+    where they come from; ([], "") without an adverse-action measurement."""
+    d = {}
+    for cid in sorted(ms):
+        dd = _d(_d(ms[cid]).get("details"))
+        if str(cid).startswith("explainability.adverse_action_") and _l(dd.get("notices")):
+            d = dd
+            if dd.get("kind") == "protected":
+                break  # that one shows the declines with a protected reason first
+    if not d:
+        return [], ""
+    by_row = {n.get("row"): n for n in map(_d, _l(d.get("notices")))}
+    shown = [by_row[r] for r in _l(d.get("shown")) if r in by_row] or list(by_row.values())[:5]
+    out = []
+    for n in shown:
+        reasons, protected = [], False
+        for r in map(_d, _l(n.get("reasons"))):
+            share = _num(r.get("share"))
+            flag = " ⚑ protected" if r.get("protected") else ""
+            protected = protected or bool(r.get("protected"))
+            missing = "" if r.get("has_statement") else "; no statement in the policy's reason codes"
+            reasons.append(f"{r.get('statement')}: {share:.0%} of the push towards the decline "
+                           f"(source {r.get('source')}{missing}){flag}" if share is not None else str(r.get("statement")))
+        score = _num(n.get("score"))
+        title = f"Row {n.get('id', n.get('row'))}" + (f", score {score:.3f}" if score is not None else "")
+        out.append(NoticeView(title, str(n.get("notice") or ""), reasons, protected))
+    sources = "template columns" if d.get("sources") == "template columns" else "words"
+    intro = (f"Adverse-action reasons: {_num(d.get('explained')) or 0:.0f} of the "
+             f"{_num(d.get('declined')) or 0:.0f} declined eval rows were explained; each row's SHAP values are "
+             f"summed per {sources[:-1]}, and those with at least {(_num(d.get('min_share')) or 0):.0%} of the push "
+             f"towards the decline (at most {_num(d.get('top_k')) or 0:.0f}) are its principal reasons, in the words of "
+             f"the policy's reason codes. {len(out)} notices are shown as an applicant would read them; result.json "
+             "holds every one (audit run --adverse-action FILE writes them as CSV).")
+    return out, intro
 
 
 detail = explain_view  # the family-view protocol: audit/render/views.py, family_views

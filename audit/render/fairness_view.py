@@ -8,7 +8,7 @@ older or partial result: readers use `.get` and fall back to showing less, never
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from audit.render.charts import _num
@@ -27,6 +27,8 @@ RATE_TITLES = {"selection_rate": "Selection rate", "tpr": "True-positive rate", 
                "fnr": "False-negative rate", "precision": "Precision", "accuracy": "Accuracy", "roc_auc": "ROC-AUC"}
 TABLE_RATES = ("selection_rate", "tpr", "fpr", "precision", "accuracy", "roc_auc")
 COUNTERFACTUAL = ("fairness.counterfactual_flip_rate", "fairness.counterfactual_score_change")
+PROXY = "fairness.proxy_auc"
+REPRESENTATION_NAMES = {"embeddings": "the model's embeddings", "words": "the words of the text"}
 
 
 def _d(x: Any) -> dict:
@@ -176,6 +178,15 @@ class SwapView:
     sentence: str
     terms: str
     examples: list[Example]
+    after_header: str = "With terms swapped"
+
+
+@dataclass
+class ProxyView:
+    name: str
+    sentence: str  # both representations' AUCs with their intervals, and the rule
+    words: str  # the words that carry it, with the group each points to
+    note: str
 
 
 @dataclass
@@ -187,6 +198,8 @@ class FairnessView:
     swaps: list[SwapView]
     caveats: list[str]
     intro: str = ""
+    proxies: list[ProxyView] = field(default_factory=list)
+    swaps_title: str = "Counterfactual term swaps"
 
 
 # ---------------------------------------------------------------- charts
@@ -306,10 +319,33 @@ def swap_sentence(lst: dict, conf: str, flip_rule: dict | None, change_rule: dic
     rule = "; " + _requirement(flip_rule, conf, pct) if flip_rule else ""
     change_ci = ci_text(lst.get("mean_abs_score_change_ci"), conf, g3)
     change = f"; {_requirement(change_rule, conf, g3)}" if change_rule else ""
+    share = f" ({pct(lst.get('share_changed'))} had a term to swap)" if _num(lst.get("share_changed")) is not None else ""
     return (f"Swapping {lst.get('list')} terms changed {count(lst.get('rows_changed'))} of "
-            f"{count(lst.get('rows_total'))} eval texts; {count(lst.get('flips'))} of their decisions flipped, "
+            f"{count(lst.get('rows_total'))} eval texts{share}; {count(lst.get('flips'))} of their decisions flipped, "
             f"{pct(lst.get('flip_rate'))}{_paren(ci)}{rule}. The score moved by {g3(lst.get('mean_abs_score_change'))} "
             f"on average{_paren(change_ci)}{change}.")
+
+
+def column_swap_sentence(e: dict, conf: str, flip_rule: dict | None, change_rule: dict | None) -> str:
+    """Templated text: the attribute's column swapped and the text rendered again."""
+    name = e.get("attribute", "?")
+    if e.get("inconclusive") and not _num(e.get("texts")):
+        return f"{name}: nothing could be swapped: {e.get('inconclusive')}."
+    ci = ci_text(e.get("flip_rate_ci"), conf, pct)
+    rule = "; " + _requirement(flip_rule, conf, pct) if flip_rule else ""
+    change_ci = ci_text(e.get("mean_abs_score_change_ci"), conf, g3)
+    change = f"; {_requirement(change_rule, conf, g3)}" if change_rule else ""
+    return (f"Swapping the applicant's {name} (column {e.get('column')}) and rendering the text again changed "
+            f"{count(e.get('rows_swapped'))} of {count(e.get('rows_total'))} eval rows into "
+            f"{count(e.get('texts'))} counterfactual applications; the decision flipped for "
+            f"{pct(e.get('flip_rate'))} of them{_paren(ci)}{rule}. The score moved by "
+            f"{g3(e.get('mean_abs_score_change'))} on average{_paren(change_ci)}{change}.")
+
+
+def pair_text(p: dict, conf: str) -> str:
+    ci = ci_text(p.get("flip_rate_ci"), conf, pct)
+    return (f"{p.get('from')} → {p.get('to')}: {count(p.get('rows'))} rows, flip rate {pct(p.get('flip_rate'))}"
+            f"{_paren(ci)}, mean |Δ score| {g3(p.get('mean_abs_score_change'))}")
 
 
 def g3(x: Any) -> str:
@@ -389,7 +425,7 @@ def fairness_view(result: dict) -> FairnessView:
     sentences: list[str] = []
     for cid, f in findings.items():
         m = measurements.get(cid)
-        if m is None or cid in COUNTERFACTUAL:
+        if m is None or cid in COUNTERFACTUAL or cid == PROXY:
             continue
         details = _d(m.get("details"))
         # the part whose numbers the finding shows (the judge's choice), else the worst part of the measurement
@@ -498,6 +534,21 @@ def fairness_view(result: dict) -> FairnessView:
         lists = lists or _l(_d(m.get("details")).get("lists"))
         if f and f.get("status") == "INCONCLUSIVE":
             sentences.append(f"INCONCLUSIVE: {titles[cid]} cannot be judged: {f.get('reason') or m.get('inconclusive')}.")
+    columns: list = []
+    for cid in COUNTERFACTUAL:
+        columns = columns or _l(_d(_d(measurements.get(cid)).get("details")).get("swapped_attributes"))
+    for e in map(_d, columns):
+        sentence = column_swap_sentence(e, conf, findings.get(COUNTERFACTUAL[0]), findings.get(COUNTERFACTUAL[1]))
+        flip = findings.get(COUNTERFACTUAL[0])
+        if flip and flip.get("status") != "INCONCLUSIVE":
+            sentences.append(f"{flip.get('status')}: {sentence}")
+        examples = [Example(str(x.get("id", x.get("row", ""))), str(x.get("before", "")), str(x.get("after", "")),
+                            f"{f4(x.get('score_before'))} → {f4(x.get('score_after'))}",
+                            f"{x.get('decision_before', DASH)} → {x.get('decision_after', DASH)}", bool(x.get("flipped")))
+                    for x in map(_d, _l(e.get("examples")))]
+        swaps.append(SwapView(str(e.get("attribute")), f"column {e.get('column')}", sentence,
+                              "; ".join(pair_text(p, conf) for p in map(_d, _l(e.get("pairs")))), examples,
+                              "Rendered again with the attribute swapped"))
     for lst in map(_d, lists):
         sentence = swap_sentence(lst, conf, findings.get(COUNTERFACTUAL[0]), findings.get(COUNTERFACTUAL[1]))
         flip = findings.get(COUNTERFACTUAL[0])
@@ -510,13 +561,51 @@ def fairness_view(result: dict) -> FairnessView:
                     for e in map(_d, _l(lst.get("examples")))]
         swaps.append(SwapView(str(lst.get("list")), str(lst.get("source", "")), sentence, terms, examples))
 
+    proxies = proxy_views(_d(measurements.get(PROXY)), findings.get(PROXY), conf)
+    f = findings.get(PROXY)
+    if f:
+        sentences.append(f"{f.get('status')}: {f.get('message')}" if f.get("status") != "INCONCLUSIVE" else
+                         f"INCONCLUSIVE: {f.get('title') or humanize(PROXY)} cannot be judged: {f.get('reason')}.")
+
     intro = (f"How the model's decisions and errors differ between protected groups. The favourable decision is "
              f"“{favourable}”; a group's selection rate is the share of it given that decision. A group's rate has a "
              f"{conf} bootstrap percentile interval, resampled within groups; a difference is the largest minus the "
              f"smallest group value, and its interval is one built for a largest gap (a percentile interval would "
              f"overstate it). Each attribute and each intersection is judged on its own: a violation by one fails "
              f"the rule whatever the others show.")
-    return FairnessView(favourable, sentences, views, small, swaps, list(dict.fromkeys(caveats)), intro)
+    title = "Counterfactual swaps of the applicant's attributes" if columns else "Counterfactual term swaps"
+    return FairnessView(favourable, sentences, views, small, swaps, list(dict.fromkeys(caveats)), intro, proxies,
+                        title)
+
+
+def proxy_sentence(e: dict, conf: str, finding: dict | None) -> str:
+    """'From the words of the text a classifier tells the sex groups apart with ROC-AUC 1.000 (95% CI
+    1.000–1.000); from the model's embeddings 0.981 (…); the policy allows at most 0.600.'"""
+    name = e.get("attribute", "?")
+    bits = []
+    for rep, d in _d(e.get("representations")).items():
+        d = _d(d)
+        what = REPRESENTATION_NAMES.get(rep, rep)
+        if _num(d.get("auc")) is None:
+            bits.append(f"from {what} it was not measured ({d.get('note') or 'no value'})")
+        else:
+            bits.append(f"from {what} ROC-AUC {fnum(d.get('auc'))}"
+                        f"{_paren(ci_text([d.get('ci_low'), d.get('ci_high')], conf))}")
+    if not bits:
+        return f"Whether the text reveals {name} could not be measured: {e.get('note') or 'no value'}."
+    rule = "; " + _requirement(finding, conf) if finding else ""
+    rows = count(e.get("rows"))
+    return (f"A cross-validated classifier reads {name} from the eval texts ({rows} rows; 0.5 is chance): "
+            + "; ".join(bits) + f"{rule}.")
+
+
+def proxy_views(m: dict, finding: dict | None, conf: str) -> list[ProxyView]:
+    out = []
+    for e in map(_d, _l(_d(m.get("details")).get("proxies"))):
+        words = ", ".join(f"{w.get('word')} (→ {w.get('group')})" for w in map(_d, _l(e.get("words"))))
+        out.append(ProxyView(str(e.get("attribute", "")), proxy_sentence(e, conf, finding), words,
+                             str(e.get("note") or "")))
+    return out
 
 
 detail = fairness_view  # the family-view protocol: audit/render/views.py, family_views
