@@ -173,7 +173,7 @@ def test_detection_of_this_machine_matches_its_cpuinfo():
     assert d.native == (native and P._capable(d.capability))
 
 
-def test_plans_for_each_setting():
+def test_plans_for_each_setting(monkeypatch):
     from audit import precision as P
 
     yes = P.Detection(True, ("amx_bf16",), True, "AVX512", "native")
@@ -193,6 +193,9 @@ def test_plans_for_each_setting():
 
     with pytest.raises(ValueError, match="fp8"):
         P.resolve("fp8", yes)
+    monkeypatch.setattr(P, "AUTO_EXPLAIN_BF16", False)  # the default held at fp32 until shown (issue 18)
+    held = P.resolve("auto", yes)
+    assert held.explanations.precision == "fp32" and "AUTO_EXPLAIN_BF16" in held.explanations.why
 
 
 def test_gated_numbers_do_not_depend_on_the_explanations_precision(tiny_model, credit_csv, tmp_path, monkeypatch):
