@@ -57,6 +57,9 @@ def _load(path: Path, weights: list[Path]):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    stated = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if stated is not None and str(stated).replace("torch.", "") != "float32":
+        return None  # from_pretrained's dtype rules decide what a model saved in another dtype loads as
     with _parameters_on_meta():
         model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
     state: dict[str, Any] = {}
