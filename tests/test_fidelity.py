@@ -135,3 +135,25 @@ def test_fp32_explanations_skip_the_agreement_rule_with_the_reason(tiny_model, t
     html = (tmp_path / "fp32" / "report.html").read_text()
     assert "does not apply: the explanations ran in fp32" in html
     assert "were explained in fp32 too" not in html  # no fidelity note without a bf16 explanation
+
+
+def test_opt_in_bf16_scoring_compares_its_explanations_with_the_fp32_model(tiny_model, tmp_path):
+    """--precision bf16: scoring and explanations in bf16; the fidelity sample and the gap are against the fp32
+    model underneath (not the bf16 wrapper the run scored with), on any CPU."""
+    from audit.checks.explainability import _log_odds
+    from audit.model import open_bundle
+    from audit.scoring import score_texts
+
+    pol = tmp_path / "p.yaml"
+    pol.write_text(POLICY)
+    r = _run(tiny_model, pol, tmp_path / "bf16", "--precision", "bf16")
+    plan = r["scoring"]["precision_plan"]
+    assert r["scoring"]["precision"] == "bf16" and plan["stages"]["explanations"]["precision"] == "bf16"
+    d = r["measurements"]["explainability.precision_agreement"]["details"]
+    assert d["rows"] == 8 and d["max_abs_diff"] > 0 and d["fp32_additivity_error"] < 1e-4
+    ex = r["measurements"]["explainability.additivity_error"]["details"]["examples"]
+    b = open_bundle(tiny_model).load()
+    full = _log_odds(score_texts(b.model, b.tokenizer, _eval_texts(tiny_model, [e["row_id"] for e in ex]),
+                                 max_length=32, positive_index=1, progress=False).probs, 1)
+    gaps = [abs(e["output"] - f) for e, f in zip(ex, full)]  # the explained (bf16) output against fp32
+    assert max(gaps) > 0 and d["model_gap"]["max"] >= max(gaps) - 1e-5  # outputs are stored to 6 digits
