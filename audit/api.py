@@ -157,7 +157,7 @@ def run(model_dir: str | Path, policy: str | Path, *, data: str | Path | None = 
         labels: str | Sequence[str] | None = None, text_column: str | None = None, template: str | None = None,
         max_length: int = 128, templates: str | Path | None = None, batch_size: int | None = None,
         sign: str | Path | None = None, baseline: str | Path | None = None, engine: str | Any = "local",
-        address: str | None = None, precision: str = "fp32", all_checks: bool = False,
+        address: str | None = None, precision: str = "auto", all_checks: bool = False,
         report_url: str | None = None, predictions: str | Path | None = None, score_column: str = "score",
         id_column: str | None = None, reference_stats: Sequence[str | Path] = (), progress: bool = False,
         mlflow: str | bool | None = None, command: list[str] | None = None,

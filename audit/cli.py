@@ -154,9 +154,11 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where the scoring passes run: this process, or Ray workers (pip install 'audit[ray]').")
 @click.option("--address", help="With --engine ray: the address of a running Ray cluster (default: start a local Ray).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="Scoring precision. bf16 (opt-in) is faster on CPUs with AMX/AVX-512-BF16; the report states it "
-                   "and the largest score difference against fp32 on a sample.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: every gated number in fp32, the SHAP explanations' masked evaluations in bf16 where the CPU "
+                   "has native bf16 (AMX/AVX-512-BF16), with their agreement with fp32 measured on a sample; fp32: "
+                   "fp32 everywhere; bf16 (opt-in): scoring in bf16 too, with the largest score difference against "
+                   "fp32 on a sample stated.")
 @click.option("--predictions", "predictions_path", type=click.Path(path_type=Path),
               help="Audit a prediction log (.parquet/.csv: row id, score, label, protected attributes) in chunks, "
                    "instead of scoring --data.")
@@ -179,7 +181,7 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
 def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manifest_path, label_column, positive_label,
         labels, text_column, template, max_length, template_dir, batch_size, sign_key, baseline_dir, no_progress,
         engine, address, predictions_path=None, score_column="score", id_column=None, reference_stats=(),
-        precision="fp32", all_checks=False, report_url=None, mlflow_uri=None, adverse_action=None):
+        precision="auto", all_checks=False, report_url=None, mlflow_uri=None, adverse_action=None):
     """Audit MODEL_DIR against a policy; exit 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE."""
     _quiet_env()
     from audit.api import run as run_api  # the Python API (audit.run) does the work; this is its edge

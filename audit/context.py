@@ -80,6 +80,7 @@ class CheckContext:
     not_carried: str | None = None  # what the statistics carry, said of a grouping a rule asks and they lack
     datasets: dict[str, Scored] = field(default_factory=dict)
     row_ids: list[str] | None = None  # the eval rows' ids: bootstrap weights keyed by (seed, row id), see weights
+    precision: Any = None  # audit.precision.Plan: the precision of each stage (None: as the run's model scores)
 
     @cached_property
     def y_pred(self) -> np.ndarray:

@@ -78,6 +78,8 @@ class ModelBundle:
             raise ModelError(f"{self.path}: cannot load tokenizer: {_first_line(exc)}") from None
         if self.is_adapter:
             model = self._load_adapter()
+        elif (model := _fast_load(self.path, self.weights)) is not None:
+            pass  # the same tensors as from_pretrained, without its work (audit.fastload); else from_pretrained
         else:
             try:
                 model, info = AutoModelForSequenceClassification.from_pretrained(
@@ -138,6 +140,12 @@ class ModelBundle:
     @property
     def num_parameters(self) -> int | None:
         return None if self.model is None else int(sum(p.numel() for p in self.model.parameters()))
+
+
+def _fast_load(path: Path, weights: list[Path]):
+    from audit.fastload import load_classifier
+
+    return load_classifier(path, weights)
 
 
 def _refuse_partial(path: Path, info: dict, also: str = "") -> None:

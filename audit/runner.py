@@ -317,7 +317,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
               command: list[str] | None = None, report_root: Path = Path("reports"),
               sign_key: Path | None = None, baseline_dir: Path | None = None,
               notes: list[str] | None = None, engine: str | Any = "local",
-              address: str | None = None, precision: str = "fp32", every_check: bool = False,
+              address: str | None = None, precision: str = "auto", every_check: bool = False,
               report_url: str | None = None) -> RunOutcome:
     from audit.checks import all_checks
     from audit.context import CheckContext
@@ -328,11 +328,11 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     started = _now()
     t0 = time.perf_counter()
     engine = make_engine(engine, address)  # a missing Ray or a misplaced --address fails before anything loads
-    from audit.scoring import PRECISIONS
+    from audit.precision import PRECISIONS
 
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision != "fp32" and getattr(engine, "name", "local") != "local":
+    if precision == "bf16" and getattr(engine, "name", "local") != "local":
         raise UsageError(f"--precision {precision} scores in this process; it does not combine with --engine "
                          f"{engine.name}")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -367,6 +367,10 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         _load_private(Path(sign_key))  # a bad key fails before the model loads
     bundle.load()
     pos = m.labels.index(m.positive_label)
+    from audit.precision import resolve
+
+    plan = resolve(precision)  # which precision each stage computes in, and why (result.json: scoring.precision_plan)
+    precision = plan.scoring.precision
     full_precision = bundle.model
     if precision != "fp32":
         # opt-in: every pass of the run (eval, other sets, SHAP, swaps) goes through the reduced-precision model
@@ -403,8 +407,13 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                                                       policy.budget.batch_size, progress, others,
                                                       engine),
                        predictions=preds, progress=progress, eval_path=str(ev.path), attachments={},
-                       row_ids=ev.row_ids, datasets=dict(scored_sets))
+                       row_ids=ev.row_ids, datasets=dict(scored_sets), precision=plan)
     measurements = measure(policy, ctx, from_stats, everything=every_check)
+    from audit.shapstep import fidelity_of
+
+    plan_doc = plan.to_dict()
+    if fidelity_of(ctx.shared.explanations):  # explanations in bf16: their agreement with fp32, on every such run
+        plan_doc["stages"]["explanations"]["fidelity"] = fidelity_of(ctx.shared.explanations)
     engine.close()
     specs = all_checks()
     findings = judge_all(policy, specs, measurements, today=started.date(),
@@ -447,7 +456,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         "environment": environment(),
         "scoring": {**engine.describe(), "rows": len(ev.texts), "batch_size": preds.meta["batch_size"],
                     "max_length": m.max_length, "device": "cpu",
-                    "precision": precision, "truncated": preds.truncated,
+                    "precision": precision, "precision_plan": plan_doc, "truncated": preds.truncated,
                     **({"precision_check": precision_info} if precision_info else {}),
                     **({"statistics": {"partitions": preds.meta.get("stats_partitions"),
                                        "checks": sorted(c for c in from_stats if c in measurements)}}

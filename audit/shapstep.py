@@ -123,3 +123,64 @@ def explain_lockstep(predict: Callable[[list[str]], np.ndarray], tokenizer: Any,
                 s.response = None
                 s.go.release()
     return [results[i] for i in range(len(texts))]
+
+
+# ---------------------------------------------------------------- fidelity of reduced-precision explanations
+
+FIDELITY_ROWS = 8  # sampled rows explained a second time, in fp32, when the explanations ran in bf16
+TOP_WORDS = 5  # "the top words agree": the same set of the 5 words ranked highest in both precisions
+FIDELITY_TOP_K = 20  # the rank correlation is read over the union of both rankings' top 20 words
+
+
+def fidelity_rows(sample: Sequence[int], seed: int, rows: int = FIDELITY_ROWS) -> list[int]:
+    """A seeded subsample of the explained sample (in the sample's order), drawn from its own stream, so that it
+    does not move any other draw of the run."""
+    if not len(sample):
+        return []
+    rng = np.random.default_rng([int(seed), 18])
+    keep = set(int(i) for i in rng.choice(len(sample), size=min(int(rows), len(sample)), replace=False))
+    return [int(s) for j, s in enumerate(sample) if j in keep]
+
+
+def compare(low: Sequence[tuple[list[str], np.ndarray]], full: Sequence[tuple[list[str], np.ndarray]], *,
+            specials: frozenset[str] = frozenset(), top_k: int = FIDELITY_TOP_K,
+            top_words: int = TOP_WORDS) -> dict[str, Any]:
+    """How far the explanations of the same rows in reduced precision (`low`) are from those in fp32 (`full`):
+    (token pieces, SHAP values) per row, in the same order.
+
+    - max_abs_diff: the largest |Δ| of any attribution (per token piece) over the rows;
+    - spearman: the Spearman rank correlation of the two global word rankings over these rows (over the union of
+      both top-k words, as explainability.stability compares two halves; None where it is undefined);
+    - top_words_agree: whether the `top_words` words ranked highest are the same set in both."""
+    from audit.checks.explainability import merge_pieces, rank_stability, ranking, token_importance
+
+    if len(low) != len(full):
+        raise ValueError(f"{len(low)} reduced-precision explanations against {len(full)} in fp32")
+    diff = 0.0
+    for (pa, va), (pb, vb) in zip(low, full):
+        if list(pa) != list(pb):  # the same masker on the same text: a different tokenization is a bug
+            raise ValueError("the two explanations of one row split its text into different token pieces")
+        if len(va):
+            diff = max(diff, float(np.max(np.abs(np.asarray(va, float) - np.asarray(vb, float)))))
+    ra = ranking(token_importance([merge_pieces(p, v, specials) for p, v in low]))
+    rb = ranking(token_importance([merge_pieces(p, v, specials) for p, v in full]))
+    rho, words = rank_stability(ra, rb, int(top_k))
+    ta, tb = [w.word for w in ra[:top_words]], [w.word for w in rb[:top_words]]
+    return {"rows": len(low), "max_abs_diff": diff, "spearman": rho, "top_k": int(top_k),
+            "words_compared": len(words), "top_words": int(top_words), "top_words_low": ta, "top_words_fp32": tb,
+            "top_words_agree": set(ta) == set(tb)}
+
+
+def fidelity_of(explanations: dict) -> list[dict[str, Any]]:
+    """The fidelity measurements of a run's explanations that ran in reduced precision (the explainability family's
+    shared cache, audit.context.Shared.explanations), one per explained budget: result.json states them on
+    every such run, whether or not a rule asks for explainability.precision_agreement."""
+    out = []
+    for key, ex in explanations.items():
+        f = getattr(ex, "fidelity", None)
+        if f is None:
+            continue
+        rows, max_evals, examples, seed = key
+        out.append({"budget": {"rows": rows, "max_evals": max_evals, "examples": examples, "seed": seed},
+                    "precision": ex.precision, **f})
+    return out

@@ -4,10 +4,13 @@ Prepares once: the reference model from ../shared/bench/make_model.py (under $PE
 ~/.cache/peers), then an audit manifest for it (train rows then held-out rows in one CSV, the split recorded by
 row index). Then runs, in one process group and alternating A B A B, `audit run` with every family at the peer's
 SHAP budget (benchmarks/peer-policy.yaml; drift: training rows vs the held-out rows as `--current`) and the
-peer. Prints each wall time and peak RSS (through /usr/bin/time), the medians and the ratio audit / peer;
-`--bf16` adds a third arm, the audit with the opt-in `--precision bf16`.
+peer, and the scan tool (../shared/bench/peer_c_giskard.py) from its own venv, $PEERS_DIR/venv-c (its pins clash
+with the project's; the install line is in ../shared/bench/README.md): where that venv is absent, the arm is
+skipped with a message. Prints each wall time and peak RSS (through /usr/bin/time), the medians and the ratios
+to the peer and to the scan tool; `--bf16` adds an arm, the audit with the opt-in `--precision bf16`, and
+`--fp32` one with `--precision fp32` (the audit's own arm runs the default, `--precision auto`).
 
-    PEERS_DIR=/tmp/peers .venv/bin/python benchmarks/peer.py [--rounds 2] [--bf16]
+    PEERS_DIR=/tmp/peers .venv/bin/python benchmarks/peer.py [--rounds 2] [--bf16] [--fp32] [--no-scan]
 """
 
 from __future__ import annotations
@@ -70,9 +73,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--bf16", action="store_true", help="Also run the audit with the opt-in --precision bf16.")
+    ap.add_argument("--fp32", action="store_true", help="Also run the audit with --precision fp32.")
+    ap.add_argument("--no-scan", action="store_true", help="Leave out the scan tool's arm.")
+    ap.add_argument("--dry-run", action="store_true", help="Print the arms' commands; prepare and run nothing.")
     args = ap.parse_args()
     peers = Path(os.environ.get("PEERS_DIR", Path.home() / ".cache" / "peers"))
-    model, manifest = prepare(peers)
+    model, manifest = (peers / "model", peers / "audit-model.yaml") if args.dry_run else prepare(peers)
     env = {**os.environ, "PEERS_DIR": str(peers), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     audit_cmd = [sys.executable, "-m", "audit", "run", str(model), "--manifest", str(manifest), "--policy",
                  str(HERE / "peer-policy.yaml"), "--current", str(peers / "data" / "heldout.csv"),
@@ -81,6 +87,21 @@ def main() -> None:
     if args.bf16:
         arms.insert(1, ("audit-bf16", audit_cmd[:-2] + [str(peers / "out" / "audit-bf16"), "--no-progress",
                                                           "--precision", "bf16"]))
+    if args.fp32:
+        arms.insert(1, ("audit-fp32", audit_cmd[:-2] + [str(peers / "out" / "audit-fp32"), "--no-progress",
+                                                          "--precision", "fp32"]))
+    scan_python = peers / "venv-c" / "bin" / "python"
+    if args.no_scan:
+        pass
+    elif scan_python.exists():
+        arms.append(("scan", [str(scan_python), str(BENCH / "peer_c_giskard.py")]))
+    else:
+        print(f"scan tool arm skipped: no venv at {scan_python.parent.parent} (its install line is in "
+              f"{BENCH / 'README.md'})", flush=True)
+    if args.dry_run:
+        for name, cmd in arms:
+            print(f"{name}: {' '.join(cmd)}")
+        return
     walls: dict[str, list[float]] = {name: [] for name, _ in arms}
     rss: dict[str, list[float]] = {name: [] for name, _ in arms}
     for r in range(args.rounds):
@@ -92,10 +113,13 @@ def main() -> None:
             print(f"round {r + 1} {name:<10} {wall:6.1f} s" + (f"  peak RSS {peak:6.0f} MiB" if peak else ""),
                   flush=True)
     p = statistics.median(walls["peer"])
+    scan = statistics.median(walls["scan"]) if walls.get("scan") else None
     for name, _ in arms:
         w = statistics.median(walls[name])
         mem = f", peak RSS {statistics.median(rss[name]):.0f} MiB" if rss[name] else ""
-        print(f"median {name:<10} {w:6.1f} s{mem}, ratio to peer {w / p:.2f}")
+        to_scan = f", ratio to scan tool {w / scan:.2f}" if scan else ""
+        print(f"median {name:<10} {w:6.1f} s{mem}, ratio to peer {w / p:.2f}{to_scan}")
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -233,6 +233,8 @@ class Explained:
     seconds: float
     evaluations: int
     tolerance: float
+    precision: str = "fp32"  # of the explained function's masked evaluations (audit.precision)
+    fidelity: dict[str, Any] | None = None  # bf16 against fp32 on a sample, where they ran in bf16 (shapstep)
     _importance: dict[tuple[int, ...], TokenImportance] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -302,7 +304,10 @@ def _log_odds(probs: np.ndarray, pos: int) -> np.ndarray:
         return np.log(probs[:, pos]) - np.log(probs[:, 1 - pos])
 
 
-def _model_predict(ctx: CheckContext, counter: list[int]) -> Callable[[list[str]], np.ndarray]:
+def _model_predict(ctx: CheckContext, counter: list[int], precision: str | None = None
+                   ) -> Callable[[list[str]], np.ndarray]:
+    """The explained function: the run's model (in `precision`, audit.precision; None: as the run's model scores)
+    mapping texts to log-odds."""
     from audit.scoring import score_texts
 
     b = ctx.bundle
@@ -310,10 +315,16 @@ def _model_predict(ctx: CheckContext, counter: list[int]) -> Callable[[list[str]
         raise RuntimeError("explanations need the model, and the run has none loaded")
     m = b.manifest
     pos = m.labels.index(m.positive_label)
+    if precision is None:
+        model = b.model
+    else:
+        from audit.precision import model_in
+
+        model = model_in(b.model, precision)
 
     def predict(texts: list[str]) -> np.ndarray:
         counter[0] += len(texts)
-        preds = score_texts(b.model, b.tokenizer, texts, max_length=m.max_length, positive_index=pos,
+        preds = score_texts(model, b.tokenizer, texts, max_length=m.max_length, positive_index=pos,
                             batch_size=min(max(len(texts), 1), BATCH_SIZE), progress=False)
         return _log_odds(preds.probs, pos)
 
@@ -370,17 +381,63 @@ def _explain(ctx: CheckContext, rows: int, max_evals: int, examples: int) -> Exp
     sample, reviewer = choose_rows(ctx, rows, examples)
     todo = list(dict.fromkeys(sample + [i for ix in reviewer.values() for i in ix]))
     counter = [0]
-    predict = _model_predict(ctx, counter)
+    from audit.precision import unwrapped
+
+    plan = ctx.precision  # audit.precision.Plan; None (a context built by hand): as the run's model scores
+    scored_in = plan.scoring.precision if plan is not None else (
+        "fp32" if unwrapped(ctx.bundle.model) is ctx.bundle.model else "bf16")
+    explain_in = plan.explanations.precision if plan is not None else scored_in
+    predict = _model_predict(ctx, counter, explain_in)
     tok = ctx.bundle.tokenizer
     specials = frozenset(str(t) for t in getattr(tok, "all_special_tokens", []) or [])
-    got = shap_explain(predict, tok, [ctx.texts[i] for i in todo], max_evals=max_evals,
-                       progress=ctx.progress)
-    outputs = _run_outputs(ctx)
+    texts = [ctx.texts[i] for i in todo]
+    state = np.random.get_state()  # shap breaks ties with np.random: no draw of it may move another family's numbers
+    try:
+        got = shap_explain(predict, tok, texts, max_evals=max_evals, progress=ctx.progress)
+        outputs = _run_outputs(ctx)
+        # additivity is checked against the function that was explained: the run's scores when it is the run's
+        # model, else that function's own output on the explained rows
+        explained_out = outputs[todo] if explain_in == scored_in else np.asarray(predict(texts), float)
+        fidelity = None
+        if explain_in != "fp32":
+            fidelity = _fidelity(ctx, todo, sample, got, explained_out, outputs if scored_in == "fp32" else None,
+                                 max_evals, specials)
+    finally:
+        np.random.set_state(state)
     explained = {}
-    for i, (pieces, values, base) in zip(todo, got):
-        explained[i] = Row(i, ctx.texts[i], base, values, pieces, float(outputs[i]),
-                           merge_pieces(pieces, values, specials))
-    return Explained(explained, sample, reviewer, max_evals, time.perf_counter() - t0, counter[0], 0.0)
+    for i, (pieces, values, base), out in zip(todo, got, explained_out):
+        explained[i] = Row(i, ctx.texts[i], base, values, pieces, float(out), merge_pieces(pieces, values, specials))
+    return Explained(explained, sample, reviewer, max_evals, time.perf_counter() - t0, counter[0], 0.0,
+                     explain_in, fidelity)
+
+
+def _fidelity(ctx: CheckContext, todo: list[int], sample: list[int], got, explained_out: np.ndarray,
+              fp32_outputs: np.ndarray | None, max_evals: int, specials: frozenset[str]) -> dict[str, Any]:
+    """A seeded subsample of the explained sample explained again in fp32 (audit.shapstep.compare), and the gap
+    between the explained function and the fp32 model on every explained row."""
+    from audit import shapstep
+
+    counter = [0]
+    full = _model_predict(ctx, counter, "fp32")
+    texts = [ctx.texts[i] for i in todo]
+    ref = fp32_outputs[todo] if fp32_outputs is not None else np.asarray(full(texts), float)
+    gap = np.abs(np.asarray(explained_out, float) - ref)
+    pick = shapstep.fidelity_rows(sample, ctx.seed)
+    where = {i: j for j, i in enumerate(todo)}
+    again = shap_explain(full, ctx.bundle.tokenizer, [ctx.texts[i] for i in pick], max_evals=max_evals)
+    out = shapstep.compare([got[where[i]][:2] for i in pick], [g[:2] for g in again], specials=specials)
+    add = [abs(b + float(v.sum()) - ref[where[i]]) for i, (_, v, b) in zip(pick, again)]
+    out.update({"top_words_low": [_redact_word(w) for w in out["top_words_low"]],
+                "top_words_fp32": [_redact_word(w) for w in out["top_words_fp32"]],
+                "max_abs_diff": _r(out["max_abs_diff"], 9),
+                "spearman": None if out["spearman"] is None else _r(out["spearman"]),
+                "row_ids": [_row_id(ctx, i) for i in pick], "max_evals": max_evals,
+                "fp32_additivity_error": _r(max(add), 9) if add else None,
+                "model_gap": {"rows": len(todo), "max": _r(float(gap.max()), 9) if len(gap) else None,
+                              "mean": _r(float(gap.mean()), 9) if len(gap) else None,
+                              "what": f"|explained function - fp32 model| of the {OUTPUT} on the explained rows"},
+                "fp32_evaluations": counter[0]})
+    return out
 
 
 # ---------------------------------------------------------------- details for the report
@@ -674,6 +731,35 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     elif rho < float(params["min_stability"]):
         m.incomplete = (f"the word ranking is unstable (Spearman {rho:.2f} between two halves of the sample, "
                         f"{float(params['min_stability']):g} needed); the top {top_k} could change with other rows")
+    return _guard(m, ex)
+
+
+@check("explainability.precision_agreement", title="Agreement of bf16 and fp32 explanations (Spearman)",
+       direction="higher", params=BUDGET, validate=_validate, cost="shap",
+       evidence="rows explained in both precisions")
+def precision_agreement(ctx: CheckContext, **params) -> Measurement:
+    """Spearman rank correlation of the global word ranking explained in bf16 and in fp32, on a seeded sample of the explained rows.
+
+    Where the masked evaluations of the explanations ran in bf16 (audit.precision: CPUs with native bf16 matrix
+    units, or --precision bf16), a seeded sample of the explained rows is explained again in fp32. Near 1, the
+    reduced precision does not change which words the model is shown to lean on. Its details give the largest
+    |difference| of any attribution, whether the top words agree, and the gap between the explained function and
+    the fp32 model on the explained rows. Not applicable (SKIPPED) when the explanations ran in fp32."""
+    cid = "explainability.precision_agreement"
+    early, ex = _start(ctx, cid, params)
+    if early:
+        return early
+    if ex.fidelity is None:
+        plan = ctx.precision
+        why = f" ({plan.explanations.why})" if plan is not None else ""
+        return Measurement(cid, None, skipped=f"the explanations ran in fp32{why}: there is no reduced-precision "
+                                              "explanation to compare with fp32")
+    f = ex.fidelity
+    details = {**_budget_details(ex), "precision": ex.precision, **f}
+    m = Measurement(cid, f["spearman"], n=int(f["rows"]), details=details)
+    if f["spearman"] is None:
+        m.inconclusive = (f"the rank correlation is undefined ({f['words_compared']} words, or no variation in one "
+                          "ranking)")
     return _guard(m, ex)
 
 

@@ -310,6 +310,7 @@ def explain_view(result: dict) -> ExplainView | None:
     if _d(ms.get("explainability.additivity_error")).get("error"):
         notes.insert(0, "These explanations do not add up to the model's output (see the additivity finding): they "
                         "are shown for diagnosis and are not evidence of what the model leans on.")
+    notes.extend(precision_notes(result))
     if any(e.get("redacted") for e in raw):
         notes.append("Personal data found in an example text (e-mail, phone, card, IBAN, SSN, IP address, date of "
                      "birth) is replaced by its type, such as [PHONE], and carries the summed value of what it replaced.")
@@ -355,6 +356,29 @@ def notice_views(ms: dict) -> tuple[list[NoticeView], str]:
              f"the policy's reason codes. {len(out)} notices are shown as an applicant would read them; result.json "
              "holds every one (audit run --adverse-action FILE writes them as CSV).")
     return out, intro
+
+
+def precision_notes(result: dict) -> list[str]:
+    """What the reduced precision of the explanations cost (audit.precision, audit.shapstep.compare), one note per
+    explained budget; nothing when they ran in fp32."""
+    stage = _d(_d(_d(_d(result.get("scoring")).get("precision_plan")).get("stages")).get("explanations"))
+    out = []
+    for f in map(_d, _l(stage.get("fidelity"))):
+        rho, diff = _num(f.get("spearman")), _num(f.get("max_abs_diff"))
+        gap = _num(_d(f.get("model_gap")).get("max"))
+        agree = "agree" if f.get("top_words_agree") else "do not agree"
+        low, full = ", ".join(map(str, _l(f.get("top_words_low")))), ", ".join(map(str, _l(f.get("top_words_fp32"))))
+        out.append(
+            f"The masked evaluations of these explanations ran in {f.get('precision', 'bf16')} "
+            f"({stage.get('why', '')}). {_num(f.get('rows')) or 0:.0f} sampled rows were explained in fp32 too: the "
+            f"largest difference of any attribution was {diff if diff is not None else float('nan'):.2g}, the "
+            f"Spearman correlation of the two word rankings "
+            + (f"{rho:.3f}" if rho is not None else "undefined")
+            + f", and the top {_num(f.get('top_words')) or 0:.0f} words {agree} ({f.get('precision', 'bf16')}: {low}; "
+            f"fp32: {full}). The additivity check compares with the function that was explained; it differs from "
+            f"the fp32 model by up to {gap if gap is not None else float('nan'):.2g} in log-odds on the "
+            f"{_num(_d(f.get('model_gap')).get('rows')) or 0:.0f} explained rows.")
+    return out
 
 
 detail = explain_view  # the family-view protocol: audit/render/views.py, family_views
