@@ -222,7 +222,7 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
             params.update(policy.checks[cid].params)
         started = time.perf_counter()
         try:
-            with step(f"check {cid}", ctx.extra.get("progress")):  # a line in a terminal if it takes > 1 s
+            with step(f"check {cid}", ctx.progress):  # a line in a terminal if it takes > 1 s
                 out[cid] = spec.fn(ctx, **params)
         except Exception as exc:  # one broken check never aborts the audit
             out[cid] = Measurement(cid, None, error=f"{type(exc).__name__}: {exc}",
