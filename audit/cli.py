@@ -615,8 +615,8 @@ def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bin
     """Score a silo's rows inside the silo and write only mergeable statistics (see README, Federated audit)."""
     _quiet_env()
     from audit.errors import UsageError
-    from audit.federated import compute_silo_stats
     from audit.mergeable import Grid
+    from audit.silo import compute_silo_stats
 
     default = 20 if epsilon is not None else None
     score_bins = score_bins or default or 1000
@@ -652,7 +652,7 @@ def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bin
 @click.option("--strict", is_flag=True, help="Warnings fail the gate (exit 1).")
 def merge_cmd(stats_files, policy_path, reference_files, out_dir, strict):
     """Judge the union of silos' stats files against a policy and write the report, without a row."""
-    from audit.federated import run_merge
+    from audit.merge import run_merge
 
     outcome = run_merge(list(stats_files), policy_path, reference_paths=list(reference_files) or None,
                         out_dir=out_dir, strict=strict, command=["audit", *sys.argv[1:]])

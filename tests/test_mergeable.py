@@ -12,8 +12,10 @@ from audit.checks import all_checks
 from audit.checks.fairness import fairness_context
 from audit.checks.performance import performance_from_stats as performance
 from audit.context import CheckContext
-from audit.federated import Replicates, add_noise, measure_stats
+from audit.from_stats import measure_stats
 from audit.manifest import Manifest, ProtectedAttribute, TextRecipe
+from audit.noise import add_noise
+from audit.replicates import Replicates
 
 R = 200
 GRID = mg.Grid(score_bins=1000, threshold_bins=100, ece_bins=10, replicates=R, seed=7)
@@ -439,7 +441,7 @@ def test_an_intersection_the_statistics_do_not_carry_stays_inconclusive_naming_i
 
 
 def test_noise_sensitivity_counts_every_intersection_table():
-    from audit.federated import noise_sensitivity
+    from audit.noise import noise_sensitivity
 
     df = rows(2000)
     grid = mg.Grid(score_bins=20, threshold_bins=20, replicates=R, seed=0)

@@ -1,0 +1,70 @@
+"""`audit stats`: inside a data silo, score the silo's rows with the model once and write its mergeable statistics
+(audit/stats_files.py), optionally with differential-privacy noise (audit/noise.py)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit.errors import DataError
+from audit.mergeable import AuditStats, Grid
+from audit.noise import add_noise
+from audit.stats_files import check_stats_out, known_groups, model_identity, stats_document, write_json_atomic
+
+
+def compute_silo_stats(model_dir, data_path, out_path, *, grid: Grid, epsilon: float | None = None,
+                       batch_size: int = 64, progress: bool = False, manifest=None, manifest_path=None,
+                       noise_seed: int | None = None, intersections: list[list[str]] | None = None) -> dict[str, Any]:
+    """`audit stats`: score the silo's rows with the model, once, inside the silo, and write its statistics.
+    `intersections`: the intersections of attributes to carry; default every pair of the manifest's attributes
+    (the policy is not known here), each adding 1 to the L1 sensitivity under `epsilon`."""
+    import itertools
+
+    from audit.data import group_series, sha256_file
+    from audit.model import open_bundle
+    from audit.runner import load_eval_set
+    from audit.scoring import score_texts
+
+    bundle = open_bundle(model_dir, manifest=manifest, manifest_path=manifest_path)
+    m = bundle.manifest
+    if len(m.labels) != 2:
+        raise DataError(f"{bundle.path}: audit supports binary classifiers; the manifest lists {len(m.labels)} labels")
+    if epsilon is not None and not epsilon > 0:
+        raise DataError(f"--epsilon must be positive, got {epsilon}")
+    ev = load_eval_set(bundle, Path(data_path), None, grid.seed)
+    check_stats_out(Path(out_path), [Path(data_path), manifest_path], bundle.path)  # before the model loads
+    groups = {}
+    for name, attr in m.protected_attributes.items():
+        if attr.column not in ev.frame.columns:
+            raise DataError(f"{data_path}: no column '{attr.column}' for the protected attribute '{name}' "
+                            "(a silo's statistics must cover every attribute so that silos merge)")
+        groups[name] = group_series(ev.frame, name, attr, data_path).to_numpy(dtype=object)
+    bundle.load()
+    pos = m.labels.index(m.positive_label)
+    preds = score_texts(bundle.model, bundle.tokenizer, ev.texts, max_length=m.max_length, positive_index=pos,
+                        batch_size=batch_size, labels=ev.y, embeddings=False, progress=progress)
+    if intersections is None:
+        intersections = [list(c) for c in itertools.combinations(m.protected_attributes, 2)]
+    try:
+        stats = AuditStats.empty(grid, known_groups(m), intersections)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    row_ids, notes = ev.row_ids, []
+    if not (m.id_column and m.id_column in ev.frame.columns):
+        # row numbers would repeat across silos and give rows of different silos the same bootstrap weights
+        row_ids = [f"{ev.sha256[:16]}:{r}" for r in ev.row_ids]
+        notes.append("no id column: rows are named by the data file's hash and their row number, so this silo's "
+                     "bootstrap weights do not repeat another's, but differ from those of the same rows in another file")
+    stats.update(row_ids, preds.score, (ev.y == pos).astype(int), groups)
+    privacy = None
+    if epsilon is not None:
+        seed = noise_seed if noise_seed is not None else secrets.randbits(64)
+        privacy = add_noise(stats, float(epsilon), np.random.default_rng(seed))
+    data = {"rows": len(ev.texts) if privacy is None else None,
+            "sha256": sha256_file(Path(data_path)) if privacy is None else None, "notes": notes}
+    doc = stats_document(stats, model_identity(bundle), privacy, data)
+    write_json_atomic(Path(out_path), doc)
+    return doc
