@@ -26,10 +26,13 @@ from audit.mergeable import AuditStats
 from audit.result import Measurement
 
 
-def noise_sensitivity(stats: AuditStats) -> int:
+def noise_sensitivity(stats: AuditStats) -> float:
     """L1 change of the released vector when one row is added or removed: 1 (score histogram) + 4 (calibration
-    sums) + 1 per attribute table + 1 per intersection table."""
-    return 5 + len(stats.attributes) + len(stats.intersections)
+    sums) + 1 per attribute table + 1 per intersection table, + each silo statistic's own (SiloStat.l1, stated
+    where the check collects it: PII 3 + 2 per type, counterfactual 6 per swap list, loss histograms 5)."""
+    base = 5 + len(stats.attributes) + len(stats.intersections)
+    extra = sum(st.l1 for st in stats.silo.values())
+    return base + extra if extra else base
 
 
 def add_noise(stats: AuditStats, epsilon: float, rng: np.random.Generator) -> dict[str, Any]:
@@ -51,17 +54,35 @@ def add_noise(stats: AuditStats, epsilon: float, rng: np.random.Generator) -> di
         g.replicates = 0
     stats.scores.replicates = stats.calibration.replicates = 0
     stats.rows = float("nan")  # not released: the sum of the noised histogram estimates it
+    silo = {}
+    for key, st in stats.silo.items():
+        for name, c in st.tables.items():
+            point = c.point.copy()
+            if st.kind == "pii" and name == "by_type":
+                point[:, 0] = 0.0  # finds per type: one row can hold many, unbounded; not released
+            if name in ("non_member_facts", "member_facts"):
+                point[1 if name == "non_member_facts" else 0] = 0.0  # sums of losses: unbounded, not released
+            st.tables[name] = c.with_point(noisy(point))
+        st.maxima, st.tallies = {}, {}  # the largest change and the term tallies: unbounded, not released
+        silo[key] = {"kind": st.kind, "l1_sensitivity": st.l1}
     return {"mechanism": "laplace", "epsilon": float(epsilon), "l1_sensitivity": l1, "scale": scale,
             "neighbouring": "add or remove one row",
             "accounting": (f"one Laplace mechanism over every released number; one row changes them by at most "
-                           f"{l1} in L1 (1 score histogram + 4 calibration sums + 1 per protected attribute "
+                           f"{l1:g} in L1 (1 score histogram + 4 calibration sums + 1 per protected attribute "
                            f"({len(stats.attributes)}) + 1 per intersection of attributes "
-                           f"({len(stats.intersections)})), so noise of scale {l1}/epsilon makes the whole file "
-                           "epsilon-DP"),
+                           f"({len(stats.intersections)})"
+                           + "".join(f" + {v['l1_sensitivity']:g} for the {v['kind']} statistics" for v in silo.values()
+                                     if v["l1_sensitivity"])
+                           + f"), so noise of scale {l1:g}/epsilon makes the whole file epsilon-DP"),
             "replicates_released": False,
             "tables": {"attributes": list(stats.attributes), "intersections": stats.intersection_names()},
             "not_covered": ["settings and model hash (public)",
-                            "group names of attributes without defined groups (raw values)"]}
+                            "group names of attributes without defined groups (raw values)"],
+            **({"silo_statistics": {**silo, "not_released": ["SHAP token importance (per-word sums have no bound, "
+                                                             "and the words themselves are data)",
+                                                             "PII finds per type, the largest counterfactual score "
+                                                             "change, terms swapped, mean losses"]}}
+               if silo else {})}
 
 
 def mark_noised(findings, measurements: dict[str, Measurement], epsilons: list[float]) -> None:
