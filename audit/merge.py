@@ -30,11 +30,17 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     policy = load_policy(policy_path)
-    docs, merged = merge_files([Path(p) for p in stats_paths])
+    grid_notes: list[str] = []
+    docs, merged = merge_files([Path(p) for p in stats_paths], grid_notes)
     reference = None
     if reference_paths:
-        rdocs, reference = merge_files([Path(p) for p in reference_paths])
-        if rdocs[0]["settings"]["score_bins"] != docs[0]["settings"]["score_bins"]:
+        _, reference = merge_files([Path(p) for p in reference_paths], grid_notes)
+        bins, rbins = merged.grid.score_bins, reference.grid.score_bins
+        if rbins != bins and rbins % bins == 0 and reference.grid.threshold_bins % merged.grid.threshold_bins == 0:
+            reference = reference.coarsened(bins, merged.grid.threshold_bins)
+            grid_notes.append(f"The reference statistics were coarsened from {rbins} to {bins} score bins, the "
+                              "audited statistics' grid.")
+        elif rbins != bins:
             raise StatsError(f"{reference_paths[0]}: refused: its score grid differs from the audited statistics'")
     model = docs[0]["model"]
     extra_m = model.get("manifest") or {}
@@ -56,6 +62,7 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
         warnings.append(f"{len(scales)} of {len(docs)} silo(s) added differential-privacy noise "
                         f"({describe_epsilons(epsilons)}): their counts are noised, rates come from sums of noised "
                         "counts clipped at 0, and intervals include the noise.")
+    warnings += grid_notes
     if merged.grid.replicates != policy.budget.bootstrap:
         warnings.append(f"The statistics carry {merged.grid.replicates} bootstrap replicates; the policy's budget "
                         f"asks for {policy.budget.bootstrap}. Intervals use the statistics'.")
@@ -76,7 +83,7 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
                   "sha256": model["sha256"], "labels": model["labels"], "positive_label": model["positive_label"],
                   "num_parameters": None, "label_column": model["label_column"],
                   "protected_attributes": model["protected_attributes"]}
-    sections = {"federated": {"silos": silos, "settings": docs[0]["settings"], "noised": bool(scales),
+    sections = {"federated": {"silos": silos, "settings": merged.grid.to_dict(), "noised": bool(scales),
                               "intersections": merged.intersection_names(), "reveals": docs[0].get("reveals", REVEALS)}}
     sources = []
     for s, d in zip(silos, docs):

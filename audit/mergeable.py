@@ -661,6 +661,9 @@ class SiloStat:
                 raise ValueError(f"the {self.kind} statistics describe different shared rows ({self.shared} vs "
                                  f"{other.shared})")
             return self  # the same rows: the same numbers (a noised copy: the first one's)
+        if set(self.tables) != set(other.tables) or set(self.importance) != set(other.importance):
+            raise ValueError(f"the {self.kind} statistics hold different tables "
+                             f"({', '.join(sorted(self.tables))} vs {', '.join(sorted(other.tables))})")
         return SiloStat(self.kind, dict(self.params),
                         {k: self.tables[k].merge(other.tables[k]) for k in self.tables},
                         {k: max(v, other.maxima.get(k, v)) for k, v in self.maxima.items()},
@@ -798,6 +801,23 @@ class AuditStats:
                           {n: self.crossed[n].merge(other.crossed[n]) for n in mine},
                           {k: v for k, v in silo.items() if k not in dropped}, dropped)
 
+    def coarsened(self, score_bins: int, threshold_bins: int) -> AuditStats:
+        """The same statistics on a coarser grid (each coarse bin the sum of the fine bins it covers; exact for
+        every count): how a clean silo's statistics join a noised silo's, whose coarser default grid keeps the
+        noise per cell small. Every grid must divide this one's."""
+        g = self.grid
+        if g.score_bins % score_bins or g.threshold_bins % threshold_bins:
+            raise ValueError(f"a grid of {g.score_bins} score bins and {g.threshold_bins} threshold bins cannot be "
+                             f"coarsened to {score_bins} and {threshold_bins} (each must divide the other)")
+        grid = Grid(score_bins, threshold_bins, g.ece_bins, g.replicates, g.seed)
+        scores = ScoreLabelHistogram(score_bins, g.replicates, _coarse(self.scores.counts, score_bins))
+        groups = {a: GroupConfusion(t.attribute, threshold_bins, g.replicates, list(t.groups),
+                                    _coarse(t.counts, threshold_bins), t.missing) for a, t in self.groups.items()}
+        crossed = {a: GroupConfusion(t.attribute, threshold_bins, g.replicates, list(t.groups),
+                                     _coarse(t.counts, threshold_bins), t.missing) for a, t in self.crossed.items()}
+        return AuditStats(grid, list(self.attributes), scores, self.calibration, groups, self.rows,
+                          [list(p) for p in self.intersections], crossed, dict(self.silo), dict(self.silo_dropped))
+
     def to_dict(self) -> dict[str, Any]:
         return {"grid": self.grid.to_dict(), "attributes": list(self.attributes), "rows": self.rows,
                 "scores": self.scores.to_dict(), "calibration": self.calibration.to_dict(),
@@ -818,6 +838,16 @@ class AuditStats:
                    {n: GroupConfusion.from_dict(g) for n, g in (d.get("intersection_groups") or {}).items()},
                    {k: SiloStat.from_dict(v) for k, v in (d.get("silo") or {}).items()},
                    dict(d.get("silo_dropped") or {}))
+
+
+def _coarse(c: Counts, bins: int) -> Counts:
+    """A count table whose last axis (fine bins) is summed into `bins` equal groups."""
+    def fold(a: np.ndarray) -> np.ndarray:
+        return a.reshape(*a.shape[:-1], bins, a.shape[-1] // bins).sum(axis=-1)
+
+    point = fold(c.point)
+    reps = None if c.reps is None else fold(c.reps)
+    return Counts(point.shape, 0 if reps is None else reps.shape[0], point, reps)
 
 
 def _same(what: str, a: Any, b: Any) -> None:

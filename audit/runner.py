@@ -195,16 +195,14 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
     and not judged (a costly step still runs only when a rule pays for it). `precomputed` measurements (from
     merged statistics) are taken as they are instead of running the check."""
     from audit.checks import all_checks
+    from audit.from_stats import check_params
 
     specs = all_checks()
     families = {specs[cid].family for cid in policy.checks}
     paid = {specs[cid].cost for cid in policy.checks if specs[cid].cost}
     # Checks that share a costly step share its budget: parameters given on any rule of that cost (SHAP rows,
     # max_evals, ...) apply to all of them unless a rule sets its own, so the step runs once, not per rule.
-    shared: dict[str, dict] = {}
-    for cid, rule in policy.checks.items():
-        if specs[cid].cost:
-            shared.setdefault(specs[cid].cost, {}).update(rule.params)
+    in_effect = check_params(policy, specs)
     out: dict[str, Measurement] = {}
     for cid, spec in specs.items():
         if cid not in policy.checks and (not everything or spec.family not in families
@@ -213,11 +211,7 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
         if precomputed and cid in precomputed:
             out[cid] = precomputed[cid]
             continue
-        params = dict(spec.params)
-        if spec.cost:
-            params.update({k: v for k, v in shared.get(spec.cost, {}).items() if k in spec.params})
-        if cid in policy.checks:
-            params.update(policy.checks[cid].params)
+        params = in_effect[cid]
         started = time.perf_counter()
         try:
             out[cid] = spec.fn(ctx, **params)

@@ -76,14 +76,34 @@ REVEALS = ("rows (exact without noise); per protected group: rows, rows with eac
            "No row, row id, text, input column or single score.")
 
 
+SILO_REVEALS = {
+    "pii": "PII: rows scanned, rows with personal data and rows that could hold it, per type rows and finds "
+           "(finds not under noise), with bootstrap sums",
+    "counterfactual": "counterfactual swaps: per swap list rows swapped, decision flips each way, sums of score "
+                      "changes, the largest change and the terms swapped (these two not under noise)",
+    "shap": "SHAP: per word the sums of |SHAP| and SHAP, occurrences and rows, over the explained sample and its "
+            "halves, the share of |SHAP| on each rule's prohibited terms with bootstrap sums, additivity errors "
+            "(the words themselves are revealed; never released under noise)",
+    "membership": "membership inference: a histogram of per-row losses of the silo's rows on a fixed grid, with "
+                  "bootstrap counts, rows left out, the sum of losses (not under noise)",
+    "membership-members": "the same histogram of the model's training rows",
+}
+
+
 def reveals(stats: AuditStats) -> str:
-    """REVEALS, with the intersections of attributes this file carries."""
+    """REVEALS, with the intersections of attributes and the silo statistics this file carries."""
     names = stats.intersection_names()
     if not names:
-        return REVEALS + " No intersection of attributes."
-    return (REVEALS + f" The same group counts for each combination of groups of {len(names)} intersection(s) "
-            f"of attributes: {', '.join(names)} (by default `audit stats` carries every pair of protected "
-            "attributes; rows with no value for any part are counted as missing).")
+        out = REVEALS + " No intersection of attributes."
+    else:
+        out = (REVEALS + f" The same group counts for each combination of groups of {len(names)} intersection(s) "
+               f"of attributes: {', '.join(names)} (by default `audit stats` carries every pair of protected "
+               "attributes; rows with no value for any part are counted as missing).")
+    kinds = list(dict.fromkeys(st.kind for st in stats.silo.values()))
+    if kinds:
+        out += " Statistics of the policy's checks, collected in the silo: " + "; ".join(
+            SILO_REVEALS.get(k, k) for k in kinds) + "."
+    return out
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
@@ -146,45 +166,70 @@ def zlib_error():
     return zlib.error
 
 
-def merge_files(paths: list[Path]) -> tuple[list[dict[str, Any]], AuditStats]:
-    """Read and merge stats files; refuse files of another model, other settings or other attributes."""
+def merge_files(paths: list[Path], notes: list[str] | None = None) -> tuple[list[dict[str, Any]], AuditStats]:
+    """Read and merge stats files; refuse files of another model, other settings or other attributes.
+
+    A noised and a clean silo of one audit merge although `audit stats` gives them different default grids
+    (20 score and threshold bins under --epsilon, 1000 and 100 without): when the files differ only in their
+    grids and each grid's bins divide the other's, every file is coarsened to the coarsest grid (each coarse bin
+    the exact sum of the fine bins it covers) and then added; the clean files' counts join the noised files'
+    noised counts, and the intervals are drawn from the noised counts (audit/replicates.py: a file without
+    released replicate counts makes the union drawn, with the noise of each noised file). `notes` gets one line
+    per coarsened file."""
     if not paths:
         raise StatsError("give at least one stats file")
-    docs, merged = [], None
-    first: tuple[Path, dict] | None = None
-    for p in paths:
-        doc, stats = load_stats(p)
-        if first is None:
-            first = (Path(p), doc)
-            merged = stats
-        else:
-            f, d0 = first
-            for key, what in (("sha256", "model (weights hash)"), ("labels", "labels"),
-                              ("positive_label", "positive label"), ("protected_attributes", "protected attributes")):
-                if doc["model"].get(key) != d0["model"].get(key):
-                    a, b = d0["model"].get(key), doc["model"].get(key)
-                    if key == "sha256":
-                        a, b = str(a)[:12] + "…", str(b)[:12] + "…"
-                    raise StatsError(f"{p}: refused to merge: its {what} differ from {f}'s ({b} vs {a})")
-            mine = [intersection_name(x) for x in d0["stats"].get("intersections") or []]
-            theirs = [intersection_name(x) for x in doc["stats"].get("intersections") or []]
-            if set(mine) != set(theirs):
-                only_p = [x for x in theirs if x not in mine]
-                only_f = [x for x in mine if x not in theirs]
-                raise StatsError(f"{p}: refused to merge: it carries other intersections of attributes than {f} "
-                                 f"(only in {p}: {', '.join(only_p) or 'none'}; only in {f}: "
-                                 f"{', '.join(only_f) or 'none'})")
-            if doc["settings"] != d0["settings"]:
-                diff = ", ".join(f"{k} {doc['settings'].get(k)} vs {v}" for k, v in d0["settings"].items()
-                                 if doc["settings"].get(k) != v)
-                raise StatsError(f"{p}: refused to merge: computed with other settings than {f} ({diff})")
-            try:  # replicate counts merge when both have them; a noised file has none, and then neither does the union
-                merged = merged.merge(stats)
+    loaded = [(Path(p), *load_stats(p)) for p in paths]
+    f, d0, _ = loaded[0]
+    for p, doc, _stats in loaded[1:]:
+        for key, what in (("sha256", "model (weights hash)"), ("labels", "labels"),
+                          ("positive_label", "positive label"), ("protected_attributes", "protected attributes")):
+            if doc["model"].get(key) != d0["model"].get(key):
+                a, b = d0["model"].get(key), doc["model"].get(key)
+                if key == "sha256":
+                    a, b = str(a)[:12] + "…", str(b)[:12] + "…"
+                raise StatsError(f"{p}: refused to merge: its {what} differ from {f}'s ({b} vs {a})")
+        mine = [intersection_name(x) for x in d0["stats"].get("intersections") or []]
+        theirs = [intersection_name(x) for x in doc["stats"].get("intersections") or []]
+        if set(mine) != set(theirs):
+            only_p = [x for x in theirs if x not in mine]
+            only_f = [x for x in mine if x not in theirs]
+            raise StatsError(f"{p}: refused to merge: it carries other intersections of attributes than {f} "
+                             f"(only in {p}: {', '.join(only_p) or 'none'}; only in {f}: "
+                             f"{', '.join(only_f) or 'none'})")
+        if doc["settings"] != d0["settings"] and not _coarsenable(d0["settings"], doc["settings"]):
+            diff = ", ".join(f"{k} {doc['settings'].get(k)} vs {v}" for k, v in d0["settings"].items()
+                             if doc["settings"].get(k) != v)
+            raise StatsError(f"{p}: refused to merge: computed with other settings than {f} ({diff})")
+    target = (min(d["settings"]["score_bins"] for _, d, _ in loaded),
+              min(d["settings"]["threshold_bins"] for _, d, _ in loaded))
+    merged = None
+    for p, _doc, stats in loaded:
+        g = stats.grid
+        if (g.score_bins, g.threshold_bins) != target:
+            try:
+                stats = stats.coarsened(*target)
             except ValueError as exc:
-                raise StatsError(f"{p}: refused to merge with {f}: {exc}") from None
-        docs.append(doc)
+                raise StatsError(f"{p}: refused to merge: {exc}") from None
+            if notes is not None:
+                notes.append(f"{p.name}: its grid ({g.score_bins} score bins, {g.threshold_bins} threshold bins) "
+                             f"was coarsened to the coarsest of the merged files ({target[0]} and {target[1]}), "
+                             "each coarse bin the exact sum of the fine ones, to merge with a noised file's.")
+        if merged is None:
+            merged = stats
+            continue
+        try:  # replicate counts merge when both have them; a noised file has none, and then neither does the union
+            merged = merged.merge(stats)
+        except ValueError as exc:
+            raise StatsError(f"{p}: refused to merge with {f}: {exc}") from None
     assert merged is not None
-    return docs, merged
+    return [d for _, d, _ in loaded], merged
+
+
+def _coarsenable(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two files' settings that differ only in grids one of which refines the other (audit.merge: a noised
+    silo's coarse default grid and a clean silo's fine one)."""
+    same = all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in ("score_bins", "threshold_bins"))
+    return same and all(max(a[k], b[k]) % min(a[k], b[k]) == 0 for k in ("score_bins", "threshold_bins"))
 
 
 def source_rows_estimate(doc: dict[str, Any]) -> float:

@@ -491,11 +491,21 @@ def _membership_from_stats(sctx, check_id: str, min_members: int = MIN_MEMBERS):
             return {"inconclusive": f"too few rows for the attack: {int(round(nm))} training rows and "
                     f"{int(round(nn))} eval rows that the model never trained on (needs at least {min_members} of "
                     "each, the rule's `min_members`)", "details": facts}
+        # the interval of a binned number is widened by its binning bound, so that it holds the exact attack's
+        # number too (the AUC: +- half the share of pairs in one bin; the TPR at a low FPR: up to its upper bound)
+        auc_bound = facts["binned"]["max_abs_error"] or 0.0
         est = {}
         for key in ("auc", "advantage", *[f"tpr@{a:g}" for a in LOW_FPRS]):
             v = got[key]
             low, high = _interval(v, sctx.confidence, v.shape[0] - 1)
+            widen_low, widen_high = (auc_bound, auc_bound) if key == "auc" else (0.0, 0.0)
+            if key.startswith("tpr@") and not np.isnan(v[0]):
+                widen_high = float(got[f"{key} upper"][0] - v[0])
+            if low is not None:
+                low, high = max(0.0, low - widen_low), min(1.0, high + widen_high)
             est[key] = {"value": None if np.isnan(v[0]) else float(v[0]), "ci_low": low, "ci_high": high}
+        facts["binned"]["interval"] = ("the bootstrap interval of the binned number, widened by its binning bound "
+                                       "(AUC: the max_abs_error; TPR at a low FPR: up to its upper bound)")
         noised = sctx.replicates.noised
         facts.update({
             "members": int(round(nm)), "non_members": int(round(nn)),
