@@ -600,12 +600,12 @@ def _shap_ranking_stats(sctx, check_id: str, **params):
 def _shap_share_stats(sctx, check_id: str, **params):
     """The share of |SHAP| on prohibited terms from the silos' sums under the in-memory bootstrap weights."""
     cid = check_id
-    terms, multi, skipped = _terms(cid, params)
-    if skipped:
-        return skipped
     ctx, st = _merged_explanation(sctx, check_id, params)
     if ctx is None:
         return st
+    terms, multi, skipped = _terms(cid, params)
+    if skipped:
+        return skipped
     table = st.tables.get(_share_table(terms))
     if table is None:
         from audit.from_stats import NOT_MEASURABLE
