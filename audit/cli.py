@@ -670,14 +670,17 @@ def diff_cmd(run_a, run_b, fmt):
 @click.option("--intersections", "intersections", default=None, metavar="A×B,…|none",
               help="Intersections of protected attributes to carry (e.g. 'sex×age,sex×age×job'); default every "
                    "pair of the manifest's attributes. Each adds 1 to the noise's L1 sensitivity.")
+@click.option("--policy", "policy_path", default=None,
+              help="Also compute, inside the silo, the statistics of every check this policy rules that has a "
+                   "silo form (PII counts, counterfactual flips, SHAP token importance, loss histograms).")
 @click.option("--no-progress", is_flag=True, help="No progress lines (they show only in a terminal anyway, never in a CI log or a pipe).")
 def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bins, replicates, seed, batch_size,
-              intersections, no_progress):
+              intersections, policy_path, no_progress):
     """Score a silo's rows inside the silo and write only mergeable statistics (see README, Federated audit)."""
     _quiet_env()
     from audit.errors import UsageError
-    from audit.federated import compute_silo_stats
     from audit.mergeable import Grid
+    from audit.silo import compute_silo_stats
 
     default = 20 if epsilon is not None else None
     score_bins = score_bins or default or 1000
@@ -697,8 +700,13 @@ def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bin
             crossed = [_parse_intersection(i.strip()) for i in items]
         except ValueError as exc:
             raise UsageError(f"--intersections: {exc}") from None
+    policy = None
+    if policy_path is not None:
+        from audit.policy import load_policy
+
+        policy = load_policy(policy_path)
     doc = compute_silo_stats(model_dir, data_path, out_path, grid=grid, epsilon=epsilon, batch_size=batch_size,
-                             progress=not no_progress, intersections=crossed)
+                             progress=not no_progress, intersections=crossed, policy=policy)
     noise = f", Laplace noise at epsilon {epsilon:g} (scale {doc['privacy']['scale']:g})" if epsilon else ""
     click.echo(f"stats: {out_path} ({doc['data']['rows'] if doc['data']['rows'] is not None else 'noised'} rows"
                f"{noise})")
@@ -716,7 +724,7 @@ def stats_cmd(model_dir, data_path, out_path, epsilon, score_bins, threshold_bin
                    "links to report.html, result.json and junit.xml point there, for a pull-request comment.")
 def merge_cmd(stats_files, policy_path, reference_files, out_dir, strict, report_url=None):
     """Judge the union of silos' stats files against a policy and write the report, without a row."""
-    from audit.federated import run_merge
+    from audit.merge import run_merge
 
     if report_url is not None:  # a bad address is exit 2 before any stats file is read
         from audit.render.markdown import report_url as check_url

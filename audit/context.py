@@ -132,13 +132,13 @@ class CheckContext:
 @dataclass
 class StatsContext:
     """What a check's statistics form reads (audit.checks, `stats=`): merged mergeable statistics instead of
-    rows, their bootstrap replicates (released, or drawn from noised counts: audit.federated.Replicates), the
+    rows, their bootstrap replicates (released, or drawn from noised counts: audit.replicates.Replicates), the
     model's manifest, the run's settings, every check's parameters (defaults and rule), and the reference
     statistics for drift. `once` caches a computation that several checks share (the confusion counts at the
     threshold, the group tables), so it runs once and in the same order whichever check asks first."""
 
     stats: Any  # audit.mergeable.AuditStats
-    replicates: Any  # audit.federated.Replicates
+    replicates: Any  # audit.replicates.Replicates
     manifest: Any  # audit.manifest.Manifest
     threshold: float
     confidence: float

@@ -625,6 +625,74 @@ def _add(a: dict | None, b: dict | None) -> dict | None:
     return out
 
 
+# ---------------------------------------------------------------- statistics that checks collect inside a silo
+
+
+@dataclass
+class SiloStat:
+    """The statistics one kind of check collects where the rows and the model are (audit/silo.py, the checks'
+    `collect` functions): PII counts, counterfactual flip counts, SHAP token importance, loss histograms.
+
+    `tables`: named count tables (Counts, with bootstrap replicate sums under row-id weights where the check has
+    intervals); merging adds them. `maxima`: merged by max. `tallies`: per-name counts (terms swapped), added.
+    `importance`: TokenImportance objects, merged. `shared`: the identity of rows that every silo holds the same
+    of (the model's training split): two statistics of the same shared rows are the same numbers, and merge to
+    one of them, not to their sum. `l1`: what one row (added or removed) changes in the released tables, for
+    the noise (audit/noise.py); `params`: the parameters it was computed with."""
+
+    kind: str
+    params: dict[str, Any]
+    tables: dict[str, Counts] = field(default_factory=dict)
+    maxima: dict[str, float] = field(default_factory=dict)
+    tallies: dict[str, dict[str, float]] = field(default_factory=dict)
+    importance: dict[str, TokenImportance] = field(default_factory=dict)
+    shared: str | None = None
+    l1: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return silo_key(self.kind, self.params)
+
+    def merge(self, other: SiloStat) -> SiloStat:
+        if self.key != other.key:
+            raise ValueError(f"silo statistics {self.key} and {other.key} cannot merge")
+        if self.shared is not None or other.shared is not None:
+            if self.shared != other.shared:
+                raise ValueError(f"the {self.kind} statistics describe different shared rows ({self.shared} vs "
+                                 f"{other.shared})")
+            return self  # the same rows: the same numbers (a noised copy: the first one's)
+        if set(self.tables) != set(other.tables) or set(self.importance) != set(other.importance):
+            raise ValueError(f"the {self.kind} statistics hold different tables "
+                             f"({', '.join(sorted(self.tables))} vs {', '.join(sorted(other.tables))})")
+        return SiloStat(self.kind, dict(self.params),
+                        {k: self.tables[k].merge(other.tables[k]) for k in self.tables},
+                        {k: max(v, other.maxima.get(k, v)) for k, v in self.maxima.items()},
+                        {k: _add(v, other.tallies.get(k, {})) for k, v in self.tallies.items()},
+                        {k: v.merge(other.importance[k]) for k, v in self.importance.items()}, None,
+                        max(self.l1, other.l1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "params": self.params, "tables": {k: c.to_dict() for k, c in self.tables.items()},
+                "maxima": self.maxima, "tallies": self.tallies,
+                "importance": {k: t.to_dict() for k, t in self.importance.items()}, "shared": self.shared,
+                "l1": self.l1}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SiloStat:
+        return cls(str(d["kind"]), dict(d["params"]), {k: Counts.from_dict(c) for k, c in d["tables"].items()},
+                   {k: float(v) for k, v in d.get("maxima", {}).items()},
+                   {k: {w: float(x) for w, x in t.items()} for k, t in d.get("tallies", {}).items()},
+                   {k: TokenImportance.from_dict(t) for k, t in d.get("importance", {}).items()},
+                   d.get("shared"), float(d.get("l1", 0.0)))
+
+
+def silo_key(kind: str, params: dict[str, Any]) -> str:
+    """The name of a silo statistic: its kind and the parameters it was computed with."""
+    import json
+
+    return f"{kind} {json.dumps(params, sort_keys=True, separators=(',', ':'))}"
+
+
 # ---------------------------------------------------------------- all statistics of one audit
 
 
@@ -645,6 +713,8 @@ class AuditStats:
     rows: float = 0.0
     intersections: list[list[str]] = field(default_factory=list)
     crossed: dict[str, GroupConfusion] = field(default_factory=dict)
+    silo: dict[str, SiloStat] = field(default_factory=dict)  # by SiloStat.key: what the checks collected
+    silo_dropped: dict[str, str] = field(default_factory=dict)  # key -> why a merge could not keep it
 
     def __post_init__(self) -> None:
         g = self.grid
@@ -718,18 +788,44 @@ class AuditStats:
         if set(mine) != set(theirs):
             raise ValueError(f"the statistics carry different intersections of attributes "
                              f"({', '.join(mine) or 'none'} vs {', '.join(theirs) or 'none'})")
+        silo, dropped = {}, {**self.silo_dropped, **other.silo_dropped}
+        for key in sorted(set(self.silo) | set(other.silo)):
+            if key in self.silo and key in other.silo:
+                silo[key] = self.silo[key].merge(other.silo[key])
+            elif key not in dropped:
+                dropped[key] = "carried by some of the merged statistics only"
         return AuditStats(self.grid, list(self.attributes), self.scores.merge(other.scores),
                           self.calibration.merge(other.calibration),
                           {a: self.groups[a].merge(other.groups[a]) for a in self.attributes},
                           self.rows + other.rows, [list(p) for p in self.intersections],
-                          {n: self.crossed[n].merge(other.crossed[n]) for n in mine})
+                          {n: self.crossed[n].merge(other.crossed[n]) for n in mine},
+                          {k: v for k, v in silo.items() if k not in dropped}, dropped)
+
+    def coarsened(self, score_bins: int, threshold_bins: int) -> AuditStats:
+        """The same statistics on a coarser grid (each coarse bin the sum of the fine bins it covers; exact for
+        every count): how a clean silo's statistics join a noised silo's, whose coarser default grid keeps the
+        noise per cell small. Every grid must divide this one's."""
+        g = self.grid
+        if g.score_bins % score_bins or g.threshold_bins % threshold_bins:
+            raise ValueError(f"a grid of {g.score_bins} score bins and {g.threshold_bins} threshold bins cannot be "
+                             f"coarsened to {score_bins} and {threshold_bins} (each must divide the other)")
+        grid = Grid(score_bins, threshold_bins, g.ece_bins, g.replicates, g.seed)
+        scores = ScoreLabelHistogram(score_bins, g.replicates, _coarse(self.scores.counts, score_bins))
+        groups = {a: GroupConfusion(t.attribute, threshold_bins, g.replicates, list(t.groups),
+                                    _coarse(t.counts, threshold_bins), t.missing) for a, t in self.groups.items()}
+        crossed = {a: GroupConfusion(t.attribute, threshold_bins, g.replicates, list(t.groups),
+                                     _coarse(t.counts, threshold_bins), t.missing) for a, t in self.crossed.items()}
+        return AuditStats(grid, list(self.attributes), scores, self.calibration, groups, self.rows,
+                          [list(p) for p in self.intersections], crossed, dict(self.silo), dict(self.silo_dropped))
 
     def to_dict(self) -> dict[str, Any]:
         return {"grid": self.grid.to_dict(), "attributes": list(self.attributes), "rows": self.rows,
                 "scores": self.scores.to_dict(), "calibration": self.calibration.to_dict(),
                 "groups": {a: g.to_dict() for a, g in self.groups.items()},
                 "intersections": [list(p) for p in self.intersections],
-                "intersection_groups": {n: g.to_dict() for n, g in self.crossed.items()}}
+                "intersection_groups": {n: g.to_dict() for n, g in self.crossed.items()},
+                **({"silo": {k: v.to_dict() for k, v in self.silo.items()}} if self.silo else {}),
+                **({"silo_dropped": dict(self.silo_dropped)} if self.silo_dropped else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AuditStats:
@@ -739,7 +835,19 @@ class AuditStats:
                    {a: GroupConfusion.from_dict(g) for a, g in d["groups"].items()},
                    float("nan") if d.get("rows") is None else float(d["rows"]),
                    [list(p) for p in d.get("intersections") or []],
-                   {n: GroupConfusion.from_dict(g) for n, g in (d.get("intersection_groups") or {}).items()})
+                   {n: GroupConfusion.from_dict(g) for n, g in (d.get("intersection_groups") or {}).items()},
+                   {k: SiloStat.from_dict(v) for k, v in (d.get("silo") or {}).items()},
+                   dict(d.get("silo_dropped") or {}))
+
+
+def _coarse(c: Counts, bins: int) -> Counts:
+    """A count table whose last axis (fine bins) is summed into `bins` equal groups."""
+    def fold(a: np.ndarray) -> np.ndarray:
+        return a.reshape(*a.shape[:-1], bins, a.shape[-1] // bins).sum(axis=-1)
+
+    point = fold(c.point)
+    reps = None if c.reps is None else fold(c.reps)
+    return Counts(point.shape, 0 if reps is None else reps.shape[0], point, reps)
 
 
 def _same(what: str, a: Any, b: Any) -> None:

@@ -7,8 +7,6 @@ checks → judge → verdict → outputs. Everything that can be refused is refu
 from __future__ import annotations
 
 import datetime as dt
-import re
-import secrets
 import sys
 import time
 import traceback
@@ -18,13 +16,21 @@ from typing import Any
 
 import numpy as np
 
-from audit import __version__
 from audit.data import group_series, label_indices, make_texts, read_table, sha256_file
 from audit.errors import DataError, UsageError
 from audit.manifest import Manifest
 from audit.model import ModelBundle, open_bundle
 from audit.policy import Policy, load_policy
-from audit.result import SCHEMA_VERSION, Measurement, Status
+from audit.result import Measurement
+from audit.result_writer import (  # noqa: F401  (RunOutcome, default_out, policy_section: read from here too)
+    RunOutcome,
+    RunResult,
+    check_out,
+    default_out,
+    finish,
+    manifest_section,
+    policy_section,
+)
 
 
 @dataclass
@@ -38,13 +44,6 @@ class EvalSet:
     sha256: str
     notes: list[str]
     training_rows: dict[str, Any] | None = None  # eval rows found in the training split (see training_overlap)
-
-
-@dataclass
-class RunOutcome:
-    result: dict[str, Any]
-    out_dir: Path
-    exit_code: int
 
 
 def _now() -> dt.datetime:
@@ -196,6 +195,7 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
     and not judged (a costly step still runs only when a rule pays for it). `precomputed` measurements (from
     merged statistics) are taken as they are instead of running the check."""
     from audit.checks import all_checks
+    from audit.from_stats import check_params
     from audit.progress import step
 
     specs = all_checks()
@@ -203,10 +203,7 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
     paid = {specs[cid].cost for cid in policy.checks if specs[cid].cost}
     # Checks that share a costly step share its budget: parameters given on any rule of that cost (SHAP rows,
     # max_evals, ...) apply to all of them unless a rule sets its own, so the step runs once, not per rule.
-    shared: dict[str, dict] = {}
-    for cid, rule in policy.checks.items():
-        if specs[cid].cost:
-            shared.setdefault(specs[cid].cost, {}).update(rule.params)
+    in_effect = check_params(policy, specs)
     out: dict[str, Measurement] = {}
     for cid, spec in specs.items():
         if cid not in policy.checks and (not everything or spec.family not in families
@@ -215,11 +212,7 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
         if precomputed and cid in precomputed:
             out[cid] = precomputed[cid]
             continue
-        params = dict(spec.params)
-        if spec.cost:
-            params.update({k: v for k, v in shared.get(spec.cost, {}).items() if k in spec.params})
-        if cid in policy.checks:
-            params.update(policy.checks[cid].params)
+        params = in_effect[cid]
         started = time.perf_counter()
         try:
             with step(f"check {cid}", ctx.progress):  # a line in a terminal if it takes > 1 s
@@ -254,7 +247,7 @@ def stats_measurements(policy: Policy, stats, m: Manifest) -> dict[str, Measurem
     ROC-AUC that every fairness check lists) are computed, like every check that needs rows, from the per-row
     scores the driver holds."""
     from audit.checks import all_checks
-    from audit.federated import measure_stats
+    from audit.from_stats import measure_stats
     from audit.mergeable import threshold_index
 
     g = stats.grid
@@ -268,25 +261,6 @@ def stats_measurements(policy: Policy, stats, m: Manifest) -> dict[str, Measurem
         if specs[cid].stats_form == "exact" and meas.error is None and not params.get("intersections"):
             out[cid] = meas
     return out
-
-
-def run_slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "model"
-
-
-def default_out(report_root: Path, name: str, started: dt.datetime) -> Path:
-    """`reports/<model>-<time>-<random>`: two runs started in the same second never share a folder (and the
-    publication, holding the ledger lock, picks another suffix if one is taken all the same)."""
-    return Path(report_root) / f"{run_slug(name)}-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-
-
-def check_out(out_dir, report_root: Path, name: str, started: dt.datetime, model_dir, inputs):
-    """The run's output folder, checked before any work (audit.publish.check_out_dir): an explicit `--out` or
-    the default name."""
-    from audit.publish import check_out_dir
-
-    out = Path(out_dir) if out_dir else default_out(report_root, name, started)
-    return check_out_dir(out, inputs=inputs, model_dir=model_dir, unique=not out_dir)
 
 
 def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float) -> str:
@@ -319,11 +293,8 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
               notes: list[str] | None = None, engine: str | Any = "local",
               address: str | None = None, precision: str = "auto", every_check: bool = False,
               report_url: str | None = None) -> RunOutcome:
-    from audit.checks import all_checks
     from audit.context import CheckContext
     from audit.engines import make_engine
-    from audit.judge import exit_code, verdict
-    from audit.judge import judge as judge_all
 
     started = _now()
     t0 = time.perf_counter()
@@ -415,15 +386,9 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     if fidelity_of(ctx.shared.explanations):  # explanations in bf16: their agreement with fp32, on every such run
         plan_doc["stages"]["explanations"]["fidelity"] = fidelity_of(ctx.shared.explanations)
     engine.close()
-    specs = all_checks()
-    findings = judge_all(policy, specs, measurements, today=started.date(),
-                         baseline=baseline["measurements"] if baseline else None)
-    v = verdict(findings, policy)
-    code = exit_code(v, findings, strict)
     if preds.truncated:
         ev.notes.append(f"{preds.truncated} of {len(ev.texts)} texts were longer than the model's window "
                         f"({m.max_length} tokens) and were truncated.")
-    finished = _now()
     inputs = bundle.inputs() + [
         {"role": "policy", "path": str(policy.source), "sha256": policy.sha256,
          "bytes": Path(policy.source).stat().st_size},
@@ -433,101 +398,40 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     if baseline is not None:
         inputs.append({"role": "baseline", "path": str(baseline_dir), "sha256": baseline.get("run", {}).get("id", ""),
                        "bytes": 0})
-    from audit.provenance import environment
-
-    result = {
-        **result_head(started, finished, t0, command or ["audit", "run", str(model_dir), "--policy", str(policy_path)],
-                      policy.budget.seed,
-                      {"scoring_s": round(preds.seconds, 3), "scoring_rows_per_s": round(preds.rows_per_s, 1),
-                       "checks_s": ctx.check_seconds}),
-        "verdict": verdict_section(v, code, findings, strict),
-        "policy": policy_section(policy, policy.budget.bootstrap),
-        "model": {"path": str(bundle.path), "name": m.name,
-                  "base_model": m.base_model.name if m.base_model else None,
-                  "base_model_sha256": m.base_model.sha256 if m.base_model else None,
-                  **manifest_section(m), "num_parameters": bundle.num_parameters},
-        "data": {"eval": {"path": str(ev.path), "sha256": ev.sha256, "rows": len(ev.texts), "source": ev.source,
-                          "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum()),
-                          **({"training_rows": ev.training_rows} if ev.training_rows is not None else {})},
-                 **{name: {"path": str(p), "sha256": sha256_file(p), "rows": len(ctx.datasets[name].texts),
-                           "source": f"--{name} file"}
-                    for name, p in others.items() if name in ctx.datasets}},
-        "inputs": inputs,
-        "environment": environment(),
-        "scoring": {**engine.describe(), "rows": len(ev.texts), "batch_size": preds.meta["batch_size"],
-                    "max_length": m.max_length, "device": "cpu",
-                    "precision": precision, "precision_plan": plan_doc, "truncated": preds.truncated,
-                    **({"precision_check": precision_info} if precision_info else {}),
-                    **({"statistics": {"partitions": preds.meta.get("stats_partitions"),
-                                       "checks": sorted(c for c in from_stats if c in measurements)}}
-                       if preds.stats is not None else {}),
-                    "mean_tokens": round(float(preds.lengths.mean()), 1)},
-        "measurements": {cid: meas.to_dict() for cid, meas in measurements.items()},
-        "findings": [f.to_dict() for f in findings],
-        "warnings": ev.notes + list(notes or []),
-    }
+    sections: dict[str, Any] = {}
     if baseline is not None:
-        result["baseline"] = {"path": str(baseline_dir), "run_id": baseline.get("run", {}).get("id"),
-                              "verdict": baseline.get("verdict", {}).get("status")}
+        sections["baseline"] = {"path": str(baseline_dir), "run_id": baseline.get("run", {}).get("id"),
+                                "verdict": baseline.get("verdict", {}).get("status")}
     if report_url:  # where the run folder will be published: summary.md links there (`--report-url`)
-        result["links"] = {"report_url": report_url}
-    out = record_run(out, result, predictions_csv(ev, preds, m.labels, policy.decision_threshold),
-                     template_dirs=template_dirs, sign_key=Path(sign_key) if sign_key else None,
-                     extra=ctx.attachments)
-    return RunOutcome(result, out, code)
-
-
-# ---------------------------------------------------------------- result.json sections every kind of run shares
-
-
-def result_head(started: dt.datetime, finished: dt.datetime, t0: float, command: list[str], seed: int,
-                timings: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "audit", "version": __version__},
-        "run": {"id": f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}",
-                "started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
-                "duration_s": round(time.perf_counter() - t0, 2), "timings": timings, "command": command,
-                "seed": seed},
-    }
-
-
-def verdict_section(v, code: int, findings, strict: bool) -> dict[str, Any]:
-    counts = {s.value: sum(f.status == s for f in findings) for s in Status if any(f.status == s for f in findings)}
-    return {"status": v.value, "exit_code": code, "counts": counts, "strict": strict,
-            "blocking_failures": [f.check_id for f in findings
-                                  if f.blocking and f.status in (Status.FAIL, Status.ERROR)]}
-
-
-def policy_section(policy: Policy, replicates: int | None) -> dict[str, Any]:
-    return {"name": policy.policy, "version": policy.version, "description": policy.description,
-            "path": str(policy.source), "sha256": policy.sha256, "confidence": policy.confidence,
-            "inconclusive": policy.inconclusive, "min_group_size": policy.min_group_size,
-            "decision_threshold": policy.decision_threshold, "replicates": replicates,
-            "scope": [c.to_dict() for c in policy.scope_cites],
-            "not_covered": [n.to_dict() for n in policy.not_covered_items]}
-
-
-def manifest_section(m: Manifest) -> dict[str, Any]:
-    """What result.json's `model` says from the manifest alone (the caller adds the folder, hashes, size)."""
-    return {"name": m.name, "labels": m.labels, "positive_label": m.positive_label,
-            "negative_label": m.negative_label, "text": m.text.model_dump(exclude_none=True),
-            "label_column": m.label_column, "max_length": m.max_length, "trained": m.created,
-            "training": {k: v for k, v in m.training.items() if k != "loss_curve"},
-            "loss_curve": m.training.get("loss_curve", []),
-            "protected_attributes": {k: a.model_dump(exclude_none=True) for k, a in m.protected_attributes.items()},
-            "training_data": m.data.source.model_dump() if m.data else None,
-            "description": m.data.description if m.data else "", "card": m.card.model_dump()}
-
-
-def record_run(out, result: dict[str, Any], predictions: str | None, *, template_dirs=None,
-               sign_key: Path | None = None, extra: dict | None = None) -> Path:
-    """Write the run folder and append the run to the ledger of the folder it sits in, as one step (see
-    audit.publish). `out`: a path, or the Target that `check_out` returned before the run."""
-    from audit.render.outputs import write_run
-
-    return write_run(out, result, predictions, template_dirs=template_dirs, sign_key=sign_key, extra=extra,
-                     record=True)
+        sections["links"] = {"report_url": report_url}
+    run = RunResult(
+        started, t0, command or ["audit", "run", str(model_dir), "--policy", str(policy_path)], policy,
+        policy.budget.bootstrap,
+        model={"path": str(bundle.path), "name": m.name, "base_model": m.base_model.name if m.base_model else None,
+               "base_model_sha256": m.base_model.sha256 if m.base_model else None,
+               **manifest_section(m), "num_parameters": bundle.num_parameters},
+        data={"eval": {"path": str(ev.path), "sha256": ev.sha256, "rows": len(ev.texts), "source": ev.source,
+                       "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum()),
+                       **({"training_rows": ev.training_rows} if ev.training_rows is not None else {})},
+              **{name: {"path": str(p), "sha256": sha256_file(p), "rows": len(ctx.datasets[name].texts),
+                        "source": f"--{name} file"}
+                 for name, p in others.items() if name in ctx.datasets}},
+        inputs=inputs,
+        scoring={**engine.describe(), "rows": len(ev.texts), "batch_size": preds.meta["batch_size"],
+                 "max_length": m.max_length, "device": "cpu",
+                 "precision": precision, "precision_plan": plan_doc, "truncated": preds.truncated,
+                 **({"precision_check": precision_info} if precision_info else {}),
+                 **({"statistics": {"partitions": preds.meta.get("stats_partitions"),
+                                    "checks": sorted(c for c in from_stats if c in measurements)}}
+                    if preds.stats is not None else {}),
+                 "mean_tokens": round(float(preds.lengths.mean()), 1)},
+        measurements=measurements, warnings=ev.notes + list(notes or []),
+        timings={"scoring_s": round(preds.seconds, 3), "scoring_rows_per_s": round(preds.rows_per_s, 1),
+                 "checks_s": ctx.check_seconds},
+        sections=sections, strict=strict, baseline=baseline["measurements"] if baseline else None)
+    return finish(run, out, predictions=predictions_csv(ev, preds, m.labels, policy.decision_threshold),
+                  template_dirs=template_dirs, sign_key=Path(sign_key) if sign_key else None,
+                  attachments=ctx.attachments)
 
 
 def template_inputs(template_dirs: list[Path] | None) -> list[dict[str, Any]]:

@@ -6,8 +6,8 @@ optional and not read). It is read `chunk_rows` rows at a time (Parquet row batc
 chunks through pandas); each chunk updates the mergeable statistics (audit/mergeable.py) and is dropped, so
 memory holds one chunk and the statistics (about 16 MB per 1,000 replicates for the score histogram, plus the
 group tables), whatever the log's length, and time grows linearly with rows. The checks, the judge and the
-run-folder writer are the federated audit's (audit/federated.py), which are the in-memory audit's on the same
-numbers: the same result.json schema, report, JUnit and exit codes.
+run-folder writer are the federated audit's (audit/from_stats.py, audit/result_writer.py), which are the in-memory
+audit's on the same numbers: the same result.json schema, report, JUnit and exit codes.
 
 Columns: the id column is `--id-column`, else `row_id`, else the manifest's id column, else the row number;
 the score column is `--score-column` (default `score`); the label column is the manifest's. A missing column is
@@ -100,18 +100,21 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
                     report_url: str | None = None):
     from audit.checks.fairness import policy_intersections
     from audit.data import group_series, sha256_file
-    from audit.federated import (
-        judge_and_write,
-        load_stats,
-        measure_stats,
-        merge_files,
-        statistics_section,
-    )
-    from audit.federated import model_identity as identity
+    from audit.from_stats import measure_stats
     from audit.mergeable import AuditStats, Grid
     from audit.model import open_bundle
     from audit.policy import load_policy
     from audit.progress import on as progress_term
+    from audit.result_writer import (
+        RunResult,
+        check_out,
+        finish,
+        manifest_section,
+        statistics_section,
+        stats_scoring_section,
+    )
+    from audit.stats_files import load_stats, merge_files
+    from audit.stats_files import model_identity as identity
 
     progress_on = progress_term(progress)  # a terminal only: a CI log gets no row counter
 
@@ -125,8 +128,6 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
     path = Path(log_path)
     if not path.is_file():
         raise DataError(f"{path}: prediction log not found")
-    from audit.runner import check_out
-
     check_out(out_dir, report_root, m.name, started, bundle.path, [path, policy.source])  # fail fast, before reading
     have = _columns_of(path)
     warnings: list[str] = []
@@ -228,8 +229,10 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
         extra={"chunk_rows": int(chunk_rows), "columns": columns, "id_column": idc, "score_column": score_column})
     if report_url:  # `--report-url`: summary.md links under the published run folder
         sections["links"] = {"report_url": report_url}
-    return judge_and_write(policy, m, model_info, measurements, out_dir=out_dir, strict=strict, started=started,
-                           t0=t0, command=command or ["audit", "run", str(model_dir), "--predictions", str(path)],
-                           data=data, inputs=inputs, warnings=warnings,
-                           extra={"replicates": grid.replicates, "sections": sections}, report_root=report_root,
-                           template_dirs=template_dirs, timings=timings)
+    run = RunResult(started, t0, command or ["audit", "run", str(model_dir), "--predictions", str(path)], policy,
+                    grid.replicates, {**manifest_section(m), **model_info}, data, inputs,
+                    stats_scoring_section(data["eval"]["rows"]), measurements, warnings, timings, sections,
+                    strict=strict)
+    out = check_out(out_dir, report_root, m.name, started, model_info.get("path") or None,
+                    [i.get("path") for i in inputs])
+    return finish(run, out, template_dirs=template_dirs)

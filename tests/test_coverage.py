@@ -8,7 +8,7 @@ where it sits on the edge (equal groups: a difference of 0, a ratio of 1; a cali
 
 The bootstrap: the checks give every row a Poisson(1) weight per replicate (audit.stats.poisson_weights), so a
 cell of c identical rows (one group, one true label, one decision, or one of 10 score levels) gets a Poisson(c) weight
-in total, exactly as audit.federated.Replicates draws replicates from counts. The simulation draws those cell
+in total, exactly as audit.replicates.Replicates draws replicates from counts. The simulation draws those cell
 weights directly, 600 rows and 400 replicates a draw, and applies the same functions to the cells as weighted
 rows: stats.max_contrast_interval over fairness._pairs (as fairness._difference and fairness._ratio call it),
 stats.ece_gaps and stats.ece_interval (performance.ece), stats.percentile_interval of the weighted rates and

@@ -330,3 +330,155 @@ def test_stats_carries_the_intersections_asked_on_the_command_line(silos, tiny_m
                "age×age", "--no-progress")
     assert r.exit_code == 2 and "--intersections: an intersection needs two or more different attributes" in r.output
     assert not (tmp_path / "x.json").exists()
+
+
+# ---------------------------------------------------------------- checks whose statistics the silo collects
+
+SILO_POLICY = """\
+policy: silo-forms
+version: "1"
+inconclusive: inconclusive
+min_group_size: 10
+checks:
+  performance.accuracy: {min: 0.5, severity: warn}
+  fairness.counterfactual_flip_rate: {max: 0.5, swaps: gender, severity: warn}
+  explainability.prohibited_terms: {max: 0.9, terms: [he, she, male, female], rows: 10, max_evals: 40, severity: warn}
+  explainability.prohibited_terms_in_top_k: {max: 5, terms: [he, she], severity: warn}
+  explainability.stability: {min: -1, severity: warn}
+  explainability.additivity_error: {max: 1, severity: warn}
+  privacy.pii_rate: {max: 0.5, severity: warn}
+  privacy.pii_in_training_text: {max: 0.5, severity: warn}
+  privacy.membership_inference_auc: {max: 0.99, basis: point, severity: warn}
+budget: {bootstrap: 100, seed: 0}
+"""
+SILO_CHECKS = ("fairness.counterfactual_flip_rate", "explainability.prohibited_terms",
+               "explainability.prohibited_terms_in_top_k", "explainability.stability",
+               "explainability.additivity_error", "privacy.pii_rate", "privacy.pii_in_training_text",
+               "privacy.membership_inference_auc")
+
+
+@pytest.fixture(scope="module")
+def gendered(tiny_model, credit_csv, tmp_path_factory):
+    """The synthetic rows with gendered words and some e-mail addresses (new ids and texts, so no row is a
+    training row), cut into two silos; `audit stats --policy` of each and of the whole."""
+    folder = tmp_path_factory.mktemp("silo-forms")
+    df = pd.read_csv(credit_csv, dtype=str)
+    df["id"] = "g-" + df["id"]
+    extra = [" he" if i % 3 == 0 else " she" if i % 3 == 1 else " his" for i in range(len(df))]
+    df["text"] = [t + e + (" mail jo@example.com" if i % 7 == 0 else "") for i, (t, e) in enumerate(zip(df["text"], extra))]
+    whole, a, b = folder / "whole.csv", folder / "a.csv", folder / "b.csv"
+    df.to_csv(whole, index=False)
+    df.iloc[::2].to_csv(a, index=False)
+    df.iloc[1::2].to_csv(b, index=False)
+    policy = folder / "silo.yaml"
+    policy.write_text(SILO_POLICY)
+    out = {"folder": folder, "policy": policy, "whole_csv": whole, "a_csv": a, "b_csv": b}
+    for name, data in (("whole", whole), ("a", a), ("b", b)):
+        out[name] = folder / f"{name}.stats.json"
+        r = invoke("stats", tiny_model, "--data", data, "--out", out[name], "--replicates", 100, "--policy", policy,
+                   "--no-progress")
+        assert r.exit_code == 0, r.output
+    return out
+
+
+def merged_of(g, *files, out: str):
+    r = invoke("merge", *files, "--policy", g["policy"], "--out", g["folder"] / out)
+    assert r.exit_code in (0, 1, 3), r.output
+    return json.loads((g["folder"] / out / "result.json").read_text())
+
+
+def test_audit_stats_collects_what_the_ruled_checks_declare(gendered):
+    doc = json.loads(Path(gendered["whole"]).read_text())
+    assert sorted(doc["data"]["checks"]) == sorted(SILO_CHECKS)
+    kinds = sorted(v["kind"] for v in doc["stats"]["silo"].values())
+    assert kinds == ["counterfactual", "membership", "membership-members", "pii", "pii", "shap"]
+    raw = Path(gendered["whole"]).read_text()
+    for value in ("jo@example.com", "g-app-0001", "pays on time"):  # counts only: no text, no id, no find
+        assert value not in raw
+
+
+def test_silo_forms_of_one_silo_equal_audit_run_on_its_rows(gendered, tiny_model):
+    """One silo holding every row: the PII, counterfactual and SHAP checks from its statistics are the
+    in-memory checks' numbers (value, interval, parts); the loss-histogram attack is binned, with its bound."""
+    g = gendered
+    r = invoke("run", tiny_model, "--policy", g["policy"], "--data", g["whole_csv"], "--out", g["folder"] / "run",
+               "--no-progress")
+    assert r.exit_code in (0, 1, 3), r.output
+    run = json.loads((g["folder"] / "run" / "result.json").read_text())["measurements"]
+    fed = merged_of(g, g["whole"], out="one")["measurements"]
+    for cid in ("privacy.pii_rate", "privacy.pii_in_training_text", "fairness.counterfactual_flip_rate",
+                "explainability.prohibited_terms", "explainability.prohibited_terms_in_top_k",
+                "explainability.stability", "explainability.additivity_error"):
+        assert fed[cid]["inconclusive"] == run[cid]["inconclusive"], cid
+        assert fed[cid]["n"] == run[cid]["n"], cid
+        for key in ("value", "ci_low", "ci_high"):
+            assert fed[cid][key] == pytest.approx(run[cid][key], abs=1e-9), (cid, key)
+    assert run["privacy.pii_rate"]["value"] == pytest.approx(58 / 400)  # rows 0, 7, 14, ...: a hand count
+    assert fed["privacy.pii_rate"]["details"]["rows_with_pii"] == 58
+    assert [p["value"] for p in fed["fairness.counterfactual_flip_rate"]["parts"]] == pytest.approx(
+        [p["value"] for p in run["fairness.counterfactual_flip_rate"]["parts"]], abs=1e-12)
+    cf_run = run["fairness.counterfactual_flip_rate"]["details"]["lists"][0]
+    cf_fed = fed["fairness.counterfactual_flip_rate"]["details"]["lists"][0]
+    for key in ("rows_changed", "flips", "flips_to_favourable", "flips_to_unfavourable", "terms_swapped"):
+        assert cf_fed[key] == cf_run[key], key
+    assert cf_fed["examples"] == [] and cf_run["rows_changed"] == 400
+    for cid in ("explainability.prohibited_terms_in_top_k", "explainability.stability"):
+        assert fed[cid]["details"].get("top_k_words") == run[cid]["details"].get("top_k_words"), cid
+    mia = fed["privacy.membership_inference_auc"]
+    assert mia["value"] is not None and mia["inconclusive"] is None
+    bound = mia["details"]["binned"]["max_abs_error"]
+    assert 0 < bound < 0.5 and mia["details"]["binned"]["subsampled"] is False
+    # the interval is widened by the binning bound (the tiny model's losses crowd into few bins: a wide bound)
+    assert mia["ci_low"] <= max(0.0, mia["value"] - bound) + 1e-9 and mia["ci_high"] >= min(1.0, mia["value"] + bound) - 1e-9
+
+
+def test_two_silos_add_their_counts_and_count_the_training_rows_once(gendered):
+    """Merged halves give the whole file's PII and counterfactual numbers exactly (row-id bootstrap weights);
+    the training rows that both silos read count once."""
+    g = gendered
+    two = merged_of(g, g["a"], g["b"], out="two")["measurements"]
+    whole = merged_of(g, g["whole"], out="whole")["measurements"]
+    for cid in ("privacy.pii_rate", "privacy.pii_in_training_text", "fairness.counterfactual_flip_rate",
+                "fairness.counterfactual_score_change"):
+        # a re-scored text's score depends in its last digits on the batch it was padded in (each silo batches
+        # its own rows): score changes of 1e-5 agree to 1e-8, counts exactly
+        tol = 1e-8 if cid.endswith("score_change") else 1e-12
+        for key in ("value", "ci_low", "ci_high", "n"):
+            assert two[cid][key] == pytest.approx(whole[cid][key], abs=tol), (cid, key)
+    assert two["privacy.pii_in_training_text"]["n"] == whole["privacy.pii_in_training_text"]["n"] > 0
+    a, w = two["privacy.membership_inference_auc"]["details"], whole["privacy.membership_inference_auc"]["details"]
+    assert a["members_available"] == w["members_available"]  # once, not twice
+    assert a["non_members_available"] == w["non_members_available"]
+    assert two["privacy.membership_inference_auc"]["value"] == pytest.approx(
+        whole["privacy.membership_inference_auc"]["value"], abs=1e-12)
+    # SHAP: each silo explained its own sample; the merge reads the union of the samples
+    assert two["explainability.prohibited_terms"]["n"] == 20 and whole["explainability.prohibited_terms"]["n"] == 10
+
+
+def test_a_noised_and_a_clean_silo_of_one_audit_merge(gendered, tiny_model):
+    """The noised silo's coarse default grid (20 bins) and the clean silo's fine one (1000 and 100) merge: the
+    clean counts are coarsened exactly (the same numbers as the clean silo computed on 20 bins), added to the
+    noised ones, and the intervals are drawn from the noised counts. SHAP statistics are not released under
+    noise, so their checks are INCONCLUSIVE saying why; the noise's L1 counts every silo statistic."""
+    g = gendered
+    noised, clean20 = g["folder"] / "b.noised.stats.json", g["folder"] / "a.20.stats.json"
+    r = invoke("stats", tiny_model, "--data", g["b_csv"], "--out", noised, "--replicates", 100, "--epsilon", 5,
+               "--policy", g["policy"], "--no-progress")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(noised.read_text())
+    # 5 + 2 attributes + 1 intersection; PII eval and train 3 + 2 x 7 types each; 6 per swap list; loss histograms 5
+    assert doc["privacy"]["l1_sensitivity"] == 8 + 2 * 17 + 6 + 5
+    assert "shap" not in {v["kind"] for v in doc["stats"]["silo"].values()}
+    assert invoke("stats", tiny_model, "--data", g["a_csv"], "--out", clean20, "--replicates", 100, "--score-bins",
+                  20, "--threshold-bins", 20, "--policy", g["policy"], "--no-progress").exit_code == 0
+    mixed = merged_of(g, g["a"], noised, out="mixed")
+    same = merged_of(g, clean20, noised, out="mixed20")
+    assert mixed["federated"]["settings"]["score_bins"] == 20 and mixed["statistics"]["grid"]["threshold_bins"] == 20
+    assert any("was coarsened to the coarsest" in w for w in mixed["warnings"])
+    for cid in ("performance.accuracy", "privacy.pii_rate", "fairness.counterfactual_flip_rate"):
+        for key in ("value", "ci_low", "ci_high"):
+            assert mixed["measurements"][cid][key] == pytest.approx(same["measurements"][cid][key], abs=1e-12)
+        assert "noise" in mixed["measurements"][cid]["details"], cid
+    m = mixed["measurements"]
+    assert m["privacy.pii_rate"]["ci_low"] < m["privacy.pii_rate"]["ci_high"]
+    assert "carried by some of the merged statistics only" in m["explainability.prohibited_terms"]["inconclusive"]

@@ -12,8 +12,10 @@ from audit.checks import all_checks
 from audit.checks.fairness import fairness_context
 from audit.checks.performance import performance_from_stats as performance
 from audit.context import CheckContext
-from audit.federated import Replicates, add_noise, measure_stats
+from audit.from_stats import measure_stats
 from audit.manifest import Manifest, ProtectedAttribute, TextRecipe
+from audit.noise import add_noise
+from audit.replicates import Replicates
 
 R = 200
 GRID = mg.Grid(score_bins=1000, threshold_bins=100, ece_bins=10, replicates=R, seed=7)
@@ -439,7 +441,7 @@ def test_an_intersection_the_statistics_do_not_carry_stays_inconclusive_naming_i
 
 
 def test_noise_sensitivity_counts_every_intersection_table():
-    from audit.federated import noise_sensitivity
+    from audit.noise import noise_sensitivity
 
     df = rows(2000)
     grid = mg.Grid(score_bins=20, threshold_bins=20, replicates=R, seed=0)
@@ -453,3 +455,100 @@ def test_noise_sensitivity_counts_every_intersection_table():
     assert t.counts.reps is None and not np.array_equal(t.counts.point, clean)
     noise = t.counts.point - clean  # Laplace(0, 4): mean |x| = 4
     assert abs(np.abs(noise).mean() - 4.0) < 0.5
+
+
+# ---------------------------------------------------------------- grids, silo statistics, loss histograms
+
+
+def test_a_fine_grid_coarsened_equals_the_coarse_grid_computed_directly():
+    """How a clean silo joins a noised one (audit.stats_files.merge_files): every count, replicate counts too,
+    is the coarse grid's exactly."""
+    df = rows(3000)
+    fine = stats_of(df, mg.Grid(score_bins=1000, threshold_bins=100, replicates=R, seed=0))
+    direct = stats_of(df, mg.Grid(score_bins=20, threshold_bins=20, replicates=R, seed=0))
+    got = fine.coarsened(20, 20)
+    assert got.grid == direct.grid
+    assert_same_stats(got, direct)
+    with pytest.raises(ValueError, match="cannot be coarsened"):
+        fine.coarsened(30, 20)
+
+
+def _silo(kind: str, point, reps=None, shared=None, l1=2.0) -> mg.SiloStat:
+    c = mg.Counts((len(point),), 0 if reps is None else len(reps), np.asarray(point, float),
+                  None if reps is None else np.asarray(reps, float))
+    return mg.SiloStat(kind, {"p": 1}, {"t": c}, {"m": 1.0}, {"terms": {"he": 2.0}}, {}, shared, l1)
+
+
+def test_silo_statistics_add_count_shared_rows_once_and_round_trip():
+    a = _silo("pii", [10, 2], [[9, 1], [11, 3]])
+    b = _silo("pii", [5, 1], [[4, 0], [6, 2]])
+    b.maxima["m"], b.tallies["terms"] = 3.0, {"he": 1.0, "she": 4.0}
+    ab = a.merge(b)
+    np.testing.assert_array_equal(ab.tables["t"].point, [15, 3])
+    np.testing.assert_array_equal(ab.tables["t"].reps, [[13, 1], [17, 5]])
+    assert ab.maxima == {"m": 3.0} and ab.tallies["terms"] == {"he": 3.0, "she": 4.0}
+    # the model's training rows, read in every silo: the same numbers, counted once
+    s1, s2 = _silo("pii", [7, 1], shared="train:abc"), _silo("pii", [7, 1], shared="train:abc")
+    np.testing.assert_array_equal(s1.merge(s2).tables["t"].point, [7, 1])
+    with pytest.raises(ValueError, match="different shared rows"):
+        s1.merge(_silo("pii", [7, 1], shared="train:xyz"))
+    back = mg.SiloStat.from_dict(ab.to_dict())
+    assert back.key == ab.key and back.maxima == ab.maxima and back.tallies == ab.tallies
+    np.testing.assert_array_equal(back.tables["t"].reps, ab.tables["t"].reps)
+
+
+def test_a_silo_statistic_carried_by_one_side_only_is_dropped_and_inconclusive_naming_why():
+    from audit.policy import Policy
+
+    df = rows(600)
+    one, two = stats_of(df.iloc[:300]), stats_of(df.iloc[300:])
+    one.silo = {}
+    st = _silo("pii", [300, 3])
+    st.params = {"dataset": "eval", "types": ["email"]}
+    one.silo[st.key] = st
+    merged = mg.AuditStats.from_dict(one.merge(two).to_dict())
+    assert not merged.silo and list(merged.silo_dropped.values()) == ["carried by some of the merged statistics only"]
+    policy = Policy.model_validate({"policy": "t", "version": "1", "checks": {
+        "privacy.pii_rate": {"max": 0, "types": ["email"]}}, "budget": {"bootstrap": R, "seed": 0}})
+    got = measure_stats(policy, merged, manifest())["privacy.pii_rate"]
+    assert got.value is None and "carried by some of the merged statistics only" in got.inconclusive
+
+
+def test_noise_sensitivity_adds_each_silo_statistic():
+    from audit.noise import noise_sensitivity
+
+    s = stats_of(rows(200))
+    assert noise_sensitivity(s) == 5 + 2
+    st = _silo("counterfactual", [10, 1, 0.5], l1=6.0)
+    s.silo[st.key] = st
+    assert noise_sensitivity(s) == 5 + 2 + 6
+    rec = add_noise(s, 2.0, np.random.default_rng(0))
+    assert rec["l1_sensitivity"] == 13 and rec["scale"] == pytest.approx(6.5)
+    assert "6 for the counterfactual statistics" in rec["accounting"]
+    assert s.silo[st.key].tables["t"].reps is None and s.silo[st.key].maxima == {}
+
+
+def test_the_loss_histogram_attack_is_within_its_bound_of_the_exact_attack():
+    """The membership attack from per-side loss histograms: the binned AUC within the reported bound of
+    scikit-learn's AUC on the raw losses, the TPR at 1% FPR between its lower (edge thresholds) and upper bound
+    around the exact in-memory attack's."""
+    from sklearn.metrics import roc_auc_score
+
+    from audit.checks.privacy import LOSS_EDGES, _attack_curves, _attack_from_histograms, _loss_bins
+
+    rng = np.random.default_rng(5)
+    mem = rng.exponential(0.25, 700)  # members: lower losses
+    non = rng.exponential(0.4, 500)
+    H = np.zeros((2, len(LOSS_EDGES)))
+    np.add.at(H[0], _loss_bins(mem), 1)
+    np.add.at(H[1], _loss_bins(non), 1)
+    got = _attack_from_histograms(H[:1], H[1:])
+    member = np.r_[np.ones(len(mem)), np.zeros(len(non))]
+    score = -np.r_[mem, non]
+    exact = roc_auc_score(member, score)
+    bound = 0.5 * (H[0] * H[1]).sum() / (len(mem) * len(non))
+    assert abs(got["auc"][0] - exact) <= bound + 1e-12
+    assert bound < 0.01  # the grid is fine enough to say something
+    curves = _attack_curves(np.ones((1, len(score))), member, score)
+    assert got["tpr@0.01"][0] <= curves["tpr@0.01"][0] + 1e-12 <= got["tpr@0.01 upper"][0] + 2e-12
+    assert got["advantage"][0] <= curves["advantage"][0] + 1e-12

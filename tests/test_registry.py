@@ -14,12 +14,20 @@ from test_mergeable import GRID, R, groups, in_memory_ctx, manifest, rows, same_
 
 from audit.checks import FAMILIES, all_checks, in_family_order, needs_rows
 
-FROM_STATS = [cid for cid, s in all_checks().items() if s.stats is not None and s.stats_form != "manifest"]
+# forms over the statistics every run path holds; those whose statistics a silo collects with the model (`collect`:
+# PII, counterfactual swaps, SHAP, loss histograms) are held against `audit run` in tests/test_federated.py
+FROM_STATS = [cid for cid, s in all_checks().items() if s.stats is not None and s.stats_form != "manifest"
+              and not hasattr(s.stats, "collect")]
 
 
 def test_the_registry_declares_statistics_forms():
     specs = all_checks()
-    assert {s.stats_form for s in specs.values()} == {"", "exact", "binned", "manifest"}
+    assert {s.stats_form for s in specs.values()} == {"", "exact", "binned", "silo", "manifest"}
+    # the forms whose statistics `audit stats --policy` collects inside the silo: every "silo" form, and the
+    # binned loss-histogram attack
+    collected = {c for c, s in specs.items() if hasattr(s.stats, "collect")}
+    assert collected == {c for c, s in specs.items() if s.stats_form == "silo"} | {
+        "privacy.membership_inference_auc", "privacy.mia_tpr_at_1pct_fpr"}
     for s in specs.values():
         assert (s.stats is None) == (s.stats_form == "")
     # the forms a distributed run takes from its workers' statistics, exactly as in memory
@@ -39,7 +47,7 @@ def test_statistics_form_equals_the_in_memory_check_on_a_random_partition(check_
     """Scores on the grid (two decimals), row-id bootstrap weights: the merge of random partitions gives the
     in-memory value, interval, reason and parts. (Score drift compares two sets: its binned form is checked
     against the raw-score KS and PSI in tests/test_mergeable.py.)"""
-    from audit.federated import measure_stats
+    from audit.from_stats import measure_stats
     from audit.policy import Policy
 
     df = rows(n=1500, seed=11, decimals=2)
@@ -65,7 +73,7 @@ def test_statistics_form_equals_the_in_memory_check_on_a_random_partition(check_
 
 
 def test_manifest_form_equals_the_in_memory_check():
-    from audit.federated import measure_stats
+    from audit.from_stats import measure_stats
     from audit.policy import Policy
 
     df = rows(n=300)

@@ -72,8 +72,9 @@ def synthetic(n: int, seed: int) -> pd.DataFrame:
 
 def silo_stats(bundle, df: pd.DataFrame, path: Path, epsilon: float | None = None) -> None:
     from audit.data import group_series
-    from audit.federated import add_noise, known_groups, model_identity, stats_document, write_json_atomic
     from audit.mergeable import AuditStats, Grid
+    from audit.noise import add_noise
+    from audit.stats_files import known_groups, model_identity, stats_document, write_json_atomic
 
     m = bundle.manifest
     stats = AuditStats.empty(Grid(replicates=50, seed=0), known_groups(m), [["sex", "age"]])
@@ -123,7 +124,7 @@ def test_streaming_result_is_unchanged(tiny_model, where):
 
 @pytest.mark.parametrize("epsilon", [None, 5.0])
 def test_merge_result_is_unchanged(tiny_model, where, epsilon):
-    from audit.federated import run_merge
+    from audit.merge import run_merge
     from audit.model import open_bundle
 
     bundle = open_bundle(tiny_model)

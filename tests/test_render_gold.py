@@ -83,7 +83,7 @@ def test_make_fixture_results(tiny_model, tmp_path):
     from click.testing import CliRunner
 
     from audit.cli import cli
-    from audit.federated import run_merge
+    from audit.merge import run_merge
     from audit.model import open_bundle
     from tests.conftest import make_frame
     from tests.test_registry_equivalence import RUN_POLICY, silo_stats, synthetic

@@ -9,8 +9,11 @@ streaming run, a Ray run and `audit merge` hold instead of rows: `stats=fn(sctx,
 Measurement`, where `sctx` is an audit.context.StatsContext, and `stats_form` says how that form relates to the
 in-memory one: "exact" (the same value, interval and details from the same counts: a distributed run takes it
 from its workers' statistics), "binned" (the same formula over scores binned on the statistics' grid: a run that
-holds the rows computes it in memory instead) or "manifest" (it reads only the model's manifest, and is
-measured from statistics only when a rule asks for it). A check without `stats` needs rows; its family module's
+holds the rows computes it in memory instead), "silo" (from statistics that `audit stats` collects inside a
+silo, where the rows and the model are, with the form's `collect` function: on one silo's rows the same value,
+interval and parts as in memory, without the text examples; silos add their counts) or "manifest" (it reads only
+the model's manifest, and is measured from statistics only when a rule asks for it). A binned or silo form whose
+statistics are collected in the silo has `collect` too (`stats.collect(ctx, check_id, **params) -> SiloStat`). A check without `stats` needs rows; its family module's
 `NEEDS_ROWS` says why, and the statistics path reports that reason. This registry is the only list of which
 checks which input supports.
 
@@ -28,7 +31,7 @@ from typing import Any, Literal
 FAMILIES = ("performance", "fairness", "explainability", "privacy", "drift", "robustness", "quality")  # grows as check families land
 
 Direction = Literal["higher", "lower", "none"]
-StatsForm = Literal["", "exact", "binned", "manifest"]
+StatsForm = Literal["", "exact", "binned", "silo", "manifest"]
 
 
 @dataclass(frozen=True)

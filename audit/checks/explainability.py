@@ -549,6 +549,163 @@ def _ranked(stats_: Sequence[WordStat], limit: int) -> list[dict[str, Any]]:
     return [dict(w.to_dict(rank), word=_redact_word(w.word)) for rank, w in enumerate(stats_[:limit], start=1)]
 
 
+# ---------------------------------------------------------------- SHAP token importance from silos' statistics
+#
+# In each silo `audit stats` explains a seeded sample of the silo's rows, as `audit run` does (explain above), and
+# keeps only mergeable numbers: the token importance of the sample and of its two halves (sums of |SHAP| and of
+# SHAP per word, occurrences, rows), the share tables of each prohibited-terms rule (the sums of |SHAP| on its
+# terms and in total, under the same bootstrap weights as in memory), and the additivity errors' largest value,
+# sum and count over the tolerance. On one silo's rows every number equals the in-memory check's; merged, the
+# sample is the union of the silos' samples. Per-word SHAP sums have no bound on what one row changes, and the
+# words a silo's texts contain are themselves revealed: these statistics are NOT released under --epsilon.
+
+
+def _budget_key(params: dict) -> dict[str, Any]:
+    return {k: params[k] for k in BUDGET}
+
+
+def _share_table(terms: list[str]) -> str:
+    return "share " + " ".join(sorted(terms))
+
+
+def _shap_collect(ctx: CheckContext, check_id: str, **params):
+    from audit.mergeable import Counts, SiloStat
+
+    if not len(ctx.texts):
+        return None
+    ex = explain(ctx, params["rows"], params["max_evals"], params["examples"], params["tolerance"])
+    s = ex.sample
+    errs = ex.errors
+    st = SiloStat("shap", _budget_key(params))  # never released under noise: no sensitivity
+    st.importance = {"sample": ex.importance(s), "half_a": ex.importance(s[0::2]), "half_b": ex.importance(s[1::2])}
+    st.maxima = {"max_error": float(errs.max()) if len(errs) else 0.0}
+    st.tables["errors"] = Counts((3,), 0, np.array([float(len(errs)), float(errs.sum()),
+                                                   float((errs > ex.tolerance).sum())]))
+    st.tables["budget"] = Counts((2,), 0, np.array([float(len(s)), float(ex.evaluations)]))
+    st.tallies["reviewer_rows"] = {k: float(len(v)) for k, v in ex.reviewer.items()}
+    if check_id == "explainability.prohibited_terms":
+        terms, _multi, skipped = _terms(check_id, params)
+        if skipped is None:
+            wanted = set(terms)
+            per_row = [ex.importance([i]) for i in s]
+            on_terms = np.array([t.term_sum(wanted) for t in per_row])
+            total = np.array([t.total for t in per_row])
+            W = stats.poisson_weights(len(per_row), ctx.replicates, ctx.seed)
+            sums = np.column_stack([W @ on_terms, W @ total])
+            R = sums.shape[0] - 1
+            st.tables[_share_table(terms)] = Counts((2,), R, sums[0].copy(), sums[1:].copy() if R else None)
+    return st
+
+
+def _merged_explanation(sctx, check_id: str, params: dict):
+    """(a context whose cached explanation is built from the silos' token importance, the statistic), or
+    (None, why) when the statistics do not carry it."""
+    from audit.from_stats import carried
+
+    st, why = carried(sctx, check_id, "shap", _budget_key(params))
+    if st is None:
+        return None, why
+
+    def build():
+        n = int(round(st.tables["budget"].point[0]))
+        sample = list(range(n))
+        reviewer = {k: [-1] * int(round(v)) for k, v in st.tallies.get("reviewer_rows", {}).items()}
+        ex = Explained({}, sample, reviewer, int(params["max_evals"]), 0.0, int(round(st.tables["budget"].point[1])),
+                       float(params["tolerance"]))
+        ex._importance[tuple(sample)] = st.importance["sample"]
+        ex._importance[tuple(sample[0::2])] = st.importance["half_a"]
+        ex._importance[tuple(sample[1::2])] = st.importance["half_b"]
+        ctx = CheckContext(y_true=np.zeros(n, dtype=np.int8), score=np.zeros(n), confidence=sctx.confidence,
+                           replicates=sctx.replicates.R, seed=sctx.stats.grid.seed, texts=[""] * n,
+                           manifest=sctx.manifest)
+        ctx.shared.explanations[(int(params["rows"]), int(params["max_evals"]), int(params["examples"]),
+                                 ctx.seed)] = ex
+        return ctx
+
+    return sctx.once("shap " + json_key(_budget_key(params)), build), st
+
+
+def json_key(d: dict) -> str:
+    import json
+
+    return json.dumps(d, sort_keys=True)
+
+
+def _stats_guard(m: Measurement, st, params: dict) -> Measurement:
+    """As _guard, from the silos' largest additivity error (which row it was is not released)."""
+    worst, tol = st.maxima.get("max_error", 0.0), float(params["tolerance"])
+    e = st.tables["errors"].point
+    m.details["rows_explained"] = int(round(e[0]))
+    if worst > tol:
+        m.error = (f"the explanations do not add up: base value + sum of SHAP values differs from the model's "
+                   f"{OUTPUT} by up to {worst:.3g} ({int(round(e[2]))} of {int(round(e[0]))} rows over the "
+                   f"tolerance {tol:g})")
+    return m
+
+
+def _shap_ranking_stats(sctx, check_id: str, **params):
+    """Stability and prohibited terms in the top k from the silos' token importance: the in-memory check itself
+    on an explanation whose rankings are the merged ones."""
+    from audit.checks import all_checks
+
+    ctx, st = _merged_explanation(sctx, check_id, params)
+    if ctx is None:
+        return st
+    m = all_checks()[check_id].fn(ctx, **params)
+    return _stats_guard(m, st, params) if m.skipped is None else m
+
+
+def _shap_share_stats(sctx, check_id: str, **params):
+    """The share of |SHAP| on prohibited terms from the silos' sums under the in-memory bootstrap weights."""
+    cid = check_id
+    ctx, st = _merged_explanation(sctx, check_id, params)
+    if ctx is None:
+        return st
+    terms, multi, skipped = _terms(cid, params)
+    if skipped:
+        return skipped
+    table = st.tables.get(_share_table(terms))
+    if table is None:
+        from audit.from_stats import NOT_MEASURABLE
+
+        return Measurement(cid, None, inconclusive=f"{NOT_MEASURABLE}: the silos' SHAP statistics carry no share "
+                           "table for these terms; make them with `audit stats --policy` of this policy")
+    ex = ctx.shared.explanations[(int(params["rows"]), int(params["max_evals"]), int(params["examples"]), ctx.seed)]
+    M = sctx.replicates.table(table)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = np.where(M[:, 1] > 0, M[:, 0] / M[:, 1], np.nan)
+    top_k = int(params["top_k"])
+    found = _term_rows(ex.ranking(ex.sample), set(terms))
+    low, high = stats.percentile_interval(shares[1:], sctx.confidence)
+    value = None if not math.isfinite(shares[0]) else float(shares[0])
+    details = {**_budget_details(ex), "top_k": top_k, "terms": terms, "term_lists": list(params.get("term_lists") or []),
+               "not_matched": multi, "found": found, "in_top_k": [r for r in found if r["rank"] <= top_k]}
+    m = Measurement(cid, value, low, high, n=len(ex.sample), details=details)
+    if value is None:
+        m.inconclusive = "the sampled rows carry no SHAP values to share out"
+    return _stats_guard(m, st, params)
+
+
+def _shap_additivity_stats(sctx, check_id: str, **params):
+    """The largest additivity error over the silos' explained rows (which row: not released)."""
+    ctx, st = _merged_explanation(sctx, check_id, params)
+    if ctx is None:
+        return st
+    ex = ctx.shared.explanations[(int(params["rows"]), int(params["max_evals"]), int(params["examples"]), ctx.seed)]
+    e = st.tables["errors"].point
+    n = int(round(e[0]))
+    details = {**_budget_details(ex), "tolerance": float(params["tolerance"]),
+               "mean_error": _r(float(e[1] / n), 9) if n else None, "worst_row": None,
+               "rows_over_tolerance": int(round(e[2])), "examples": [],
+               "examples_note": "no example text leaves a silo: only counts were merged"}
+    m = Measurement(check_id, float(st.maxima.get("max_error", 0.0)), n=n, details=details)
+    return _stats_guard(m, st, params)
+
+
+for _fn in (_shap_ranking_stats, _shap_share_stats, _shap_additivity_stats):
+    _fn.collect = _shap_collect  # type: ignore[attr-defined]
+
+
 # ---------------------------------------------------------------- checks
 
 
@@ -591,7 +748,8 @@ def _guard(m: Measurement, ex: Explained) -> Measurement:
 
 
 @check("explainability.additivity_error", title="SHAP additivity error", direction="lower", params=BUDGET,
-       validate=_validate, cost="shap", evidence="rows explained")
+       validate=_validate, cost="shap", evidence="rows explained",
+       stats=_shap_additivity_stats, stats_form="silo")
 def additivity_error(ctx: CheckContext, **params) -> Measurement:
     """Largest gap, over the explained rows, between base value + sum of SHAP values and the model's log-odds for the row.
 
@@ -610,7 +768,8 @@ def additivity_error(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("explainability.stability", title="Stability of the word ranking (Spearman)", direction="higher",
-       params={**BUDGET, "top_k": 20}, validate=_validate, cost="shap", evidence="sampled rows explained")
+       params={**BUDGET, "top_k": 20}, validate=_validate, cost="shap", evidence="sampled rows explained",
+       stats=_shap_ranking_stats, stats_form="silo")
 def stability(ctx: CheckContext, **params) -> Measurement:
     """Spearman rank correlation of the global word importance between two halves of the explained sample.
 
@@ -662,7 +821,7 @@ def _prohibited_start(ctx: CheckContext, cid: str, params: dict):
 
 @check("explainability.prohibited_terms", title="Share of |SHAP| on prohibited terms", direction="lower",
        unit="share", params={**BUDGET, **TERM_PARAMS}, validate=_validate, cost="shap",
-       evidence="sampled rows explained")
+       evidence="sampled rows explained", stats=_shap_share_stats, stats_form="silo")
 def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
     """Share of the total |SHAP| of the sampled rows that falls on prohibited terms (protected attributes or their proxies).
 
@@ -697,7 +856,8 @@ def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
 
 @check("explainability.prohibited_terms_in_top_k", title="Prohibited terms among the top-k words",
        direction="lower", unit="count", params={**BUDGET, **TERM_PARAMS, "min_stability": 0.5},
-       validate=_validate, cost="shap", evidence="sampled rows explained")
+       validate=_validate, cost="shap", evidence="sampled rows explained",
+       stats=_shap_ranking_stats, stats_form="silo")
 def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     """Number of prohibited terms among the k words the model leans on most (global importance over the sampled rows).
 

@@ -225,7 +225,7 @@ def _groupings(ctx: CheckContext, attributes: list, intersections: list
         raise ValueError("attributes and intersections must be lists")
     wanted = [str(a) for a in attributes] or mapped
     specs = [[a] for a in dict.fromkeys(wanted)] + [_parse_intersection(i) for i in intersections]
-    # a context built from statistics (audit.federated) holds the groupings it carries and says why others lack
+    # a context built from statistics (audit.from_stats) holds the groupings it carries and says why others lack
     not_carried = ctx.not_carried
     problems, out = [], []
     for parts in specs:
@@ -1014,6 +1014,129 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
     return m
 
 
+# ---------------------------------------------------------------- counterfactual swaps from a silo's counts
+
+
+def _swap_key(swaps: Any, threshold: float) -> dict[str, Any]:
+    from audit import swaps as sw
+
+    lists = sw.load_all("gender" if swaps is None else swaps)
+    return {"lists": [[sl.name, sl.source] for sl in lists], "threshold": float(threshold)}
+
+
+def _counterfactual_collect(ctx: CheckContext, check_id: str, **params):
+    """In the silo: per swap list, the rows swapped, the flips, the sum of |score change| (with their bootstrap
+    sums under the run's row-id weights, as in memory), the flips each way, the sum of score changes, the
+    largest |change| and the terms swapped. Sensitivity (one row added or removed), per list: at most 1 in the
+    rows scanned, the rows swapped, the flips, the flips of one direction, the sum of |change| and the sum of
+    change (scores are in [0, 1]): L1 = 6 per list. The largest change and the term tallies are not bounded
+    and are not released under noise."""
+    from audit.mergeable import Counts, SiloStat
+
+    if not ctx.texts or ctx.bundle is None or getattr(ctx.bundle, "model", None) is None:
+        return None
+    outcomes = _swap_outcomes(ctx, params.get("swaps"))
+    W = ctx.weights
+    R = W.shape[0] - 1
+    thr = ctx.threshold
+    st = SiloStat("counterfactual", _swap_key(params.get("swaps"), thr), l1=6.0 * len(outcomes))
+    for o in outcomes:
+        flips = (o.old >= thr) != (o.new >= thr)
+        delta = o.new - o.old
+        Wc = W[:, o.rows]
+        sums = np.column_stack([Wc.sum(axis=1), Wc @ flips.astype(float), Wc @ np.abs(delta)])
+        st.tables[f"replicated {o.name}"] = Counts((3,), R, sums[0].copy(), sums[1:].copy() if R else None)
+        st.tables[f"counts {o.name}"] = Counts((4,), 0, np.array([
+            float(len(ctx.texts)), float(((o.old < thr) & (o.new >= thr)).sum()),
+            float(((o.old >= thr) & (o.new < thr)).sum()), float(delta.sum())]))
+        st.maxima[f"max_abs {o.name}"] = float(np.abs(delta).max()) if len(delta) else 0.0
+        st.tallies[f"terms {o.name}"] = {k: float(v) for k, v in o.terms.items()}
+    return st
+
+
+def _counterfactual_from_stats(sctx, check_id: str, stat: str, params: dict) -> Measurement:
+    """The counterfactual check from silos' counts: per swap list the same rate, interval and part as in
+    memory on one silo's rows (the same sums under the same row-id weights); silos' counts added. No example
+    text leaves a silo."""
+    from audit.from_stats import carried
+
+    key = _swap_key(params.get("swaps"), sctx.threshold)
+    st, why = carried(sctx, check_id, "counterfactual", key)
+    if st is None:
+        return why
+    k = _floor(sctx, params.get("min_group_size"))
+    m = Measurement(check_id, None, n=0)
+    lists, parts = [], []
+    rows_total = 0
+    for name, source in key["lists"]:
+        rep = st.tables[f"replicated {name}"]
+        M = sctx.replicates.table(rep)
+        cnt = st.tables[f"counts {name}"].point
+        rows_total = int(round(max(float(cnt[0]), 0.0)))
+        changed = int(round(max(float(rep.point[0]), 0.0)))
+        replicated = M.shape[0] > 1
+        flip_rate = _div(M[:, 1], M[:, 0])
+        mean_abs = _div(M[:, 2], M[:, 0])
+        v = flip_rate if stat == "flip_rate" else mean_abs
+        low, high = _interval(v[1:], sctx.confidence) if replicated else [None, None]
+        why, few = "", ""
+        if not changed:
+            why = f"no eval text contains a term of the '{name}' list"
+        elif changed < k:
+            texts = "eval text contains" if changed == 1 else "eval texts contain"
+            few = f"only {changed} {texts} a term of the '{name}' list (at least {k} needed for a pass)"
+        if not why and _f(v[0]) is not None and replicated and low is None:
+            why = f"the interval of the '{name}' list is undefined on too many bootstrap replicates"
+        terms = st.tallies.get(f"terms {name}") or {}
+        biggest = st.maxima.get(f"max_abs {name}")
+        entry = {
+            "list": name, "source": source, "rows_total": rows_total, "rows_changed": changed,
+            "value": _f(v[0]), "ci_low": low, "ci_high": high, "inconclusive": why or None,
+            "incomplete": few or None,
+            "terms_swapped": {t: int(round(c)) for t, c in sorted(terms.items(), key=lambda kv: (-kv[1], kv[0]))[:20]},
+            "flip_rate": _f(flip_rate[0]), "flip_rate_ci": _interval(flip_rate[1:], sctx.confidence),
+            "flips": int(round(float(rep.point[1]))),
+            "flips_to_favourable": int(round(float(cnt[1]))), "flips_to_unfavourable": int(round(float(cnt[2]))),
+            "mean_abs_score_change": _f(mean_abs[0]),
+            "mean_abs_score_change_ci": _interval(mean_abs[1:], sctx.confidence),
+            "mean_score_change": _f(cnt[3] / changed) if changed else None,
+            "max_abs_score_change": _f(biggest) if changed and biggest is not None else None,
+            "examples": [],
+        }
+        lists.append(entry)
+        parts.append(Part(name, kind="swap list", value=entry["value"], ci_low=low, ci_high=high, n=changed,
+                          inconclusive=why or None, incomplete=few or None))
+    m.parts = parts
+    # texts changed by any list: a silo's counts do not say which rows two lists share, so the largest list's
+    m.n = max((p.n for p in parts), default=0)
+    judged = [p for p in parts if p.value is not None and not p.inconclusive] or [p for p in parts if p.value is not None]
+    worst = max(judged, key=lambda p: p.value) if judged else None
+    if worst is not None:
+        m.value, m.ci_low, m.ci_high = worst.value, worst.ci_low, worst.ci_high
+    m.details = {"statistic": stat, "decision_threshold": sctx.threshold, "favourable_label": sctx.manifest.positive_label,
+                 "min_group_size": k, "lists": lists, "worst_list": worst.name if worst else None,
+                 "rows_total": rows_total, "rows_changed": m.n,
+                 "examples_note": "no example text leaves a silo: only counts were merged",
+                 "caveats": ["Only texts that contain a term of a swap list count; the others carry no evidence "
+                             "either way.", "Each swap list is judged on its own, on the texts it changed; the "
+                             "value shown is the worst list's.", "A swap changes words, not facts: a model may "
+                             "also read a protected attribute through proxies (names, places, amounts) that no "
+                             "list swaps."]}
+    return m
+
+
+def _cf_flip_stats(sctx, check_id: str, **params) -> Measurement:
+    return _counterfactual_from_stats(sctx, check_id, "flip_rate", params)
+
+
+def _cf_change_stats(sctx, check_id: str, **params) -> Measurement:
+    return _counterfactual_from_stats(sctx, check_id, "score_change", params)
+
+
+_cf_flip_stats.collect = _counterfactual_collect  # type: ignore[attr-defined]
+_cf_change_stats.collect = _counterfactual_collect  # type: ignore[attr-defined]
+
+
 def _validate_swaps(params: dict) -> None:
     """At policy load: the swap lists must exist and parse (raises ValueError naming the problem)."""
     from audit import swaps
@@ -1029,7 +1152,7 @@ def _validate_swaps(params: dict) -> None:
 
 @check("fairness.counterfactual_flip_rate", title="Counterfactual decision flip rate", direction="lower",
        unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps,
-       evidence="texts with a term to swap")
+       evidence="texts with a term to swap", stats=_cf_flip_stats, stats_form="silo")
 def counterfactual_flip_rate(ctx: CheckContext, **params) -> Measurement:
     """Share of eval texts whose decision changes when the applicant's protected attribute is swapped, worst attribute or swap list.
 
@@ -1045,7 +1168,7 @@ def counterfactual_flip_rate(ctx: CheckContext, **params) -> Measurement:
 
 @check("fairness.counterfactual_score_change", title="Counterfactual mean score change", direction="lower",
        unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps,
-       evidence="texts with a term to swap")
+       evidence="texts with a term to swap", stats=_cf_change_stats, stats_form="silo")
 def counterfactual_score_change(ctx: CheckContext, **params) -> Measurement:
     """Mean absolute change of the score when the applicant's protected attribute (templated text) or identity terms (free text) are swapped, worst part.
 

@@ -201,7 +201,7 @@ def _curves(S: np.ndarray) -> dict[str, dict[str, list[float]]]:
 def performance_from_stats(stats, reps, threshold: float, confidence: float, pos_label: str,
                            neg_label: str, ece_bins: int = 10) -> dict[str, Measurement]:
     """Every performance measurement from `stats` (audit.mergeable.AuditStats) and its replicates `reps`
-    (audit.federated.Replicates): confusion counts at the threshold on the score grid, the binned ROC and PR
+    (audit.replicates.Replicates): confusion counts at the threshold on the score grid, the binned ROC and PR
     curves, and the calibration sums, through the same rate functions (audit.stats) and wrapper as in memory."""
     from audit import stats as st
     from audit.mergeable import binned_auc, threshold_index

@@ -138,8 +138,108 @@ def _validate_pii(params: dict) -> None:
         raise ValueError(f"unknown PII type {unknown[0]!r} (known: {', '.join(pii.TYPES)})")
 
 
+# ---------------------------------------------------------------- PII from a silo's counts
+
+
+PII_CELLS = ("rows", "rows_with_pii", "rows_could_hold_any")  # the "counts" table; by type: finds, rows, could_hold
+
+
+def training_identity(train) -> str:
+    """Which training rows a statistic describes (every silo that reads the model's training split reads the
+    same rows): the file's hash and the split's rows."""
+    import hashlib
+
+    return "train:" + hashlib.sha256(("\n".join(train.texts)).encode("utf-8")).hexdigest()[:32]
+
+
+def _pii_collect(ctx: CheckContext, check_id: str, dataset: str = "eval", types: list | None = None,
+                 examples: int = 3):
+    """In the silo: the counts the PII check reads, with the bootstrap sums of its interval (the eval rows'
+    row-id weights, as in memory; the training rows' positional draws, as in memory). Sensitivity (one row
+    added or removed): 1 in each of the three counts and at most 1 in each type's rows and could-hold cells, so
+    L1 = 3 + 2 x types; the finds per type are not bounded and are not released under noise."""
+    from audit.mergeable import Counts, SiloStat
+
+    dataset = str(dataset).strip().lower()
+    chosen = list(pii.check_types(list(types or [])))
+    shared = None
+    if dataset == "eval":
+        texts = list(ctx.texts)
+    else:
+        train, _why = training_set(ctx)
+        if train is None:
+            return None
+        texts, shared = list(train.texts), training_identity(train)
+    found = pii.scan(texts, chosen)
+    flags = found.any_row.astype(np.float64)
+    n = len(texts)
+    if dataset == "eval":
+        W = ctx.weights
+        sums = np.column_stack([W.sum(axis=1), W @ flags])
+    else:
+        sums = _bootstrap(n, ctx.replicates, ctx.seed, lambda W: np.column_stack([W.sum(axis=1), W @ flags]))
+    R = sums.shape[0] - 1
+    counts = Counts((2,), R, sums[0].copy(), sums[1:].copy() if R else None)
+    extra = Counts((1,), 0, np.array([float(found.could_hold_any)]))
+    by_type = Counts((len(chosen), 3), 0, np.array([[found.counts[t], found.rows[t], found.could_hold[t]]
+                                                     for t in chosen], dtype=float).reshape(len(chosen), 3))
+    return SiloStat("pii", {"dataset": dataset, "types": chosen},
+                    {"counts": counts, "could_hold_any": extra, "by_type": by_type}, shared=shared,
+                    l1=3.0 + 2.0 * len(chosen))
+
+
+def _pii_from_stats(sctx, check_id: str, dataset: str = "eval", types: list | None = None, examples: int = 3):
+    """The PII check from silos' counts: the same rate and interval as in memory on one silo's rows (the
+    replicate sums are the same sums), silos' counts added; no example text leaves a silo."""
+    from audit.from_stats import carried
+
+    dataset = str(dataset).strip().lower()
+    chosen = list(pii.check_types(list(types or [])))
+    st, why = carried(sctx, check_id, "pii", {"dataset": dataset, "types": chosen})
+    if st is None:
+        return why
+    M = sctx.replicates.table(st.tables["counts"])
+    n = int(round(max(float(st.tables["counts"].point[0]), 0.0)))
+    if n == 0:
+        return Measurement(check_id, None, details={"dataset": dataset, "rows": 0},
+                           inconclusive=f"the {dataset} set has no rows to scan")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = M[:, 1] / M[:, 0]
+    low, high = _interval(values, sctx.confidence, M.shape[0] - 1)
+    bt = st.tables["by_type"].point
+    noised = st.tables["counts"].reps is None and sctx.replicates.noised
+    by_type = [{"type": t, "label": pii.LABELS[t], "token": pii.TOKENS[t],
+                "finds": None if noised else int(round(bt[i, 0])), "rows": int(round(bt[i, 1])),
+                "share": bt[i, 1] / n, "could_hold": int(round(bt[i, 2])), "could_hold_means": pii.CANDIDATES[t]}
+               for i, t in enumerate(chosen)]
+    details: dict[str, Any] = {
+        "dataset": dataset, "rows": n, "rows_with_pii": int(round(float(st.tables["counts"].point[1]))),
+        "types": chosen, "by_type": by_type,
+        "rows_could_hold_any": int(round(float(st.tables["could_hold_any"].point[0]))), "examples": [],
+        "examples_note": "no example text leaves a silo: only counts were merged",
+        "not_detected": "names, postal addresses and free-form account numbers (the scanner uses validated "
+                        "patterns, not a language model)",
+    }
+    if st.shared:
+        details["shared_rows"] = "the model's training split, read in every silo: counted once"
+    return Measurement(check_id, float(values[0]), low, high, n=n, details=details)
+
+
+_pii_from_stats.collect = _pii_collect  # type: ignore[attr-defined]
+
+
+def _pii_from_stats_train(sctx, check_id: str, types: list | None = None, examples: int = 3):
+    """privacy.pii_in_training_text from statistics: the PII form on the training rows."""
+    return _pii_from_stats(sctx, check_id, "train", types, examples)
+
+
+_pii_from_stats_train.collect = (  # type: ignore[attr-defined]
+    lambda ctx, check_id, types=None, examples=3: _pii_collect(ctx, check_id, "train", types, examples))
+
+
 @check("privacy.pii_rate", title="Rows with personal data", direction="lower", unit="rate",
-       params={"dataset": "eval", "types": [], "examples": 3}, validate=_validate_pii, evidence="rows scanned")
+       params={"dataset": "eval", "types": [], "examples": 3}, validate=_validate_pii, evidence="rows scanned",
+       stats=_pii_from_stats, stats_form="silo")
 def pii_rate(ctx: CheckContext, dataset: str = "eval", types: list | None = None, examples: int = 3) -> Measurement:
     """Share of rows of a data set (`dataset`: eval or train) whose text holds personal data: e-mail, phone,
     payment card, IBAN, US SSN, IP address or date of birth (`types` narrows the list).
@@ -152,7 +252,7 @@ def pii_rate(ctx: CheckContext, dataset: str = "eval", types: list | None = None
 
 @check("privacy.pii_in_training_text", title="Training rows with personal data", direction="lower",
        unit="rate", params={"types": [], "examples": 3}, validate=_validate_pii, cost="training-set",
-       evidence="training rows scanned")
+       evidence="training rows scanned", stats=_pii_from_stats_train, stats_form="silo")
 def pii_in_training_text(ctx: CheckContext, types: list | None = None, examples: int = 3) -> Measurement:
     """Share of the model's training rows whose text holds personal data (e-mail, phone, payment card, IBAN,
     US SSN, IP address or date of birth).
@@ -282,9 +382,168 @@ def _from_attack(ctx: CheckContext, check_id: str, name: str, min_members: int, 
     return m
 
 
+# ---------------------------------------------------------------- membership inference from loss histograms
+#
+# In each silo `audit stats` scores the model's training rows (members) and the silo's rows (non-members) and keeps
+# per side a histogram of the per-row loss on a fixed grid (LOSS_EDGES), with bootstrap replicate counts under
+# row-id weights. A silo row whose text occurs in the training rows is left out (to the model it is the same
+# input); the training rows are all kept, so every silo holds the same member histogram and the merge counts it
+# once. The attack then reads the histograms: the AUC of "member when the loss is low" with the pairs inside one
+# bin counted one half (|binned - exact| <= half the share of pairs that share a bin, reported), and the TPR at a
+# low FPR over thresholds on the bin edges (a lower bound of the exact, with the upper bound beside it). Unlike the
+# in-memory attack, the larger side is not subsampled to the smaller (the AUC does not need equal sides), so the
+# interval is the whole sides'. Sensitivity: one row (of the silo, or of the training rows) changes one histogram
+# cell by 1 and one count (rows left out, rows kept, training rows) by 1: L1 = 5 over both sides; the sums of
+# losses behind the mean losses are unbounded and are not released under noise.
+
+LOSS_EDGES = np.r_[0.0, np.geomspace(1e-6, 50.0, 799)]  # 800 left-closed loss bins; 50 and above: the last
+
+
+def _loss_bins(loss: np.ndarray) -> np.ndarray:
+    return np.clip(np.searchsorted(LOSS_EDGES, np.asarray(loss, float), side="right") - 1, 0, len(LOSS_EDGES) - 1)
+
+
+def _ids_of(frame, manifest, n: int) -> list[str]:
+    col = getattr(manifest, "id_column", None)
+    if frame is not None and col and col in frame.columns:
+        return frame[col].astype(str).tolist()
+    return [str(i) for i in (frame.index if frame is not None else range(n))]
+
+
+def _membership_collect(ctx: CheckContext, check_id: str, min_members: int = MIN_MEMBERS):
+    from audit.mergeable import Counts, SiloStat, replicate_weights, row_keys
+
+    train, _why = training_set(ctx)
+    preds = ctx.predictions
+    eval_loss = getattr(preds, "loss", None)
+    train_loss = getattr(train.predictions, "loss", None) if train is not None else None
+    if train is None or eval_loss is None or train_loss is None:
+        return None
+    bins, R = len(LOSS_EDGES), ctx.replicates
+    eval_texts = list(ctx.texts) if len(ctx.texts) == len(eval_loss) else [None] * len(eval_loss)
+    in_train = set(train.texts)
+    keep = np.array([t not in in_train for t in eval_texts], dtype=bool)
+    st = SiloStat("membership", {"loss_bins": bins}, l1=5.0)
+    non = Counts((bins,), R)
+    W = ctx.weights[1:].T.astype(np.float32) if R else None  # (n, R): the run's row-id weights
+    non.add(_loss_bins(np.asarray(eval_loss)[keep]), W[keep] if W is not None else None)
+    st.tables["non_members"] = non
+    st.tables["non_member_facts"] = Counts((3,), 0, np.array([float((~keep).sum()), float(np.asarray(eval_loss)[keep].sum()),
+                                                            float(keep.sum())]))
+    mem = SiloStat("membership-members", {"loss_bins": bins}, shared=training_identity(train), l1=0.0)
+    tl = np.asarray(train_loss, float)
+    Wm = (replicate_weights(row_keys(_ids_of(train.frame, ctx.manifest, len(tl)), ctx.seed), R) if R else None)
+    members = Counts((bins,), R)
+    members.add(_loss_bins(tl), Wm)
+    mem.tables["members"] = members
+    mem.tables["member_facts"] = Counts((2,), 0, np.array([float(tl.sum()), float(len(tl))]))
+    return [st, mem]
+
+
+def _attack_from_histograms(M_mem: np.ndarray, M_non: np.ndarray) -> dict[str, np.ndarray]:
+    """Per row of (1 + R, bins) histograms: the binned AUC, the advantage and the TPR at each low FPR over
+    thresholds on the bin edges (lower bound), with its upper bound."""
+    from audit.mergeable import binned_auc
+
+    out = {"auc": binned_auc(M_mem[:, ::-1], M_non[:, ::-1])}  # bins by falling loss: rising attack score
+    cm = np.concatenate([np.zeros((M_mem.shape[0], 1)), np.cumsum(M_mem, axis=1)], axis=1)
+    cn = np.concatenate([np.zeros((M_non.shape[0], 1)), np.cumsum(M_non, axis=1)], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpr, fpr = cm / cm[:, -1:], cn / cn[:, -1:]
+    defined = (cm[:, -1] > 0) & (cn[:, -1] > 0)
+    out["advantage"] = np.where(defined, np.maximum(np.nan_to_num(tpr - fpr).max(axis=1), 0.0), np.nan)
+    nxt = np.concatenate([tpr[:, 1:], tpr[:, -1:]], axis=1)
+    for a in LOW_FPRS:
+        ok = fpr <= a + 1e-12
+        out[f"tpr@{a:g}"] = np.where(defined, np.where(ok, tpr, 0.0).max(axis=1), np.nan)
+        out[f"tpr@{a:g} upper"] = np.where(defined, np.where(ok, nxt, 0.0).max(axis=1), np.nan)
+    return out
+
+
+def _membership_from_stats(sctx, check_id: str, min_members: int = MIN_MEMBERS):
+    """The loss attack from the silos' loss histograms (binned: the section above)."""
+    from audit.from_stats import carried
+
+    bins = len(LOSS_EDGES)
+    st, why = carried(sctx, check_id, "membership", {"loss_bins": bins})
+    if st is None:
+        return why
+    mem, why = carried(sctx, check_id, "membership-members", {"loss_bins": bins})
+    if mem is None:
+        return why
+    name = "auc" if check_id == "privacy.membership_inference_auc" else "tpr@0.01"
+
+    def attack():
+        M_mem = sctx.replicates.table(mem.tables["members"])
+        M_non = sctx.replicates.table(st.tables["non_members"])
+        got = _attack_from_histograms(M_mem, M_non)
+        pm, pn = np.clip(M_mem[0], 0, None), np.clip(M_non[0], 0, None)
+        nm, nn = float(pm.sum()), float(pn.sum())
+        facts: dict[str, Any] = {
+            "attack": "loss threshold (Yeom et al. 2018): lower loss on an example = guess it was in training",
+            "members_available": int(round(nm)), "non_members_available": int(round(nn)),
+            "non_members_dropped": int(round(float(st.tables["non_member_facts"].point[0]))), "members_dropped": 0,
+            "binned": {"loss_bins": bins, "grid": "0, then 799 log-spaced edges from 1e-6 to 50",
+                       "max_abs_error": float(0.5 * (pm * pn).sum() / (nm * nn)) if nm * nn > 0 else None,
+                       "subsampled": False},
+        }
+        if min(nm, nn) < min_members:
+            return {"inconclusive": f"too few rows for the attack: {int(round(nm))} training rows and "
+                    f"{int(round(nn))} eval rows that the model never trained on (needs at least {min_members} of "
+                    "each, the rule's `min_members`)", "details": facts}
+        # the interval of a binned number is widened by its binning bound, so that it holds the exact attack's
+        # number too (the AUC: +- half the share of pairs in one bin; the TPR at a low FPR: up to its upper bound)
+        auc_bound = facts["binned"]["max_abs_error"] or 0.0
+        est = {}
+        for key in ("auc", "advantage", *[f"tpr@{a:g}" for a in LOW_FPRS]):
+            v = got[key]
+            low, high = _interval(v, sctx.confidence, v.shape[0] - 1)
+            widen_low, widen_high = (auc_bound, auc_bound) if key == "auc" else (0.0, 0.0)
+            if key.startswith("tpr@") and not np.isnan(v[0]):
+                widen_high = float(got[f"{key} upper"][0] - v[0])
+            if low is not None:
+                low, high = max(0.0, low - widen_low), min(1.0, high + widen_high)
+            est[key] = {"value": None if np.isnan(v[0]) else float(v[0]), "ci_low": low, "ci_high": high}
+        facts["binned"]["interval"] = ("the bootstrap interval of the binned number, widened by its binning bound "
+                                       "(AUC: the max_abs_error; TPR at a low FPR: up to its upper bound)")
+        noised = sctx.replicates.noised
+        facts.update({
+            "members": int(round(nm)), "non_members": int(round(nn)),
+            "mean_loss_members": None if noised else float(mem.tables["member_facts"].point[0] / nm),
+            "mean_loss_non_members": None if noised else float(st.tables["non_member_facts"].point[1] / nn),
+            "auc": est["auc"], "advantage": est["advantage"],
+            "tpr_at_fpr": [{"fpr": a, **est[f"tpr@{a:g}"], "upper_bound": _num(got[f"tpr@{a:g} upper"][0]),
+                            "resolved": nn * a >= 1.0, "chance": a} for a in LOW_FPRS],
+        })
+        return {"details": facts, "n": int(round(min(nm, nn))), "estimates": est}
+
+    result = sctx.once(f"membership {min_members}", attack)
+    details = dict(result.get("details") or {})
+    if "estimates" not in result:
+        return Measurement(check_id, None, details=details, inconclusive=result["inconclusive"])
+    e = result["estimates"][name]
+    m = Measurement(check_id, e["value"], e["ci_low"], e["ci_high"], n=result["n"], details=details)
+    if m.value is None:
+        m.inconclusive = "the attack is undefined on these rows"
+    elif name != "auc" and details["non_members"] < 100:
+        m.inconclusive = (f"only {details['non_members']} non-members: a false-positive rate of 1% cannot be "
+                          "resolved with fewer than 100")
+    elif sctx.replicates.R and m.ci_low is None:
+        m.inconclusive = "the interval is undefined on most resamples (too few rows)"
+    return m
+
+
+def _num(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+_membership_from_stats.collect = _membership_collect  # type: ignore[attr-defined]
+
+
 @check("privacy.membership_inference_auc", title="Membership inference AUC (loss attack)", direction="lower",
        cost="training-set", evidence="members attacked (beside as many non-members)",
-       params={"min_members": MIN_MEMBERS}, validate=_validate_members)
+       params={"min_members": MIN_MEMBERS}, validate=_validate_members, stats=_membership_from_stats,
+       stats_form="binned")
 def membership_inference_auc(ctx: CheckContext, min_members: int = MIN_MEMBERS) -> Measurement:
     """How well an attacker who sees the model's loss on an example tells training rows from rows the model
     never saw: the area under the ROC curve of the loss-threshold attack.
@@ -298,7 +557,8 @@ def membership_inference_auc(ctx: CheckContext, min_members: int = MIN_MEMBERS) 
 
 @check("privacy.mia_tpr_at_1pct_fpr", title="Membership inference TPR at 1% FPR", direction="lower",
        unit="rate", cost="training-set", evidence="non-members attacked (beside as many members)",
-       params={"min_members": MIN_MEMBERS}, validate=_validate_members)
+       params={"min_members": MIN_MEMBERS}, validate=_validate_members, stats=_membership_from_stats,
+       stats_form="binned")
 def mia_tpr_at_1pct_fpr(ctx: CheckContext, min_members: int = MIN_MEMBERS) -> Measurement:
     """Share of training rows the loss attack picks out while wrongly accusing at most 1% of rows the model
     never saw (true-positive rate at a 1% false-positive rate).

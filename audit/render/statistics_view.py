@@ -3,7 +3,7 @@ stats files, or `audit run --predictions` over a prediction log), told to a comp
 saw, where the numbers came from (each silo or log, its rows and sha256), what noise was added and how the
 intervals carry it, and where binned counts approximate the exact statistics.
 
-Built from result.json's `statistics` section alone (audit/federated.py `statistics_section`), like views.py:
+Built from result.json's `statistics` section alone (audit/result_writer.py `statistics_section`), like views.py:
 every string is formatted here, reports/templates/statistics.html only loops and prints, and the environment
 autoescapes it. A result without the section (a normal `audit run`) gives None, and the report has no such
 section. Any part may be missing from an older or partial result: readers use `.get` and show less.
