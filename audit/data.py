@@ -200,3 +200,15 @@ def group_series(df, name: str, attr, path: Path | str):
                             f"does not cover: {', '.join(repr(u) for u in unmapped[:MAX_SHOWN])}")
         return values.map(attr.map)
     return raw.astype(object)
+
+
+def find_source(recorded: str, model_dir: Path) -> Path:
+    """The training data file a manifest records: its path as recorded, or a file of that name beside or in the
+    model folder (a model folder moved with its data)."""
+    p = Path(recorded)
+    if p.exists():
+        return p
+    for candidate in (model_dir / p.name, model_dir.parent / p.name):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{recorded}: training data file from the manifest not found; give --data FILE")

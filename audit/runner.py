@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from audit import __version__
+from audit.data import find_source as _find_source
 from audit.data import group_series, label_indices, make_texts, read_table, sha256_file
 from audit.errors import DataError, UsageError
 from audit.manifest import Manifest
@@ -104,16 +105,6 @@ def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | N
         notes.append("The text of every row is generated from a template over tabular columns; the model never "
                      "saw free text written by applicants.")
     return EvalSet(path, frame, texts, y, source, row_ids, digest, notes, overlap)
-
-
-def _find_source(recorded: str, model_dir: Path) -> Path:
-    p = Path(recorded)
-    if p.exists():
-        return p
-    for candidate in (model_dir / p.name, model_dir.parent / p.name):
-        if candidate.exists():
-            return candidate
-    raise DataError(f"{recorded}: training data file from the manifest not found; give --data FILE")
 
 
 def other_rows(name: str, bundle: ModelBundle, paths: dict[str, Path] | None = None):
