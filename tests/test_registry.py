@@ -74,7 +74,14 @@ def test_manifest_form_equals_the_in_memory_check():
     got = measure_stats(policy, stats_of(df), manifest())
     want = all_checks()["privacy.dp_epsilon"].fn(in_memory_ctx(df), missing="fail")
     assert got["privacy.dp_epsilon"].to_dict() == want.to_dict()
-    assert got["privacy.dp_epsilon"].value == float("inf")
+    # the check measures no ε; the rule's `missing: fail` is the judge's: it counts as ε = ∞ against max 8
+    assert got["privacy.dp_epsilon"].value is None and got["privacy.dp_epsilon"].inconclusive
+    import datetime as dt
+
+    from audit.judge import judge
+
+    finding = judge(policy, all_checks(), got, today=dt.date(2026, 1, 1))[0]
+    assert (finding.status.value, finding.value, finding.observed) == ("FAIL", float("inf"), float("inf"))
     assert got["privacy.pii_rate"].inconclusive == (
         "not measurable from statistics: it needs the texts or the model's per-row losses on training rows, "
         "which the statistics do not carry")

@@ -69,8 +69,9 @@ BUDGET = {"rows": 40, "max_evals": 100, "examples": 1, "tolerance": 0.01}
 TERM_PARAMS = {"terms": [], "term_lists": [], "top_k": 20}
 BATCH_SIZE = 64
 LOCKSTEP = 16  # texts explained side by side, their masked texts scored in shared batches
-MIN_HALF = 5  # rows in each half of the sample before a rank correlation means anything
-MIN_WORDS = 10  # a ranking rule reads the stability of at least the top 10 words, however small its k
+MIN_HALF = 5  # default of the rule parameter `min_half_rows`: rows in each half before a rank correlation is read
+MIN_WORDS = 10  # default of `stability_words`: a ranking rule reads the stability of at least this many top words
+STABILITY = {"min_half_rows": MIN_HALF}  # shared by both checks that read the stability of the ranking
 TABLE_WORDS = 40  # words kept in the stored global-importance table
 MAX_EXAMPLES = 5
 OUTPUT = "log-odds of the positive label"
@@ -495,7 +496,8 @@ def _ranked(stats_: Sequence[WordStat], limit: int) -> list[dict[str, Any]]:
 
 
 _RANGES = {"rows": (2, None, True), "max_evals": (2, None, True), "examples": (0, None, True),
-           "tolerance": (0, None, False), "top_k": (1, None, True), "min_stability": (-1, 1, False)}
+           "tolerance": (0, None, False), "top_k": (1, None, True), "min_stability": (-1, 1, False),
+           "min_half_rows": (2, None, True), "stability_words": (3, None, True)}
 
 
 def _validate(params: dict) -> None:
@@ -552,13 +554,15 @@ def additivity_error(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("explainability.stability", title="Stability of the word ranking (Spearman)", direction="higher",
-       params={**BUDGET, "top_k": 20}, validate=_validate, cost="shap", evidence="sampled rows explained")
+       params={**BUDGET, "top_k": 20, **STABILITY}, validate=_validate, cost="shap",
+       evidence="sampled rows explained")
 def stability(ctx: CheckContext, **params) -> Measurement:
     """Spearman rank correlation of the global word importance between two halves of the explained sample.
 
     Over the union of the top-k words of both halves. Near 1, the ranking does not depend on which rows were
     drawn; a low value means the sample is too small (or the model too erratic) for a ranking to be read, and
-    a pass of the ranking rules (no prohibited term in the top k) is then INCONCLUSIVE."""
+    a pass of the ranking rules (no prohibited term in the top k) is then INCONCLUSIVE. With fewer than
+    `min_half_rows` (default 5) rows in a half, it is INCONCLUSIVE."""
     cid = "explainability.stability"
     early, ex = _start(ctx, cid, params)
     if early:
@@ -573,8 +577,9 @@ def stability(ctx: CheckContext, **params) -> Measurement:
                "top_half_a": [_redact_word(w.word) for w in ia[:top_k]],
                "top_half_b": [_redact_word(w.word) for w in ib[:top_k]]}
     m = Measurement(cid, rho, n=len(ex.sample), details=details)
-    if len(half_b) < MIN_HALF:
-        m.inconclusive = f"too few sampled rows to compare two halves ({len(half_a)} and {len(half_b)}; {MIN_HALF} each needed)"
+    min_half = int(params.get("min_half_rows", MIN_HALF))
+    if len(half_b) < min_half:
+        m.inconclusive = f"too few sampled rows to compare two halves ({len(half_a)} and {len(half_b)}; {min_half} each needed)"
     elif rho is None:
         m.inconclusive = f"the rank correlation is undefined ({len(words)} words, or no variation in one half)"
     return _guard(m, ex)
@@ -638,15 +643,17 @@ def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("explainability.prohibited_terms_in_top_k", title="Prohibited terms among the top-k words",
-       direction="lower", unit="count", params={**BUDGET, **TERM_PARAMS, "min_stability": 0.5},
+       direction="lower", unit="count",
+       params={**BUDGET, **TERM_PARAMS, "min_stability": 0.5, **STABILITY, "stability_words": MIN_WORDS},
        validate=_validate, cost="shap", evidence="sampled rows explained")
 def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     """Number of prohibited terms among the k words the model leans on most (global importance over the sampled rows).
 
     A rule `max: 0` forbids any of them in the top k. A pass is only read from a stable ranking: when the
     Spearman correlation between the two halves of the sample (as explainability.stability measures it, over the
-    top k words, at least 10) is below `min_stability`, a count within the rule is INCONCLUSIVE, with the terms
-    each half ranks in its top k; a count over the rule is a violation whatever the stability."""
+    top k words, at least `stability_words`, default 10) is below `min_stability`, or cannot be measured (fewer
+    than `min_half_rows` rows in a half), a count within the rule is INCONCLUSIVE, with the terms each half ranks
+    in its top k; a count over the rule is a violation whatever the stability."""
     cid = "explainability.prohibited_terms_in_top_k"
     early, ex, terms, multi = _prohibited_start(ctx, cid, params)
     if early:
@@ -656,7 +663,7 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     ranked = ex.ranking(ex.sample)
     in_top = [r for r in _term_rows(ranked, wanted) if r["rank"] <= top_k]
     half_a, half_b = ex.ranking(ex.sample[0::2]), ex.ranking(ex.sample[1::2])
-    rho, _ = rank_stability(half_a, half_b, max(top_k, MIN_WORDS))
+    rho, _ = rank_stability(half_a, half_b, max(top_k, int(params.get("stability_words", MIN_WORDS))))
     details = {**_budget_details(ex), "top_k": top_k, "terms": terms,
                "term_lists": list(params.get("term_lists") or []), "not_matched": multi, "in_top_k": in_top,
                "top_k_words": [_redact_word(w.word) for w in ranked[:top_k]], "stability": rho,
@@ -667,7 +674,7 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     # An unstable ranking limits what a pass says (other rows could bring a prohibited term into the top k), not
     # what a violation says: terms that the whole sample ranks in the top k are there. So the measurement is
     # `incomplete`, not `inconclusive`: a violation stands, a pass is INCONCLUSIVE.
-    if len(ex.sample[1::2]) < MIN_HALF or rho is None:
+    if len(ex.sample[1::2]) < int(params.get("min_half_rows", MIN_HALF)) or rho is None:
         m.incomplete = ("the stability of the word ranking cannot be measured on this sample, so a top k without "
                         "prohibited terms could change with other rows")
     elif rho < float(params["min_stability"]):
