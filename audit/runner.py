@@ -14,7 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from audit.manifest import Manifest
 from audit.model import ModelBundle, open_bundle
 from audit.policy import Policy, load_policy
 from audit.result import SCHEMA_VERSION, Measurement, Status
+
+if TYPE_CHECKING:
+    from audit.engines import Engine
 
 
 @dataclass
@@ -132,7 +135,7 @@ def other_rows(name: str, bundle: ModelBundle, paths: dict[str, Path] | None = N
 
 
 def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
-               paths: dict[str, Path] | None = None, engine=None):
+               paths: dict[str, Path] | None = None, engine: Engine | None = None):
     """Load and score another data set of the run (see other_rows), once, with embeddings from the same pass."""
     from audit.context import Scored
     from audit.engines import LocalEngine
@@ -151,16 +154,16 @@ def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
 OTHER_SETS = {"train": {"privacy", "drift"}, "current": {"drift"}}
 
 
-def score_all(engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, request, others: dict[str, Path],
+def score_all(engine: Engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, request, others: dict[str, Path],
               batch_size: int, progress: bool):
     """The eval set's Predictions, and the other sets the policy's families read, scored on `engine` in ONE pass
-    (one actor pool, one model load per worker for the whole run) when the engine can (`score_many`); the local
-    engine scores the eval set now and the others when a check first asks."""
+    (one actor pool, one model load per worker for the whole run) when the engine is distributed
+    (audit.engines.Engine); the local engine scores the eval set now and the others when a check first asks."""
     from audit.checks import all_checks
     from audit.context import Scored
     from audit.engines import ScoringJob
 
-    if not hasattr(engine, "score_many"):
+    if not engine.distributed:
         preds = engine.score(bundle, ev.texts, batch_size=batch_size, labels=ev.y, embeddings=True,
                              progress=progress, **({"stats": request} if request else {}))
         return preds, {}
@@ -321,7 +324,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
 
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision != "fp32" and getattr(engine, "name", "local") != "local":
+    if precision != "fp32" and engine.distributed:
         raise UsageError(f"--precision {precision} scores in this process; it does not combine with --engine "
                          f"{engine.name}")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -364,7 +367,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         bundle.model = with_precision(bundle.model, precision)
     y_pos = (ev.y == pos).astype(int)
     # a distributed engine also computes the eval set's statistics on its workers (bootstrap included)
-    request = stats_request(policy, ev, m, y_pos) if getattr(engine, "name", "local") != "local" else None
+    request = stats_request(policy, ev, m, y_pos) if engine.distributed else None
     preds, scored_sets = score_all(engine, bundle, policy, ev, request, others,
                                    batch_size if batch_size is not None else policy.budget.batch_size, progress)
     if len(preds.score) != len(ev.texts) or not np.isfinite(preds.score).all():
