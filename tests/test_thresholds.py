@@ -47,16 +47,6 @@ def test_a_bad_threshold_parameter_is_named_with_file_and_line(tmp_path, check_i
     assert str(exc.value) == f"{path}:4: checks.{check_id}: {message}"
 
 
-def test_the_defaults_are_the_old_constants():
-    specs = all_checks()
-    assert specs["explainability.stability"].params["min_half_rows"] == X.MIN_HALF == 5
-    top = specs["explainability.prohibited_terms_in_top_k"].params
-    assert (top["min_half_rows"], top["stability_words"], top["min_stability"]) == (5, 10, 0.5)
-    assert specs["explainability.additivity_error"].params["tolerance"] == 0.01
-    assert specs["privacy.membership_inference_auc"].params["min_members"] == 20
-    assert specs["privacy.dp_epsilon"].params["missing"] == "inconclusive"
-
-
 def _stable_rows(n: int):
     a, b = _units(female=0.6, job=0.3, late=-0.1), _units(male=0.2, job=0.2, late=-1.0)
     return [a, a, b, b] * (n // 4)
