@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.errors import AuditError, DataError
 
 MAX_SHOWN = 5  # row numbers named in one message
 MAX_FILE_BYTES = 2 * 2**30  # a data file loaded whole; bound what we read
+
+if TYPE_CHECKING:
+    from audit.model import ModelBundle
 
 
 def sha256_file(path: Path, what: str = "file", error: type[AuditError] = AuditError) -> str:
@@ -200,3 +203,43 @@ def group_series(df, name: str, attr, path: Path | str):
                             f"does not cover: {', '.join(repr(u) for u in unmapped[:MAX_SHOWN])}")
         return values.map(attr.map)
     return raw.astype(object)
+
+
+def find_source(recorded: str, model_dir: Path) -> Path:
+    """The training data file a manifest records: its path as recorded, or a file of that name beside or in the
+    model folder (a model folder moved with its data)."""
+    p = Path(recorded)
+    if p.exists():
+        return p
+    for candidate in (model_dir / p.name, model_dir.parent / p.name):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{recorded}: training data file from the manifest not found; give --data FILE")
+
+def other_rows(name: str, bundle: ModelBundle, paths: dict[str, Path] | None = None):
+    """Another data set of the run, read but not scored: (frame, texts, label indices or None, path), or None.
+
+    "train": the manifest's training split (None when the manifest records none, or the file changed).
+    Any other name: the file given for it (`--current FILE` → "current"); labels are optional there.
+    """
+    m = bundle.manifest
+    if name == "train":
+        if m.data is None:
+            return None
+        path = find_source(m.data.source.path, bundle.path)
+        if sha256_file(path) != m.data.source.sha256:
+            return None
+        frame = read_table(path).iloc[m.data.split.train_index]
+    elif paths and name in paths:
+        path = Path(paths[name])
+        frame = read_table(path)
+    else:
+        return None
+    texts = make_texts(frame, m.text, path)
+    y = label_indices(frame, m.label_column, m.labels, path) if m.label_column in frame.columns else None
+    return frame, texts, y, path
+
+
+def safe_cell(value: str) -> str:
+    """Neutralize a cell that a spreadsheet would run as a formula (OWASP CSV injection advice)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

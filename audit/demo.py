@@ -47,9 +47,9 @@ def shifted_cohort(csv: Path, eval_index: list[int], seed: int = 0, rows: int = 
 
 def run_demo(out_root: Path, *, epochs: int = 3, policy: str = "fin", progress: bool = True,
              max_length: int = 128, batch_size: int = 16, learning_rate: float = 5e-5, seed: int = 0):
-    from audit.cli import build_train_config
     from audit.runner import run_audit
     from audit.train import train
+    from audit.trainsetup import build_train_config
 
     csv, recipe = german_credit()
     out_root = Path(out_root)

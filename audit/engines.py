@@ -1,9 +1,14 @@
 """Where the big scoring passes run: here (`local`, the default) or on Ray workers (`--engine ray`).
 
-    Engine              score(bundle, texts, ...) -> Predictions, describe() -> result.json's scoring fields
+    Engine (Protocol)   score(bundle, texts, ..., stats=) -> Predictions; score_many(bundle, jobs) -> {name:
+                        Predictions}; `distributed`; describe() -> result.json's scoring fields; close()
     ├── LocalEngine     audit.scoring.score_texts in this process (the numbers of every earlier release)
     └── RayEngine       Ray Data: the texts in partitions, an actor pool of `workers` actors that each open and
                         load the model folder once (same safety checks), results merged here in row order
+
+The runner depends on `Engine` alone. A new engine (another cluster, a batch service) implements its five
+members; `make_engine` maps the CLI's --engine names to engines, and any object that keeps the protocol can be
+passed to `audit.run(engine=...)` as it is.
 
 The runner scores the eval set and every other data set of the run (`train`, `--current`) through the engine.
 Re-scoring of changed texts by the checks (counterfactual swaps, SHAP maskers: `CheckContext.score_texts`)
@@ -28,7 +33,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -75,10 +80,44 @@ class ScoringJob:
     stats: StatsRequest | None = None
 
 
+@runtime_checkable
+class Engine(Protocol):
+    """What the runner asks of a scoring engine, and all it asks.
+
+    `distributed`: False for an engine that scores here (the runner scores the eval set with `score` and each
+    other data set when a check first asks for it); True for one that scores elsewhere: the runner then hands it
+    every data set of the run in one `score_many` pass (one model load per worker for the whole run) and asks
+    for the eval set's mergeable statistics (`ScoringJob.stats`), which its workers compute beside the scores
+    (Predictions.stats, the statistics; meta["stats_partitions"], how many partitions they merge)."""
+
+    name: str  # result.json's scoring.engine
+    distributed: bool
+
+    def score(self, bundle, texts: list[str], *, batch_size: int, labels: np.ndarray | None = None,
+              embeddings: bool = True, progress: bool = True, desc: str = "scoring",
+              stats: StatsRequest | None = None) -> Any:
+        """audit.scoring.Predictions of `texts`, in their order; with `stats`, their statistics as well."""
+        ...
+
+    def score_many(self, bundle, jobs: dict[str, ScoringJob], *, batch_size: int,
+                   progress: bool = True) -> dict[str, Any]:
+        """Predictions of each job, by its name: what `score` gives for each, in one pass where the engine can."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """result.json's scoring fields of the engine ({"engine": name, ...})."""
+        ...
+
+    def close(self) -> None:
+        """Release what the engine started (a cluster it started here); called once the run has scored."""
+        ...
+
+
 class LocalEngine:
     """Score in this process: today's `score_texts` call, unchanged."""
 
     name = "local"
+    distributed = False
 
     def score(self, bundle, texts: list[str], *, batch_size: int, labels: np.ndarray | None = None,
               embeddings: bool = True, progress: bool = True, desc: str = "scoring",
@@ -94,6 +133,13 @@ class LocalEngine:
             preds.meta["stats_partitions"] = 1
         return preds
 
+    def score_many(self, bundle, jobs: dict[str, ScoringJob], *, batch_size: int,
+                   progress: bool = True) -> dict[str, Any]:
+        """Each job scored with `score`, one after another (the runner does not call it: see Engine)."""
+        return {name: self.score(bundle, job.texts, batch_size=batch_size, labels=job.labels,
+                                 embeddings=job.embeddings, progress=progress, stats=job.stats)
+                for name, job in jobs.items()}
+
     def describe(self) -> dict[str, Any]:
         return {"engine": self.name}
 
@@ -101,9 +147,15 @@ class LocalEngine:
         pass
 
 
-def make_engine(engine: str | Any = "local", address: str | None = None, workers: int | None = None):
-    """An engine from its name (the CLI's --engine/--address); an engine object is returned as it is."""
+def make_engine(engine: str | Engine = "local", address: str | None = None, workers: int | None = None) -> Engine:
+    """An engine from its name (the CLI's --engine/--address); an engine object is returned as it is, once it
+    is seen to keep the protocol."""
     if not isinstance(engine, str):
+        if not isinstance(engine, Engine):
+            missing = [k for k in ("name", "distributed", "score", "score_many", "describe", "close")
+                       if not hasattr(engine, k)]
+            raise UsageError(f"engine {type(engine).__name__}: not a scoring engine (lacks {', '.join(missing)}; "
+                             "see audit.engines.Engine)")
         return engine
     if engine not in ENGINES:
         raise UsageError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
@@ -135,6 +187,7 @@ class RayEngine:
     """
 
     name = "ray"
+    distributed = True
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_worker: int = 1,
                  partitions_per_worker: int = 4, partition_rows: int | None = None, num_cpus: int | None = None):

@@ -4,7 +4,10 @@ Per rule: the `basis` number (value, ci_low or ci_high) must clear `min` and/or 
 fails is FAIL, a `warn` rule that fails is WARN. Missing evidence is INCONCLUSIVE, never a silent PASS.
 A check that raised is ERROR; so is a measurement that carries an error beside its value (SHAP explanations
 that do not add up), unless that value violates the rule: a measured violation is never hidden behind ERROR.
-An active waiver turns a non-passing finding into WAIVED.
+An active waiver turns a non-passing finding into WAIVED. A rule's `missing: fail` (a parameter of checks whose
+value can be absent because no bound exists: privacy.dp_epsilon) counts a measurement without a value as the
+worst value in the check's direction (ε = ∞) and judges it; `missing: inconclusive`, the default, leaves it
+INCONCLUSIVE.
 
 Verdict: FAIL if a blocking finding is FAIL or ERROR; else INCONCLUSIVE if a blocking finding is
 INCONCLUSIVE (FAIL when the policy says `inconclusive: fail`); else PASS.
@@ -12,6 +15,7 @@ INCONCLUSIVE (FAIL when the policy says `inconclusive: fail`); else PASS.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -133,11 +137,26 @@ def _decided_by(status: Status, judged: list[dict]) -> str:
     return f"{status.value}, because {why}: " + "; ".join(bits) + "."
 
 
+def missing_counts_as(spec: CheckSpec, rule: Rule, m: Measurement) -> Measurement:
+    """The measurement judged under the rule's `missing` (a parameter only the checks that declare it take):
+    with `missing: fail`, a measurement that has no value and no parts, and is inconclusive only for that,
+    counts as the worst value in the check's direction (+∞ when lower is better, −∞ when higher is)."""
+    if "missing" not in spec.params or spec.direction == "none":
+        return m
+    if rule.params.get("missing", spec.params["missing"]) != "fail":
+        return m
+    if m.value is not None or m.parts or m.error or m.skipped or not m.inconclusive:
+        return m
+    worst = float("inf") if spec.direction == "lower" else float("-inf")
+    return dataclasses.replace(m, value=worst, inconclusive=None)
+
+
 def judge_one(spec: CheckSpec, rule: Rule, m: Measurement, policy: Policy, today: dt.date,
               baseline: dict[str, Any] | None = None) -> Finding:
     """The rule's finding. Each part (attribute, intersection, swap list) is judged on its own: the rule is
     FAIL/WARN when any judgeable part violates it, INCONCLUSIVE only when none violates and some part could not
     be judged, PASS otherwise. The finding shows the numbers of the part that decided it."""
+    m = missing_counts_as(spec, rule, m)
     reason, decided_by, judged, shown = "", "", [], None
     if m.error and not _violated(spec, rule, m):
         status, reason = Status.ERROR, m.error

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.data import make_texts, read_table, sha256_file
+from audit.data import find_source, make_texts, read_table, sha256_file
 from audit.errors import DataError, UsageError
 from audit.model import ModelBundle
 
@@ -52,10 +52,8 @@ def training_overlap(bundle: ModelBundle, path: Path, digest: str, frame, texts:
     if digest == m.data.source.sha256:
         mask = np.isin(np.asarray(frame.index), np.asarray(m.data.split.train_index, dtype=np.int64))
         return mask, "the --data file is the model's training file (same sha256) and these rows are in its training split"
-    from audit.runner import _find_source
-
     try:
-        src = _find_source(m.data.source.path, bundle.path)
+        src = find_source(m.data.source.path, bundle.path)
     except DataError:
         return None, (f"the training file the manifest names ({m.data.source.path}) is not there, so the eval rows "
                       "were not checked against the training split")

@@ -173,8 +173,8 @@ def notice(row: int, rid: str, score: float, contributions: dict[str, float], *,
 def notices_csv(notices: list[dict[str, Any]]) -> str:
     """One line per principal reason of each notice (a decline without a reason: one line with no source), for a
     servicing system. Cells that a spreadsheet would run as a formula are quoted with a leading apostrophe."""
+    from audit.data import safe_cell
     from audit.pii import redact
-    from audit.runner import safe_cell
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

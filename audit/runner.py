@@ -12,11 +12,20 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audit.data import group_series, label_indices, make_texts, read_table, sha256_file
+from audit.data import find_source as _find_source
+from audit.data import (  # noqa: F401  (other_rows, safe_cell: read from here too)
+    group_series,
+    label_indices,
+    make_texts,
+    other_rows,
+    read_table,
+    safe_cell,
+    sha256_file,
+)
 from audit.errors import DataError, UsageError
 from audit.manifest import Manifest
 from audit.model import ModelBundle, open_bundle
@@ -31,6 +40,9 @@ from audit.result_writer import (  # noqa: F401  (RunOutcome, default_out, polic
     manifest_section,
     policy_section,
 )
+
+if TYPE_CHECKING:
+    from audit.engines import Engine
 
 
 @dataclass
@@ -105,42 +117,10 @@ def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | N
     return EvalSet(path, frame, texts, y, source, row_ids, digest, notes, overlap)
 
 
-def _find_source(recorded: str, model_dir: Path) -> Path:
-    p = Path(recorded)
-    if p.exists():
-        return p
-    for candidate in (model_dir / p.name, model_dir.parent / p.name):
-        if candidate.exists():
-            return candidate
-    raise DataError(f"{recorded}: training data file from the manifest not found; give --data FILE")
-
-
-def other_rows(name: str, bundle: ModelBundle, paths: dict[str, Path] | None = None):
-    """Another data set of the run, read but not scored: (frame, texts, label indices or None, path), or None.
-
-    "train": the manifest's training split (None when the manifest records none, or the file changed).
-    Any other name: the file given for it (`--current FILE` → "current"); labels are optional there.
-    """
-    m = bundle.manifest
-    if name == "train":
-        if m.data is None:
-            return None
-        path = _find_source(m.data.source.path, bundle.path)
-        if sha256_file(path) != m.data.source.sha256:
-            return None
-        frame = read_table(path).iloc[m.data.split.train_index]
-    elif paths and name in paths:
-        path = Path(paths[name])
-        frame = read_table(path)
-    else:
-        return None
-    texts = make_texts(frame, m.text, path)
-    y = label_indices(frame, m.label_column, m.labels, path) if m.label_column in frame.columns else None
-    return frame, texts, y, path
 
 
 def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
-               paths: dict[str, Path] | None = None, engine=None):
+               paths: dict[str, Path] | None = None, engine: Engine | None = None):
     """Load and score another data set of the run (see other_rows), once, with embeddings from the same pass."""
     from audit.context import Scored
     from audit.engines import LocalEngine
@@ -159,16 +139,16 @@ def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
 OTHER_SETS = {"train": {"privacy", "drift"}, "current": {"drift"}}
 
 
-def score_all(engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, request, others: dict[str, Path],
+def score_all(engine: Engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, request, others: dict[str, Path],
               batch_size: int, progress: bool):
     """The eval set's Predictions, and the other sets the policy's families read, scored on `engine` in ONE pass
-    (one actor pool, one model load per worker for the whole run) when the engine can (`score_many`); the local
-    engine scores the eval set now and the others when a check first asks."""
+    (one actor pool, one model load per worker for the whole run) when the engine is distributed
+    (audit.engines.Engine); the local engine scores the eval set now and the others when a check first asks."""
     from audit.checks import all_checks
     from audit.context import Scored
     from audit.engines import ScoringJob
 
-    if not hasattr(engine, "score_many"):
+    if not engine.distributed:
         preds = engine.score(bundle, ev.texts, batch_size=batch_size, labels=ev.y, embeddings=True,
                              progress=progress, **({"stats": request} if request else {}))
         return preds, {}
@@ -279,9 +259,6 @@ def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float) -> 
     return buf.getvalue()
 
 
-def safe_cell(value: str) -> str:
-    """Neutralize a cell that a spreadsheet would run as a formula (OWASP CSV injection advice)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str | Path | None = None,
@@ -303,7 +280,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
 
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision == "bf16" and getattr(engine, "name", "local") != "local":
+    if precision == "bf16" and engine.distributed:
         raise UsageError(f"--precision {precision} scores in this process; it does not combine with --engine "
                          f"{engine.name}")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -350,7 +327,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         bundle.model = with_precision(bundle.model, precision)
     y_pos = (ev.y == pos).astype(int)
     # a distributed engine also computes the eval set's statistics on its workers (bootstrap included)
-    request = stats_request(policy, ev, m, y_pos) if getattr(engine, "name", "local") != "local" else None
+    request = stats_request(policy, ev, m, y_pos) if engine.distributed else None
     preds, scored_sets = score_all(engine, bundle, policy, ev, request, others,
                                    batch_size if batch_size is not None else policy.budget.batch_size, progress)
     if len(preds.score) != len(ev.texts) or not np.isfinite(preds.score).all():

@@ -152,7 +152,7 @@ def compare(low: Sequence[tuple[list[str], np.ndarray]], full: Sequence[tuple[li
     - spearman: the Spearman rank correlation of the two global word rankings over these rows (over the union of
       both top-k words, as explainability.stability compares two halves; None where it is undefined);
     - top_words_agree: whether the `top_words` words ranked highest are the same set in both."""
-    from audit.checks.explainability import merge_pieces, rank_stability, ranking, token_importance
+    from audit.attribution import merge_pieces, rank_stability, ranking, token_importance
 
     if len(low) != len(full):
         raise ValueError(f"{len(low)} reduced-precision explanations against {len(full)} in fp32")

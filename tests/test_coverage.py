@@ -306,7 +306,9 @@ def test_max_contrast_interval_batches_and_edge_cases():
     assert all(a <= c[b, 0].max() <= z for b, (a, z) in enumerate(one))
     pair = rng.normal(0, 0.02, (401, 1))
     both = np.hstack([pair, -pair])  # a - b and b - a: every contrast is kept
-    assert stats.max_contrast_interval(both[0], both[1:], CONF, n=600, low=0.0)[0] >= 0.0
+    free = stats.max_contrast_interval(both[0], both[1:], CONF, n=600)
+    assert free[0] < 0 and free[0] == pytest.approx(-free[1], abs=1e-12)  # symmetric contrasts, symmetric bounds
+    assert stats.max_contrast_interval(both[0], both[1:], CONF, n=600, low=0.0) == (0.0, free[1])  # clipped at 0
     bad = c[0].copy()
     bad[1:60, 0] = np.nan  # more than 10% of the replicates undefined
     assert stats.max_contrast_interval(bad[0], bad[1:], CONF) == (None, None)

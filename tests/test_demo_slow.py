@@ -20,6 +20,8 @@ def test_demo_trains_audits_and_reports(tmp_path):
     assert result["data"]["eval"]["rows"] == 300
     assert result["measurements"]["performance.roc_auc"]["value"] > 0.6
     assert (runs[0] / "report.html").stat().st_size < 2_000_000
-    assert (tmp_path / "demo" / "reports" / "ledger.jsonl").exists()
+    ledger = [json.loads(line) for line in (tmp_path / "demo" / "reports" / "ledger.jsonl").read_text().splitlines()]
+    assert [(e["seq"], e["run_id"], e["verdict"], e["exit_code"]) for e in ledger] == [
+        (1, result["run"]["id"], result["verdict"]["status"], result["verdict"]["exit_code"])]
     assert result["data"]["current"]["rows"] == 200  # the shifted cohort for the drift checks
     assert CliRunner().invoke(cli, ["verify", str(runs[0])]).exit_code == 0

@@ -265,7 +265,7 @@ def shifted():
 
 
 def test_clearly_shifted_sample_is_flagged(shifted):
-    _, m = shifted
+    ctx, m = shifted
     assert m["drift.share_drifted_columns"].value >= 0.5  # amount and purpose moved; age and sex did not
     drifted = m["drift.share_drifted_columns"].details["drifted"]
     assert {"credit_amount", "purpose"} <= set(drifted) and "sex" not in drifted
@@ -273,7 +273,8 @@ def test_clearly_shifted_sample_is_flagged(shifted):
     assert m["drift.prediction_ks"].value > 0.3 and m["drift.prediction_ks"].details["p_value"] < 1e-6
     assert m["drift.favourable_rate_change"].ci_high < 0
     assert m["drift.embedding_auc"].ci_low > 0.7  # every dimension moved by 0.25 sd
-    assert m["drift.current_roc_auc"].value is not None
+    cur = ctx.dataset("current")  # scikit-learn on the current set's labels and scores
+    assert m["drift.current_roc_auc"].value == pytest.approx(roc_auc_score(cur.y, cur.predictions.score), abs=1e-12)
     for meas in m.values():
         json.dumps(meas.to_dict(), allow_nan=False)  # serializable as it stands
 
@@ -427,7 +428,13 @@ def test_run_with_a_shifted_current_file_warns(tiny_model, tmp_path, policy_file
     share = r["measurements"]["drift.share_drifted_columns"]
     assert share["details"]["drifted"] == ["age"] and share["value"] == 0.5
     assert share["details"]["reference"]["rows"] == 280 and share["details"]["current"]["rows"] == 300
-    assert r["measurements"]["drift.current_roc_auc"]["value"] is not None
+    from audit.engines import LocalEngine
+    from audit.model import open_bundle
+
+    bundle = open_bundle(tiny_model).load()  # the current rows scored here, the AUC from scikit-learn
+    score = LocalEngine().score(bundle, current["text"].tolist(), batch_size=64, embeddings=False, progress=False).score
+    want = roc_auc_score((current["label"] == "good").astype(int), score)
+    assert r["measurements"]["drift.current_roc_auc"]["value"] == pytest.approx(want, abs=1e-9)
     html = (out / "report.html").read_text()
     assert 'id="drift-columns"' in html and 'id="chart-drift-score"' in html and "two-sample Kolmogorov" in html
     assert {"role": "data (current)"}.items() <= next(i for i in r["inputs"] if i["role"] == "data (current)").items()

@@ -1,12 +1,17 @@
 """Scoring engines: `--engine ray` writes the same result.json as the local engine; without it Ray is never imported.
 
-The Ray tests share one local Ray with 2 CPUs (started once for the module: Ray takes seconds to start).
+Ray is slow to start and each actor pool starts worker processes that import torch and load the model, so the
+module shares one local Ray with 1 CPU (one actor per pool), and the Ray work is done in two passes that several
+tests read: `cli_runs` (`audit run` with the local engine and with --engine ray, one policy for both the scoring
+and the statistics tests) and `one_pass` (one `score_many` over three sets, one of them with statistics and
+duplicate and truncated texts).
 """
 
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,15 +23,29 @@ from tests.conftest import make_frame
 
 TOL = 1e-6  # largest difference allowed between the engines' scores and measurements (measured: 0 here)
 
+# One policy for both CLI runs: the scoring checks (membership inference reads the training split's losses, so
+# the training split is scored in the same Ray pass) and every check a distributed run takes from its workers'
+# statistics, with fairness rules that need the per-group tables.
 POLICY = """\
 policy: engines
 version: "1"
+decision_threshold: 0.5
 checks:
-  performance.roc_auc: {min: 0.6, basis: ci_low}
-  performance.accuracy: {min: 0.5, severity: warn}
+  performance.accuracy: {min: 0.5}
+  performance.balanced_accuracy: {min: 0.5}
+  performance.precision: {min: 0.5, severity: warn}
+  performance.recall: {min: 0.5, severity: warn}
+  performance.f1: {min: 0.5, severity: warn}
   performance.brier_score: {max: 0.3}
+  performance.ece: {max: 0.2, bins: 8}
+  performance.roc_auc: {min: 0.6, basis: ci_low}
+  fairness.selection_rate_ratio: {min: 0.8}
+  fairness.demographic_parity_difference: {max: 0.2, attributes: [sex]}
+  fairness.equalized_odds_difference: {max: 0.3}
+  fairness.predictive_parity_difference: {max: 0.3, severity: warn}
+  fairness.equal_opportunity_difference: {max: 0.3, intersections: ["sex×age"]}
   privacy.membership_inference_auc: {max: 0.9, basis: point}
-budget: {bootstrap: 100, seed: 0, batch_size: 16}
+budget: {bootstrap: 100, seed: 3, batch_size: 4}
 """
 
 
@@ -38,7 +57,7 @@ def ray_local():
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    ray.init(num_cpus=1, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -48,22 +67,24 @@ def _run(model, policy, out, *extra):
                                     *extra], catch_exceptions=False)
 
 
-def _local_and_ray(model, tmp_path, policy: str) -> tuple[dict, dict]:
+@pytest.fixture(scope="module")
+def cli_runs(ray_local, tiny_model, tmp_path_factory) -> tuple[dict, dict, Path]:
     """result.json of `audit run` with the local engine and with --engine ray, same policy; same exit code."""
-    pol = tmp_path / "p.yaml"
-    pol.write_text(policy)
-    local = _run(model, pol, tmp_path / "local")
-    dist = _run(model, pol, tmp_path / "ray", "--engine", "ray")
+    folder = tmp_path_factory.mktemp("engines")
+    pol = folder / "p.yaml"
+    pol.write_text(POLICY)
+    local = _run(tiny_model, pol, folder / "local")
+    dist = _run(tiny_model, pol, folder / "ray", "--engine", "ray")
     assert local.exit_code == dist.exit_code, (local.output, dist.output)
-    return (json.loads((tmp_path / "local" / "result.json").read_text()),
-            json.loads((tmp_path / "ray" / "result.json").read_text()))
+    return (json.loads((folder / "local" / "result.json").read_text()),
+            json.loads((folder / "ray" / "result.json").read_text()), folder)
 
 
-def test_ray_run_writes_the_local_result(ray_local, tiny_model, tmp_path):
+def test_ray_run_writes_the_local_result(cli_runs):
     """The eval set and the training split (membership inference reads its losses) are scored on Ray."""
-    a, b = _local_and_ray(tiny_model, tmp_path, POLICY)
+    a, b, folder = cli_runs
     assert a["scoring"]["engine"] == "local" and set(a["scoring"]) - set(b["scoring"]) == set()
-    assert b["scoring"]["engine"] == "ray" and b["scoring"]["workers"] == 2
+    assert b["scoring"]["engine"] == "ray" and b["scoring"]["workers"] == 1
     assert {k: v for k, v in b["scoring"].items() if k not in ("engine", "workers", "cpus_per_worker", "statistics")} == \
         {k: v for k, v in a["scoring"].items() if k != "engine"}
     assert a["verdict"] == b["verdict"]
@@ -71,6 +92,8 @@ def test_ray_run_writes_the_local_result(ray_local, tiny_model, tmp_path):
     assert a["measurements"].keys() == b["measurements"].keys()
     mia = a["measurements"]["privacy.membership_inference_auc"]["details"]  # the training split was scored
     assert mia["members_available"] + mia["members_dropped"] == 280
+    assert b["measurements"]["privacy.membership_inference_auc"]["details"]["members_available"] == \
+        mia["members_available"]
     for cid, m in a["measurements"].items():
         assert m.get("error") is None and b["measurements"][cid].get("error") is None, cid
         if m["value"] is None:
@@ -78,32 +101,56 @@ def test_ray_run_writes_the_local_result(ray_local, tiny_model, tmp_path):
         else:
             assert b["measurements"][cid]["value"] == pytest.approx(m["value"], abs=TOL), cid
     assert a["data"] == b["data"]
-    pa = pd.read_csv(tmp_path / "local" / "predictions.csv", dtype={"row_id": str})
-    pb = pd.read_csv(tmp_path / "ray" / "predictions.csv", dtype={"row_id": str})
+    pa = pd.read_csv(folder / "local" / "predictions.csv", dtype={"row_id": str})
+    pb = pd.read_csv(folder / "ray" / "predictions.csv", dtype={"row_id": str})
     assert (pa["row_id"] == pb["row_id"]).all() and (pa["predicted_label"] == pb["predicted_label"]).all()
     assert np.abs(pa["score"] - pb["score"]).max() <= TOL
 
 
-def test_ray_engine_equals_local_scoring_row_by_row(ray_local, tiny_model):
-    """Many small partitions, duplicates, truncated texts: every per-row array matches the local engine."""
-    from audit.engines import LocalEngine, RayEngine
+@pytest.fixture(scope="module")
+def one_pass(ray_local, tiny_model):
+    """ONE `score_many` pass on Ray over three sets, and the local engine's scores of each. The eval set has
+    duplicate texts (20 texts twice, as different rows), three identical texts longer than the model's window,
+    and a statistics request (protected attribute sex, one row without a value); the current set keeps no
+    embeddings. Small partitions (8 rows), so every set is cut into several."""
+    from audit.engines import LocalEngine, RayEngine, ScoringJob, StatsRequest
+    from audit.mergeable import Grid
     from audit.model import open_bundle
 
     bundle = open_bundle(tiny_model).load()
-    texts = make_frame(90, seed=5)["text"].tolist()
-    texts = texts + texts[:20] + [" ".join(["applicant pays on time"] * 20)] * 3  # duplicates, truncated rows
-    y = np.arange(len(texts)) % 2
-    local = LocalEngine().score(bundle, texts, batch_size=8, labels=y, embeddings=True, progress=False)
-    engine = RayEngine(partition_rows=16)
-    dist = engine.score(bundle, texts, batch_size=8, labels=y, embeddings=True, progress=False)
-    assert dist.meta["partitions"] == -(-dist.meta["unique_texts"] // 16) and dist.meta["workers"] == 2
+    frame = make_frame(90, seed=5)
+    base = [f"{t} {' '.join(str(i))}" for i, t in enumerate(frame["text"])]  # 90 distinct texts
+    long = " ".join(["applicant pays on time"] * 20)
+    ev = base + base[:20] + [long] * 3
+    n = len(ev)
+    sex = np.array(frame["sex"].tolist() + frame["sex"].tolist()[:20] + ["female"] * 3, dtype=object)
+    sex[5] = None  # a row with no value
+    y = (np.arange(n) % 3 == 0).astype(int)
+    req = StatsRequest(Grid(replicates=50, seed=1), {"sex": []}, [f"r{i}" for i in range(n)], y, {"sex": sex})
+    other = [f"{t} {' '.join(str(i))}" for i, t in enumerate(make_frame(70, seed=9)["text"])]
+    sets = {"eval": ev, "train": other[:50] + ev[:5], "current": other[50:]}
+    labels = {"eval": y, "train": np.arange(55) % 2, "current": np.arange(20) % 2}
+    jobs = {k: ScoringJob(v, labels[k], k != "current", req if k == "eval" else None) for k, v in sets.items()}
+    engine = RayEngine(partition_rows=8)
+    got = engine.score_many(bundle, jobs, batch_size=8, progress=False)
+    engine.close()  # leaves the caller's Ray running
+    assert ray_local.is_initialized()
+    local = {k: LocalEngine().score(bundle, v, batch_size=8, labels=labels[k], embeddings=k != "current",
+                                    progress=False, stats=req if k == "eval" else None) for k, v in sets.items()}
+    return {"sets": sets, "ray": got, "local": local, "y": y}
+
+
+def test_ray_engine_equals_local_scoring_row_by_row(one_pass):
+    """Many small partitions, duplicates, truncated texts: every per-row array matches the local engine."""
+    dist, local = one_pass["ray"]["eval"], one_pass["local"]["eval"]
+    assert dist.meta["unique_texts"] == 90 + 1
+    assert dist.meta["partitions"] == -(-dist.meta["unique_texts"] // 8) and dist.meta["workers"] == 1
     assert np.abs(dist.probs - local.probs).max() <= TOL
     assert np.abs(dist.loss - local.loss).max() <= TOL
     assert np.abs(dist.embeddings - local.embeddings).max() <= TOL
     assert (dist.lengths == local.lengths).all() and dist.truncated == local.truncated == 3
     assert dist.score[-1] == dist.score[-2]  # a repeated text is scored once: ties stay ties
-    engine.close()  # leaves the caller's Ray running
-    assert ray_local.is_initialized()
+    assert (dist.score[90:110] == dist.score[:20]).all()
 
 
 def test_a_worker_refuses_a_model_folder_that_changed(ray_local, tiny_model):
@@ -194,28 +241,6 @@ def test_an_address_reaches_ray_init_and_a_dead_one_fails_fast(monkeypatch):
     assert r.output.startswith(f"error: --address 127.0.0.1:{port}: no Ray cluster answers there")
 
 
-STATS_POLICY = """\
-policy: engines-stats
-version: "1"
-decision_threshold: 0.5
-checks:
-  performance.accuracy: {min: 0.5}
-  performance.balanced_accuracy: {min: 0.5}
-  performance.precision: {min: 0.5, severity: warn}
-  performance.recall: {min: 0.5, severity: warn}
-  performance.f1: {min: 0.5, severity: warn}
-  performance.brier_score: {max: 0.3}
-  performance.ece: {max: 0.2, bins: 8}
-  performance.roc_auc: {min: 0.6, basis: ci_low}
-  fairness.selection_rate_ratio: {min: 0.8}
-  fairness.demographic_parity_difference: {max: 0.2, attributes: [sex]}
-  fairness.equalized_odds_difference: {max: 0.3}
-  fairness.predictive_parity_difference: {max: 0.3, severity: warn}
-  fairness.equal_opportunity_difference: {max: 0.3, intersections: ["sex×age"]}
-budget: {bootstrap: 200, seed: 3, batch_size: 4}
-"""
-
-
 def _differences(a, b, path="", tol=1e-9):
     """Paths where two JSON values differ (numbers: by more than tol)."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -232,14 +257,14 @@ def _differences(a, b, path="", tol=1e-9):
     return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
 
 
-def test_ray_workers_compute_the_statistics_and_the_result_is_the_local_one(ray_local, tiny_model, tmp_path):
+def test_ray_workers_compute_the_statistics_and_the_result_is_the_local_one(cli_runs):
     """With --engine ray the workers compute each partition's statistics (bootstrap replicate counts included),
     the driver merges them and judges the count-based checks from them: every measurement, interval and detail
     equals the local engine's, which computes them from the rows."""
     from audit.checks import all_checks
 
     exact = sorted(cid for cid, spec in all_checks().items() if spec.stats_form == "exact")
-    a, b = _local_and_ray(tiny_model, tmp_path, STATS_POLICY)
+    a, b, _ = cli_runs
     assert "statistics" not in a["scoring"]
     st = b["scoring"]["statistics"]
     assert st["partitions"] >= 2  # more than one partition was merged
@@ -254,24 +279,11 @@ def test_ray_workers_compute_the_statistics_and_the_result_is_the_local_one(ray_
     assert diffs == [], "\n".join(diffs)
 
 
-def test_worker_statistics_merge_to_the_one_partition_statistics(ray_local, tiny_model):
+def test_worker_statistics_merge_to_the_one_partition_statistics(one_pass):
     """Partitions of deduplicated, length-sorted texts (rows sharing a text fall in one partition) merge to
     exactly the statistics of all rows computed at once, replicate counts included."""
-    from audit.engines import LocalEngine, RayEngine, StatsRequest
-    from audit.mergeable import Grid
-    from audit.model import open_bundle
-
-    bundle = open_bundle(tiny_model).load()
-    frame = make_frame(90, seed=5)
-    base = [f"{t} {' '.join(str(i))}" for i, t in enumerate(frame["text"])]  # 90 distinct texts
-    texts = base + base[:20]  # 20 texts twice, as different rows
-    n = len(texts)
-    y = (np.arange(n) % 3 == 0).astype(int)
-    sex = np.array((frame["sex"].tolist() + frame["sex"].tolist()[:20]), dtype=object)
-    sex[5] = None  # a row with no value
-    req = StatsRequest(Grid(replicates=50, seed=1), {"sex": []}, [f"r{i}" for i in range(n)], y, {"sex": sex})
-    one = LocalEngine().score(bundle, texts, batch_size=8, labels=y, progress=False, stats=req).stats
-    dist = RayEngine(partition_rows=16).score(bundle, texts, batch_size=8, labels=y, progress=False, stats=req)
+    dist, one = one_pass["ray"]["eval"], one_pass["local"]["eval"].stats
+    y, n = one_pass["y"], len(one_pass["sets"]["eval"])
     assert dist.meta["stats_partitions"] == dist.meta["partitions"] >= 5
     got = dist.stats
     assert got.rows == one.rows == n
@@ -284,31 +296,42 @@ def test_worker_statistics_merge_to_the_one_partition_statistics(ray_local, tiny
     assert np.allclose(got.calibration.sums.point, one.calibration.sums.point, rtol=1e-12, atol=0)
     # a hand count: positives scored at or above 0.5
     assert got.scores.counts.point[1, 500:].sum() == int(((dist.score >= 0.5) & (y == 1)).sum())
+    assert one_pass["ray"]["train"].stats is None  # statistics only where a job asks for them
 
 
-def test_one_pass_scores_every_set_with_one_actor_pool(ray_local, tiny_model):
+def test_one_pass_scores_every_set_with_one_actor_pool(one_pass):
     """`score_many` scores the eval set, the training split and a current set in one Ray Data pass: the same
-    worker processes (one model load each) score all three, and each set's rows equal the local engine's."""
-    from audit.engines import LocalEngine, RayEngine, ScoringJob
-    from audit.model import open_bundle
-
-    bundle = open_bundle(tiny_model).load()
-    frame = make_frame(120, seed=9)
-    texts = [f"{t} {' '.join(str(i))}" for i, t in enumerate(frame["text"])]
-    sets = {"eval": texts[:50], "train": texts[50:100] + texts[:5], "current": texts[100:]}
-    labels = {k: np.arange(len(v)) % 2 for k, v in sets.items()}
-    engine = RayEngine(partition_rows=8)
-    got = engine.score_many(bundle, {k: ScoringJob(v, labels[k], k != "current") for k, v in sets.items()},
-                            batch_size=8, progress=False)
+    worker process (one model load) scores all three, and each set's rows equal the local engine's."""
+    got, local = one_pass["ray"], one_pass["local"]
     pids = {k: set(p.meta["worker_pids"]) for k, p in got.items()}
-    assert len(pids["eval"] | pids["train"] | pids["current"]) <= 2  # one pool of 2 actors for the three sets
-    for name, t in sets.items():
-        local = LocalEngine().score(bundle, t, batch_size=8, labels=labels[name], embeddings=name != "current",
-                                    progress=False)
-        assert np.abs(got[name].probs - local.probs).max() <= TOL, name
-        assert np.abs(got[name].loss - local.loss).max() <= TOL, name
+    assert len(pids["eval"] | pids["train"] | pids["current"]) == 1  # one pool of 1 actor for the three sets
+    for name, t in one_pass["sets"].items():
+        assert np.abs(got[name].probs - local[name].probs).max() <= TOL, name
+        assert np.abs(got[name].loss - local[name].loss).max() <= TOL, name
         assert got[name].meta["partitions"] == -(-len(set(t)) // 8), name
         if name == "current":
             assert got[name].embeddings is None
         else:
-            assert np.abs(got[name].embeddings - local.embeddings).max() <= TOL, name
+            assert np.abs(got[name].embeddings - local[name].embeddings).max() <= TOL, name
+
+
+def test_both_engines_keep_the_protocol():
+    from audit.engines import Engine, LocalEngine, make_engine
+    from audit.errors import UsageError
+
+    assert isinstance(LocalEngine(), Engine) and LocalEngine.distributed is False
+    pytest.importorskip("ray.data")
+    from audit.engines import RayEngine
+
+    assert RayEngine.distributed is True and all(callable(getattr(RayEngine, k)) for k in
+                                                 ("score", "score_many", "describe", "close"))
+
+    class Half:  # scores, but says nothing of how: not an engine
+        name = "half"
+
+        def score(self, *a, **k):
+            return None
+
+    with pytest.raises(UsageError, match=r"engine Half: not a scoring engine \(lacks distributed, score_many, "
+                                         r"describe, close; see audit.engines.Engine\)"):
+        make_engine(Half())

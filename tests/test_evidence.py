@@ -147,7 +147,7 @@ def test_every_family_is_reproducible(tiny_model, tmp_path, policy_file):
     pol = policy_file(BROAD_POLICY)
     for name in ("a", "b"):
         r = invoke("run", tiny_model, "--policy", pol, "--out", tmp_path / name, "--no-progress")
-        assert r.exit_code in (0, 1, 3), r.output
+        assert r.exit_code == 3, r.output  # INCONCLUSIVE, both times
     a, b = (json.loads((tmp_path / n / "result.json").read_text()) for n in ("a", "b"))
     assert {"fairness.selection_rate_ratio", "explainability.additivity_error",
             "privacy.membership_inference_auc"} <= set(a["measurements"])

@@ -335,7 +335,7 @@ def test_checks_sharing_shap_share_one_budget(tiny_model, tmp_path):
                    "budget: {bootstrap: 50}\n")
     r = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(pol), "--out", str(tmp_path / "o"),
                                  "--no-progress", "--all-checks"], catch_exceptions=False)
-    assert r.exit_code in (0, 1, 3), r.output
+    assert r.exit_code == 0, r.output
     ms = json.loads((tmp_path / "o" / "result.json").read_text())["measurements"]
     for cid in ("explainability.additivity_error", "explainability.stability"):
         assert ms[cid]["details"]["sample_rows"] == 6 and ms[cid]["details"]["max_evals"] == 40, cid

@@ -444,7 +444,7 @@ def test_planted_pii_never_reaches_an_output(tiny_model, tiny_base, tmp_path):
     # 1. the tiny model audited on a --data file with personal data planted in the eval text
     a = CliRunner().invoke(cli, ["run", str(tiny_model), "--policy", str(pol), "--out", str(runs / "a"),
                                  "--data", str(data), "--no-progress"], catch_exceptions=False)
-    assert a.exit_code in (0, 1, 3), a.output
+    assert a.exit_code == 3, a.output
     r = json.loads((runs / "a" / "result.json").read_text())
     m = r["measurements"]["privacy.pii_rate"]
     assert m["value"] == pytest.approx(0.5) and m["details"]["rows_with_pii"] == 80

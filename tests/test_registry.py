@@ -42,11 +42,14 @@ def test_the_registry_declares_statistics_forms():
     assert [s.id for s in in_family_order()][:2] == ["performance.accuracy", "performance.balanced_accuracy"]
 
 
+@pytest.mark.parametrize("parts", [1, 2, 3])
 @pytest.mark.parametrize("check_id", [c for c in FROM_STATS if not c.startswith("drift.")])
-def test_statistics_form_equals_the_in_memory_check_on_a_random_partition(check_id):
-    """Scores on the grid (two decimals), row-id bootstrap weights: the merge of random partitions gives the
-    in-memory value, interval, reason and parts. (Score drift compares two sets: its binned form is checked
-    against the raw-score KS and PSI in tests/test_mergeable.py.)"""
+def test_statistics_form_equals_the_in_memory_check_on_a_random_partition(check_id, parts):
+    """Scores on the grid (two decimals), row-id bootstrap weights: the merge of a random partition of the rows
+    into 1, 2 or 3 parts gives the in-memory value, interval, reason and parts. (Score drift compares two sets:
+    its binned form is checked against the raw-score KS and PSI in tests/test_mergeable.py.)"""
+    from functools import reduce
+
     from audit.from_stats import measure_stats
     from audit.policy import Policy
 
@@ -56,8 +59,9 @@ def test_statistics_form_equals_the_in_memory_check_on_a_random_partition(check_
     if spec.family == "fairness":
         params["intersections"] = ["race×age"]
     expected = spec.fn(in_memory_ctx(df), **params)
-    part = np.random.default_rng(sum(check_id.encode())).integers(0, 3, len(df))
-    merged = crossed(df[part == 0]).merge(crossed(df[part == 1])).merge(crossed(df[part == 2]))
+    part = np.random.default_rng(sum(check_id.encode()) + parts).integers(0, parts, len(df))
+    assert sorted(set(part)) == list(range(parts))  # no part is empty
+    merged = reduce(lambda a, b: a.merge(b), [crossed(df[part == k]) for k in range(parts)])
     rule = {"max": 1, **({"intersections": ["race×age"]} if spec.family == "fairness" else {})}
     policy = Policy.model_validate({"policy": "t", "version": "1", "checks": {check_id: rule},
                                     "budget": {"bootstrap": R, "seed": GRID.seed}})
@@ -82,7 +86,14 @@ def test_manifest_form_equals_the_in_memory_check():
     got = measure_stats(policy, stats_of(df), manifest())
     want = all_checks()["privacy.dp_epsilon"].fn(in_memory_ctx(df), missing="fail")
     assert got["privacy.dp_epsilon"].to_dict() == want.to_dict()
-    assert got["privacy.dp_epsilon"].value == float("inf")
+    # the check measures no ε; the rule's `missing: fail` is the judge's: it counts as ε = ∞ against max 8
+    assert got["privacy.dp_epsilon"].value is None and got["privacy.dp_epsilon"].inconclusive
+    import datetime as dt
+
+    from audit.judge import judge
+
+    finding = judge(policy, all_checks(), got, today=dt.date(2026, 1, 1))[0]
+    assert (finding.status.value, finding.value, finding.observed) == ("FAIL", float("inf"), float("inf"))
     assert got["privacy.pii_rate"].inconclusive == (
         "not measurable from statistics: it needs the texts or the model's per-row losses on training rows, "
         "which the statistics do not carry")
@@ -119,6 +130,10 @@ def test_status_deciding_numbers_are_rule_parameters_with_defaults():
     specs = all_checks()
     assert specs["explainability.additivity_error"].params["tolerance"] == 0.01
     assert specs["explainability.prohibited_terms_in_top_k"].params["min_stability"] == 0.5
+    # the ranking's evidence floors, constants of explainability.py until issue 17 (tests/test_thresholds.py)
+    assert specs["explainability.stability"].params["min_half_rows"] == 5
+    top = specs["explainability.prohibited_terms_in_top_k"].params
+    assert (top["min_half_rows"], top["stability_words"]) == (5, 10)
     assert specs["privacy.dp_epsilon"].params == {"missing": "inconclusive"}
     for cid in ("privacy.membership_inference_auc", "privacy.mia_tpr_at_1pct_fpr"):
         assert specs[cid].params == {"min_members": 20}

@@ -91,9 +91,22 @@ def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] |
     return register
 
 
+def _modules() -> list[str]:
+    """Every module of this package: a family's module (FAMILIES) and the modules that hold more of its checks
+    (proxies.py and adverse_action.py register fairness and explainability checks), found by listing the package,
+    so that a new module needs no import line elsewhere."""
+    import pkgutil
+
+    found = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return [f for f in FAMILIES if f in found] + [m for m in found if m not in FAMILIES]
+
+
 def all_checks() -> dict[str, CheckSpec]:
-    for family in FAMILIES:
-        importlib.import_module(f"audit.checks.{family}")
+    for name in _modules():
+        importlib.import_module(f"audit.checks.{name}")
+    unknown = sorted({s.family for s in _REGISTRY.values()} - set(FAMILIES))
+    if unknown:
+        raise RuntimeError(f"checks registered under families not in FAMILIES: {', '.join(unknown)}")
     return dict(sorted(_REGISTRY.items()))
 
 

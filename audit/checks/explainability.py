@@ -59,6 +59,16 @@ from typing import Any
 import numpy as np
 
 from audit import stats
+from audit.attribution import (  # noqa: F401  (read from here by the family's other modules and tests)
+    Unit,
+    WordStat,
+    additivity_errors,
+    global_importance,
+    merge_pieces,
+    rank_stability,
+    ranking,
+    token_importance,
+)
 from audit.checks import check
 from audit.context import CheckContext
 from audit.mergeable import TokenImportance
@@ -69,118 +79,12 @@ BUDGET = {"rows": 40, "max_evals": 100, "examples": 1, "tolerance": 0.01}
 TERM_PARAMS = {"terms": [], "term_lists": [], "top_k": 20}
 BATCH_SIZE = 64
 LOCKSTEP = 16  # texts explained side by side, their masked texts scored in shared batches
-MIN_HALF = 5  # rows in each half of the sample before a rank correlation means anything
-MIN_WORDS = 10  # a ranking rule reads the stability of at least the top 10 words, however small its k
+MIN_HALF = 5  # default of the rule parameter `min_half_rows`: rows in each half before a rank correlation is read
+MIN_WORDS = 10  # default of `stability_words`: a ranking rule reads the stability of at least this many top words
+STABILITY = {"min_half_rows": MIN_HALF}  # shared by both checks that read the stability of the ranking
 TABLE_WORDS = 40  # words kept in the stored global-importance table
 MAX_EXAMPLES = 5
 OUTPUT = "log-odds of the positive label"
-
-
-# ---------------------------------------------------------------- words from shap's token pieces
-
-
-@dataclass
-class Unit:
-    """One displayed unit of a text: a word (letters and digits) or a run of punctuation."""
-
-    text: str  # as it stands in the text, with the whitespace that follows it
-    value: float
-    kind: str  # "word" or "punct"
-
-    @property
-    def key(self) -> str:
-        return self.text.strip().lower()
-
-
-def merge_pieces(pieces: Sequence[str], values: Sequence[float], specials: frozenset[str] = frozenset()) -> list[Unit]:
-    """Merge shap's token pieces into words; drop special tokens ('' or one of `specials`).
-
-    A piece continues the previous word when it starts with `##` (WordPiece), or when the previous piece does
-    not end in whitespace and both sides of the joint are letters or digits ('116' + '9 ' is '1169 ').
-    Punctuation forms its own units ('account' + ': ' gives 'account' and ': ')."""
-    units: list[Unit] = []
-    for piece, value in zip(pieces, values):
-        piece = str(piece)
-        if not piece.strip() or piece.strip() in specials:
-            if piece and not piece.strip() and units:
-                units[-1].text += piece  # whitespace of a dropped piece stays with the text
-            continue
-        cont = piece.startswith("##")
-        core = piece[2:] if cont else piece
-        prev = units[-1] if units else None
-        joins = (prev is not None and not core[:1].isspace() and not prev.text[-1:].isspace()
-                 and (cont or (prev.text[-1:].isalnum() and core[:1].isalnum())))
-        if joins:
-            prev.text += core
-            prev.value += float(value)
-            if any(c.isalnum() for c in core):
-                prev.kind = "word"
-        else:
-            units.append(Unit(core, float(value), "word" if any(c.isalnum() for c in core) else "punct"))
-    return units
-
-
-@dataclass
-class WordStat:
-    word: str
-    mean_abs: float  # mean over rows of the sum of |SHAP| of the word's occurrences (absent: 0)
-    mean_signed: float  # the same with signs
-    occurrences: int
-    rows: int  # rows that contain the word
-    share: float  # share of the total |SHAP| of all units
-
-    def to_dict(self, rank: int) -> dict[str, Any]:
-        return {"rank": rank, "word": self.word, "mean_abs": _r(self.mean_abs), "mean_signed": _r(self.mean_signed),
-                "occurrences": self.occurrences, "rows": self.rows, "share": _r(self.share)}
-
-
-def token_importance(rows: Sequence[Sequence[Unit]]) -> TokenImportance:
-    """The mergeable statistic of the given rows, added in their order: each row's words by key (lower case),
-    its other units (punctuation) counted in the total |SHAP| only."""
-    ti = TokenImportance()
-    for units in rows:
-        ti.update([u.key if u.kind == "word" else None for u in units], [u.value for u in units])
-    return ti
-
-
-def ranking(ti: TokenImportance) -> list[WordStat]:
-    """Words ranked by mean |SHAP| per row (ties by word), from a (merged) token importance."""
-    n = ti.rows_seen()
-    if not n:
-        return []
-    total = ti.total
-    out = [WordStat(k, s / n, ti.signed[k] / n, ti.counts[k], ti.in_rows[k], s / total if total > 0 else 0.0)
-           for k, s in ti.sums.items()]
-    out.sort(key=lambda w: (-w.mean_abs, w.word))
-    return out
-
-
-def global_importance(rows: Sequence[Sequence[Unit]]) -> list[WordStat]:
-    """Words ranked by mean |SHAP| per row (ties by word), over the given rows' units."""
-    return ranking(token_importance(rows))
-
-
-def additivity_errors(base: Sequence[float], sums: Sequence[float], outputs: Sequence[float]) -> np.ndarray:
-    """|base value + sum of SHAP values - model output| per row."""
-    return np.abs(np.asarray(base, float) + np.asarray(sums, float) - np.asarray(outputs, float))
-
-
-def rank_stability(a: Sequence[WordStat], b: Sequence[WordStat], top_k: int) -> tuple[float | None, list[str]]:
-    """Spearman rank correlation of two global importances over the union of their top-k words (a word missing
-    from one side counts 0 there); None when it is undefined (fewer than 3 words, or a constant side)."""
-    from scipy.stats import spearmanr
-
-    ia = {w.word: w.mean_abs for w in a}
-    ib = {w.word: w.mean_abs for w in b}
-    words = sorted({w.word for w in a[:top_k]} | {w.word for w in b[:top_k]})
-    if len(words) < 3:
-        return None, words
-    xa = np.array([ia.get(w, 0.0) for w in words])
-    xb = np.array([ib.get(w, 0.0) for w in words])
-    if np.ptp(xa) == 0 or np.ptp(xb) == 0:
-        return None, words
-    rho = float(spearmanr(xa, xb).statistic)
-    return (rho if math.isfinite(rho) else None), words
 
 
 # ---------------------------------------------------------------- prohibited terms
@@ -710,7 +614,8 @@ for _fn in (_shap_ranking_stats, _shap_share_stats, _shap_additivity_stats):
 
 
 _RANGES = {"rows": (2, None, True), "max_evals": (2, None, True), "examples": (0, None, True),
-           "tolerance": (0, None, False), "top_k": (1, None, True), "min_stability": (-1, 1, False)}
+           "tolerance": (0, None, False), "top_k": (1, None, True), "min_stability": (-1, 1, False),
+           "min_half_rows": (2, None, True), "stability_words": (3, None, True)}
 
 
 def _validate(params: dict) -> None:
@@ -768,14 +673,15 @@ def additivity_error(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("explainability.stability", title="Stability of the word ranking (Spearman)", direction="higher",
-       params={**BUDGET, "top_k": 20}, validate=_validate, cost="shap", evidence="sampled rows explained",
+       params={**BUDGET, "top_k": 20, **STABILITY}, validate=_validate, cost="shap", evidence="sampled rows explained",
        stats=_shap_ranking_stats, stats_form="silo")
 def stability(ctx: CheckContext, **params) -> Measurement:
     """Spearman rank correlation of the global word importance between two halves of the explained sample.
 
     Over the union of the top-k words of both halves. Near 1, the ranking does not depend on which rows were
     drawn; a low value means the sample is too small (or the model too erratic) for a ranking to be read, and
-    a pass of the ranking rules (no prohibited term in the top k) is then INCONCLUSIVE."""
+    a pass of the ranking rules (no prohibited term in the top k) is then INCONCLUSIVE. With fewer than
+    `min_half_rows` (default 5) rows in a half, it is INCONCLUSIVE."""
     cid = "explainability.stability"
     early, ex = _start(ctx, cid, params)
     if early:
@@ -790,8 +696,9 @@ def stability(ctx: CheckContext, **params) -> Measurement:
                "top_half_a": [_redact_word(w.word) for w in ia[:top_k]],
                "top_half_b": [_redact_word(w.word) for w in ib[:top_k]]}
     m = Measurement(cid, rho, n=len(ex.sample), details=details)
-    if len(half_b) < MIN_HALF:
-        m.inconclusive = f"too few sampled rows to compare two halves ({len(half_a)} and {len(half_b)}; {MIN_HALF} each needed)"
+    min_half = int(params.get("min_half_rows", MIN_HALF))
+    if len(half_b) < min_half:
+        m.inconclusive = f"too few sampled rows to compare two halves ({len(half_a)} and {len(half_b)}; {min_half} each needed)"
     elif rho is None:
         m.inconclusive = f"the rank correlation is undefined ({len(words)} words, or no variation in one half)"
     return _guard(m, ex)
@@ -855,7 +762,8 @@ def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("explainability.prohibited_terms_in_top_k", title="Prohibited terms among the top-k words",
-       direction="lower", unit="count", params={**BUDGET, **TERM_PARAMS, "min_stability": 0.5},
+       direction="lower", unit="count",
+       params={**BUDGET, **TERM_PARAMS, "min_stability": 0.5, **STABILITY, "stability_words": MIN_WORDS},
        validate=_validate, cost="shap", evidence="sampled rows explained",
        stats=_shap_ranking_stats, stats_form="silo")
 def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
@@ -863,8 +771,9 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
 
     A rule `max: 0` forbids any of them in the top k. A pass is only read from a stable ranking: when the
     Spearman correlation between the two halves of the sample (as explainability.stability measures it, over the
-    top k words, at least 10) is below `min_stability`, a count within the rule is INCONCLUSIVE, with the terms
-    each half ranks in its top k; a count over the rule is a violation whatever the stability."""
+    top k words, at least `stability_words`, default 10) is below `min_stability`, or cannot be measured (fewer
+    than `min_half_rows` rows in a half), a count within the rule is INCONCLUSIVE, with the terms each half ranks
+    in its top k; a count over the rule is a violation whatever the stability."""
     cid = "explainability.prohibited_terms_in_top_k"
     early, ex, terms, multi = _prohibited_start(ctx, cid, params)
     if early:
@@ -874,7 +783,7 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     ranked = ex.ranking(ex.sample)
     in_top = [r for r in _term_rows(ranked, wanted) if r["rank"] <= top_k]
     half_a, half_b = ex.ranking(ex.sample[0::2]), ex.ranking(ex.sample[1::2])
-    rho, _ = rank_stability(half_a, half_b, max(top_k, MIN_WORDS))
+    rho, _ = rank_stability(half_a, half_b, max(top_k, int(params.get("stability_words", MIN_WORDS))))
     details = {**_budget_details(ex), "top_k": top_k, "terms": terms,
                "term_lists": list(params.get("term_lists") or []), "not_matched": multi, "in_top_k": in_top,
                "top_k_words": [_redact_word(w.word) for w in ranked[:top_k]], "stability": rho,
@@ -885,7 +794,7 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     # An unstable ranking limits what a pass says (other rows could bring a prohibited term into the top k), not
     # what a violation says: terms that the whole sample ranks in the top k are there. So the measurement is
     # `incomplete`, not `inconclusive`: a violation stands, a pass is INCONCLUSIVE.
-    if len(ex.sample[1::2]) < MIN_HALF or rho is None:
+    if len(ex.sample[1::2]) < int(params.get("min_half_rows", MIN_HALF)) or rho is None:
         m.incomplete = ("the stability of the word ranking cannot be measured on this sample, so a top k without "
                         "prohibited terms could change with other rows")
     elif rho < float(params["min_stability"]):
@@ -921,8 +830,3 @@ def precision_agreement(ctx: CheckContext, **params) -> Measurement:
         m.inconclusive = (f"the rank correlation is undefined ({f['words_compared']} words, or no variation in one "
                           "ranking)")
     return _guard(m, ex)
-
-
-# ---------------------------------------------------------------- checks of this family in their own modules
-
-from audit.checks import adverse_action as _adverse_action  # noqa: E402,F401  (adverse-action reasons)

@@ -1319,8 +1319,3 @@ def fairness_context(stats, reps, manifest, threshold: float, confidence: float,
     ctx.shared.group_tables.update(tables)
     ctx.stats_rows = int(round(stats.scores.counts.point.clip(0).sum()))
     return ctx
-
-
-# ---------------------------------------------------------------- checks of this family in their own modules
-
-from audit.checks import proxies as _proxies  # noqa: E402,F401  (fairness.proxy_auc)

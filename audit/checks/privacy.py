@@ -611,8 +611,7 @@ def dp_epsilon(ctx: CheckContext, missing: str = "inconclusive") -> Measurement:
         # the evidence is the training run itself: its rows when the manifest records them (not "0 rows")
         split = getattr(getattr(m, "data", None), "split", None)
         rows = int(getattr(split, "train_rows", 0) or 0)
-        if missing == "fail":
-            return Measurement(cid, float("inf"), n=rows, details=details)  # ε = ∞: no guarantee, judged on max
+        # no value: how a missing ε counts (`missing`) is the judge's to apply (audit.judge, missing_counts_as)
         return Measurement(cid, None, n=rows, details=details, inconclusive=why)
     keys = ("epsilon", "target_epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm", "sample_rate",
             "sampling", "steps", "expected_batch_size", "training_rows", "clipping", "frozen_for_dp", "library",

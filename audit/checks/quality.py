@@ -340,7 +340,7 @@ def _training_rows(ctx: CheckContext):
         return t.texts, t.y, None
     bundle = ctx.bundle
     if bundle is not None and getattr(bundle, "manifest", None) is not None and hasattr(bundle, "path"):
-        from audit.runner import other_rows
+        from audit.data import other_rows
 
         try:
             got = other_rows("train", bundle)

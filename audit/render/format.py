@@ -3,7 +3,9 @@ number or text, so that one quantity reads one way everywhere (tests/test_one_nu
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from audit.render.charts import _num
@@ -109,3 +111,31 @@ def as_dict(x: Any) -> dict:
 
 def as_list(x: Any) -> list:
     return x if isinstance(x, list) else []
+
+
+def json_safe(x: Any) -> Any:
+    """A deep copy that `json.dumps(allow_nan=False)` accepts: NaN and infinities become None, numpy scalars
+    plain numbers, tuples lists, paths strings."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, bool) or x is None or isinstance(x, (str, int)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Path):
+        return str(x)
+    item = getattr(x, "item", None)  # numpy scalars, without importing numpy
+    if callable(item):
+        try:
+            return json_safe(item())
+        except (TypeError, ValueError):
+            pass
+    if hasattr(x, "tolist"):
+        return json_safe(x.tolist())
+    return x
+
+
+def result_json(result: dict) -> str:
+    return json.dumps(json_safe(result), indent=1, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"

@@ -17,12 +17,10 @@ OS failures (read-only disk, no permission, disk full) become `OutputError` with
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
 
 from audit.errors import DataError, OutputError
 from audit.ledger import EVIDENCE, evidence_files
@@ -39,6 +37,7 @@ from audit.publish import (
     signals_deferred,
     temp_path,
 )
+from audit.render.format import json_safe, result_json  # noqa: F401  (read from here too)
 from audit.render.governance import model_card_markdown
 from audit.render.html import render_html
 from audit.render.junit import render_junit
@@ -53,32 +52,6 @@ MODEL_CARD = "README.md"  # the model card, Hugging Face style, to ship beside t
 __all__ = ["MARKER", "check_out_dir", "signals_deferred", "write_run", "write_files", "rerender", "load_result"]
 
 
-def json_safe(x: Any) -> Any:
-    """A deep copy that `json.dumps(allow_nan=False)` accepts: NaN and infinities become None, numpy scalars
-    plain numbers, tuples lists, paths strings."""
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, bool) or x is None or isinstance(x, (str, int)):
-        return x
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Path):
-        return str(x)
-    item = getattr(x, "item", None)  # numpy scalars, without importing numpy
-    if callable(item):
-        try:
-            return json_safe(item())
-        except (TypeError, ValueError):
-            pass
-    if hasattr(x, "tolist"):
-        return json_safe(x.tolist())
-    return x
-
-
-def result_json(result: dict) -> str:
-    return json.dumps(json_safe(result), indent=1, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"
 
 
 def render_all(result: dict, template_dirs: list[Path] | None = None,

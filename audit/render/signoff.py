@@ -74,7 +74,7 @@ def signoff_view(result: dict, result_text: str | None = None, decisions: list[d
     """The block for `result` (as in result.json, whose text is `result_text`), with the `decisions` the ledger
     records on the run (None: the ledger was not read, as when the run writes its own report)."""
     if result_text is None:
-        from audit.render.outputs import json_safe, result_json
+        from audit.render.format import json_safe, result_json
 
         result_text = result_json(json_safe(result))
     run_id = str(_d(result.get("run")).get("id") or "")
