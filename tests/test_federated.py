@@ -345,7 +345,7 @@ def test_the_report_says_how_a_merged_noised_run_was_judged(silos, tiny_model, t
     bound = result["measurements"]["performance.roc_auc"]["details"]["binned"]["max_abs_error"]
     assert st["roc_auc_binning"] == {"score_bins": 20, "max_abs_error": bound} and st["ks_bounds"] is None
     html = (tmp_path / "m" / "report.html").read_text()
-    body = html[html.index('id="statistics"'):html.index('id="findings"')]
+    body = html[html.index('id="statistics"'):html.index('id="summary"')]  # after the verdict, sign-off, findings
     assert html.index('id="verdict"') < html.index('id="statistics"')
     for figure in ("Each of 2 data silos", f"about {st['rows']:,} rows", "a.noised.stats.json",
                    "Laplace noise, ε = 2, scale 4 (one row changes the file&#39;s numbers by at most 8 in total)",

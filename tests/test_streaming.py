@@ -233,7 +233,7 @@ def test_the_report_says_how_a_streaming_run_was_judged(log, tiny_model, tmp_pat
     bound = out.result["measurements"]["performance.roc_auc"]["details"]["binned"]["max_abs_error"]
     assert 0 < bound < 0.002 and st["roc_auc_binning"]["max_abs_error"] == bound
     html = (tmp_path / "out" / "report.html").read_text()
-    body = html[html.index('id="statistics"'):html.index('id="findings"')]
+    body = html[html.index('id="statistics"'):html.index('id="summary"')]  # after the verdict, sign-off, findings
     for figure in ("a prediction log", "2,000 rows at a time", f"5,000 rows ({positives:,} with the favourable "
                    "label &#39;good&#39;", "decisions.parquet", src["sha256"], '<td class="num">5,000</td>',
                    "none: exact counts", "No noise was added", "1,000 bins of width 0.001",

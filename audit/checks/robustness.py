@@ -37,7 +37,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -260,7 +260,6 @@ class Perturbed:
     same_tokens: int = 0  # changed rows that the model's tokenizer reads as the same tokens (score unchanged)
     scanned: int = 0  # rows the perturbation was applied to
     why_none: str = ""  # why it could not be applied at all (free text for field_order)
-    notes: list[str] = field(default_factory=list)
 
 
 class _LazyRandom:
