@@ -312,6 +312,21 @@ def check_labels(config: dict[str, Any], manifest: Manifest, config_path: Path) 
                          f"manifest's labels) in the model's output order")
 
 
+def _refuse_remote_tokenizer(path: Path) -> None:
+    """tokenizer_config.json can name its own classes (auto_map) too: refused before transformers reads it,
+    with the same words as config.json's auto_map (transformers would refuse it later with a longer message)."""
+    tpath = path / "tokenizer_config.json"
+    if not tpath.exists():
+        return
+    try:
+        data = json.loads(read_regular(tpath, MAX_JSON_BYTES, "tokenizer_config.json", ModelError).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelError(f"{tpath}: not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "auto_map" in data:
+        raise ModelError(f"{tpath}: the tokenizer asks to run its own code (auto_map); refused, "
+                         "remote code is never trusted")
+
+
 def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_path: Path | None = None) -> ModelBundle:
     """Check a model folder (no torch import): files present, no pickle-only weights, no remote code,
     a valid safetensors header, a manifest; and hash what will be loaded."""
@@ -333,6 +348,7 @@ def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_pat
     if "auto_map" in config:
         raise ModelError(f"{config_path}: the model asks to run its own code (auto_map); refused, "
                          "remote code is never trusted")
+    _refuse_remote_tokenizer(path)
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
@@ -345,8 +361,9 @@ def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_pat
     if manifest is None:
         mpath = manifest_path or (path / MANIFEST_NAME)
         if not mpath.exists():
-            raise ModelError(f"{path}: no {MANIFEST_NAME}; train with 'audit train', or give --manifest FILE or "
-                             "--label-column, --positive-label and --text-column/--template")
+            raise ModelError(f"{path}: no {MANIFEST_NAME}; write one with 'audit init {path} --data FILE', train "
+                             "with 'audit train', or give --manifest FILE or --labels, --label-column, "
+                             "--positive-label and --text-column/--template")
         manifest = load_manifest(mpath)
     check_labels(config, manifest, config_path)
     base, base_hashes = (None, {})
