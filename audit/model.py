@@ -327,9 +327,10 @@ def _refuse_remote_tokenizer(path: Path) -> None:
                          "remote code is never trusted")
 
 
-def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_path: Path | None = None) -> ModelBundle:
-    """Check a model folder (no torch import): files present, no pickle-only weights, no remote code,
-    a valid safetensors header, a manifest; and hash what will be loaded."""
+def check_folder(path: str | Path) -> tuple[dict[str, Any], list[Path]]:
+    """The checks of a model folder that need no manifest (no torch import): a folder with config.json that asks
+    for no remote code (config.json's or tokenizer_config.json's auto_map), and safetensors weights with a valid
+    header (pickle-only weights refused). Returns config.json's content and the weight files."""
     path = Path(path)
     if not path.exists():
         hint = " (hub names are not fetched: give a local folder)" if "/" in str(path) and not str(path).startswith(("/", ".")) else ""
@@ -358,6 +359,15 @@ def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_pat
         raise ModelError(f"{path}: no model.safetensors weights")
     for w in weights:
         check_safetensors(w)
+    return config, weights
+
+
+def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_path: Path | None = None) -> ModelBundle:
+    """Check a model folder (no torch import): files present, no pickle-only weights, no remote code,
+    a valid safetensors header, a manifest; and hash what will be loaded."""
+    path = Path(path)
+    config, weights = check_folder(path)
+    config_path = path / "config.json"
     if manifest is None:
         mpath = manifest_path or (path / MANIFEST_NAME)
         if not mpath.exists():
