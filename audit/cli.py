@@ -502,6 +502,39 @@ def policy_validate(policy_file):
     click.echo(f"{p.source}: valid policy '{p.policy}' version {p.version}, {len(p.checks)} checks")
 
 
+@policy.command("list")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
+              help="text, json (every pack's clauses, cited and not covered) or md (a Markdown table).")
+def policy_list(fmt):
+    """List the bundled policy packs (give a pack's name to --policy): what each is for and the clauses it cites."""
+    from audit.policy import bundled_policies, load_policy
+
+    packs = []
+    for name, path in bundled_policies().items():
+        p = load_policy(path)
+        cited = list(dict.fromkeys(c.clause for rule in p.checks.values() for c in rule.cites))
+        packs.append({"name": name, "policy": p.policy, "version": p.version, "path": str(path),
+                      "description": " ".join(p.description.split()), "rules": len(p.checks), "clauses": cited,
+                      "not_covered": list(dict.fromkeys(n.clause for n in p.not_covered_items))})
+    if fmt == "json":
+        _echo_json(packs)
+        return
+    if fmt == "md":
+        from audit.render.markdown import md, md_code
+
+        click.echo("| Pack | Policy | Rules | What it is for | Clauses cited | Not covered |\n|---|---|---:|---|---|---|")
+        for k in packs:
+            click.echo(f"| `{md_code(k['name'])}` | {md(k['policy'])} {md(k['version'])} | {k['rules']} | "
+                       f"{md(k['description'])} | {md('; '.join(k['clauses']))} | {md('; '.join(k['not_covered']))} |")
+        return
+    for i, k in enumerate(packs):
+        click.echo(("\n" if i else "") + f"{k['name']}: {k['policy']} {k['version']}, {k['rules']} rules")
+        click.echo(f"  {k['description']}")
+        click.echo(f"  clauses: {'; '.join(k['clauses']) or 'none'}")
+        if k["not_covered"]:
+            click.echo(f"  not covered: {'; '.join(k['not_covered'])}")
+
+
 @cli.command("checks")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
               help="text (one line per check), json (every field) or md (a Markdown table).")
