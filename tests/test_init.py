@@ -220,3 +220,39 @@ def test_without_a_manifest_the_first_error_names_every_flag(byom, tmp_path, sma
         "error: without audit-model.yaml, give --labels, --label-column, --positive-label and --text-column or "
         "--template (missing: --labels, --positive-label, --text-column or --template); or write the manifest "
         "once with 'audit init MODEL_DIR --data FILE'")
+
+
+def test_the_readme_quick_start_runs_as_written(tiny_base, tmp_path):
+    """The README's "Your own model in three commands", run as written (paths, and the policy of the last command,
+    substituted) on a folder audit train did not make."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### Your own model in three commands", 1)[1].split("\n\n", 2)[2]
+    code = re.match(r"((?: {4}.*\n)+)", block + "\n").group(1)
+    commands = [shlex.split(c.strip()) for c in code.replace("\\\n", " ").splitlines() if c.strip()]
+    assert [c[:2] for c in commands] == [["audit", "init"], ["audit", "policy"], ["audit", "run"]]
+    model = tmp_path / "model"
+    shutil.copytree(tiny_base, model)
+    config = json.loads((model / "config.json").read_text())
+    config.update(id2label={"0": "denied", "1": "approved"}, label2id={"denied": 0, "approved": 1})
+    (model / "config.json").write_text(json.dumps(config))
+    df = make_frame(60, seed=8).rename(columns={"text": "review", "label": "outcome", "sex": "gender",
+                                                "age": "age_years"})
+    df["outcome"] = df["outcome"].map({"bad": "denied", "good": "approved"})
+    data = tmp_path / "eval.csv"
+    df.to_csv(data, index=False)
+    pol = tmp_path / "p.yaml"
+    pol.write_text(POLICY)
+    swap = {"model/": str(model), "eval.csv": str(data), "fin": str(pol)}
+    for argv in commands:
+        args = [swap.get(a, a) for a in argv[1:]]
+        if args[0] == "run":
+            args += ["--out", str(tmp_path / "run"), "--no-progress"]
+        r = invoke(args)
+        assert r.exit_code in ((0, 1, 3) if args[0] == "run" else (0,)), (argv, r.output)
+    doc = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert doc["model"]["positive_label"] == "approved"
+    assert set(doc["model"]["protected_attributes"]) == {"sex", "age"}
+    assert doc["measurements"]["performance.roc_auc"]["n"] == 60
