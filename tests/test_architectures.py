@@ -227,3 +227,33 @@ def test_safety_refusals_hold_for_other_architectures(arch, arch_models, arch_ev
     shutil.copy(arch_models["bert" if arch != "bert" else "distilbert"] / "model.safetensors", other)
     line = refused(other)
     assert line.startswith(f"error: {other}: ") and "refusing to audit a model with randomly initialised" in line
+
+
+def test_audit_train_on_a_roberta_base_then_audit(arch_models, tmp_path):
+    """`audit train --base-model` with a RoBERTa folder (BPE tokenizer): the model folder keeps the architecture, the
+    manifest records the base and its sha256, and `audit run` audits the held-out split."""
+    import yaml
+
+    from audit.cli import cli
+    from audit.data import sha256_file
+
+    base = tmp_path / "base"
+    shutil.copytree(arch_models["roberta"], base)
+    (base / "audit-model.yaml").unlink()
+    data = tmp_path / "d.csv"
+    make_frame(100, seed=4).to_csv(data, index=False)
+    out = tmp_path / "model"
+    r = CliRunner().invoke(cli, ["train", str(data), "--out", str(out), "--base-model", str(base), "--text-column",
+                                 "text", "--label-column", "label", "--positive-label", "good", "--epochs", "1",
+                                 "--max-length", "32", "--no-progress"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["model_type"] == "roberta"
+    m = yaml.safe_load((out / "audit-model.yaml").read_text())
+    assert m["base_model"]["sha256"] == sha256_file(base / "model.safetensors")
+    pol = tmp_path / "p.yaml"
+    pol.write_text("policy: t\nversion: '1'\nchecks:\n  performance.roc_auc: {min: 0.0}\nbudget: {bootstrap: 50}\n")
+    r = CliRunner().invoke(cli, ["run", str(out), "--policy", str(pol), "--out", str(tmp_path / "run"),
+                                 "--no-progress"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert doc["measurements"]["performance.roc_auc"]["n"] == m["data"]["split"]["eval_rows"]
