@@ -283,3 +283,32 @@ EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
                       "explainability.additivity_error": "PASS", "explainability.stability": "PASS",
                       "privacy.membership_inference_auc": "INCONCLUSIVE"}),
 }
+
+
+@pytest.mark.parametrize("check_id, params", [
+    ("performance.recall_at_fpr", {"fpr": 0.05, "label": "negative"}),
+    ("performance.recall_at_fpr", {"fpr": 0.2, "label": "positive"}),
+    ("performance.class_pr_auc", {"label": "negative"}),
+    ("performance.class_pr_auc", {"label": "positive"}),
+    ("performance.cost_weighted_error", {"miss_cost": 10, "false_alarm_cost": 1, "relative": True,
+                                         "label": "negative"}),
+    ("performance.cost_weighted_error", {"miss_cost": 2, "false_alarm_cost": 3, "relative": False,
+                                         "label": "positive"})])
+def test_new_checks_from_statistics_equal_the_in_memory_check(check_id, params):
+    """Scores on the statistics' grid, the same row-id bootstrap weights: the statistics form (what `audit run
+    --predictions` and `audit merge` measure) gives the in-memory value and interval."""
+    from audit.federated import measure_stats
+    from audit.policy import Policy
+    from tests.test_mergeable import GRID, R, in_memory_ctx, manifest, rows, stats_of
+
+    df = rows(decimals=2)
+    spec = all_checks()[check_id]
+    expected = spec.fn(in_memory_ctx(df), **{**spec.params, **params})
+    policy = Policy.model_validate({"policy": "t", "version": "1", "checks": {check_id: {"max": 100, **params}},
+                                    "budget": {"bootstrap": R, "seed": GRID.seed}})
+    got = measure_stats(policy, stats_of(df), manifest())[check_id]
+    assert expected.value is not None
+    assert got.value == pytest.approx(expected.value, abs=1e-12)
+    assert got.ci_low == pytest.approx(expected.ci_low, abs=1e-12)
+    assert got.ci_high == pytest.approx(expected.ci_high, abs=1e-12)
+    assert got.details["label"] == expected.details["label"]

@@ -15,12 +15,6 @@ from audit.checks import check
 from audit.context import CheckContext
 from audit.result import Measurement
 
-# Why a performance check without a statistics form is measured from rows only: the merged score histograms would
-# serve recall at a fixed false-positive rate, the PR-AUC of one label and the cost-weighted error, but their
-# statistics forms are not written yet.
-NEEDS_ROWS = ("its form over merged statistics is not written yet (it is measured from the rows: recall at a fixed "
-              "false-positive rate, PR-AUC of one label, cost-weighted error)")
-
 
 def _measure(ctx: CheckContext, check_id: str, fn: Callable[[np.ndarray], np.ndarray],
              details: dict | None = None, needs: str = "",
@@ -207,6 +201,12 @@ def tpr_at_fpr(W: np.ndarray, y: np.ndarray, score: np.ndarray, fpr: float) -> t
     that threshold's index into the distinct scores sorted high to low (-1: flag nothing). NaN without positives
     or negatives."""
     pos, neg, _ = _by_unique(W, y, score)
+    return _tpr_at_fpr_counts(pos, neg, fpr)
+
+
+def _tpr_at_fpr_counts(pos: np.ndarray, neg: np.ndarray, fpr: float) -> tuple[np.ndarray, np.ndarray]:
+    """tpr_at_fpr from (R, U) weights of the detected label's rows and the others' per distinct score, in the
+    order rows are flagged (highest score first)."""
     tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
     P, N = tp[:, -1:], fp[:, -1:]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -235,8 +235,73 @@ def _validate_fpr(params: dict) -> None:
         raise ValueError(f"fpr must be a number between 0 and 1 (exclusive), got {f!r}")
 
 
+def _label_bins(sctx, label: str) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """(R+1, bins) counts of the detected label's rows and the others' per score bin, in the order rows are flagged
+    (the label's own score high to low: the positive score's bins from the top; for the negative label, whose score
+    is 1 - score, from the bottom), and the two labels' names."""
+    M = sctx.replicates.scores()
+    m = sctx.manifest
+    if label == "negative":
+        return M[:, 0, :], M[:, 1, :], m.negative_label, m.positive_label
+    return M[:, 1, ::-1], M[:, 0, ::-1], m.positive_label, m.negative_label
+
+
+def _binned_note(sctx) -> dict:
+    return {"score_bins": sctx.stats.scores.bins,
+            "note": f"computed from rows per score bin of width 1/{sctx.stats.scores.bins}: rows in one bin count as "
+                    "tied"}
+
+
+def _recall_at_fpr_stats(sctx, check_id: str, fpr: float = 0.01, label: str = "positive") -> Measurement:
+    pos, neg, name, other = _label_bins(sctx, label)
+    values, k = _tpr_at_fpr_counts(pos, neg, float(fpr))
+    n, n_pos = int(round(pos[0].sum() + neg[0].sum())), int(round(pos[0].sum()))
+    details = {"label": name, "other_label": other, "fpr_target": float(fpr), "binned": _binned_note(sctx),
+               "rows_of_label": n_pos, "rows_of_other": n - n_pos}
+    return _wrap(check_id, values, n, n_pos, values.shape[0] - 1, sctx.confidence, details,
+                 needs=f"rows of both '{name}' and '{other}' are needed")
+
+
+def _ap_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Average precision per row from weights per distinct score in flagging order (scikit-learn's definition)."""
+    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = np.nan_to_num(np.where(tp + fp > 0, tp / (tp + fp), 0.0))
+        total = tp[:, -1:]
+        ap = (np.where(total > 0, pos / np.where(total > 0, total, 1), 0) * prec).sum(axis=1)
+    return np.where(total[:, 0] > 0, ap, np.nan)
+
+
+def _class_pr_auc_stats(sctx, check_id: str, label: str = "positive") -> Measurement:
+    pos, neg, name, _ = _label_bins(sctx, label)
+    n, n_pos = int(round(pos[0].sum() + neg[0].sum())), int(round(pos[0].sum()))
+    details = {"label": name, "base_rate": n_pos / n if n else None, "binned": _binned_note(sctx)}
+    return _wrap(check_id, _ap_counts(pos, neg), n, n_pos, pos.shape[0] - 1, sctx.confidence, details,
+                 needs=f"rows of '{name}' are needed")
+
+
+def _cost_stats(sctx, check_id: str, miss_cost: float = 1.0, false_alarm_cost: float = 1.0, relative: bool = False,
+                label: str = "positive") -> Measurement:
+    from audit.mergeable import threshold_index
+
+    h = sctx.stats.scores
+    k = threshold_index(sctx.threshold, h.bins)
+    if k is None:
+        return Measurement(check_id, None, inconclusive=(
+            f"the decision threshold {sctx.threshold} is not on the statistics' score grid (multiples of 1/{h.bins})"))
+    c = {key: np.clip(v, 0, None) for key, v in h.confusion(k, sctx.replicates.scores()).items()}
+    m = sctx.manifest
+    # detecting the positive label: a miss is a false negative; detecting the negative label, a false positive
+    miss, alarm = (c["fn"], c["fp"]) if label == "positive" else (c["fp"], c["fn"])
+    of_label, others = (c["tp"] + c["fn"], c["tn"] + c["fp"]) if label == "positive" else (c["tn"] + c["fp"],
+                                                                                          c["tp"] + c["fn"])
+    return _cost_measurement(check_id, miss, alarm, of_label, others, float(miss_cost), float(false_alarm_cost),
+                             bool(relative), sctx.threshold, m.positive_label if label == "positive" else m.negative_label,
+                             m.negative_label if label == "positive" else m.positive_label, sctx.confidence)
+
+
 @check("performance.recall_at_fpr", title="Recall at a fixed false-positive rate", direction="higher", unit="rate",
-       params={"fpr": 0.01, **LABEL_PARAM}, validate=_validate_fpr)
+       params={"fpr": 0.01, **LABEL_PARAM}, validate=_validate_fpr, stats=_recall_at_fpr_stats, stats_form="binned")
 def recall_at_fpr(ctx: CheckContext, fpr: float = 0.01, label: str = "positive") -> Measurement:
     """Share of the rows of `label` the model finds when its threshold is set so that at most `fpr` of the other
     rows are flagged: the true-positive rate at a fixed false-positive rate, read off the ROC curve.
@@ -264,7 +329,7 @@ def recall_at_fpr(ctx: CheckContext, fpr: float = 0.01, label: str = "positive")
 
 
 @check("performance.class_pr_auc", title="PR-AUC of one label", direction="higher", params=dict(LABEL_PARAM),
-       validate=_validate_label)
+       validate=_validate_label, stats=_class_pr_auc_stats, stats_form="binned")
 def class_pr_auc(ctx: CheckContext, label: str = "positive") -> Measurement:
     """Average precision of detecting `label` (scikit-learn's average_precision_score of the model's score of
     that label): the area under its precision-recall curve.
@@ -293,7 +358,7 @@ def _validate_costs(params: dict) -> None:
 
 @check("performance.cost_weighted_error", title="Cost-weighted error", direction="lower",
        params={"miss_cost": 1.0, "false_alarm_cost": 1.0, "relative": False, **LABEL_PARAM},
-       validate=_validate_costs)
+       validate=_validate_costs, stats=_cost_stats, stats_form="binned")
 def cost_weighted_error(ctx: CheckContext, miss_cost: float = 1.0, false_alarm_cost: float = 1.0,
                         relative: bool = False, label: str = "positive") -> Measurement:
     """Mean cost per row of the model's decisions at the decision threshold: (miss_cost × rows of `label` not
@@ -307,21 +372,27 @@ def cost_weighted_error(ctx: CheckContext, miss_cost: float = 1.0, false_alarm_c
     W = ctx.weights
     miss = W @ ((y == 1) & (d == 0)).astype(float)
     alarm = W @ ((y == 0) & (d == 1)).astype(float)
-    rows = W.sum(axis=1)
+    return _cost_measurement("performance.cost_weighted_error", miss, alarm, W @ (y == 1).astype(float),
+                             W @ (y == 0).astype(float), float(miss_cost), float(false_alarm_cost), bool(relative),
+                             ctx.threshold, name, other, ctx.confidence)
+
+
+def _cost_measurement(check_id: str, miss, alarm, of_label, others, miss_cost: float, false_alarm_cost: float,
+                      relative: bool, threshold: float, name: str, other: str, confidence: float) -> Measurement:
+    """The cost-weighted error from (R+1,) weighted counts: misses, false alarms, rows of the label, other rows."""
+    rows = of_label + others
     with np.errstate(divide="ignore", invalid="ignore"):
-        cost = (float(miss_cost) * miss + float(false_alarm_cost) * alarm) / rows
-        trivial = np.minimum(float(miss_cost) * (W @ (y == 1).astype(float)),
-                             float(false_alarm_cost) * (W @ (y == 0).astype(float))) / rows
+        cost = (miss_cost * miss + false_alarm_cost * alarm) / rows
+        trivial = np.minimum(miss_cost * of_label, false_alarm_cost * others) / rows
         values = cost / trivial if relative else cost
     values = np.where(np.isfinite(values), values, np.nan)
-    details = {"label": name, "other_label": other, "miss_cost": float(miss_cost),
-               "false_alarm_cost": float(false_alarm_cost), "relative": bool(relative), "threshold": ctx.threshold,
-               "misses": int(miss[0]), "false_alarms": int(alarm[0]), "rows": int(rows[0]),
+    details = {"label": name, "other_label": other, "miss_cost": miss_cost, "false_alarm_cost": false_alarm_cost,
+               "relative": relative, "threshold": threshold, "misses": int(round(miss[0])),
+               "false_alarms": int(round(alarm[0])), "rows": int(round(rows[0])),
                "cost_per_row": _finite(cost[0]), "trivial_cost_per_row": _finite(trivial[0]),
-               "trivial_rule": ("flag none" if float(miss_cost) * (y == 1).sum() <= float(false_alarm_cost) * (y == 0).sum()
-                                else "flag every row")}
-    return _wrap("performance.cost_weighted_error", values, len(y), int(y.sum()), ctx.replicates, ctx.confidence,
-                 details, needs="the cheaper trivial rule costs nothing on this data (one label only)" if relative
+               "trivial_rule": "flag none" if miss_cost * of_label[0] <= false_alarm_cost * others[0] else "flag every row"}
+    return _wrap(check_id, values, int(round(rows[0])), int(round(of_label[0])), len(values) - 1, confidence, details,
+                 needs="the cheaper trivial rule costs nothing on this data (one label only)" if relative
                  else "rows are needed")
 
 
