@@ -127,46 +127,82 @@ def load(run_dir: str | Path) -> AuditResult:
     return AuditResult.from_document(load_result(path), path.parent)
 
 
+FLAG_OF = {"labels": "--labels", "positive_label": "--positive-label", "label_column": "--label-column",
+           "text": "--text-column/--template", "max_length": "--max-length", "protected_attributes": "--protected"}
+
+
+def _flag_error(exc) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "manifest"
+    flag = FLAG_OF.get(str(err["loc"][0]) if err["loc"] else "", where)
+    return f"{flag}: {err['msg'].removeprefix('Value error, ')}"
+
+
 def manifest_from_flags(label_column: str | None, positive_label: str | None, text_column: str | None,
-                        template: str | None, labels: str | Sequence[str] | None, name: str, max_length: int):
+                        template: str | None, labels: str | Sequence[str] | None, name: str, max_length: int | None,
+                        protected: dict | None = None):
     """A manifest for a model that `audit train` did not make, from the CLI's flags (or `run`'s keywords)."""
     from audit.errors import UsageError
     from audit.manifest import Manifest, TextRecipe
 
     if not (label_column and positive_label and labels and (text_column or template)):
-        raise UsageError("without audit-model.yaml, give --label-column, --positive-label, --labels and "
-                         "--text-column or --template")
+        missing = [flag for flag, v in (("--labels", labels), ("--label-column", label_column),
+                                        ("--positive-label", positive_label),
+                                        ("--text-column or --template", text_column or template)) if not v]
+        raise UsageError(f"without audit-model.yaml, give --labels, --label-column, --positive-label and "
+                         f"--text-column or --template (missing: {', '.join(missing)}); or write the manifest "
+                         "once with 'audit init MODEL_DIR --data FILE'")
     from pydantic import ValidationError
 
-    names = labels.split(",") if isinstance(labels, str) else [str(x) for x in labels]
     try:
-        return Manifest(name=name, labels=[x.strip() for x in names], positive_label=positive_label,
+        return Manifest(name=name, labels=_labels(labels), positive_label=positive_label,
                         label_column=label_column, text=TextRecipe(column=text_column, template=template),
-                        max_length=max_length)
+                        max_length=max_length or 128, protected_attributes=protected or {})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "manifest"
-        flag = {"labels": "--labels", "positive_label": "--positive-label", "text": "--template"}.get(
-            str(err["loc"][0]) if err["loc"] else "", where)
-        raise UsageError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+        raise UsageError(_flag_error(exc)) from None
+
+
+def _labels(labels: str | Sequence[str]) -> list[str]:
+    names = labels.split(",") if isinstance(labels, str) else [str(x) for x in labels]
+    return [x.strip() for x in names]
+
+
+def _protected(protected) -> dict | None:
+    """`protected=`: a mapping of names to ProtectedAttribute (or dicts), or `--protected` strings."""
+    if not protected:
+        return None
+    if isinstance(protected, dict):
+        return dict(protected)
+    from audit.errors import UsageError
+    from audit.manifest import parse_protected
+
+    out = {}
+    for item in [protected] if isinstance(protected, str) else protected:
+        try:
+            name, attr = parse_protected(str(item))
+        except ValueError as exc:
+            raise UsageError(f"--protected {item!r}: {exc}") from None
+        out[name] = attr
+    return out
 
 
 def run(model_dir: str | Path, policy: str | Path, *, data: str | Path | None = None, out: str | Path | None = None,
         current: str | Path | None = None, strict: bool = False, manifest: str | Path | Any | None = None,
         label_column: str | None = None, positive_label: str | None = None,
         labels: str | Sequence[str] | None = None, text_column: str | None = None, template: str | None = None,
-        max_length: int = 128, templates: str | Path | None = None, batch_size: int | None = None,
+        max_length: int | None = None, templates: str | Path | None = None, batch_size: int | None = None,
         sign: str | Path | None = None, baseline: str | Path | None = None, engine: str | Any = "local",
         address: str | None = None, precision: str = "auto", all_checks: bool = False,
         report_url: str | None = None, predictions: str | Path | None = None, score_column: str = "score",
         id_column: str | None = None, reference_stats: Sequence[str | Path] = (), progress: bool = False,
         mlflow: str | bool | None = None, command: list[str] | None = None,
-        adverse_action: str | Path | None = None) -> AuditResult:
+        adverse_action: str | Path | None = None, protected: Sequence[str] | dict | None = None) -> AuditResult:
     """Audit `model_dir` against `policy` (a YAML file or a bundled pack name) and write the run folder.
 
     The keywords are `audit run`'s options: `data` (default: the manifest's held-out split), `out` (default
     reports/<model>-<time>/), `current`, `strict`, `manifest` (an audit-model.yaml path or a Manifest) or
-    `label_column`/`positive_label`/`labels`/`text_column`/`template`/`max_length` for a model without one,
+    `label_column`/`positive_label`/`labels`/`text_column`/`template`/`max_length`/`protected` (a model without
+    one needs the first five; beside a manifest each replaces only its own key, `protected` merged by name),
     `templates`, `batch_size`, `sign`, `baseline`, `engine`/`address`, `precision`, `all_checks`, `report_url`,
     `predictions` (a prediction log, with `score_column`, `id_column`, `reference_stats`), `progress` (bars on
     stderr; off by default here) and `mlflow` (a tracking URI, or True for $MLFLOW_TRACKING_URI: one MLflow run
@@ -189,12 +225,12 @@ def run(model_dir: str | Path, policy: str | Path, *, data: str | Path | None = 
     if adverse_action is not None:
         _check_adverse_action(adverse_action, policy, model_dir, [data, current, manifest, predictions, sign,
                                                                   baseline])
-    flags = (label_column, positive_label, labels, text_column, template)
+    flags = (label_column, positive_label, labels, text_column, template, max_length, _protected(protected))
     template_dirs = [Path(templates)] if templates else None
     command = command or _api_command(model_dir, policy)
     if predictions is not None:
         _refuse_with_predictions(data, current, sign, baseline, engine)
-        manifest_obj, manifest_path = _manifest(manifest, flags, model_dir.name, max_length)
+        manifest_obj, manifest_path = _manifest(manifest, flags, model_dir)
         from audit.streaming import run_predictions
 
         outcome = run_predictions(model_dir, policy, Path(predictions), out_dir=out, strict=strict,
@@ -206,7 +242,7 @@ def run(model_dir: str | Path, policy: str | Path, *, data: str | Path | None = 
         from audit.runner import run_audit
 
         engine = make_engine(engine, address)  # an --address without --engine ray, or Ray missing: fails now
-        manifest_obj, manifest_path = _manifest(manifest, flags, model_dir.name, max_length)
+        manifest_obj, manifest_path = _manifest(manifest, flags, model_dir)
         outcome = run_audit(model_dir, policy, data_path=data, out_dir=out, current_path=current, strict=strict,
                             progress=progress, template_dirs=template_dirs, manifest=manifest_obj,
                             manifest_path=manifest_path, batch_size=batch_size, command=command, sign_key=sign,
@@ -240,17 +276,41 @@ def _check_adverse_action(path, policy, model_dir: Path, inputs: list) -> None:
     check_notices_out(path, [p.source, *[x for x in inputs if isinstance(x, (str, Path))]], model_dir)
 
 
-def _manifest(manifest, flags, name: str, max_length: int):
-    """(a Manifest or None, a manifest path or None) from `manifest=` or the label/text keywords."""
-    from audit.manifest import Manifest
+def _manifest(manifest, flags, model_dir: Path):
+    """(a Manifest or None, a manifest path or None) from `manifest=` and the label/text keywords. Beside a
+    manifest (`manifest=`, or the folder's audit-model.yaml) a keyword replaces only its own key; without one the
+    keywords make the whole manifest."""
+    from pydantic import ValidationError
 
-    label_column, positive_label, labels, text_column, template = flags
-    built = None
-    if any((label_column, positive_label, labels, text_column, template)):
-        built = manifest_from_flags(label_column, positive_label, text_column, template, labels, name, max_length)
+    from audit.errors import UsageError
+    from audit.manifest import MANIFEST_NAME, Manifest, load_manifest, override
+
+    label_column, positive_label, labels, text_column, template, max_length, protected = flags
+    given = any(v is not None for v in flags)
+    if not given:
+        return (manifest, None) if isinstance(manifest, Manifest) else (
+            None, Path(manifest) if manifest is not None else None)
     if isinstance(manifest, Manifest):
-        return manifest, None
-    return built, Path(manifest) if manifest is not None else None
+        base = manifest
+    elif manifest is not None:
+        base = load_manifest(Path(manifest))
+    elif (model_dir / MANIFEST_NAME).exists():
+        base = load_manifest(model_dir / MANIFEST_NAME)
+    else:
+        return manifest_from_flags(label_column, positive_label, text_column, template, labels, model_dir.name,
+                                   max_length, protected), None
+    if text_column is not None and template is not None:
+        raise UsageError("give one of --text-column or --template")
+    from audit.manifest import TextRecipe
+
+    try:
+        text = (TextRecipe(column=text_column) if text_column is not None
+                else TextRecipe(template=template) if template is not None else None)
+        return override(base, label_column=label_column, positive_label=positive_label,
+                        labels=_labels(labels) if labels is not None else None, text=text, max_length=max_length,
+                        protected_attributes=protected), None
+    except ValidationError as exc:
+        raise UsageError(_flag_error(exc)) from None
 
 
 def _api_command(model_dir: Path, policy) -> list[str]:

@@ -137,13 +137,15 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
               help="Current data (e.g. recent production inputs; labels optional) for the drift checks.")
 @click.option("--strict", is_flag=True, help="Warnings fail the gate (exit 1).")
 @click.option("--manifest", "manifest_path", type=click.Path(path_type=Path), help="A manifest for a model without audit-model.yaml.")
-@click.option("--label-column", help="Without a manifest: the label column.")
-@click.option("--positive-label", help="Without a manifest: the favourable label.")
-@click.option("--labels", help="Without a manifest: the labels in the model's output order, comma-separated.")
-@click.option("--text-column", help="Without a manifest: the text column.")
-@click.option("--template", help="Without a manifest: a jinja2 template over columns.")
-@click.option("--max-length", default=128, show_default=True, type=MAX_LENGTH,
-              help="Without a manifest: tokens per text.")
+@click.option("--label-column", help="The label column (beside a manifest: replaces only this key).")
+@click.option("--positive-label", help="The favourable label (beside a manifest: replaces only this key).")
+@click.option("--labels", help="The labels in the model's output order, comma-separated.")
+@click.option("--text-column", help="The text column.")
+@click.option("--template", help="A jinja2 template over columns, instead of --text-column.")
+@click.option("--max-length", type=MAX_LENGTH, help="Tokens per text [default: the manifest's; 128 without one].")
+@click.option("--protected", multiple=True, metavar="NAME=COLUMN[:EDGES|:VALUE=GROUP,…]",
+              help="A protected attribute (repeatable), merged into the manifest's by name: sex=gender, "
+                   "age=age_years:25,65, sex=code:1=male,2=female. 'audit init' writes them into audit-model.yaml.")
 @click.option("--templates", "template_dir", type=click.Path(path_type=Path, file_okay=False),
               help="A folder of report templates that override the shipped ones by name.")
 @click.option("--batch-size", type=BATCH, help="Scoring batch size (default: the policy's budget).")
@@ -182,7 +184,8 @@ def _manifest_from_flags(label_column, positive_label, text_column, template, la
 def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manifest_path, label_column, positive_label,
         labels, text_column, template, max_length, template_dir, batch_size, sign_key, baseline_dir, no_progress,
         engine, address, predictions_path=None, score_column="score", id_column=None, reference_stats=(),
-        precision="auto", all_checks=False, report_url=None, mlflow_uri=None, adverse_action=None):
+        precision="auto", all_checks=False, report_url=None, mlflow_uri=None, adverse_action=None,
+        protected=()):
     """Audit MODEL_DIR against a policy; exit 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE."""
     _quiet_env()
     from audit.api import run as run_api  # the Python API (audit.run) does the work; this is its edge
@@ -194,7 +197,7 @@ def run(model_dir, policy_path, data_path, out_dir, current_path, strict, manife
                       precision=precision, all_checks=all_checks, report_url=report_url,
                       predictions=predictions_path, score_column=score_column, id_column=id_column,
                       reference_stats=reference_stats, progress=not no_progress, command=["audit", *sys.argv[1:]],
-                      mlflow=mlflow_uri, adverse_action=adverse_action)
+                      mlflow=mlflow_uri, adverse_action=adverse_action, protected=list(protected) or None)
     _print_outcome(outcome)
     if outcome.mlflow_run_id:
         click.echo(f"mlflow: run {outcome.mlflow_run_id}")
@@ -316,6 +319,115 @@ def train_cmd(data_path, out_dir, recipe_path, text_column, template, template_f
         click.echo(f"mlflow: run {tracker.log_training(manifest, out_dir)}")
 
 
+def _interactive() -> bool:
+    """Whether `audit init` may ask (stdin is a terminal); tests replace it."""
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@cli.command("init")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="A data file with the model's text and true labels (columns are guessed from it and checked).")
+@click.option("--text-column", help="The text column [guessed: the column of free text].")
+@click.option("--template", help="A jinja2 template over columns, instead of --text-column.")
+@click.option("--label-column", help="The true-label column [guessed: the column whose values are the labels].")
+@click.option("--labels", help="The labels in the model's output order, comma-separated [default: config.json's "
+                               "id2label].")
+@click.option("--positive-label", help="The favourable label. Never guessed.")
+@click.option("--protected", multiple=True, metavar="NAME=COLUMN[:EDGES|:VALUE=GROUP,…]",
+              help="A protected attribute (repeatable): sex=gender, age=age_years:25,65, sex=code:1=male,2=female.")
+@click.option("--eval-split", metavar="whole|FILE|none",
+              help="whole: every row of --data is eval data (the model never saw it); FILE: that file is; none: "
+                   "'audit run' will need --data.")
+@click.option("--id-column", help="A column of row ids.")
+@click.option("--name", help="The model's name [default: the folder's].")
+@click.option("--max-length", default=128, show_default=True, type=MAX_LENGTH, help="Tokens per text.")
+@click.option("--force", is_flag=True, help="Overwrite an existing audit-model.yaml.")
+def init_cmd(model_dir, data_path, text_column, template, label_column, labels, positive_label, protected,
+             eval_split, id_column, name, max_length, force):
+    """Write MODEL_DIR/audit-model.yaml for a model that `audit train` did not make.
+
+    \b
+    Labels come from config.json's id2label; the text and label columns are guessed from --data and confirmed
+    on a terminal. Without a terminal every answer is a flag, and the one line of exit 2 lists those missing.
+    The favourable label is never guessed.
+    """
+    import shlex
+
+    from audit import init as byom
+    from audit.errors import UsageError
+    from audit.manifest import MANIFEST_NAME
+    from audit.manifest import parse_protected as parse_attribute
+
+    target = Path(model_dir) / MANIFEST_NAME
+    if os.path.lexists(target) and not force:
+        raise UsageError(f"{target}: already exists; give --force to overwrite it")
+    label_list = [x.strip() for x in labels.split(",")] if labels else None
+    s = byom.survey(model_dir, data_path, label_list)
+    ask, missing = _interactive(), []
+    label_list = label_list or s.config_labels
+    if not label_list:
+        if ask:
+            label_list = [x.strip() for x in click.prompt("Labels in the model's output order (comma-separated; "
+                                                          "config.json's id2label names none)").split(",")]
+        else:
+            missing.append("--labels L0,L1,… (in the model's output order: config.json's id2label names none)")
+    choice = click.Choice(s.columns)
+    if text_column is None and template is None:
+        if ask:
+            text_column = click.prompt(f"Text column{f' ({s.text_why})' if s.text_column else ''}",
+                                       default=s.text_column, type=choice, show_choices=False)
+        else:
+            missing.append(f"--text-column {shlex.quote(s.text_column)} (guessed: {s.text_why})" if s.text_column
+                           else "--text-column or --template (no column of free text found)")
+    if label_column is None:
+        if ask:
+            label_column = click.prompt(f"Label column{f' ({s.label_why})' if s.label_column else ''}",
+                                        default=s.label_column, type=choice, show_choices=False)
+        else:
+            missing.append(f"--label-column {shlex.quote(s.label_column)} (guessed: {s.label_why})"
+                           if s.label_column else "--label-column")
+    if positive_label is None:
+        if ask and label_list:
+            positive_label = click.prompt("Favourable (positive) label", type=click.Choice(label_list))
+        else:
+            missing.append(f"--positive-label (one of: {', '.join(label_list or s.label_values) or 'the labels'}; "
+                           "which label is favourable is never guessed)")
+    attrs = {}
+    items = list(protected)
+    if not items and ask:
+        items = click.prompt("Protected attributes, space-separated NAME=COLUMN[:EDGES|:VALUE=GROUP,…] "
+                             "(empty: none)", default="", show_default=False).split()
+    for item in items:
+        try:
+            attr_name, attr = parse_attribute(item)
+        except ValueError as exc:
+            raise UsageError(f"--protected {item!r}: {exc}") from None
+        attrs[attr_name] = attr
+    if eval_split is None:
+        if ask:
+            eval_split = click.prompt(f"Eval data: 'whole' if the model never saw {data_path}, an eval file's path, "
+                                      "or 'none'")
+        else:
+            missing.append("--eval-split whole|FILE|none")
+    if missing:
+        raise UsageError(f"stdin is not a terminal, so nothing can be asked or confirmed: give {'; '.join(missing)}")
+    manifest = byom.build_manifest(model_dir, data_path, labels=label_list, positive_label=positive_label,
+                                   label_column=label_column, text_column=text_column, template=template,
+                                   protected=attrs, eval_split=eval_split, id_column=id_column, name=name,
+                                   max_length=max_length)
+    written = byom.write_manifest(model_dir, manifest, force=force)
+    ev = manifest.eval_data
+    click.echo(f"wrote {written}: labels {', '.join(manifest.labels)} (favourable: {manifest.positive_label}), "
+               f"text from {manifest.text.describe()}, labels from column '{manifest.label_column}', protected "
+               f"attributes: {', '.join(manifest.protected_attributes) or 'none'}; eval data: "
+               + (f"{ev.source.path} ({ev.source.rows} rows)" if ev else "none recorded (give --data to 'audit run')"))
+    click.echo(f"next: audit run {shlex.quote(str(model_dir))} --policy fin")
+
+
 @cli.command()
 @click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
               help="Folder for the demo model and its report.")
@@ -345,6 +457,39 @@ def policy_validate(policy_file):
 
     p = load_policy(policy_file)
     click.echo(f"{p.source}: valid policy '{p.policy}' version {p.version}, {len(p.checks)} checks")
+
+
+@policy.command("list")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
+              help="text, json (every pack's clauses, cited and not covered) or md (a Markdown table).")
+def policy_list(fmt):
+    """List the bundled policy packs (give a pack's name to --policy): what each is for and the clauses it cites."""
+    from audit.policy import bundled_policies, load_policy
+
+    packs = []
+    for name, path in bundled_policies().items():
+        p = load_policy(path)
+        cited = list(dict.fromkeys(c.clause for rule in p.checks.values() for c in rule.cites))
+        packs.append({"name": name, "policy": p.policy, "version": p.version, "path": str(path),
+                      "description": " ".join(p.description.split()), "rules": len(p.checks), "clauses": cited,
+                      "not_covered": list(dict.fromkeys(n.clause for n in p.not_covered_items))})
+    if fmt == "json":
+        _echo_json(packs)
+        return
+    if fmt == "md":
+        from audit.render.markdown import md, md_code
+
+        click.echo("| Pack | Policy | Rules | What it is for | Clauses cited | Not covered |\n|---|---|---:|---|---|---|")
+        for k in packs:
+            click.echo(f"| `{md_code(k['name'])}` | {md(k['policy'])} {md(k['version'])} | {k['rules']} | "
+                       f"{md(k['description'])} | {md('; '.join(k['clauses']))} | {md('; '.join(k['not_covered']))} |")
+        return
+    for i, k in enumerate(packs):
+        click.echo(("\n" if i else "") + f"{k['name']}: {k['policy']} {k['version']}, {k['rules']} rules")
+        click.echo(f"  {k['description']}")
+        click.echo(f"  clauses: {'; '.join(k['clauses']) or 'none'}")
+        if k["not_covered"]:
+            click.echo(f"  not covered: {'; '.join(k['not_covered'])}")
 
 
 @cli.command("checks")

@@ -86,12 +86,61 @@ def read_table(path: str | Path):
 
 
 def require_columns(df, columns: dict[str, str], path: Path | str) -> None:
-    """`columns` maps a column name to what it is for; the first missing one is named with close matches."""
-    from audit.yamlsrc import closest
-
+    """`columns` maps a column name to what it is for; the first missing one is named with the closest column."""
     for column, purpose in columns.items():
         if column not in df.columns:
-            raise DataError(f"{path}: missing {purpose} column '{column}'{closest(column, df.columns)}")
+            raise DataError(f"{path}: missing {purpose} column '{column}'{closest_column(column, df, purpose)}")
+
+
+def _words(name: str) -> list[str]:
+    """A column name's words: split at non-alphanumerics and camelCase, lower case ('reviewText' -> review, text)."""
+    import re
+
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    return [w for w in re.split(r"[^0-9A-Za-z]+", spaced.lower()) if w]
+
+
+def name_similarity(a: str, b: str) -> float:
+    """How alike two column names are, 0..1: 1 for the same name up to case and separators ('Text', 'TEXT',
+    'review_text' vs 'reviewText'); 0.9 when every word of one is a word of the other ('text' in 'review_text');
+    else difflib's ratio of the normalised names ('txt' vs 'text' 0.86, 'test' vs 'text' 0.75)."""
+    import difflib
+
+    wa, wb = _words(a), _words(b)
+    na, nb = "".join(wa), "".join(wb)
+    if not na or not nb:
+        return 0.0
+    if na == nb:
+        return 1.0
+    short, long_ = (wa, wb) if len(wa) <= len(wb) else (wb, wa)
+    if sum(map(len, short)) >= 2 and set(short) <= set(long_):
+        return 0.9
+    return difflib.SequenceMatcher(None, na, nb).ratio()
+
+
+def looks_like_text(values) -> bool:
+    """A column of free text: most of its (up to 200 first) non-empty cells hold three words or more."""
+    cells = [str(v) for v in list(values)[:200] if v is not None and v == v and str(v).strip()]
+    return bool(cells) and sum(len(c.split()) >= 3 for c in cells) >= 0.8 * len(cells)
+
+
+def closest_column(name: str, df, purpose: str = "", cutoff: float = 0.75) -> str:
+    """' (did you mean 'x'?)' or '': the column of `df` whose name is most like `name` (name_similarity, ties to
+    the leftmost column). A text column is looked for among the columns that hold free text, so a column that
+    only resembles the name ('test', a 0/1 flag, for 'text') is not offered when 'review_text' holds the text;
+    and when no name is close, the one column of free text is offered."""
+    columns = [str(c) for c in df.columns]
+    if purpose == "text":
+        texty = [c for c in columns if looks_like_text(df[c].tolist())]
+        candidates = texty
+    else:
+        texty, candidates = [], columns
+    scored = sorted(((name_similarity(name, c), -i, c) for i, c in enumerate(candidates)), reverse=True)
+    if scored and scored[0][0] >= cutoff:
+        return f" (did you mean '{scored[0][2]}'?)"
+    if purpose == "text" and len(texty) == 1:
+        return f" (did you mean '{texty[0]}'? it is the one column of free text)"
+    return ""
 
 
 def template_env():

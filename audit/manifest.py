@@ -103,6 +103,18 @@ class Split(BaseModel):
     eval_index: list[int]
 
 
+class EvalData(BaseModel):
+    """The eval data of a model that `audit train` did not make (written by `audit init`): a file whose every row
+    is eval data (the model was not trained on it), with its sha256, so that `audit run` without --data audits
+    exactly those rows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: DataFile
+    rows: Literal["whole"] = "whole"
+    note: str = ""
+
+
 class TrainingData(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -153,6 +165,7 @@ class Manifest(BaseModel):
     max_length: int = Field(default=128, gt=0, le=8192)
     protected_attributes: dict[str, ProtectedAttribute] = Field(default_factory=dict)
     data: TrainingData | None = None
+    eval_data: EvalData | None = None
     card: Card = Field(default_factory=Card)
     base_model: BaseModelInfo | None = None
     training: dict[str, Any] = Field(default_factory=dict)
@@ -220,3 +233,64 @@ class Recipe(BaseModel):
 
 def load_recipe(path: Path) -> Recipe:
     return _load(path, Recipe, "recipe")
+
+
+def parse_protected(item: str) -> tuple[str, ProtectedAttribute]:
+    """One `--protected` value: NAME=COLUMN or COLUMN (the attribute named as its column), then optionally
+    `:EDGE,EDGE` (numeric bins: age:25,65 gives <25, 25–<65, >=65) or `:VALUE=GROUP,VALUE=GROUP` (a value map:
+    sex_code:1=male,2=female). Raises ValueError with the reason."""
+    head, colon, spec = item.partition(":")
+    name, eq, column = head.partition("=")
+    if not eq:
+        name = column = head
+    name, column = name.strip(), column.strip()
+    if not name or not column or (colon and not spec.strip()):
+        raise ValueError("expected NAME=COLUMN, COLUMN, COLUMN:EDGE,EDGE or COLUMN:VALUE=GROUP,VALUE=GROUP")
+    bins = mapping = None
+    if colon:
+        parts = [p.strip() for p in spec.split(",")]
+        if all("=" in p for p in parts):
+            mapping = {}
+            for p in parts:
+                value, _, group = p.partition("=")
+                if not value.strip() or not group.strip():
+                    raise ValueError(f"'{p}' in the value map: expected VALUE=GROUP")
+                mapping[value.strip()] = group.strip()
+        elif any("=" in p for p in parts):
+            raise ValueError("mixes bin edges and VALUE=GROUP pairs")
+        else:
+            try:
+                bins = [float(p) for p in parts]
+            except ValueError:
+                raise ValueError(f"bin edges must be numbers, got '{spec}'") from None
+    try:
+        return name, ProtectedAttribute(column=column, bins=bins, map=mapping)
+    except ValidationError as exc:
+        raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+# The keys a flag may set on a manifest (`audit run --label-column …` beside an audit-model.yaml): each replaces
+# only its own key; protected attributes are merged by name.
+OVERRIDABLE = ("labels", "positive_label", "label_column", "text", "max_length", "protected_attributes", "name")
+
+
+def override(manifest: Manifest, **keys: Any) -> Manifest:
+    """A copy of `manifest` with the keys given (not None) replaced and validated again; `protected_attributes`
+    are merged by name (a flag's attribute replaces the manifest's of that name, the others stay). Raises
+    pydantic's ValidationError when the result is not a valid manifest (e.g. a positive label that is not one of
+    the labels)."""
+    unknown = set(keys) - set(OVERRIDABLE)
+    if unknown:
+        raise TypeError(f"not an overridable manifest key: {sorted(unknown)}")
+    data = manifest.model_dump()
+    for key, value in keys.items():
+        if value is None:
+            continue
+        if key == "protected_attributes":
+            data[key] = {**data[key], **{n: a.model_dump() if isinstance(a, BaseModel) else a
+                                         for n, a in value.items()}}
+        elif key == "text":
+            data[key] = value.model_dump() if isinstance(value, BaseModel) else value
+        else:
+            data[key] = value
+    return Manifest.model_validate(data)

@@ -320,9 +320,25 @@ def check_labels(config: dict[str, Any], manifest: Manifest, config_path: Path) 
                          f"manifest's labels) in the model's output order")
 
 
-def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_path: Path | None = None) -> ModelBundle:
-    """Check a model folder (no torch import): files present, no pickle-only weights, no remote code,
-    a valid safetensors header, a manifest; and hash what will be loaded."""
+def _refuse_remote_tokenizer(path: Path) -> None:
+    """tokenizer_config.json can name its own classes (auto_map) too: refused before transformers reads it,
+    with the same words as config.json's auto_map (transformers would refuse it later with a longer message)."""
+    tpath = path / "tokenizer_config.json"
+    if not tpath.exists():
+        return
+    try:
+        data = json.loads(read_regular(tpath, MAX_JSON_BYTES, "tokenizer_config.json", ModelError).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelError(f"{tpath}: not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "auto_map" in data:
+        raise ModelError(f"{tpath}: the tokenizer asks to run its own code (auto_map); refused, "
+                         "remote code is never trusted")
+
+
+def check_folder(path: str | Path) -> tuple[dict[str, Any], list[Path]]:
+    """The checks of a model folder that need no manifest (no torch import): a folder with config.json that asks
+    for no remote code (config.json's or tokenizer_config.json's auto_map), and safetensors weights with a valid
+    header (pickle-only weights refused). Returns config.json's content and the weight files."""
     path = Path(path)
     if not path.exists():
         hint = " (hub names are not fetched: give a local folder)" if "/" in str(path) and not str(path).startswith(("/", ".")) else ""
@@ -341,6 +357,7 @@ def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_pat
     if "auto_map" in config:
         raise ModelError(f"{config_path}: the model asks to run its own code (auto_map); refused, "
                          "remote code is never trusted")
+    _refuse_remote_tokenizer(path)
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
@@ -350,11 +367,21 @@ def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_pat
         raise ModelError(f"{path}: no model.safetensors weights")
     for w in weights:
         check_safetensors(w)
+    return config, weights
+
+
+def open_bundle(path: str | Path, manifest: Manifest | None = None, manifest_path: Path | None = None) -> ModelBundle:
+    """Check a model folder (no torch import): files present, no pickle-only weights, no remote code,
+    a valid safetensors header, a manifest; and hash what will be loaded."""
+    path = Path(path)
+    config, weights = check_folder(path)
+    config_path = path / "config.json"
     if manifest is None:
         mpath = manifest_path or (path / MANIFEST_NAME)
         if not mpath.exists():
-            raise ModelError(f"{path}: no {MANIFEST_NAME}; train with 'audit train', or give --manifest FILE or "
-                             "--label-column, --positive-label and --text-column/--template")
+            raise ModelError(f"{path}: no {MANIFEST_NAME}; write one with 'audit init {path} --data FILE', train "
+                             "with 'audit train', or give --manifest FILE or --labels, --label-column, "
+                             "--positive-label and --text-column/--template")
         manifest = load_manifest(mpath)
     check_labels(config, manifest, config_path)
     base, base_hashes = (None, {})

@@ -69,6 +69,16 @@ def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | N
     out, or refused."""
     m: Manifest = bundle.manifest
     notes: list[str] = []
+    recorded = data_path is None and m.data is None and m.eval_data is not None
+    if recorded:  # the eval file `audit init` recorded
+        try:
+            data_path = _find_source(m.eval_data.source.path, bundle.path)
+        except DataError:
+            raise DataError(f"{m.eval_data.source.path}: eval data file from the manifest (eval_data) not found; "
+                            "give --data FILE") from None
+        if sha256_file(data_path) != m.eval_data.source.sha256:
+            raise DataError(f"{data_path}: eval data file changed since 'audit init' recorded it (sha256 differs "
+                            "from the manifest's eval_data); give --data FILE to audit other data")
     if data_path is None:
         if m.data is None:
             raise DataError(f"{bundle.path}: the manifest records no training data; give --data FILE")
@@ -87,7 +97,7 @@ def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | N
         path = Path(data_path)
         frame = read_table(path)
         digest = sha256_file(path)
-        source = "--data file (all rows)"
+        source = ("eval data file recorded in the manifest (all rows)" if recorded else "--data file (all rows)")
     if max_rows is not None and len(frame) > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=max_rows, replace=False))
         frame = frame.iloc[keep]

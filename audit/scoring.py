@@ -125,27 +125,51 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
                        meta={"batch_size": batch_size, "max_length": max_length, "unique_texts": len(texts)})
 
 
-def cls_only_last_layer(model):
-    """For a plain BERT classifier (the default MiniLM family): a context manager that, while scoring, computes
-    the last encoder layer for the [CLS] position only, or None where that does not apply.
+# Classifiers whose head reads only position 0 of the last layer, and whose encoder layers are BERT's layer
+# (self-attention query/key/value, attention output, intermediate, output): class name -> (encoder attribute,
+# layer class name, whether the head reads the pooler). Each is proven against the plain forward pass in
+# tests/test_architectures.py; any other class is scored by the plain forward pass.
+CLS_ONLY = {
+    "BertForSequenceClassification": ("bert", "BertLayer", True),
+    "RobertaForSequenceClassification": ("roberta", "RobertaLayer", False),
+    "XLMRobertaForSequenceClassification": ("roberta", "XLMRobertaLayer", False),
+    "ElectraForSequenceClassification": ("electra", "ElectraLayer", False),
+}
 
-    The classifier reads only the pooler's [CLS] vector, and in the last layer only the [CLS] row of the output
-    feeds it: its query, attention output and feed-forward network are computed for that one position instead of
-    all of them (keys and values still for every position). Same arithmetic on the rows that matter; measured
-    |Δ score| against the full forward pass 1.2e-7 on the reference job's 600 texts, tested below 1e-6
-    (tests/test_precision.py); 15% less scoring time there, 7% less SHAP time. Not used when embeddings (the
-    last layer at every position) are asked for, nor for LoRA-wrapped models, other architectures or
-    BERT variants with cross-attention, relative positions or chunked feed-forward."""
+
+def cls_only_last_layer(model):
+    """For a classifier whose head reads only the first position (BERT's pooler over [CLS]; the <s> position of
+    RoBERTa's, XLM-RoBERTa's and ELECTRA's classification heads): a context manager that, while scoring, computes
+    the last encoder layer for that position only, or None where that does not apply.
+
+    In the last layer only the first row of the output feeds the head: its query, attention output and
+    feed-forward network are computed for that one position instead of all of them (keys and values still for
+    every position). Same arithmetic on the rows that matter; measured |Δ score| against the full forward pass
+    1.2e-7 on the reference job's 600 texts, tested below 1e-6 (tests/test_precision.py, and per architecture in
+    tests/test_architectures.py); 15% less scoring time there, 7% less SHAP time. Not used when embeddings (the
+    last layer at every position) are asked for, nor for LoRA-wrapped models, architectures outside `CLS_ONLY`
+    (DistilBERT, DeBERTa-v2: the plain forward pass) or variants with cross-attention, relative positions or
+    chunked feed-forward."""
     if type(model).__name__ == "Bf16" and hasattr(model, "inner"):  # with_precision's autocast wrapper
         model = model.inner
     config = getattr(model, "config", None)
-    bert = getattr(model, "bert", None)
-    if (type(model).__name__ != "BertForSequenceClassification" or bert is None or config is None
-            or getattr(bert, "pooler", None) is None or config.is_decoder or config.add_cross_attention
+    known = CLS_ONLY.get(type(model).__name__)
+    if known is None or config is None:
+        return None
+    attr, layer_name, pooled = known
+    base = getattr(model, attr, None)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if (base is None or not layers or type(layers[-1]).__name__ != layer_name
+            or (pooled and getattr(base, "pooler", None) is None)
+            or config.is_decoder or config.add_cross_attention
             or getattr(config, "chunk_size_feed_forward", 0)
             or getattr(config, "position_embedding_type", "absolute") != "absolute"):
         return None
-    return _ClsOnly(bert.encoder.layer)
+    sa = getattr(getattr(layers[-1], "attention", None), "self", None)
+    if sa is None or not all(hasattr(sa, a) for a in ("query", "key", "value", "scaling", "num_attention_heads",
+                                                      "attention_head_size")):
+        return None
+    return _ClsOnly(layers)
 
 
 class _ClsOnly:

@@ -127,8 +127,9 @@ def test_bad_input_raises_an_audit_error_not_an_exit(tiny_model, tmp_path, polic
         audit.run(tiny_model, policy=bad, report_url="ftp://example.org/x")
     with pytest.raises(UsageError, match="--address is for --engine ray"):
         audit.run(tiny_model, policy=policy_file(MIN_POLICY, "ok.yaml"), address="127.0.0.1:1")
-    with pytest.raises(UsageError, match="without audit-model.yaml"):
-        audit.run(tiny_model, policy=policy_file(MIN_POLICY, "ok.yaml"), label_column="label")
+    # beside the folder's manifest a keyword replaces only its own key, and the result is validated again
+    with pytest.raises(UsageError, match="--positive-label: positive_label 'great' is not one of the labels"):
+        audit.run(tiny_model, policy=policy_file(MIN_POLICY, "ok.yaml"), positive_label="great")
     with pytest.raises(UsageError, match="--predictions audits a log of scores; it does not take --data"):
         audit.run(tiny_model, policy=policy_file(MIN_POLICY, "ok.yaml"), predictions=tmp_path / "p.csv",
                   data=tmp_path / "d.csv")

@@ -178,8 +178,9 @@ def test_missing_manifest(tiny_model, tmp_path, pol):
     model = copy_model(tiny_model, tmp_path)
     (model / "audit-model.yaml").unlink()
     result, out = run_cli(["run", str(model), "--policy", pol], tmp_path)
-    assert_refused(result, out, f"{model}: no audit-model.yaml; train with 'audit train', or give --manifest FILE "
-                                "or --label-column, --positive-label and --text-column/--template")
+    assert_refused(result, out, f"{model}: no audit-model.yaml; write one with 'audit init {model} --data FILE', "
+                                "train with 'audit train', or give --manifest FILE or --labels, --label-column, "
+                                "--positive-label and --text-column/--template")
 
 
 def test_bad_manifest_names_line(tiny_model, tmp_path, pol):

@@ -173,6 +173,229 @@ def ece(ctx: CheckContext, bins: int = 10) -> Measurement:
                     interval=lambda v: stats.ece_interval(gaps, ctx.confidence, n=len(ctx.y_true)))
 
 
+# ---------------------------------------------------------------- detection of one label (fraud, risk)
+# A model's positive label is the favourable one (approval, "legitimate"); what a fraud or risk model exists to
+# find is often the other one. These checks take `label`: "positive" (the manifest's positive label) or
+# "negative" (the other label), and read the model's score of that label (1 - score for "negative").
+
+LABEL_PARAM = {"label": "positive"}
+
+
+def _validate_label(params: dict) -> None:
+    if params.get("label") not in ("positive", "negative"):
+        raise ValueError(f"label must be 'positive' or 'negative' (the manifest's positive label or the other "
+                         f"one), got {params.get('label')!r}")
+
+
+def _of_label(ctx: CheckContext, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
+    """(y, score, decision) for detecting `label`, and the names of the detected and the other label."""
+    y, s, d = np.asarray(ctx.y_true, int), np.asarray(ctx.score, float), np.asarray(ctx.y_pred, int)
+    if label == "negative":
+        return 1 - y, 1.0 - s, 1 - d, ctx.negative_label, ctx.positive_label
+    return y, s, d, ctx.positive_label, ctx.negative_label
+
+
+def tpr_at_fpr(W: np.ndarray, y: np.ndarray, score: np.ndarray, fpr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of W: the largest true-positive rate among the score thresholds whose false-positive rate is at most
+    `fpr` (a row is flagged when its score is at or above the threshold; tied scores are flagged together), and
+    that threshold's index into the distinct scores sorted high to low (-1: flag nothing). NaN without positives
+    or negatives."""
+    pos, neg, _ = _by_unique(W, y, score)
+    return _tpr_at_fpr_counts(pos, neg, fpr)
+
+
+def _tpr_at_fpr_counts(pos: np.ndarray, neg: np.ndarray, fpr: float) -> tuple[np.ndarray, np.ndarray]:
+    """tpr_at_fpr from (R, U) weights of the detected label's rows and the others' per distinct score, in the
+    order rows are flagged (highest score first)."""
+    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+    P, N = tp[:, -1:], fp[:, -1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t, f = tp / P, fp / N
+    ok = f <= fpr + 1e-12
+    best = np.where(ok, t, -np.inf)
+    k = np.argmax(best, axis=1)
+    value = np.take_along_axis(best, k[:, None], axis=1)[:, 0]
+    none = ~np.isfinite(value) | (value <= 0)  # no threshold qualifies, or none finds a positive: flag nothing
+    value = np.where(none, 0.0, value)
+    k = np.where(none, -1, k)
+    undefined = (P[:, 0] <= 0) | (N[:, 0] <= 0)
+    return np.where(undefined, np.nan, value), k
+
+
+def _by_unique(W, y, score):
+    from audit.stats import _by_unique_score
+
+    return _by_unique_score(W, y, score, descending=True)
+
+
+def _validate_fpr(params: dict) -> None:
+    _validate_label(params)
+    f = params.get("fpr")
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+        raise ValueError(f"fpr must be a number between 0 and 1 (exclusive), got {f!r}")
+
+
+def _label_bins(sctx, label: str) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """(R+1, bins) counts of the detected label's rows and the others' per score bin, in the order rows are flagged
+    (the label's own score high to low: the positive score's bins from the top; for the negative label, whose score
+    is 1 - score, from the bottom), and the two labels' names."""
+    M = sctx.replicates.scores()
+    m = sctx.manifest
+    if label == "negative":
+        return M[:, 0, :], M[:, 1, :], m.negative_label, m.positive_label
+    return M[:, 1, ::-1], M[:, 0, ::-1], m.positive_label, m.negative_label
+
+
+def _binned_note(sctx) -> dict:
+    return {"score_bins": sctx.stats.scores.bins,
+            "note": f"computed from rows per score bin of width 1/{sctx.stats.scores.bins}: rows in one bin count as "
+                    "tied"}
+
+
+def _recall_at_fpr_stats(sctx, check_id: str, fpr: float = 0.01, label: str = "positive") -> Measurement:
+    pos, neg, name, other = _label_bins(sctx, label)
+    values, k = _tpr_at_fpr_counts(pos, neg, float(fpr))
+    n, n_pos = int(round(pos[0].sum() + neg[0].sum())), int(round(pos[0].sum()))
+    details = {"label": name, "other_label": other, "fpr_target": float(fpr), "binned": _binned_note(sctx),
+               "rows_of_label": n_pos, "rows_of_other": n - n_pos}
+    return _wrap(check_id, values, n, n_pos, values.shape[0] - 1, sctx.confidence, details,
+                 needs=f"rows of both '{name}' and '{other}' are needed")
+
+
+def _ap_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Average precision per row from weights per distinct score in flagging order (scikit-learn's definition)."""
+    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = np.nan_to_num(np.where(tp + fp > 0, tp / (tp + fp), 0.0))
+        total = tp[:, -1:]
+        ap = (np.where(total > 0, pos / np.where(total > 0, total, 1), 0) * prec).sum(axis=1)
+    return np.where(total[:, 0] > 0, ap, np.nan)
+
+
+def _class_pr_auc_stats(sctx, check_id: str, label: str = "positive") -> Measurement:
+    pos, neg, name, _ = _label_bins(sctx, label)
+    n, n_pos = int(round(pos[0].sum() + neg[0].sum())), int(round(pos[0].sum()))
+    details = {"label": name, "base_rate": n_pos / n if n else None, "binned": _binned_note(sctx)}
+    return _wrap(check_id, _ap_counts(pos, neg), n, n_pos, pos.shape[0] - 1, sctx.confidence, details,
+                 needs=f"rows of '{name}' are needed")
+
+
+def _cost_stats(sctx, check_id: str, miss_cost: float = 1.0, false_alarm_cost: float = 1.0, relative: bool = False,
+                label: str = "positive") -> Measurement:
+    from audit.mergeable import threshold_index
+
+    h = sctx.stats.scores
+    k = threshold_index(sctx.threshold, h.bins)
+    if k is None:
+        return Measurement(check_id, None, inconclusive=(
+            f"the decision threshold {sctx.threshold} is not on the statistics' score grid (multiples of 1/{h.bins})"))
+    c = {key: np.clip(v, 0, None) for key, v in h.confusion(k, sctx.replicates.scores()).items()}
+    m = sctx.manifest
+    # detecting the positive label: a miss is a false negative; detecting the negative label, a false positive
+    miss, alarm = (c["fn"], c["fp"]) if label == "positive" else (c["fp"], c["fn"])
+    of_label, others = (c["tp"] + c["fn"], c["tn"] + c["fp"]) if label == "positive" else (c["tn"] + c["fp"],
+                                                                                          c["tp"] + c["fn"])
+    return _cost_measurement(check_id, miss, alarm, of_label, others, float(miss_cost), float(false_alarm_cost),
+                             bool(relative), sctx.threshold, m.positive_label if label == "positive" else m.negative_label,
+                             m.negative_label if label == "positive" else m.positive_label, sctx.confidence)
+
+
+@check("performance.recall_at_fpr", title="Recall at a fixed false-positive rate", direction="higher", unit="rate",
+       params={"fpr": 0.01, **LABEL_PARAM}, validate=_validate_fpr, stats=_recall_at_fpr_stats, stats_form="binned")
+def recall_at_fpr(ctx: CheckContext, fpr: float = 0.01, label: str = "positive") -> Measurement:
+    """Share of the rows of `label` the model finds when its threshold is set so that at most `fpr` of the other
+    rows are flagged: the true-positive rate at a fixed false-positive rate, read off the ROC curve.
+
+    A fraud model is run at the alert rate its reviewers can handle: this says how much fraud it catches there,
+    whatever the decision threshold in the policy. The threshold is chosen on the eval set itself (the best point
+    of the curve at or under the rate), so the value is slightly optimistic for new data; with few rows of the
+    other label the rate cannot be hit finely (1/their count is its step). `label: negative` detects the label
+    that is not the manifest's positive label (for a fraud model whose favourable label is 'legitimate': fraud).
+    The interval re-chooses the threshold on every bootstrap replicate, as the statistic does."""
+    y, s, _, name, other = _of_label(ctx, label)
+    values, k = tpr_at_fpr(ctx.weights, y, s, float(fpr))
+    distinct = np.unique(s)[::-1]
+    at = int(k[0])
+    threshold = float(distinct[at]) if at >= 0 else None
+    flagged = int((s >= threshold).sum()) if threshold is not None else 0
+    details = {"label": name, "other_label": other, "fpr_target": float(fpr),
+               "threshold": threshold, "threshold_on": f"score of '{name}'", "rows_flagged": flagged,
+               "false_positive_rate": (float(((s >= threshold) & (y == 0)).sum() / max((y == 0).sum(), 1))
+                                       if threshold is not None else 0.0),
+               "rows_of_label": int(y.sum()), "rows_of_other": int((y == 0).sum()),
+               "fpr_step": 1.0 / max(int((y == 0).sum()), 1)}
+    return _wrap("performance.recall_at_fpr", values, len(y), int(y.sum()), ctx.replicates, ctx.confidence, details,
+                 needs=f"rows of both '{name}' and '{other}' are needed")
+
+
+@check("performance.class_pr_auc", title="PR-AUC of one label", direction="higher", params=dict(LABEL_PARAM),
+       validate=_validate_label, stats=_class_pr_auc_stats, stats_form="binned")
+def class_pr_auc(ctx: CheckContext, label: str = "positive") -> Measurement:
+    """Average precision of detecting `label` (scikit-learn's average_precision_score of the model's score of
+    that label): the area under its precision-recall curve.
+
+    For a rare label (fraud) it says more than ROC-AUC: it falls when the rows the model ranks highest are
+    mostly false alarms. Compare it with the label's share of the rows, which is what a random ranking scores.
+    `label: positive` is performance.pr_auc; `label: negative` reads the other label."""
+    y, s, _, name, other = _of_label(ctx, label)
+    details = {"label": name, "curve": stats.pr_curve_points(y, s),
+               "base_rate": float(y.mean()) if len(y) else None}
+    return _wrap("performance.class_pr_auc", stats.average_precision(ctx.weights, y, s), len(y), int(y.sum()),
+                 ctx.replicates, ctx.confidence, details, needs=f"rows of '{name}' are needed")
+
+
+def _validate_costs(params: dict) -> None:
+    _validate_label(params)
+    for key in ("miss_cost", "false_alarm_cost"):
+        v = params.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
+            raise ValueError(f"{key} must be a finite number >= 0, got {v!r}")
+    if not params["miss_cost"] + params["false_alarm_cost"] > 0:
+        raise ValueError("miss_cost and false_alarm_cost cannot both be 0")
+    if not isinstance(params.get("relative"), bool):
+        raise ValueError(f"relative must be true or false, got {params.get('relative')!r}")
+
+
+@check("performance.cost_weighted_error", title="Cost-weighted error", direction="lower",
+       params={"miss_cost": 1.0, "false_alarm_cost": 1.0, "relative": False, **LABEL_PARAM},
+       validate=_validate_costs, stats=_cost_stats, stats_form="binned")
+def cost_weighted_error(ctx: CheckContext, miss_cost: float = 1.0, false_alarm_cost: float = 1.0,
+                        relative: bool = False, label: str = "positive") -> Measurement:
+    """Mean cost per row of the model's decisions at the decision threshold: (miss_cost × rows of `label` not
+    flagged + false_alarm_cost × other rows flagged) / rows.
+
+    With equal costs of 1 it is the error rate. A missed fraud usually costs far more than a false alarm, and the
+    costs say by how much; the unit is whatever the costs are in. `relative: true` divides by the cost of the
+    cheaper trivial rule (flag every row, or none): below 1 the model is cheaper than either, 1 or more means it
+    is worth less than no model. `label: negative` detects the label that is not the manifest's positive one."""
+    y, _, d, name, other = _of_label(ctx, label)
+    W = ctx.weights
+    miss = W @ ((y == 1) & (d == 0)).astype(float)
+    alarm = W @ ((y == 0) & (d == 1)).astype(float)
+    return _cost_measurement("performance.cost_weighted_error", miss, alarm, W @ (y == 1).astype(float),
+                             W @ (y == 0).astype(float), float(miss_cost), float(false_alarm_cost), bool(relative),
+                             ctx.threshold, name, other, ctx.confidence)
+
+
+def _cost_measurement(check_id: str, miss, alarm, of_label, others, miss_cost: float, false_alarm_cost: float,
+                      relative: bool, threshold: float, name: str, other: str, confidence: float) -> Measurement:
+    """The cost-weighted error from (R+1,) weighted counts: misses, false alarms, rows of the label, other rows."""
+    rows = of_label + others
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cost = (miss_cost * miss + false_alarm_cost * alarm) / rows
+        trivial = np.minimum(miss_cost * of_label, false_alarm_cost * others) / rows
+        values = cost / trivial if relative else cost
+    values = np.where(np.isfinite(values), values, np.nan)
+    details = {"label": name, "other_label": other, "miss_cost": miss_cost, "false_alarm_cost": false_alarm_cost,
+               "relative": relative, "threshold": threshold, "misses": int(round(miss[0])),
+               "false_alarms": int(round(alarm[0])), "rows": int(round(rows[0])),
+               "cost_per_row": _finite(cost[0]), "trivial_cost_per_row": _finite(trivial[0]),
+               "trivial_rule": "flag none" if miss_cost * of_label[0] <= false_alarm_cost * others[0] else "flag every row"}
+    return _wrap(check_id, values, int(round(rows[0])), int(round(of_label[0])), len(values) - 1, confidence, details,
+                 needs="the cheaper trivial rule costs nothing on this data (one label only)" if relative
+                 else "rows are needed")
+
+
 ECE_INTERVAL = ("max-contrast interval: ECE is the largest of the sums of the bins' signed gaps over sign patterns, "
                 "and the percentile interval of a statistic biased upwards misses a calibrated model's 0 "
                 "(audit.stats.ece_interval)")
