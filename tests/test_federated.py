@@ -186,8 +186,11 @@ def test_noised_stats_are_marked_and_release_no_replicates(silos, tiny_model, tm
     assert doc["data"]["rows"] is None and '"replicates":{' not in noised.read_text()
     assert doc["settings"]["score_bins"] == 20
     r = invoke("merge", noised, "--policy", silos["policy"], "--out", tmp_path / "out")
-    assert r.exit_code == 3, r.output
+    assert r.exit_code == 0, r.output  # the blocking rules pass on the noised counts; what lacks evidence warns
     result = json.loads((tmp_path / "out" / "result.json").read_text())
+    status = {f["check_id"]: f["status"] for f in result["findings"]}
+    assert status["performance.roc_auc"] == status["fairness.selection_rate_ratio"] == "PASS"
+    assert status["explainability.prohibited_terms"] == "INCONCLUSIVE"  # it needs texts, which no stats file holds
     assert result["federated"]["noised"] is True
     f = {x["check_id"]: x for x in result["findings"]}
     assert "differential-privacy noise" in f["performance.accuracy"]["message"]

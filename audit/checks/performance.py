@@ -258,7 +258,8 @@ def _recall_at_fpr_stats(sctx, check_id: str, fpr: float = 0.01, label: str = "p
     n, n_pos = int(round(pos[0].sum() + neg[0].sum())), int(round(pos[0].sum()))
     details = {"label": name, "other_label": other, "fpr_target": float(fpr), "binned": _binned_note(sctx),
                "rows_of_label": n_pos, "rows_of_other": n - n_pos}
-    return _wrap(check_id, values, n, n_pos, values.shape[0] - 1, sctx.confidence, details,
+    # noised counts can leave a rate outside [0, 1]; a rate is reported inside it, as the other binned rates are
+    return _wrap(check_id, np.clip(values, 0, 1), n, n_pos, values.shape[0] - 1, sctx.confidence, details,
                  needs=f"rows of both '{name}' and '{other}' are needed")
 
 
@@ -276,7 +277,7 @@ def _class_pr_auc_stats(sctx, check_id: str, label: str = "positive") -> Measure
     pos, neg, name, _ = _label_bins(sctx, label)
     n, n_pos = int(round(pos[0].sum() + neg[0].sum())), int(round(pos[0].sum()))
     details = {"label": name, "base_rate": n_pos / n if n else None, "binned": _binned_note(sctx)}
-    return _wrap(check_id, _ap_counts(pos, neg), n, n_pos, pos.shape[0] - 1, sctx.confidence, details,
+    return _wrap(check_id, np.clip(_ap_counts(pos, neg), 0, 1), n, n_pos, pos.shape[0] - 1, sctx.confidence, details,
                  needs=f"rows of '{name}' are needed")
 
 
