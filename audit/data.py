@@ -292,3 +292,9 @@ def other_rows(name: str, bundle: ModelBundle, paths: dict[str, Path] | None = N
 def safe_cell(value: str) -> str:
     """Neutralize a cell that a spreadsheet would run as a formula (OWASP CSV injection advice)."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def text_key(text: str) -> bytes:
+    """The key two texts are the same text by: the sha256 of the text the model reads (audit/overlap.py matches
+    training rows by it, the data-quality checks compare eval and training texts by it)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()

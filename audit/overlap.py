@@ -26,19 +26,14 @@ in the report's warnings.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from audit.data import find_source, make_texts, read_table, sha256_file
+from audit.data import find_source, make_texts, read_table, sha256_file, text_key
 from audit.errors import DataError, UsageError
 from audit.model import ModelBundle
-
-
-def _text_key(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def training_overlap(bundle: ModelBundle, path: Path, digest: str, frame, texts: list[str]) -> tuple[Any, str]:
@@ -61,8 +56,8 @@ def training_overlap(bundle: ModelBundle, path: Path, digest: str, frame, texts:
         return None, (f"the training file {src} changed since the model was trained, so the eval rows were not "
                       "checked against the training split")
     train = read_table(src).iloc[m.data.split.train_index]
-    seen = {_text_key(t) for t in make_texts(train, m.text, src)}
-    mask = np.fromiter((_text_key(t) in seen for t in texts), dtype=bool, count=len(texts))
+    seen = {text_key(t) for t in make_texts(train, m.text, src)}
+    mask = np.fromiter((text_key(t) in seen for t in texts), dtype=bool, count=len(texts))
     return mask, f"their text is the text of a row of the training split of {src.name} (compared by sha256)"
 
 

@@ -45,6 +45,7 @@ import numpy as np
 from audit import pii, stats
 from audit.checks import check
 from audit.context import CheckContext
+from audit.data import text_key
 from audit.result import Measurement
 
 NEEDS_ROWS = "it reads the texts and labels row by row, and the statistics carry no text"
@@ -83,12 +84,6 @@ def normalise(text: str) -> str:
             break
         t = t2
     return _SPACES.sub(" ", t.translate(_PUNCTUATION)).strip()
-
-
-def _exact_key(text: str) -> bytes:
-    """The key audit/overlap.py (`_text_key`) matches training rows by: the sha256 of the text (kept here, so
-    that listing the registry does not import the model code that overlap.py needs)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def _norm_key(text: str, normalised: str | None = None) -> bytes:
@@ -194,7 +189,7 @@ def duplicate_scan(ctx: CheckContext, near: str, threshold: float = 0.8) -> Dupl
     texts = ctx.texts
     n = len(texts)
     exact = _Groups(n)
-    _by_key([_exact_key(t) for t in texts], exact)
+    _by_key([text_key(t) for t in texts], exact)
     exact_group = exact.labels()
     groups = _Groups(n)
     groups.parent = exact_group.copy()
@@ -386,14 +381,14 @@ def train_overlap_share(ctx: CheckContext, **params) -> Measurement:
     if texts is None:
         return Measurement("quality.train_overlap_share", None, inconclusive=why or "no training data")
     match = str(params.get("match", "normalised"))
-    keyfn = _norm_key if match == "normalised" else _exact_key
+    keyfn = _norm_key if match == "normalised" else text_key
     train_labels: dict[bytes, set] = {}
     for i, t in enumerate(texts):
         train_labels.setdefault(keyfn(t), set()).add(None if y_train is None else int(y_train[i]))
-    exact_keys = {_exact_key(t) for t in texts} if match == "normalised" else None
+    exact_keys = {text_key(t) for t in texts} if match == "normalised" else None
     keys = [keyfn(t) for t in ctx.texts]
     shared = np.array([k in train_labels for k in keys], dtype=bool)
-    exact = (np.array([_exact_key(t) in exact_keys for t in ctx.texts], dtype=bool)
+    exact = (np.array([text_key(t) in exact_keys for t in ctx.texts], dtype=bool)
              if exact_keys is not None else shared)
     # the eval label as an index into manifest.labels, to compare with the training rows' label indices
     labels = list(getattr(ctx.manifest, "labels", []) or [ctx.negative_label, ctx.positive_label])
