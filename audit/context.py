@@ -81,9 +81,21 @@ class CheckContext:
     datasets: dict[str, Scored] = field(default_factory=dict)
     row_ids: list[str] | None = None  # the eval rows' ids: bootstrap weights keyed by (seed, row id), see weights
     precision: Any = None  # audit.precision.Plan: the precision of each stage (None: as the run's model scores)
+    # Every class of the model (audit.classes.Classes): the labels, each row's true class, the probabilities of
+    # every class. `y_true`, `score` and `y_pred` above are then the favourable outcome's view of them: the true
+    # class is favourable, the probability of a favourable class, the decision is favourable.
+    classes: Any = None
+
+    @property
+    def multiclass(self) -> bool:
+        return self.classes is not None and self.classes.k > 2
 
     @cached_property
     def y_pred(self) -> np.ndarray:
+        """1 where the decision is favourable: at or above the threshold for a binary model; for more classes,
+        where the predicted (most probable) class is a favourable one."""
+        if self.multiclass:
+            return self.classes.favourable_decision(self.classes.probs)
         return (self.score >= self.threshold).astype(int)
 
     @cached_property
@@ -117,7 +129,12 @@ class CheckContext:
         return self.datasets[name]
 
     def score_texts(self, texts: list[str], desc: str = "re-scoring") -> np.ndarray:
-        """Positive-label probabilities of `texts` through the run's model (batched, length-sorted)."""
+        """Probabilities of the favourable outcome for `texts` through the run's model (batched, length-sorted):
+        the positive label's for a binary model, the sum over the favourable classes for more classes."""
+        return self.favourable_score(self.score_probs(texts, desc))
+
+    def score_probs(self, texts: list[str], desc: str = "re-scoring") -> np.ndarray:
+        """(n, classes) probabilities of `texts` through the run's model."""
         from audit.scoring import score_texts
 
         if self.bundle is None or self.bundle.model is None:
@@ -126,7 +143,20 @@ class CheckContext:
         preds = score_texts(self.bundle.model, self.bundle.tokenizer, list(texts), max_length=m.max_length,
                             positive_index=m.labels.index(m.positive_label),
                             progress=self.progress, desc=desc)
-        return preds.score
+        return preds.probs
+
+    def favourable_score(self, probs: np.ndarray) -> np.ndarray:
+        """The probability of a favourable outcome, from (n, classes) probabilities."""
+        if self.classes is not None:
+            return self.classes.favourable_score(probs)
+        m = self.bundle.manifest
+        return np.asarray(probs)[:, m.labels.index(m.positive_label)]
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """1 where the decision on rows of (n, classes) probabilities is favourable, as `y_pred` decides."""
+        if self.multiclass:
+            return self.classes.favourable_decision(probs)
+        return (self.favourable_score(probs) >= self.threshold).astype(int)
 
 
 @dataclass

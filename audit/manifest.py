@@ -189,7 +189,9 @@ class Manifest(BaseModel):
 
     @property
     def negative_label(self) -> str:
-        return next(label for label in self.labels if label != self.positive_label)
+        """The other label of a binary model; for more classes, the words for every class but the positive one."""
+        others = [label for label in self.labels if label != self.positive_label]
+        return others[0] if len(others) == 1 else f"not {self.positive_label}"
 
     def to_yaml(self) -> str:
         import yaml

@@ -18,7 +18,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from audit.cites import Cite, NotCovered, parse_cite, parse_not_covered
 from audit.errors import PolicyError
@@ -101,6 +101,10 @@ class Policy(BaseModel):
     inconclusive: Literal["fail", "inconclusive"] = "inconclusive"
     min_group_size: int = Field(default=30, ge=1)
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    # The favourable outcome (one label or a list of labels of the model): the decision that fairness,
+    # counterfactual and adverse-action checks read as favourable. Default: the manifest's positive_label. A
+    # model of three or more classes decides its most probable class (audit.classes).
+    favourable: list[str] | None = None
     # eval rows that the model was trained on (with --data; audit.overlap): kept with a warning, left out, or
     # the run refused (exit 2 before the model loads)
     training_rows_in_eval: Literal["warn", "exclude", "refuse"] = "warn"
@@ -118,13 +122,27 @@ class Policy(BaseModel):
     def not_covered_items(self) -> list[NotCovered]:
         return [parse_not_covered(item) for item in self.not_covered]
 
+    @field_validator("favourable", mode="before")
+    @classmethod
+    def _favourable(cls, value: Any) -> Any:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, list):
+            value = [str(v) for v in value]
+            if not value:
+                raise ValueError("name at least one favourable label")
+            if len(set(value)) != len(value):
+                raise ValueError("labels must be distinct")
+        return value
+
     # filled by load_policy, not by the YAML
     source: str = Field(default="", exclude=True)
+    favourable_where: str = Field(default="", exclude=True)  # file:line of `favourable`, for errors at run time
     sha256: str = Field(default="", exclude=True)
 
 
 _KNOWN_KEYS: dict[tuple, list[str]] = {
-    (): [k for k in Policy.model_fields if k not in ("source", "sha256")],
+    (): [k for k in Policy.model_fields if k not in ("source", "sha256", "favourable_where")],
     ("budget",): list(Budget.model_fields),
     ("waivers",): list(Waiver.model_fields),
     ("checks", "baseline"): list(BaselineRule.model_fields),
@@ -156,6 +174,7 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError(_first_error(exc, loc)) from None
     _check_rules(policy, loc)
     policy.source = str(path)
+    policy.favourable_where = loc.where(("favourable",))
     from audit.safeio import read_regular
     from audit.yamlsrc import MAX_BYTES
 

@@ -197,12 +197,18 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
     out: dict[str, Measurement] = {}
     for cid, spec in specs.items():
         if cid not in policy.checks and (not everything or spec.family not in families
-                                         or (spec.cost and spec.cost not in paid)):
+                                         or (spec.cost and spec.cost not in paid)
+                                         or (getattr(ctx, "multiclass", False) and spec.classes == "binary")):
             continue
         if precomputed and cid in precomputed:
             out[cid] = precomputed[cid]
             continue
         params = in_effect[cid]
+        if getattr(ctx, "multiclass", False) and spec.classes == "binary":
+            out[cid] = Measurement(cid, None, n=len(ctx.y_true), inconclusive=(
+                f"not measured: this check reads a binary model's decision threshold, and this model has "
+                f"{ctx.classes.k} classes; it is not yet built for more than two classes"))
+            continue
         started = time.perf_counter()
         try:
             with step(f"check {cid}", ctx.progress):  # a line in a terminal if it takes > 1 s
@@ -253,16 +259,26 @@ def stats_measurements(policy: Policy, stats, m: Manifest) -> dict[str, Measurem
     return out
 
 
-def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float) -> str:
+def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float, classes=None) -> str:
+    """One line per eval row: its id, the score, the decided label, the true label. For a model of more than two
+    classes, `score` is the probability of a favourable class, and one `p(<label>)` column per class follows."""
     import csv
     import io
 
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["row_id", "score", "predicted_label", "true_label"])
-    positive, negative = labels[preds.positive_index], labels[1 - preds.positive_index]
     from audit.pii import redact
 
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if classes is not None and classes.k > 2:
+        w.writerow(["row_id", "score", "predicted_label", "true_label",
+                    *(safe_cell(f"p({label})") for label in labels)])
+        score, pred = classes.favourable_score(preds.probs), classes.pred
+        for rid, s, p, t, row in zip(ev.row_ids, score, pred, ev.y, preds.probs):
+            w.writerow([safe_cell(redact(rid)), repr(float(s)), safe_cell(labels[p]), safe_cell(labels[t]),
+                        *(repr(float(v)) for v in row)])
+        return buf.getvalue()
+    w.writerow(["row_id", "score", "predicted_label", "true_label"])
+    positive, negative = labels[preds.positive_index], labels[1 - preds.positive_index]
     for rid, s, t in zip(ev.row_ids, preds.score, ev.y):
         w.writerow([safe_cell(redact(rid)), repr(float(s)), safe_cell(positive if s >= threshold else negative),
                     safe_cell(labels[t])])  # every cell from data or labels goes through the neutralizer
@@ -299,8 +315,12 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     policy = load_policy(policy_path)
     bundle = open_bundle(model_dir, manifest=manifest, manifest_path=manifest_path)
     m = bundle.manifest
-    if len(m.labels) != 2:
-        raise DataError(f"{bundle.path}: audit supports binary classifiers; the manifest lists {len(m.labels)} labels")
+    from audit.classes import favourable_classes
+
+    favourable = favourable_classes(policy, m)  # a label the model lacks is refused before anything loads
+    if len(m.labels) > 2 and engine.distributed:
+        raise UsageError(f"--engine {engine.name}: distributed runs score binary classifiers; this model has "
+                         f"{len(m.labels)} labels: run it with the local engine")
     ev = load_eval_set(bundle, Path(data_path) if data_path else None, policy.budget.max_rows, policy.budget.seed,
                        policy.training_rows_in_eval)
     others: dict[str, Path] = {}
@@ -335,7 +355,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         from audit.scoring import with_precision
 
         bundle.model = with_precision(bundle.model, precision)
-    y_pos = (ev.y == pos).astype(int)
+    y_pos = np.isin(ev.y, favourable).astype(int)  # the favourable outcome's view (audit.classes)
     # a distributed engine also computes the eval set's statistics on its workers (bootstrap included)
     request = stats_request(policy, ev, m, y_pos) if engine.distributed else None
     preds, scored_sets = score_all(engine, bundle, policy, ev, request, others,
@@ -357,7 +377,18 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
             f"{precision_info['rows']} eval rows scored both ways the largest |score difference| was "
             f"{precision_info['max_abs_score_diff']:.2g} and {precision_info['flipped_decisions']} "
             f"decision(s) at the threshold {policy.decision_threshold:g} changed.")
-    ctx = CheckContext(y_true=y_pos, score=preds.score, threshold=policy.decision_threshold,
+    from audit.classes import Classes
+
+    classes = Classes(list(m.labels), np.asarray(ev.y), preds.probs, favourable, policy.decision_threshold)
+    if classes.k > 2:
+        ev.notes.append(f"The model has {classes.k} classes and decides its most probable class; the favourable "
+                        f"outcome that fairness and decision checks read is {classes.describe()}"
+                        + ("" if policy.favourable else " (the manifest's positive_label; the policy's "
+                           "`favourable` can name a set of classes)") + ".")
+        if "decision_threshold" in policy.model_fields_set:
+            ev.notes.append(f"The policy's decision_threshold ({policy.decision_threshold:g}) applies to binary "
+                            "models only; this model's decisions are its most probable classes.")
+    ctx = CheckContext(y_true=y_pos, score=classes.favourable_score(preds.probs), threshold=policy.decision_threshold,
                        confidence=policy.confidence, replicates=policy.budget.bootstrap, seed=policy.budget.seed,
                        min_group_size=policy.min_group_size, positive_label=m.positive_label,
                        negative_label=m.negative_label, frame=ev.frame, texts=ev.texts, manifest=m, bundle=bundle,
@@ -365,7 +396,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                                                       policy.budget.batch_size, progress, others,
                                                       engine),
                        predictions=preds, progress=progress, eval_path=str(ev.path), attachments={},
-                       row_ids=ev.row_ids, datasets=dict(scored_sets), precision=plan)
+                       row_ids=ev.row_ids, datasets=dict(scored_sets), precision=plan, classes=classes)
     measurements = measure(policy, ctx, from_stats, everything=every_check)
     from audit.shapstep import fidelity_of
 
@@ -399,7 +430,11 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                **manifest_section(m), "num_parameters": bundle.num_parameters},
         data={"eval": {"path": str(ev.path), "sha256": ev.sha256, "rows": len(ev.texts), "source": ev.source,
                        "positives": int(y_pos.sum()), "negatives": int(len(y_pos) - y_pos.sum()),
-                       **({"training_rows": ev.training_rows} if ev.training_rows is not None else {})},
+                       **({"training_rows": ev.training_rows} if ev.training_rows is not None else {}),
+                       **({"favourable": classes.favourable_labels,
+                           "classes": {label: int(n) for label, n in
+                                       zip(m.labels, np.bincount(ev.y, minlength=classes.k))}}
+                          if classes.k > 2 else {})},
               **{name: {"path": str(p), "sha256": sha256_file(p), "rows": len(ctx.datasets[name].texts),
                         "source": f"--{name} file"}
                  for name, p in others.items() if name in ctx.datasets}},
@@ -416,7 +451,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         timings={"scoring_s": round(preds.seconds, 3), "scoring_rows_per_s": round(preds.rows_per_s, 1),
                  "checks_s": ctx.check_seconds},
         sections=sections, strict=strict, baseline=baseline["measurements"] if baseline else None)
-    return finish(run, out, predictions=predictions_csv(ev, preds, m.labels, policy.decision_threshold),
+    return finish(run, out, predictions=predictions_csv(ev, preds, m.labels, policy.decision_threshold, classes),
                   template_dirs=template_dirs, sign_key=Path(sign_key) if sign_key else None,
                   attachments=ctx.attachments)
 

@@ -33,7 +33,8 @@ def compute_silo_stats(model_dir, data_path, out_path, *, grid: Grid, epsilon: f
     bundle = open_bundle(model_dir, manifest=manifest, manifest_path=manifest_path)
     m = bundle.manifest
     if len(m.labels) != 2:
-        raise DataError(f"{bundle.path}: audit supports binary classifiers; the manifest lists {len(m.labels)} labels")
+        raise DataError(f"{bundle.path}: silo statistics (`audit stats`) are collected for binary classifiers; the manifest "
+                        f"lists {len(m.labels)} labels: audit a model of more classes with `audit run`")
     if epsilon is not None and not epsilon > 0:
         raise DataError(f"--epsilon must be positive, got {epsilon}")
     ev = load_eval_set(bundle, Path(data_path), None, grid.seed)

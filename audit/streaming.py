@@ -124,7 +124,8 @@ def run_predictions(model_dir, policy_path, log_path, *, out_dir: Path | None = 
     bundle = open_bundle(model_dir, manifest=manifest, manifest_path=manifest_path)  # hashes; no torch
     m = bundle.manifest
     if len(m.labels) != 2:
-        raise DataError(f"{bundle.path}: audit supports binary classifiers; the manifest lists {len(m.labels)} labels")
+        raise DataError(f"{bundle.path}: streamed runs read binary classifiers; the manifest lists {len(m.labels)} labels: "
+                        "audit a model of more classes with `audit run`")
     path = Path(log_path)
     if not path.is_file():
         raise DataError(f"{path}: prediction log not found")

@@ -101,6 +101,9 @@ def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+MAX_CLASSES = 1000  # more distinct values than this is a free-text or id column given as the label
+
+
 def obvious_positive(labels: list[str]) -> str | None:
     """The favourable label of a pair whose names say it: '1' of 0/1, 'true' of false/true (any case). Any
     other pair is ambiguous, yes/no included: whether "yes" is favourable depends on what the column asks
@@ -131,9 +134,12 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, progress
     require_columns(df, {cfg.label_column: "label"}, data_path)
     values = df[cfg.label_column]
     labels = sorted(set(values.dropna().astype(str).str.strip()))
-    if len(labels) != 2:
+    if len(labels) < 2:
+        raise DataError(f"{data_path}: label column '{cfg.label_column}' has {len(labels)} distinct value(s) "
+                        f"({', '.join(map(repr, labels[:5]))}); a classifier needs at least 2")
+    if len(labels) > MAX_CLASSES:
         raise DataError(f"{data_path}: label column '{cfg.label_column}' has {len(labels)} distinct values "
-                        f"({', '.join(map(repr, labels[:5]))}); audit trains binary classifiers")
+                        f"(at most {MAX_CLASSES}); is it a label column?")
     positive = cfg.positive_label if cfg.positive_label is not None else obvious_positive(labels)
     if positive is None:
         raise UsageError(f"{data_path}: give --positive-label (or positive_label in the recipe): label column "
@@ -143,7 +149,9 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, progress
     if positive not in labels:
         raise DataError(f"{data_path}: positive label {positive!r} does not occur in column '{cfg.label_column}' "
                         f"(values: {', '.join(map(repr, labels))})")
-    labels = [label for label in labels if label != positive] + [positive]  # index 1 = positive
+    if len(labels) == 2:
+        labels = [label for label in labels if label != positive] + [positive]  # index 1 = positive
+    # more classes keep their sorted order; positive_label names the favourable class (the policy may name more)
     y = label_indices(df, cfg.label_column, labels, data_path)
     from audit.data import group_series
 
@@ -171,8 +179,9 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, progress
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            str(base), num_labels=2, id2label=dict(enumerate(labels)), label2id={v: k for k, v in enumerate(labels)},
-            local_files_only=True, use_safetensors=True, trust_remote_code=False, output_loading_info=True)
+            str(base), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={v: k for k, v in enumerate(labels)},
+            local_files_only=True, use_safetensors=True, trust_remote_code=False, output_loading_info=True,
+            ignore_mismatched_sizes=True)  # a base with a classifier head of another size gets a new head
     except Exception as exc:
         raise ModelError(f"{base}: cannot load base model: {str(exc).strip().splitlines()[0]}") from None
 
@@ -247,7 +256,7 @@ def train(data_path: str | Path, out_dir: str | Path, cfg: TrainConfig, progress
             sched.step()
             optim.zero_grad(set_to_none=True)
         epoch_seconds = time.perf_counter() - epoch_start
-        preds = score_texts(model, tokenizer, eval_texts, max_length=cfg.max_length, positive_index=1,
+        preds = score_texts(model, tokenizer, eval_texts, max_length=cfg.max_length, positive_index=labels.index(positive),
                             labels=y[eval_idx], progress=False)
         curve.append({"epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 5) if losses else None,
                       "eval_loss": round(float(preds.loss.mean()), 5),

@@ -103,3 +103,48 @@ checks:
   performance.accuracy: {min: 0.5, severity: warn}
 budget: {bootstrap: 200, seed: 0}
 """
+
+
+CLASSES = ("approve", "refer", "decline")
+
+
+def make_multiclass_frame(n: int = 450, seed: int = 1) -> pd.DataFrame:
+    """Three outcomes (approve, refer, decline) that the words of each text signal, with 15% label noise."""
+    rng = np.random.default_rng(seed)
+    signal = {"approve": "pays on time owns home", "refer": "small savings rents",
+              "decline": "often late missed payments"}
+    rows = []
+    for i in range(n):
+        truth = str(rng.choice(CLASSES, p=[0.5, 0.3, 0.2]))
+        shown = truth if rng.random() > 0.15 else str(rng.choice(CLASSES))
+        rows.append({
+            "id": f"mc-{i:04d}",
+            "text": f"applicant {signal[shown]} loan for {rng.choice(['car', 'education', 'business'])}",
+            "age": str(int(rng.integers(19, 70))),
+            "sex": str(rng.choice(["male", "female"])),
+            "label": truth,
+        })
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def multiclass_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("mcdata") / "outcomes.csv"
+    make_multiclass_frame().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_multiclass_model(tiny_base, multiclass_csv, tmp_path_factory) -> Path:
+    """The tiny BERT fine-tuned by `audit train` on three outcomes; `approve` is the favourable label."""
+    from audit.manifest import ProtectedAttribute, TextRecipe
+    from audit.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("models") / "tiny-3"
+    cfg = TrainConfig(text=TextRecipe(column="text"), label_column="label", positive_label="approve",
+                      protected_attributes={"age": ProtectedAttribute(column="age", bins=[25]),
+                                            "sex": ProtectedAttribute(column="sex")},
+                      id_column="id", base_model=str(tiny_base), epochs=6, batch_size=16, learning_rate=2e-3,
+                      max_length=32, seed=0)
+    train(multiclass_csv, out, cfg, progress=False)
+    return out

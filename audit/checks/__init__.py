@@ -32,6 +32,10 @@ FAMILIES = ("performance", "fairness", "explainability", "privacy", "drift", "ro
 
 Direction = Literal["higher", "lower", "none"]
 StatsForm = Literal["", "exact", "binned", "silo", "manifest"]
+# What a check reads of a model's classes (audit.classes): "binary" (a binary model only: a run of a model of more
+# classes reports it INCONCLUSIVE, with the reason), "favourable" (the favourable outcome's view, the same for any
+# number of classes: the report says which classes are favourable), "any" (every class, or none: text, losses).
+Classes = Literal["binary", "favourable", "any"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class CheckSpec:
     evidence: str = "rows"  # what a measurement's `n` counts, shown beside every value ("rows scanned")
     stats: Callable[..., Any] | None = None  # fn(sctx, check_id, **params) -> Measurement from statistics
     stats_form: StatsForm = ""  # how `stats` relates to the in-memory form (module docstring); "" without it
+    classes: Classes = "binary"  # what it reads of the model's classes (Classes above)
 
     @property
     def summary(self) -> str:
@@ -68,13 +73,13 @@ _REGISTRY: dict[str, CheckSpec] = {}
 def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] | None = None,
           threshold_required: bool = True, unit: str = "", cost: str | None = None,
           validate: Callable[[dict[str, Any]], None] | None = None, evidence: str = "rows",
-          stats: Callable[..., Any] | None = None, stats_form: StatsForm = "") -> Callable:
+          stats: Callable[..., Any] | None = None, stats_form: StatsForm = "", classes: Classes = "binary") -> Callable:
     """Register a check function under `id` ("family.name").
 
     Checks of a family the policy uses all run (cheap context for the report), except those with a `cost`:
     they run when the policy rules one of the checks that share that cost. `validate` checks parameters when
     the policy is loaded, so a bad value is named with its file and line. `stats` and `stats_form`: the
-    statistics form (module docstring)."""
+    statistics form (module docstring). `classes`: what it reads of a model of more than two classes (Classes)."""
     family = id.split(".", 1)[0]
     if (stats is None) != (stats_form == ""):
         raise RuntimeError(f"check {id}: a statistics form needs both `stats` and `stats_form`")
@@ -85,7 +90,7 @@ def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] |
         if not inspect.getdoc(fn):
             raise RuntimeError(f"check {id} has no docstring")
         _REGISTRY[id] = CheckSpec(id, family, title, fn, direction, dict(params or {}), threshold_required, unit,
-                                  cost, validate, evidence, stats, stats_form)
+                                  cost, validate, evidence, stats, stats_form, classes)
         return fn
 
     return register

@@ -313,7 +313,7 @@ def _from_stats(sctx, check_id: str, **params) -> Measurement:
     return out[check_id]
 
 
-@check("drift.share_drifted_columns", title="Share of drifted columns", direction="lower", unit="rate",
+@check("drift.share_drifted_columns", classes="any", title="Share of drifted columns", direction="lower", unit="rate",
        params={"alpha": 0.05, "distance": 0.1}, evidence=SMALLER_SET)
 def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
     """Share of the input columns (the text template's columns and the protected attributes') whose distribution
@@ -349,7 +349,7 @@ def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: floa
     return m
 
 
-@check("drift.text_descriptors", title="Share of drifted text descriptors", direction="lower", unit="rate",
+@check("drift.text_descriptors", classes="any", title="Share of drifted text descriptors", direction="lower", unit="rate",
        params={"alpha": 0.05, "distance": 0.1}, evidence=SMALLER_SET)
 def text_descriptors(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
     """Share of the text descriptors (words and tokens per text, share of unknown-token pieces, share of non-ASCII
@@ -384,7 +384,7 @@ def text_descriptors(ctx: CheckContext, alpha: float = 0.05, distance: float = 0
     return m
 
 
-@check("drift.text_content_auc", title="Text content drift (domain classifier AUC)", direction="lower",
+@check("drift.text_content_auc", classes="any", title="Text content drift (domain classifier AUC)", direction="lower",
        params={"alpha": 0.05, "distance": 0.1}, evidence=SMALLER_SET)
 def text_content_auc(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
     """How well evidently's TF-IDF domain classifier tells current texts from training texts: ROC-AUC on a
@@ -413,7 +413,7 @@ REFERENCE_NOTE = {
 }
 
 
-@check("drift.prediction_psi", title="Score drift (PSI)", direction="lower",
+@check("drift.prediction_psi", classes="favourable", title="Score drift (PSI)", direction="lower",
        params={"bins": 10, "reference": "train"}, evidence=SMALLER_SET,
        stats=_from_stats, stats_form="binned")
 def prediction_psi(ctx: CheckContext, bins: int = 10, reference: str = "train") -> Measurement:
@@ -453,7 +453,7 @@ def prediction_psi(ctx: CheckContext, bins: int = 10, reference: str = "train") 
     return Measurement(cid, value, low, high, n=min(len(ref.score), len(cur.score)), details=details)
 
 
-@check("drift.prediction_ks", title="Score drift (two-sample KS statistic)", direction="lower",
+@check("drift.prediction_ks", classes="favourable", title="Score drift (two-sample KS statistic)", direction="lower",
        params={"reference": "train"}, evidence=SMALLER_SET,
        stats=_from_stats, stats_form="binned")
 def prediction_ks(ctx: CheckContext, reference: str = "train") -> Measurement:
@@ -503,7 +503,7 @@ def favourable_rate_change(ctx: CheckContext, reference: str = "train") -> Measu
 # ---------------------------------------------------------------- embedding drift
 
 
-@check("drift.embedding_auc", title="Embedding drift (domain classifier AUC)", direction="lower",
+@check("drift.embedding_auc", classes="any", title="Embedding drift (domain classifier AUC)", direction="lower",
        params={"max_rows": 5000, "reference": "train"}, evidence=SMALLER_SET)
 def embedding_auc(ctx: CheckContext, max_rows: int = 5000, reference: str = "train") -> Measurement:
     """How well a logistic regression on the model's mean-pooled last-layer embeddings tells current rows from

@@ -611,7 +611,7 @@ def _from_stats(sctx, check_id: str, **params) -> Measurement:
     return m
 
 
-@check("fairness.auc_gap", title="ROC-AUC gap between groups", direction="lower", params=GROUP_PARAMS,
+@check("fairness.auc_gap", classes="favourable", title="ROC-AUC gap between groups", direction="lower", params=GROUP_PARAMS,
        stats=_from_stats, stats_form="binned")
 def auc_gap(ctx: CheckContext, **params) -> Measurement:
     """Largest minus smallest group ROC-AUC, over the attributes asked (MetricFrame(roc_auc_score).difference()).
@@ -620,7 +620,7 @@ def auc_gap(ctx: CheckContext, **params) -> Measurement:
     return _disparity(ctx, "fairness.auc_gap", ("roc_auc",), "difference", params)
 
 
-@check("fairness.demographic_parity_difference", title="Demographic-parity difference", direction="lower",
+@check("fairness.demographic_parity_difference", classes="favourable", title="Demographic-parity difference", direction="lower",
        unit="rate", params=GROUP_PARAMS,
        stats=_from_stats, stats_form="binned")
 def demographic_parity_difference(ctx: CheckContext, **params) -> Measurement:
@@ -631,7 +631,7 @@ def demographic_parity_difference(ctx: CheckContext, **params) -> Measurement:
     return _disparity(ctx, "fairness.demographic_parity_difference", ("selection_rate",), "difference", params)
 
 
-@check("fairness.equal_opportunity_difference", title="Equal-opportunity difference", direction="lower",
+@check("fairness.equal_opportunity_difference", classes="favourable", title="Equal-opportunity difference", direction="lower",
        unit="rate", params=GROUP_PARAMS,
        stats=_from_stats, stats_form="binned")
 def equal_opportunity_difference(ctx: CheckContext, **params) -> Measurement:
@@ -642,7 +642,7 @@ def equal_opportunity_difference(ctx: CheckContext, **params) -> Measurement:
     return _disparity(ctx, "fairness.equal_opportunity_difference", ("tpr",), "difference", params)
 
 
-@check("fairness.equalized_odds_difference", title="Equalized-odds difference", direction="lower", unit="rate",
+@check("fairness.equalized_odds_difference", classes="favourable", title="Equalized-odds difference", direction="lower", unit="rate",
        params=GROUP_PARAMS,
        stats=_from_stats, stats_form="binned")
 def equalized_odds_difference(ctx: CheckContext, **params) -> Measurement:
@@ -653,7 +653,7 @@ def equalized_odds_difference(ctx: CheckContext, **params) -> Measurement:
     return _disparity(ctx, "fairness.equalized_odds_difference", ("tpr", "fpr"), "difference", params)
 
 
-@check("fairness.predictive_parity_difference", title="Predictive-parity difference", direction="lower",
+@check("fairness.predictive_parity_difference", classes="favourable", title="Predictive-parity difference", direction="lower",
        unit="rate", params=GROUP_PARAMS,
        stats=_from_stats, stats_form="binned")
 def predictive_parity_difference(ctx: CheckContext, **params) -> Measurement:
@@ -664,7 +664,7 @@ def predictive_parity_difference(ctx: CheckContext, **params) -> Measurement:
     return _disparity(ctx, "fairness.predictive_parity_difference", ("precision",), "difference", params)
 
 
-@check("fairness.selection_rate_ratio", title="Selection-rate ratio (adverse impact)", direction="higher",
+@check("fairness.selection_rate_ratio", classes="favourable", title="Selection-rate ratio (adverse impact)", direction="higher",
        unit="ratio", params={**GROUP_PARAMS, "reference": "most_favoured"},
        stats=_from_stats, stats_form="binned")
 def selection_rate_ratio(ctx: CheckContext, **params) -> Measurement:

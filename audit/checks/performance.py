@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from audit import stats
+from audit import classes, stats
 from audit.checks import check
 from audit.context import CheckContext
 from audit.result import Measurement
@@ -45,6 +45,28 @@ def _wrap(check_id: str, values: np.ndarray, n: int, n_pos: int, R: int, confide
     return m
 
 
+def _classes_measure(ctx: CheckContext, check_id: str, fn: Callable[[np.ndarray], np.ndarray],
+                     needs: str = "") -> Measurement:
+    """A measurement over the class confusion tables (audit.classes.class_confusion) of a model of more than
+    two classes, with the confusion matrix of the eval rows in its details."""
+    c = ctx.classes
+    C = classes.class_confusion(ctx.weights, c.y, c.pred, c.k)
+    counts = np.bincount(c.y, minlength=c.k)
+    m = _wrap(check_id, fn(C), len(c.y), int(counts.min()), ctx.replicates, ctx.confidence,
+              {"confusion_matrix": class_matrix_details(c, C[0])}, needs)
+    if m.inconclusive:
+        m.inconclusive = m.inconclusive.split(" (")[0] + " (rows per class: " + ", ".join(
+            f"{label} {int(n)}" for label, n in zip(c.labels, counts)) + ")"
+    return m
+
+
+def class_matrix_details(c, C0: np.ndarray) -> dict:
+    """The confusion matrix of every class, as result.json and the report show it: rows are true classes,
+    columns decided classes, in the model's label order."""
+    return {"labels": list(c.labels), "matrix": [[int(round(v)) for v in row] for row in C0],
+            "favourable": c.favourable_labels, "decision": "the most probable class"}
+
+
 def _confusion(ctx: CheckContext, W: np.ndarray) -> dict[str, np.ndarray]:
     return stats.confusion(W, ctx.y_true, ctx.y_pred)
 
@@ -64,27 +86,36 @@ def _from_stats(sctx, check_id: str, **params) -> Measurement:
     return out[check_id]
 
 
-@check("performance.accuracy", title="Accuracy", direction="higher", unit="rate",
+@check("performance.accuracy", classes="any", title="Accuracy", direction="higher", unit="rate",
        stats=_from_stats, stats_form="exact")
 def accuracy(ctx: CheckContext) -> Measurement:
-    """Share of eval rows whose predicted label is the true label, at the decision threshold.
+    """Share of eval rows whose predicted label is the true label (at the decision threshold; for a model of more
+    classes, its most probable class).
 
     Accuracy hides errors on the smaller class when classes are unbalanced; read it with balanced accuracy."""
+    if ctx.multiclass:
+        return _classes_measure(ctx, "performance.accuracy", lambda C: classes.accuracy(C))
     return _measure(ctx, "performance.accuracy", lambda W: stats.accuracy(_confusion(ctx, W)),
                     confusion_details(ctx))
 
 
-@check("performance.balanced_accuracy", title="Balanced accuracy", direction="higher", unit="rate",
+@check("performance.balanced_accuracy", classes="any", title="Balanced accuracy", direction="higher", unit="rate",
        stats=_from_stats, stats_form="exact")
 def balanced_accuracy(ctx: CheckContext) -> Measurement:
-    """Mean of the true-positive and true-negative rates at the decision threshold.
+    """Mean of the true-positive and true-negative rates at the decision threshold (for a model of more classes,
+    the mean recall of the classes in the eval rows).
 
-    0.5 is what a model that ignores its input would score, whatever the class balance."""
+    0.5 (one over the number of classes) is what a model that ignores its input would score, whatever the class
+    balance."""
+    if ctx.multiclass:
+        present = np.flatnonzero(np.bincount(ctx.classes.y, minlength=ctx.classes.k) > 0)
+        return _classes_measure(ctx, "performance.balanced_accuracy",
+                                lambda C: classes.balanced_accuracy(C, present), needs="rows of each class")
     return _measure(ctx, "performance.balanced_accuracy",
                     lambda W: stats.balanced_accuracy(_confusion(ctx, W)), needs="both classes are needed")
 
 
-@check("performance.precision", title="Precision", direction="higher", unit="rate",
+@check("performance.precision", classes="favourable", title="Precision", direction="higher", unit="rate",
        stats=_from_stats, stats_form="exact")
 def precision(ctx: CheckContext) -> Measurement:
     """Of the rows predicted positive, the share that truly are positive.
@@ -94,7 +125,7 @@ def precision(ctx: CheckContext) -> Measurement:
                     needs="the model must predict some rows positive")
 
 
-@check("performance.recall", title="Recall (true-positive rate)", direction="higher", unit="rate",
+@check("performance.recall", classes="favourable", title="Recall (true-positive rate)", direction="higher", unit="rate",
        stats=_from_stats, stats_form="exact")
 def recall(ctx: CheckContext) -> Measurement:
     """Of the truly positive rows, the share the model predicts positive.
@@ -104,7 +135,7 @@ def recall(ctx: CheckContext) -> Measurement:
                     needs="positive rows are needed")
 
 
-@check("performance.f1", title="F1 score", direction="higher", unit="rate",
+@check("performance.f1", classes="favourable", title="F1 score", direction="higher", unit="rate",
        stats=_from_stats, stats_form="exact")
 def f1(ctx: CheckContext) -> Measurement:
     """Harmonic mean of precision and recall at the decision threshold.
@@ -114,7 +145,7 @@ def f1(ctx: CheckContext) -> Measurement:
                     needs="positive rows or predictions are needed")
 
 
-@check("performance.roc_auc", title="ROC-AUC", direction="higher",
+@check("performance.roc_auc", classes="favourable", title="ROC-AUC", direction="higher",
        stats=_from_stats, stats_form="binned")
 def roc_auc(ctx: CheckContext) -> Measurement:
     """Probability that a random positive row scores above a random negative row (area under the ROC curve).
@@ -125,7 +156,7 @@ def roc_auc(ctx: CheckContext) -> Measurement:
                     needs="both classes are needed")
 
 
-@check("performance.pr_auc", title="PR-AUC (average precision)", direction="higher",
+@check("performance.pr_auc", classes="favourable", title="PR-AUC (average precision)", direction="higher",
        stats=_from_stats, stats_form="binned")
 def pr_auc(ctx: CheckContext) -> Measurement:
     """Average precision over all thresholds: the area under the precision-recall curve.
@@ -138,7 +169,7 @@ def pr_auc(ctx: CheckContext) -> Measurement:
     return m
 
 
-@check("performance.brier_score", title="Brier score", direction="lower",
+@check("performance.brier_score", classes="favourable", title="Brier score", direction="lower",
        stats=_from_stats, stats_form="exact")
 def brier_score(ctx: CheckContext) -> Measurement:
     """Mean squared difference between the predicted probability and the true outcome (0 or 1).
@@ -147,7 +178,7 @@ def brier_score(ctx: CheckContext) -> Measurement:
     return _measure(ctx, "performance.brier_score", lambda W: stats.brier(W, ctx.y_true, ctx.score))
 
 
-@check("performance.ece", title="Expected calibration error", direction="lower", params={"bins": 10},
+@check("performance.ece", classes="favourable", title="Expected calibration error", direction="lower", params={"bins": 10},
        stats=_from_stats, stats_form="exact")
 def ece(ctx: CheckContext, bins: int = 10) -> Measurement:
     """Average gap between predicted probability and observed frequency, over equal-width probability bins.
@@ -301,7 +332,7 @@ def _cost_stats(sctx, check_id: str, miss_cost: float = 1.0, false_alarm_cost: f
                              m.negative_label if label == "positive" else m.positive_label, sctx.confidence)
 
 
-@check("performance.recall_at_fpr", title="Recall at a fixed false-positive rate", direction="higher", unit="rate",
+@check("performance.recall_at_fpr", classes="favourable", title="Recall at a fixed false-positive rate", direction="higher", unit="rate",
        params={"fpr": 0.01, **LABEL_PARAM}, validate=_validate_fpr, stats=_recall_at_fpr_stats, stats_form="binned")
 def recall_at_fpr(ctx: CheckContext, fpr: float = 0.01, label: str = "positive") -> Measurement:
     """Share of the rows of `label` the model finds when its threshold is set so that at most `fpr` of the other
@@ -357,7 +388,7 @@ def _validate_costs(params: dict) -> None:
         raise ValueError(f"relative must be true or false, got {params.get('relative')!r}")
 
 
-@check("performance.cost_weighted_error", title="Cost-weighted error", direction="lower",
+@check("performance.cost_weighted_error", classes="favourable", title="Cost-weighted error", direction="lower",
        params={"miss_cost": 1.0, "false_alarm_cost": 1.0, "relative": False, **LABEL_PARAM},
        validate=_validate_costs, stats=_cost_stats, stats_form="binned")
 def cost_weighted_error(ctx: CheckContext, miss_cost: float = 1.0, false_alarm_cost: float = 1.0,

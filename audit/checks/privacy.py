@@ -237,7 +237,7 @@ _pii_from_stats_train.collect = (  # type: ignore[attr-defined]
     lambda ctx, check_id, types=None, examples=3: _pii_collect(ctx, check_id, "train", types, examples))
 
 
-@check("privacy.pii_rate", title="Rows with personal data", direction="lower", unit="rate",
+@check("privacy.pii_rate", classes="any", title="Rows with personal data", direction="lower", unit="rate",
        params={"dataset": "eval", "types": [], "examples": 3}, validate=_validate_pii, evidence="rows scanned",
        stats=_pii_from_stats, stats_form="silo")
 def pii_rate(ctx: CheckContext, dataset: str = "eval", types: list | None = None, examples: int = 3) -> Measurement:
@@ -250,7 +250,7 @@ def pii_rate(ctx: CheckContext, dataset: str = "eval", types: list | None = None
     return _pii(ctx, "privacy.pii_rate", dataset, list(types or []), examples)
 
 
-@check("privacy.pii_in_training_text", title="Training rows with personal data", direction="lower",
+@check("privacy.pii_in_training_text", classes="any", title="Training rows with personal data", direction="lower",
        unit="rate", params={"types": [], "examples": 3}, validate=_validate_pii, cost="training-set",
        evidence="training rows scanned", stats=_pii_from_stats_train, stats_form="silo")
 def pii_in_training_text(ctx: CheckContext, types: list | None = None, examples: int = 3) -> Measurement:
@@ -540,7 +540,7 @@ def _num(x: float) -> float | None:
 _membership_from_stats.collect = _membership_collect  # type: ignore[attr-defined]
 
 
-@check("privacy.membership_inference_auc", title="Membership inference AUC (loss attack)", direction="lower",
+@check("privacy.membership_inference_auc", classes="any", title="Membership inference AUC (loss attack)", direction="lower",
        cost="training-set", evidence="members attacked (beside as many non-members)",
        params={"min_members": MIN_MEMBERS}, validate=_validate_members, stats=_membership_from_stats,
        stats_form="binned")
@@ -555,7 +555,7 @@ def membership_inference_auc(ctx: CheckContext, min_members: int = MIN_MEMBERS) 
     return _from_attack(ctx, "privacy.membership_inference_auc", "auc", min_members)
 
 
-@check("privacy.mia_tpr_at_1pct_fpr", title="Membership inference TPR at 1% FPR", direction="lower",
+@check("privacy.mia_tpr_at_1pct_fpr", classes="any", title="Membership inference TPR at 1% FPR", direction="lower",
        unit="rate", cost="training-set", evidence="non-members attacked (beside as many members)",
        params={"min_members": MIN_MEMBERS}, validate=_validate_members, stats=_membership_from_stats,
        stats_form="binned")
@@ -585,7 +585,7 @@ def _from_manifest(sctx, check_id: str, **params) -> Measurement:
     return all_checks()[check_id].fn(ctx, **params)
 
 
-@check("privacy.dp_epsilon", title="Differential privacy ε", direction="lower",
+@check("privacy.dp_epsilon", classes="any", title="Differential privacy ε", direction="lower",
        params={"missing": "inconclusive"}, validate=_validate_dp, evidence="training rows",
        stats=_from_manifest, stats_form="manifest")
 def dp_epsilon(ctx: CheckContext, missing: str = "inconclusive") -> Measurement:

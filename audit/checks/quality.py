@@ -297,7 +297,7 @@ def _group_listing(ctx: CheckContext, group: np.ndarray, exact_group: np.ndarray
     return out
 
 
-@check("quality.duplicate_share", title="Duplicate eval texts", direction="lower", unit="rate",
+@check("quality.duplicate_share", classes="any", title="Duplicate eval texts", direction="lower", unit="rate",
        params={"near": "normalised", "jaccard": 0.8, "examples": 10}, validate=_validate_duplicates,
        evidence="eval rows")
 def duplicate_share(ctx: CheckContext, **params) -> Measurement:
@@ -365,7 +365,7 @@ def _metrics(y: np.ndarray, s: np.ndarray, thr: float) -> dict[str, float | None
     return {"rows": int(len(y)), "roc_auc": _f(auc), "accuracy": _f(np.mean((s >= thr).astype(int) == y))}
 
 
-@check("quality.train_overlap_share", title="Eval texts that are training texts", direction="lower", unit="rate",
+@check("quality.train_overlap_share", classes="any", title="Eval texts that are training texts", direction="lower", unit="rate",
        params={"match": "normalised", "examples": 10}, validate=_validate_overlap, evidence="eval rows")
 def train_overlap_share(ctx: CheckContext, **params) -> Measurement:
     """Share of eval rows whose text is also a text of the model's training split (leakage), and how much they inflate ROC-AUC and accuracy.
@@ -417,7 +417,7 @@ def train_overlap_share(ctx: CheckContext, **params) -> Measurement:
     return _share(ctx, "quality.train_overlap_share", shared, details)
 
 
-@check("quality.conflicting_labels_share", title="Eval texts with conflicting labels", direction="lower",
+@check("quality.conflicting_labels_share", classes="any", title="Eval texts with conflicting labels", direction="lower",
        unit="rate", params={"near": "normalised", "examples": 10}, validate=lambda p: _validate_duplicates(
            {"jaccard": 0.8, **p}), evidence="eval rows")
 def conflicting_labels_share(ctx: CheckContext, **params) -> Measurement:
@@ -453,7 +453,7 @@ def _validate_short(params: dict) -> None:
     _validate_examples(params)
 
 
-@check("quality.short_text_share", title="Empty or very short eval texts", direction="lower", unit="rate",
+@check("quality.short_text_share", classes="any", title="Empty or very short eval texts", direction="lower", unit="rate",
        params={"min_words": 3, "examples": 10}, validate=_validate_short, evidence="eval rows")
 def short_text_share(ctx: CheckContext, **params) -> Measurement:
     """Share of eval rows whose text is empty or has fewer than `min_words` words.
