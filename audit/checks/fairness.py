@@ -101,7 +101,7 @@ MAX_LISTED = 8  # groups named in one reason
 MAX_TEXT = 600  # characters of an example text kept in details
 
 GROUP_PARAMS: dict[str, Any] = {"attributes": [], "intersections": [], "min_group_size": 0,
-                                "small_groups": "inconclusive"}
+                                "small_groups": "inconclusive", "exclude_below_share": 0.0}
 FOUR_FIFTHS = ("The four-fifths rule (EEOC Uniform Guidelines, 29 CFR 1607.4(D)) is a screening heuristic for "
                "adverse impact, not a legal test of discrimination: a ratio below 0.80 calls for a closer look, "
                "and a ratio above it does not show that the model is lawful.")
@@ -452,6 +452,7 @@ def _disparity(ctx: CheckContext, check_id: str, rates: tuple[str, ...], kind: s
     mode = params.get("small_groups", "inconclusive")
     if mode not in ("inconclusive", "exclude"):
         raise ValueError(f"small_groups must be 'inconclusive' or 'exclude', got {mode!r}")
+    share = _share_floor(params)
     try:
         groupings, problems = _groupings(ctx, params.get("attributes", []), params.get("intersections", []))
     except _NoGroups as exc:
@@ -461,13 +462,23 @@ def _disparity(ctx: CheckContext, check_id: str, rates: tuple[str, ...], kind: s
                                     "attributes": [], "small_groups": []})
     reference = str(params.get("reference", "most_favoured"))
     R = ctx.weights.shape[0] - 1
-    per_attr, parts, small, caveats = [], [], [], []
+    per_attr, parts, small, caveats, excluded = [], [], [], [], []
     for grouping in groupings:
         t = _table(ctx, grouping)
         why = [_why_small(ctx, t, g, rates, k) for g in range(len(grouping.groups))]
+        total = float(t.count.sum())
+        # a category under the rule's share of the rows with a value is left out of the comparison and still
+        # listed with its count and rates (NYC LL144 rules, 6 RCNY § 5-301(d)); it never makes the part incomplete
+        shares = [float(t.count[g]) / total if total else 0.0 for g in range(len(grouping.groups))]
+        below = [g for g in range(len(grouping.groups)) if share and t.count[g] and shares[g] < share]
+        for g in below:
+            why[g] = (f"{shares[g]:.1%} of the rows with a value, under the rule's exclude_below_share "
+                      f"{share:.1%}: left out of the comparison")
         ok = [g for g in range(len(grouping.groups)) if not why[g]]
+        excluded += [{"attribute": grouping.name, "group": grouping.groups[g], "count": int(t.count[g]),
+                      "share": shares[g], "selection_rate": _f(t.point["selection_rate"][g])} for g in below]
         mine = [{"attribute": grouping.name, "group": grouping.groups[g], "count": int(t.count[g]),
-                 "reason": why[g]} for g in range(len(grouping.groups)) if why[g]]
+                 "reason": why[g]} for g in range(len(grouping.groups)) if why[g] and g not in below]
         small += mine
         caveats += [f"{grouping.name if grouping.kind == 'attribute' else 'Intersection ' + grouping.name}: {n}"
                     for n in grouping.notes]
@@ -504,6 +515,13 @@ def _disparity(ctx: CheckContext, check_id: str, rates: tuple[str, ...], kind: s
                                "attributes": per_attr, "small_groups": small,
                                "not_measured": [{"attribute": name, "kind": kind_, "reason": why_}
                                                 for name, kind_, why_ in problems]}
+    if share:
+        details["exclude_below_share"] = share
+        details["excluded_by_share"] = excluded
+        if excluded:
+            caveats.append(f"{len(excluded)} categor{'y is' if len(excluded) == 1 else 'ies are'} under "
+                           f"{share:.1%} of the rows and left out of the comparison by the rule's "
+                           "exclude_below_share; each is listed with its count and selection rate.")
     if kind == "ratio":
         details["reference"] = reference
         caveats.append(FOUR_FIFTHS)
@@ -522,6 +540,21 @@ def _disparity(ctx: CheckContext, check_id: str, rates: tuple[str, ...], kind: s
     if not parts:
         m.inconclusive = "no group disparity could be computed"
     return m
+
+
+def _share_floor(params: dict) -> float:
+    """The rule's `exclude_below_share`: categories under this share of the rows are left out (0: none)."""
+    share = params.get("exclude_below_share", 0.0)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 0.5:
+        raise ValueError(f"exclude_below_share must be a share from 0 to under 0.5 (0.02 is 2%), got {share!r}")
+    return float(share)
+
+
+def _validate_groups(params: dict) -> None:
+    """At policy load: the group parameters' values (raises ValueError naming the problem)."""
+    _share_floor(params)
+    if params.get("small_groups", "inconclusive") not in ("inconclusive", "exclude"):
+        raise ValueError(f"small_groups must be 'inconclusive' or 'exclude', got {params.get('small_groups')!r}")
 
 
 def _ratio(ctx: CheckContext, t: GroupTable, ok: list[int], reference: str, entry: dict,
@@ -611,7 +644,7 @@ def _from_stats(sctx, check_id: str, **params) -> Measurement:
     return m
 
 
-@check("fairness.auc_gap", classes="favourable", title="ROC-AUC gap between groups", direction="lower", params=GROUP_PARAMS,
+@check("fairness.auc_gap", classes="favourable", title="ROC-AUC gap between groups", direction="lower", params=GROUP_PARAMS, validate=_validate_groups,
        stats=_from_stats, stats_form="binned")
 def auc_gap(ctx: CheckContext, **params) -> Measurement:
     """Largest minus smallest group ROC-AUC, over the attributes asked (MetricFrame(roc_auc_score).difference()).
@@ -621,7 +654,7 @@ def auc_gap(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("fairness.demographic_parity_difference", classes="favourable", title="Demographic-parity difference", direction="lower",
-       unit="rate", params=GROUP_PARAMS,
+       unit="rate", params=GROUP_PARAMS, validate=_validate_groups,
        stats=_from_stats, stats_form="binned")
 def demographic_parity_difference(ctx: CheckContext, **params) -> Measurement:
     """Largest minus smallest group selection rate, over the attributes asked (fairlearn's demographic_parity_difference).
@@ -632,7 +665,7 @@ def demographic_parity_difference(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("fairness.equal_opportunity_difference", classes="favourable", title="Equal-opportunity difference", direction="lower",
-       unit="rate", params=GROUP_PARAMS,
+       unit="rate", params=GROUP_PARAMS, validate=_validate_groups,
        stats=_from_stats, stats_form="binned")
 def equal_opportunity_difference(ctx: CheckContext, **params) -> Measurement:
     """Largest minus smallest group true-positive rate, over the attributes asked (fairlearn's equal_opportunity_difference).
@@ -643,7 +676,7 @@ def equal_opportunity_difference(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("fairness.equalized_odds_difference", classes="favourable", title="Equalized-odds difference", direction="lower", unit="rate",
-       params=GROUP_PARAMS,
+       params=GROUP_PARAMS, validate=_validate_groups,
        stats=_from_stats, stats_form="binned")
 def equalized_odds_difference(ctx: CheckContext, **params) -> Measurement:
     """The larger of the between-group differences (max minus min) in true-positive rate and in false-positive rate (fairlearn's equalized_odds_difference).
@@ -654,7 +687,7 @@ def equalized_odds_difference(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("fairness.predictive_parity_difference", classes="favourable", title="Predictive-parity difference", direction="lower",
-       unit="rate", params=GROUP_PARAMS,
+       unit="rate", params=GROUP_PARAMS, validate=_validate_groups,
        stats=_from_stats, stats_form="binned")
 def predictive_parity_difference(ctx: CheckContext, **params) -> Measurement:
     """Largest minus smallest group precision, over the attributes asked (MetricFrame(precision).difference()).
@@ -665,7 +698,7 @@ def predictive_parity_difference(ctx: CheckContext, **params) -> Measurement:
 
 
 @check("fairness.selection_rate_ratio", classes="favourable", title="Selection-rate ratio (adverse impact)", direction="higher",
-       unit="ratio", params={**GROUP_PARAMS, "reference": "most_favoured"},
+       unit="ratio", params={**GROUP_PARAMS, "reference": "most_favoured"}, validate=_validate_groups,
        stats=_from_stats, stats_form="binned")
 def selection_rate_ratio(ctx: CheckContext, **params) -> Measurement:
     """Lowest group selection rate divided by the reference group's, over the attributes asked: the adverse-impact ratio.
