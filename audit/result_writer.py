@@ -172,7 +172,9 @@ def manifest_section(m) -> dict[str, Any]:
             "loss_curve": m.training.get("loss_curve", []),
             "protected_attributes": {k: a.model_dump(exclude_none=True) for k, a in m.protected_attributes.items()},
             "training_data": m.data.source.model_dump() if m.data else None,
-            "description": m.data.description if m.data else "", "card": m.card.model_dump()}
+            "description": m.data.description if m.data else "", "card": m.card.model_dump(),
+            # the eval file `audit init` recorded for a model that `audit train` did not make
+            **({"eval_data": m.eval_data.model_dump()} if m.eval_data is not None else {})}
 
 
 STATS_SCORING = "none: scores read from statistics or a prediction log"

@@ -83,6 +83,9 @@ def test_flags_write_a_manifest_that_audit_run_reads(byom, small_csv, tmp_path):
     doc = json.loads((out / "result.json").read_text())
     assert doc["measurements"]["performance.roc_auc"]["n"] == 80
     assert set(doc["model"]["protected_attributes"]) == {"sex", "age"}
+    recorded = doc["model"]["eval_data"]  # result.json says which file the manifest named as eval data
+    assert recorded["rows"] == "whole" and recorded["source"]["sha256"] == sha256_file(small_csv)
+    assert recorded["source"]["rows"] == 80
     groups = doc["measurements"]["fairness.selection_rate_ratio"]["details"]["attributes"][0]["groups"]
     frame = make_frame(80, seed=5)
     assert {g["group"]: g["count"] for g in groups} == frame["sex"].value_counts().to_dict()  # a hand count
