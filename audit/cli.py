@@ -503,7 +503,8 @@ def checks_cmd(fmt):
     if fmt == "json":
         _echo_json([{"id": cid, "family": spec.family, "title": spec.title, "summary": spec.summary,
                      "unit": spec.unit, "direction": spec.direction, "evidence": spec.evidence,
-                     "threshold_required": spec.threshold_required, "cost": spec.cost, "params": spec.params}
+                     "threshold_required": spec.threshold_required, "cost": spec.cost, "params": spec.params,
+                     "classes": spec.classes}
                     for cid, spec in specs.items()])
         return
     if fmt == "md":
@@ -517,7 +518,8 @@ def checks_cmd(fmt):
         return
     for cid, spec in specs.items():
         params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items())
-        click.echo(f"{cid:<34} {spec.summary}" + (f" [params: {params}]" if params else ""))
+        click.echo(f"{cid:<34} {spec.summary}" + (f" [params: {params}]" if params else "")
+                   + (" [binary models only]" if spec.classes == "binary" else ""))
 
 
 @cli.command("report")

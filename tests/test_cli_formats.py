@@ -97,6 +97,9 @@ def test_checks_formats_list_the_same_registry():
     assert [c["id"] for c in doc] == ids
     roc = next(c for c in doc if c["id"] == "performance.roc_auc")
     assert roc["family"] == "performance" and roc["direction"] == "higher" and roc["summary"]
+    assert roc["classes"] == "favourable"  # what it reads of a model of more classes
+    binary_only = {c["id"] for c in doc if c["classes"] == "binary"}
+    assert {x.split()[0] for x in text.output.splitlines() if x.endswith("[binary models only]")} == binary_only
     md = invoke("checks", "--format", "md").output.splitlines()
     assert md[:2] == ["| Check | Family | What it measures | Parameters |", "|---|---|---|---|"]
     assert [x.split("`")[1] for x in md[2:]] == ids
