@@ -856,7 +856,7 @@ def _guard(m: Measurement, ex: Explained) -> Measurement:
     return m
 
 
-@check("explainability.additivity_error", title="SHAP additivity error", direction="lower", params=BUDGET,
+@check("explainability.additivity_error", classes="any", title="SHAP additivity error", direction="lower", params=BUDGET,
        validate=_validate, cost="shap", evidence="rows explained",
        stats=_shap_additivity_stats, stats_form="silo")
 def additivity_error(ctx: CheckContext, **params) -> Measurement:
@@ -876,7 +876,7 @@ def additivity_error(ctx: CheckContext, **params) -> Measurement:
     return _guard(Measurement("explainability.additivity_error", float(errs.max()), n=len(errs), details=details), ex)
 
 
-@check("explainability.stability", title="Stability of the word ranking (Spearman)", direction="higher",
+@check("explainability.stability", classes="any", title="Stability of the word ranking (Spearman)", direction="higher",
        params={**BUDGET, "top_k": 20, **STABILITY}, validate=_validate, cost="shap", evidence="sampled rows explained",
        stats=_shap_ranking_stats, stats_form="silo")
 def stability(ctx: CheckContext, **params) -> Measurement:
@@ -930,7 +930,7 @@ def _prohibited_start(ctx: CheckContext, cid: str, params: dict):
     return early, ex, terms, multi
 
 
-@check("explainability.prohibited_terms", title="Share of |SHAP| on prohibited terms", direction="lower",
+@check("explainability.prohibited_terms", classes="any", title="Share of |SHAP| on prohibited terms", direction="lower",
        unit="share", params={**BUDGET, **TERM_PARAMS}, validate=_validate, cost="shap",
        evidence="sampled rows explained", stats=_shap_share_stats, stats_form="silo")
 def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
@@ -965,7 +965,7 @@ def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
     return _guard(m, ex)
 
 
-@check("explainability.prohibited_terms_in_top_k", title="Prohibited terms among the top-k words",
+@check("explainability.prohibited_terms_in_top_k", classes="any", title="Prohibited terms among the top-k words",
        direction="lower", unit="count",
        params={**BUDGET, **TERM_PARAMS, "min_stability": 0.5, **STABILITY, "stability_words": MIN_WORDS},
        validate=_validate, cost="shap", evidence="sampled rows explained",
@@ -1007,7 +1007,7 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     return _guard(m, ex)
 
 
-@check("explainability.precision_agreement", title="Agreement of bf16 and fp32 explanations (Spearman)",
+@check("explainability.precision_agreement", classes="any", title="Agreement of bf16 and fp32 explanations (Spearman)",
        direction="higher", params=BUDGET, validate=_validate, cost="shap",
        evidence="rows explained in both precisions")
 def precision_agreement(ctx: CheckContext, **params) -> Measurement:
