@@ -680,6 +680,13 @@ def selection_rate_ratio(ctx: CheckContext, **params) -> Measurement:
 
 
 # ---------------------------------------------------------------- counterfactual swaps
+#
+# A model of more than two classes (audit.classes): the swapped texts are re-scored through audit.rescore; a
+# flip is a decision that turns from a favourable class (the policy's `favourable`) to an unfavourable one or
+# back, so `refer` becoming `decline` is not a flip when neither is favourable (robustness.flip_rate counts any
+# change of class); the score is the probability of a favourable class (the sum over them). The details then
+# name the favourable classes and say what a flip is. (The check's own docstring is the report's text of every
+# binary run, kept as it was.)
 
 
 CF_PARAMS: dict[str, Any] = {"swaps": None, "examples": 5, "min_group_size": 0, "mode": "auto", "attributes": [],
@@ -1186,9 +1193,7 @@ def counterfactual_flip_rate(ctx: CheckContext, **params) -> Measurement:
     attribute. Free text: identity terms are swapped (he/she, Mr/Ms, ...), one part per swap list, and only texts
     that contain a term of the list count; the policy's swaps name bundled lists (gender, national_origin, age,
     marital_status, religion, race) or YAML files of pairs; the default is gender. A flip is a decision on the
-    other side of the threshold: a model should not change its decision because of who the applicant is. For a
-    model of more than two classes a flip is a decision that turns from a favourable class to an unfavourable
-    one or back (the policy's `favourable`); a move between two unfavourable classes is not a flip here. A part
+    other side of the threshold: a model should not change its decision because of who the applicant is. A part
     with nothing to swap is INCONCLUSIVE, never a pass."""
     return _counterfactual(ctx, "fairness.counterfactual_flip_rate", "flip_rate", params)
 
