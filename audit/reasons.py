@@ -10,7 +10,8 @@ the favourable label, pieces merged into words) into reasons:
    the text (`field_spans`). A word whose first character lies in a column's span belongs to that column (the
    smallest such span); the template's own wording belongs to no column. Free text: each word is its own source
    (lower case).
-2. Push towards the decline. SHAP values are on the log-odds of the FAVOURABLE label, so a source pushes towards
+2. Push towards the decline. SHAP values are on the log-odds of the FAVOURABLE label (for a model of more than
+   two classes, of the favourable outcome: the favourable classes against the others), so a source pushes towards
    the decline when its summed value is negative; its share is its push over the total push of all sources
    (template wording and punctuation included, so a share is never overstated).
 3. Principal reasons: the sources (never the template's wording) whose share is at least `min_share`, largest
@@ -65,6 +66,7 @@ class Notice:
     top_source: str | None  # the source with the largest push (any source, protected or not)
     unattributed_share: float  # the push on template wording and punctuation
     pushes: dict[str, float] = field(default_factory=dict)  # every source's push (for the stability check)
+    decided: str | None = None  # the decided class, for a model of more than two classes (None: binary)
 
     def text(self, creditor_words: str = "Your application for credit was declined.") -> str:
         """The notice as an applicant would read it."""
@@ -75,9 +77,12 @@ class Notice:
         return f"{creditor_words} The principal reasons: " + " ".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "id": self.id, "score": round(float(self.score), 6),
-                "reasons": [r.to_dict() for r in self.reasons], "top_source": self.top_source,
-                "unattributed_share": round(self.unattributed_share, 6), "notice": self.text()}
+        out = {"row": self.row, "id": self.id, "score": round(float(self.score), 6),
+               "reasons": [r.to_dict() for r in self.reasons], "top_source": self.top_source,
+               "unattributed_share": round(self.unattributed_share, 6), "notice": self.text()}
+        if self.decided is not None:
+            out["decided"] = self.decided
+        return out
 
 
 def field_spans(frame, recipe, columns: list[str], path: str = "eval data") -> list[dict[str, tuple[int, int]]]:
@@ -152,7 +157,7 @@ def statement_for(source: str, table: dict[str, str]) -> tuple[str, bool]:
 
 
 def notice(row: int, rid: str, score: float, contributions: dict[str, float], *, table: dict[str, str],
-           protected: set[str], min_share: float, top_k: int) -> Notice:
+           protected: set[str], min_share: float, top_k: int, decided: str | None = None) -> Notice:
     push = {k: max(0.0, -v) for k, v in contributions.items()}
     total = sum(push.values())
     reasons = []
@@ -167,7 +172,7 @@ def notice(row: int, rid: str, score: float, contributions: dict[str, float], *,
         reasons.append(Reason(k, statement, share, contributions[k], k.lower() in protected, known))
     top = next((k for _, k in ranked if k not in (TEMPLATE, PUNCT)), None)
     unattributed = (push.get(TEMPLATE, 0.0) + push.get(PUNCT, 0.0)) / total if total > 0 else 0.0
-    return Notice(row, rid, score, reasons, top, unattributed, push)
+    return Notice(row, rid, score, reasons, top, unattributed, push, decided)
 
 
 def notices_csv(notices: list[dict[str, Any]]) -> str:

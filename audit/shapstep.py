@@ -14,6 +14,11 @@ called from two threads at once, and here no two threads ever run at once. (A co
 peak RSS for 16 threads on MiniLM's tokenizer.)
 The values equal shap's one-text-at-a-time path up to float noise from batch composition (padding), which the
 tests bound at 1e-6 on the log-odds; a tie between two exactly equal priorities may be broken differently.
+
+Several outputs (a model of more than two classes): `predict` may return a matrix, one row of outputs per text,
+and `columns` name the one output each text's explainer explains. A masked text is still scored once (every
+output at once, cached by text); each explainer reads its own text's column, so its values are shap's
+explanation of that output alone.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ class _Slot:
     """One thread that explains texts one after another, pausing whenever its explainer calls the model."""
 
     def __init__(self, make_explainer: Callable[[], Any], explain: Callable[[Any, str], Any], todo: deque,
-                 results: dict[int, Any], back: threading.Semaphore):
+                 results: dict[int, Any], back: threading.Semaphore, columns: Sequence[int] | None = None):
         self.go = threading.Semaphore(0)
         self.back = back
         self.request: list[str] | None = None
@@ -40,6 +45,8 @@ class _Slot:
         self.error: BaseException | None = None
         self._todo, self._results, self._explain = todo, results, explain
         self._make = make_explainer
+        self._columns = columns
+        self.column: int | None = None  # the output the current text's explainer explains (None: the only one)
         self.thread = threading.Thread(target=self._main, daemon=True)
 
     def model(self, texts) -> np.ndarray:
@@ -48,6 +55,8 @@ class _Slot:
         self.back.release()
         self.go.acquire()
         out, self.response = self.response, None
+        if self.column is not None and out is not None:
+            out = np.asarray(out)[:, self.column]
         return out
 
     def _main(self) -> None:
@@ -56,6 +65,9 @@ class _Slot:
             explainer = self._make(self.model)
             while self._todo:
                 index, text = self._todo.popleft()
+                if self._columns is not None:
+                    self.column = int(self._columns[index])
+                    explainer._curr_base_value = None  # shap keeps a fixed background's base value: per output
                 self._results[index] = self._explain(explainer, text)
         except BaseException as exc:  # handed to the caller's thread
             self.error = exc
@@ -66,9 +78,11 @@ class _Slot:
 
 def explain_lockstep(predict: Callable[[list[str]], np.ndarray], tokenizer: Any, texts: Sequence[str], *,
                      max_evals: int, batch_size: int, width: int = 16,
-                     on_text: Callable[[], None] | None = None) -> list[tuple[list[str], np.ndarray, float]]:
+                     on_text: Callable[[], None] | None = None,
+                     columns: Sequence[int] | None = None) -> list[tuple[list[str], np.ndarray, float]]:
     """(token pieces, SHAP values, base value) per text, as shap's partition explainer over a Text masker gives
-    them; `width` texts at a time share the model's batches. `predict` maps a list of texts to one output each."""
+    them; `width` texts at a time share the model's batches. `predict` maps a list of texts to one output each,
+    or (with `columns`, one per text) to a row of outputs each, of which text i's explainer explains columns[i]."""
     import shap
 
     todo: deque = deque(enumerate(texts))
@@ -89,7 +103,7 @@ def explain_lockstep(predict: Callable[[list[str]], np.ndarray], tokenizer: Any,
         return ([str(p) for p in sv.data[0]], np.asarray(sv.values[0], dtype=np.float64),
                 float(np.asarray(sv.base_values).reshape(-1)[0]))
 
-    slots = [_Slot(make, explain, todo, results, back) for _ in range(max(1, min(int(width), len(texts))))]
+    slots = [_Slot(make, explain, todo, results, back, columns) for _ in range(max(1, min(int(width), len(texts))))]
     for s in slots:
         s.thread.start()
     try:
@@ -180,7 +194,10 @@ def fidelity_of(explanations: dict) -> list[dict[str, Any]]:
         f = getattr(ex, "fidelity", None)
         if f is None:
             continue
-        rows, max_evals, examples, seed = key
-        out.append({"budget": {"rows": rows, "max_evals": max_evals, "examples": examples, "seed": seed},
-                    "precision": ex.precision, **f})
+        rows, max_evals, examples, seed = key[:4]
+        budget = {"rows": rows, "max_evals": max_evals, "examples": examples, "seed": seed}
+        output = getattr(ex, "output", None)
+        if output is not None and not output.default:  # which output (explainability.Output), beyond the default
+            budget["explain"] = output.kind if output.kind != "label" else output.label
+        out.append({"budget": budget, "precision": ex.precision, **f})
     return out

@@ -1,10 +1,13 @@
 """Adverse-action reasons (explainability family): what a declined applicant would be told, and whether it may
 be told.
 
-For the declined eval rows (decision below the threshold; every one when the budget's `rows` allows, else a
+For the declined eval rows (decision below the threshold: for a model of more than two classes, a decided class
+that is not one of the policy's favourable classes; every one when the budget's `rows` allows, else a
 seeded sample of them: the budget is spent on declines, not on a random sample of all rows), shap's partition
-explainer of the model's log-odds (audit.checks.explainability: the same explainer, masker and batched scoring
-as the family's other checks) gives each word's push; audit/reasons.py aggregates it to the template's columns
+explainer of the model's log-odds of the favourable outcome (for more than two classes, log P(favourable) /
+P(unfavourable), P(favourable) summed over the favourable classes, whatever the family's `explain` says; for a
+binary model the positive label's, as always) (audit.checks.explainability: the same explainer, masker and
+batched scoring as the family's other checks) gives each word's push; audit/reasons.py aggregates it to the template's columns
 (templated text) or to words (free text), keeps the principal reasons (share of the push towards the decline at
 least `min_share`, at most `top_k`) and maps them to statements through the policy's `reason_codes` table.
 
@@ -78,7 +81,7 @@ def _validate(params: dict) -> None:
 def _shap_declines(ctx: CheckContext, rows: list[int], max_evals: int, seed: int) -> list:
     """(pieces, values, base) per declined row, explained with numpy's global seed set to `seed` (shap's tie
     breaks draw from it); cached per (rows, max_evals, seed)."""
-    from audit.checks.explainability import _model_predict, shap_explain
+    from audit.checks.explainability import _model_predict, resolve_output, shap_explain
 
     key = (tuple(rows), max_evals, seed)
     cache = ctx.shared.declines
@@ -86,9 +89,11 @@ def _shap_declines(ctx: CheckContext, rows: list[int], max_evals: int, seed: int
         state = np.random.get_state()
         try:
             np.random.seed(seed)
-            predict = _model_predict(ctx, [0])
+            output = resolve_output(ctx, "favourable")  # binary: the positive label's log-odds, as always
+            predict = _model_predict(ctx, [0], output=output)
             cache[key] = shap_explain(predict, ctx.bundle.tokenizer, [ctx.texts[i] for i in rows],
-                                      max_evals=max_evals, progress=ctx.progress, desc="adverse-action reasons")
+                                      max_evals=max_evals, progress=ctx.progress, desc="adverse-action reasons",
+                                      columns=output.columns(ctx, rows))
         except Exception as exc:  # every check of the cost reports the same failure, computed once
             cache[key] = exc
         finally:
@@ -114,7 +119,7 @@ def _protected(ctx: CheckContext, params: dict, templated: bool) -> set[str]:
 def notices(ctx: CheckContext, params: dict, seed: int) -> tuple[list, dict]:
     """The notices of the declined rows the budget covers (audit.reasons.Notice), and facts for the details."""
     from audit import reasons as R
-    from audit.checks.explainability import _run_outputs, merge_pieces
+    from audit.checks.explainability import _run_outputs, merge_pieces, resolve_output
 
     rows = R.declined_rows(ctx.y_pred, int(params["rows"]), ctx.seed)
     if not rows:
@@ -131,7 +136,9 @@ def notices(ctx: CheckContext, params: dict, seed: int) -> tuple[list, dict]:
     protected = _protected(ctx, params, templated)
     tok = ctx.bundle.tokenizer
     specials = frozenset(str(t) for t in getattr(tok, "all_special_tokens", []) or [])
-    outputs = _run_outputs(ctx)
+    outputs = _run_outputs(ctx, resolve_output(ctx, "favourable"))
+    decided = ctx.classes.labels if ctx.multiclass else None  # the class each decline was decided as
+    pred = np.asarray(ctx.classes.pred) if ctx.multiclass else None
     ids = ctx.frame[m.id_column].astype(str).tolist() if (m is not None and m.id_column and ctx.frame is not None) \
         else None
     out, errors = [], []
@@ -141,10 +148,16 @@ def notices(ctx: CheckContext, params: dict, seed: int) -> tuple[list, dict]:
         errors.append(abs(base + float(np.sum(values)) - float(outputs[i])))
         out.append(R.notice(i, ids[i] if ids else str(i), float(ctx.score[i]), contrib,
                             table=dict(params.get("reason_codes") or {}), protected=protected,
-                            min_share=float(params["min_share"]), top_k=int(params["top_k"])))
+                            min_share=float(params["min_share"]), top_k=int(params["top_k"]),
+                            decided=decided[pred[i]] if decided is not None else None))
     facts = {"declined": int((np.asarray(ctx.y_pred) == 0).sum()), "explained": len(rows),
              "max_additivity_error": float(max(errors)) if errors else 0.0,
              "sources": "template columns" if templated else "words"}
+    if ctx.multiclass:  # a decline is a decision that is not favourable: which classes those were
+        facts.update(favourable=ctx.classes.favourable_labels, output=resolve_output(ctx, "favourable").what,
+                     declined_as={c: int(n) for c, n in zip(ctx.classes.labels,
+                                                            np.bincount(pred[np.asarray(ctx.y_pred) == 0],
+                                                                        minlength=ctx.classes.k)) if n})
     return out, facts
 
 
@@ -201,7 +214,7 @@ def _measure(ctx: CheckContext, check_id: str, params: dict, kind: str) -> Measu
     return m
 
 
-@check("explainability.adverse_action_protected_reasons", title="Declines whose principal reasons are protected",
+@check("explainability.adverse_action_protected_reasons", classes="favourable", title="Declines whose principal reasons are protected",
        direction="lower", unit="rate", params=AA_PARAMS, cost="adverse_action", validate=_validate,
        evidence="declined rows explained")
 def adverse_action_protected_reasons(ctx: CheckContext, **params) -> Measurement:
@@ -214,7 +227,7 @@ def adverse_action_protected_reasons(ctx: CheckContext, **params) -> Measurement
     return _measure(ctx, "explainability.adverse_action_protected_reasons", params, "protected")
 
 
-@check("explainability.adverse_action_specific_reasons", title="Declines with enough specific reasons",
+@check("explainability.adverse_action_specific_reasons", classes="favourable", title="Declines with enough specific reasons",
        direction="higher", unit="rate", params=AA_PARAMS, cost="adverse_action", validate=_validate,
        evidence="declined rows explained")
 def adverse_action_specific_reasons(ctx: CheckContext, **params) -> Measurement:
@@ -225,7 +238,7 @@ def adverse_action_specific_reasons(ctx: CheckContext, **params) -> Measurement:
     return _measure(ctx, "explainability.adverse_action_specific_reasons", params, "specific")
 
 
-@check("explainability.adverse_action_reason_stability", title="Stability of the top adverse-action reason",
+@check("explainability.adverse_action_reason_stability", classes="favourable", title="Stability of the top adverse-action reason",
        direction="higher", unit="rate", params=AA_PARAMS, cost="adverse_action", validate=_validate,
        evidence="declined rows explained")
 def adverse_action_reason_stability(ctx: CheckContext, **params) -> Measurement:

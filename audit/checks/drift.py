@@ -54,14 +54,32 @@ class Side:
     embeddings: np.ndarray | None
     y: np.ndarray | None  # 1 where the true label is the positive one; None without labels
     path: str = ""
+    # the decisions (audit.rescore): 1 where favourable, and the decided class (index into the labels); the true
+    # class (index) where labelled. None on a side built without them (binary: read from the score)
+    favourable: np.ndarray | None = None
+    predicted: np.ndarray | None = None
+    y_class: np.ndarray | None = None
+
+    def decisions(self, threshold: float) -> np.ndarray:
+        """1 where the decision is favourable: at the threshold for a binary model (as every earlier release)."""
+        return self.favourable if self.favourable is not None else (self.score >= threshold).astype(int)
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "rows": len(self.texts), "path": self.path,
                 "labelled": self.y is not None}
 
 
-def _side(scored, name: str) -> Side:
+def _side(scored, name: str, ctx: CheckContext | None = None) -> Side:
+    """A scored dataset as a Side. For a model of more than two classes (ctx.multiclass) the score is the
+    probability of a favourable class and `y` the true class is favourable (audit.classes), as for the eval set."""
     preds = scored.predictions
+    if ctx is not None and ctx.multiclass:
+        probs = np.asarray(preds.probs, dtype=float)
+        c = ctx.classes
+        yc = None if scored.y is None else np.asarray(scored.y, dtype=np.int64)
+        y = None if yc is None else np.isin(yc, c.favourable).astype(int)
+        return Side(name, scored.frame, list(scored.texts), c.favourable_score(probs), preds.embeddings, y,
+                    scored.path, c.favourable_decision(probs), np.asarray(c.predict(probs), dtype=np.int64), yc)
     y = None if scored.y is None else (np.asarray(scored.y) == preds.positive_index).astype(int)
     return Side(name, scored.frame, list(scored.texts), np.asarray(preds.score), preds.embeddings, y, scored.path)
 
@@ -81,10 +99,14 @@ def _sets(ctx: CheckContext, reference: str = "train") -> tuple[Side, Side] | st
         preds = ctx.predictions
         ref = Side("eval set", ctx.frame, list(ctx.texts), np.asarray(ctx.score),
                    getattr(preds, "embeddings", None), np.asarray(ctx.y_true), ctx.eval_path)
-        out = (ref, _side(current, "current set"))
+        if ctx.multiclass:
+            ref.favourable, ref.predicted = np.asarray(ctx.y_pred), np.asarray(ctx.classes.pred, dtype=np.int64)
+            ref.y_class = None if ctx.classes.y is None else np.asarray(ctx.classes.y, dtype=np.int64)
+        out = (ref, _side(current, "current set", ctx))
     else:
         train = ctx.dataset("train")
-        out = NO_REFERENCE if train is None else (_side(train, "training split"), _side(current, "current set"))
+        out = NO_REFERENCE if train is None else (_side(train, "training split", ctx),
+                                                  _side(current, "current set", ctx))
     cache[key] = out
     return out
 
@@ -148,15 +170,22 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
         kinds[col], ref_cols[col], cur_cols[col] = ds.column_kind(ref.frame[col], cur.frame[col])
         roles[col] = role
     positive, negative = ctx.positive_label, ctx.negative_label
+    labels = np.asarray(ctx.classes.labels, dtype=object) if ctx.multiclass else None  # classes by name
     if ref.y is not None and cur.y is not None and m is not None:
         name = _unique(f"label ({m.label_column})", roles)
         roles[name], kinds[name] = "label (not counted)", "categorical"
-        ref_cols[name] = pd.Series(np.where(ref.y == 1, positive, negative))
-        cur_cols[name] = pd.Series(np.where(cur.y == 1, positive, negative))
+        if labels is not None and ref.y_class is not None and cur.y_class is not None:
+            ref_cols[name], cur_cols[name] = pd.Series(labels[ref.y_class]), pd.Series(labels[cur.y_class])
+        else:
+            ref_cols[name] = pd.Series(np.where(ref.y == 1, positive, negative))
+            cur_cols[name] = pd.Series(np.where(cur.y == 1, positive, negative))
     name = _unique(PREDICTED, roles)
     roles[name], kinds[name] = "prediction (not counted)", "categorical"
-    ref_cols[name] = pd.Series(np.where(ref.score >= ctx.threshold, positive, negative))
-    cur_cols[name] = pd.Series(np.where(cur.score >= ctx.threshold, positive, negative))
+    if labels is not None and ref.predicted is not None and cur.predicted is not None:
+        ref_cols[name], cur_cols[name] = pd.Series(labels[ref.predicted]), pd.Series(labels[cur.predicted])
+    else:
+        ref_cols[name] = pd.Series(np.where(ref.score >= ctx.threshold, positive, negative))
+        cur_cols[name] = pd.Series(np.where(cur.score >= ctx.threshold, positive, negative))
     text_col = _unique(TEXT, roles)
     roles[text_col] = "text (see text drift)"
     tokenizer = getattr(ctx.bundle, "tokenizer", None) if ctx.bundle is not None else None
@@ -474,12 +503,16 @@ def prediction_ks(ctx: CheckContext, reference: str = "train") -> Measurement:
                                 "reference_is": REFERENCE_NOTE[reference], "test": "scipy.stats.ks_2samp, two-sided"})
 
 
-@check("drift.favourable_rate_change", title="Change in the predicted-favourable rate", direction="none",
+@check("drift.favourable_rate_change", classes="favourable", title="Change in the predicted-favourable rate",
+       direction="none",
        params={"reference": "train"}, evidence=SMALLER_SET,
        stats=_from_stats, stats_form="binned")
 def favourable_rate_change(ctx: CheckContext, reference: str = "train") -> Measurement:
     """Share of current rows the model gives the favourable label, minus that share on the reference
     (at the policy's decision threshold), with Newcombe's interval for a difference of two proportions.
+
+    For a model of more than two classes a decision is favourable when the most probable class is one of the
+    policy's favourable classes (audit.classes).
 
     A large change means the model now approves (or refuses) a different share of applicants; with labels, read it
     beside the performance on the current set."""
@@ -490,14 +523,87 @@ def favourable_rate_change(ctx: CheckContext, reference: str = "train") -> Measu
     if isinstance(sets, str):
         return _skip(cid, sets)
     ref, cur = sets
-    k1, n1 = float((ref.score >= ctx.threshold).sum()), len(ref.score)
-    k2, n2 = float((cur.score >= ctx.threshold).sum()), len(cur.score)
+    k1, n1 = float(ref.decisions(ctx.threshold).sum()), len(ref.score)
+    k2, n2 = float(cur.decisions(ctx.threshold).sum()), len(cur.score)
     d, low, high = ds.newcombe_diff(k1, n1, k2, n2, ctx.confidence)
+    extra = {"favourable": ctx.classes.favourable_labels} if ctx.multiclass else {}
     return Measurement(cid, d, low, high, n=min(n1, n2),
                        details={"reference": ref.info(), "current": cur.info(), "reference_is": REFERENCE_NOTE[reference],
                                 "reference_rate": k1 / n1, "current_rate": k2 / n2, "threshold": ctx.threshold,
-                                "positive_label": ctx.positive_label,
+                                "positive_label": ctx.positive_label, **extra,
                                 "interval": "Newcombe hybrid score interval (1998, method 10)"})
+
+
+def _class_labels(ctx: CheckContext) -> list[str]:
+    """Every class of the model in its output order (a binary model: its two labels)."""
+    if ctx.classes is not None:
+        return list(ctx.classes.labels)
+    m = ctx.manifest
+    if m is not None and len(getattr(m, "labels", []) or []) == 2:
+        return list(m.labels)
+    return [ctx.negative_label, ctx.positive_label]
+
+
+def _predicted_classes(side: Side, ctx: CheckContext, labels: list[str]) -> np.ndarray:
+    """Each row's decided class (index into `labels`): the side's own for a model of more classes; for a binary
+    model the positive label where the score is at or above the threshold, else the other."""
+    if side.predicted is not None and ctx.multiclass:
+        return np.asarray(side.predicted, dtype=np.int64)
+    pos = labels.index(ctx.positive_label) if ctx.positive_label in labels else 1
+    return np.where(side.decisions(ctx.threshold) == 1, pos, 1 - pos).astype(np.int64)
+
+
+@check("drift.predicted_class_shift", classes="any", title="Predicted-class drift (PSI over the classes)",
+       direction="lower", params={"reference": "train"}, evidence=SMALLER_SET)
+def predicted_class_shift(ctx: CheckContext, reference: str = "train") -> Measurement:
+    """Population stability index of the distribution of the model's decided classes, current set against the
+    reference, one bin per class, with a chi-square test of homogeneity in the details.
+
+    Each class's share of the decisions on both sets; an empty class's share is floored (as drift.prediction_psi
+    floors an empty bin), so a class that vanishes adds a large but finite term. For a binary model the two bins
+    are the two decisions at the threshold: the same shift that drift.favourable_rate_change reads as a
+    difference of rates. For more classes it sees a shift between unfavourable classes (more `decline`, fewer
+    `refer`) that the favourable rate cannot. The interval is the basic bootstrap interval of
+    drift.prediction_psi (class counts of both sets resampled); the chi-square p-value (scipy's
+    chi2_contingency on the 2 x k table, classes expected to hold fewer than 5 rows pooled) says whether the
+    shift is more than sampling noise."""
+    from audit import driftstats as ds
+
+    cid = "drift.predicted_class_shift"
+    sets = _sets(ctx, reference)
+    if isinstance(sets, str):
+        return _skip(cid, sets)
+    ref, cur = sets
+    labels = _class_labels(ctx)
+    k = len(labels)
+    pr, pc = _predicted_classes(ref, ctx, labels), _predicted_classes(cur, ctx, labels)
+    rc = np.bincount(pr, minlength=k).astype(float)
+    cc = np.bincount(pc, minlength=k).astype(float)
+    if not rc.sum() or not cc.sum():
+        empty = "reference" if not rc.sum() else "current"
+        return Measurement(cid, None, n=int(min(rc.sum(), cc.sum())), inconclusive=f"the {empty} set has no rows")
+    value = float(ds.psi_from_counts(rc, cc))
+    low, high = ds.psi_interval(rc, cc, ctx.replicates, ctx.seed, ctx.confidence)
+    r_sh, c_sh = rc / rc.sum(), cc / cc.sum()
+    rf, cf = np.maximum(r_sh, ds.PSI_EPS), np.maximum(c_sh, ds.PSI_EPS)
+    table = [{"class": label, "reference_count": int(a), "current_count": int(b), "reference_share": float(p),
+              "current_share": float(q), "change": float(q - p), "contribution": float((y - x) * np.log(y / x))}
+             for label, a, b, p, q, x, y in zip(labels, rc, cc, r_sh, c_sh, rf, cf)]
+    names = np.asarray(labels, dtype=object)
+    p_value = ds.chi2_two_sample(names[pr], names[pc])
+    details = {"reference": ref.info(), "current": cur.info(), "reference_is": REFERENCE_NOTE[reference],
+               "classes": table, "epsilon": ds.PSI_EPS,
+               "epsilon_note": (f"a class's share is floored at {ds.PSI_EPS:g} before the logarithm, so a class "
+                                "that one set never decides adds a large but finite term"),
+               "null_mean": ds.psi_null_mean(k, len(pr), len(pc)),
+               "chi2_p_value": p_value,
+               "test": "scipy.stats.chi2_contingency on the 2 x k table of decided classes, no continuity "
+                       f"correction; classes expected to hold fewer than {ds.MIN_EXPECTED:g} rows pooled",
+               "decision": ("the most probable class" if ctx.multiclass
+                            else f"'{ctx.positive_label}' at a score of at least {ctx.threshold:g}"),
+               "interval": ("basic bootstrap interval, clipped at 0: class counts of both sets resampled; PSI is "
+                            "biased upwards, and the basic interval reflects that bias back")}
+    return Measurement(cid, value, low, high, n=int(min(len(pr), len(pc))), details=details)
 
 
 # ---------------------------------------------------------------- embedding drift
@@ -573,10 +679,15 @@ def _replicated(y: np.ndarray, score: np.ndarray, y_pred: np.ndarray, replicates
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-@check("drift.current_roc_auc", title="ROC-AUC on the current set", direction="higher", evidence="labelled current rows")
+@check("drift.current_roc_auc", classes="favourable", title="ROC-AUC on the current set", direction="higher",
+       evidence="labelled current rows")
 def current_roc_auc(ctx: CheckContext) -> Measurement:
     """ROC-AUC of the model on the labelled current set, with a bootstrap interval; the details compare every
     performance metric on the current set with the eval set.
+
+    For a model of more than two classes every number is the favourable outcome's (audit.classes): the ROC-AUC
+    of the probability of a favourable class against the true class being favourable, and the decision metrics
+    of the favourable decision.
 
     It shows whether the drift that the other checks measure has already cost accuracy. SKIPPED when the current
     set has no labels."""
@@ -584,13 +695,13 @@ def current_roc_auc(ctx: CheckContext) -> Measurement:
     cur = ctx.dataset("current")
     if cur is None:
         return _skip(cid, NO_CURRENT)
-    side = _side(cur, "current set")
+    side = _side(cur, "current set", ctx)
     if side.y is None:
         column = ctx.manifest.label_column if ctx.manifest is not None else "label"
         return _skip(cid, f"the current set has no label column '{column}', so performance on it cannot be measured")
-    y_pred = (side.score >= ctx.threshold).astype(int)
+    y_pred = side.decisions(ctx.threshold)
     values = _replicated(side.y, side.score, y_pred, ctx.replicates, ctx.seed)
-    eval_pred = (np.asarray(ctx.score) >= ctx.threshold).astype(int)
+    eval_pred = np.asarray(ctx.y_pred) if ctx.multiclass else (np.asarray(ctx.score) >= ctx.threshold).astype(int)
     on_eval = _metrics(np.ones((1, len(ctx.y_true))), np.asarray(ctx.y_true), np.asarray(ctx.score), eval_pred) \
         if len(ctx.y_true) else {}
     table = []
@@ -605,7 +716,8 @@ def current_roc_auc(ctx: CheckContext) -> Measurement:
     low, high = stats.percentile_interval(auc[1:], ctx.confidence)
     n_pos = int(side.y.sum())
     details = {"current": side.info(), "positives": n_pos, "negatives": len(side.y) - n_pos, "metrics": table,
-               "threshold": ctx.threshold}
+               "threshold": ctx.threshold,
+               **({"favourable": ctx.classes.favourable_labels} if ctx.multiclass else {})}
     m = Measurement(cid, point, low, high, n=len(side.y), details=details)
     if point is None:
         m.inconclusive = f"both classes are needed ({n_pos} positive, {len(side.y) - n_pos} negative rows)"

@@ -7,6 +7,23 @@ nothing when the model is already sure, so a word the model leans on shows up in
 values of a text add up exactly to its log-odds. Each SHAP value reads "this word moved the log-odds of the
 positive label by so much"; +0.1 multiplies the odds by about 1.1.
 
+Which output (the budget's `explain`, shared by the family's rules like `rows`):
+- `auto` (the default): the favourable (positive) label for a binary model, exactly as every earlier release;
+  the predicted class for a model of more classes.
+- `predicted`: each row's decided class, log p(c) / (1 - p(c)) for the row's own class c (the most probable
+  class; for a binary model the label decided at the threshold). A row's values then read "this word moved
+  the odds of what the model decided"; a positive signed mean means a word pushes rows towards whatever they
+  were decided as.
+- `favourable`: the favourable outcome, log P(favourable) / P(unfavourable), with P(favourable) the sum over the
+  policy's favourable classes (for a binary model: the positive label, the default numbers).
+- a label of the model: that class against all others, on every row.
+The masked texts are scored once, giving every class's probability; each text's explainer reads the one
+output chosen for its row, so its SHAP values are shap's own explanation of that output, and additivity is
+checked against that output of the row as the run scored it. The ranking, the prohibited-term share and the
+stability read |SHAP| (which way a word pushes does not enter them), so they mean the same for every choice:
+the words the explained output leans on. Adverse-action reasons always explain the favourable outcome
+(audit/checks/adverse_action.py): a decline is a decision that is not favourable.
+
 How. `shap.Explainer` (the partition algorithm, Owen values over the tokenizer's hierarchy of tokens) with
 `shap.maskers.Text(tokenizer)`: masked tokens become the tokenizer's mask token, and every masked text is scored
 in batches through the run's model by the same code that scored the eval set (audit.scoring). `max_evals` model
@@ -75,7 +92,7 @@ from audit.mergeable import TokenImportance
 from audit.result import Measurement
 
 NEEDS_ROWS = "it explains the model on eval texts, and the statistics carry no text and no model"
-BUDGET = {"rows": 40, "max_evals": 100, "examples": 1, "tolerance": 0.01}
+BUDGET = {"rows": 40, "max_evals": 100, "examples": 1, "tolerance": 0.01, "explain": "auto"}
 TERM_PARAMS = {"terms": [], "term_lists": [], "top_k": 20}
 BATCH_SIZE = 64
 LOCKSTEP = 16  # texts explained side by side, their masked texts scored in shared batches
@@ -85,6 +102,114 @@ STABILITY = {"min_half_rows": MIN_HALF}  # shared by both checks that read the s
 TABLE_WORDS = 40  # words kept in the stored global-importance table
 MAX_EXAMPLES = 5
 OUTPUT = "log-odds of the positive label"
+EXPLAIN = ("auto", "predicted", "favourable")  # or a label of the model
+
+
+@dataclass(frozen=True)
+class Output:
+    """The output of the model that the explanations explain, one log-odds per row (the budget's `explain`).
+
+    `default` is today's binary output (the positive label's log-odds: the explained function returns it alone,
+    as every earlier release did); otherwise the explained function returns a (n, k + 1) matrix, every class's
+    log-odds against the others and, last, the favourable outcome's, and `columns` picks each row's."""
+
+    kind: str  # "favourable", "predicted" or "label"
+    label: str = ""  # kind "label": the class
+    what: str = OUTPUT  # in words (details' "output", the report)
+    default: bool = True
+    towards: str = ""  # the direction of a positive value, in words (the report's legend)
+    against: str = ""
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Appended to the family's cache key: nothing for the default (the key of every earlier release)."""
+        return () if self.default else (f"{self.kind}:{self.label}",)
+
+    def columns(self, ctx: CheckContext, rows: Sequence[int]) -> list[int] | None:
+        """The column of the (n, k + 1) log-odds matrix explained for each eval row; None for the default."""
+        if self.default:
+            return None
+        labels = _labels(ctx)
+        if self.kind == "favourable":
+            return [len(labels)] * len(rows)
+        if self.kind == "label":
+            return [labels.index(self.label)] * len(rows)
+        pred = _predicted(ctx)
+        return [int(pred[i]) for i in rows]
+
+
+def _labels(ctx: CheckContext) -> list[str]:
+    if ctx.classes is not None:
+        return list(ctx.classes.labels)
+    m = ctx.manifest if ctx.manifest is not None else getattr(ctx.bundle, "manifest", None)
+    if m is not None:
+        return list(m.labels)
+    return [ctx.negative_label, ctx.positive_label]
+
+
+def _favourable_idx(ctx: CheckContext) -> tuple[int, ...]:
+    if ctx.classes is not None:
+        return tuple(ctx.classes.favourable)
+    labels = _labels(ctx)
+    return (labels.index(ctx.positive_label) if ctx.positive_label in labels else 1,)
+
+
+def _predicted(ctx: CheckContext) -> np.ndarray:
+    """Each eval row's decided class, as an index into the labels (a binary model: at the threshold)."""
+    if ctx.multiclass:
+        return np.asarray(ctx.classes.pred)
+    pos = _favourable_idx(ctx)[0]
+    return np.where(np.asarray(ctx.y_pred) == 1, pos, 1 - pos)
+
+
+def resolve_output(ctx: CheckContext, explain: Any = "auto") -> Output:
+    """The Output that `explain` names for this run's model (ValueError for a label the model lacks)."""
+    explain = "auto" if explain is None else explain
+    if not isinstance(explain, str) or not explain.strip():
+        raise ValueError(f"explain must be one of {', '.join(EXPLAIN)} or a label of the model, got {explain!r}")
+    labels = _labels(ctx)
+    fav = _favourable_idx(ctx)
+    multi = ctx.multiclass
+    if explain == "auto":
+        explain = "predicted" if multi else "favourable"
+    if not multi and explain in ("favourable", labels[fav[0]]):
+        return Output("favourable")
+    if explain == "predicted":
+        return Output("predicted", what="log-odds of the predicted class (each row's decided class against the "
+                      "other classes)", default=False, towards="the row's predicted class", against="the other classes")
+    if explain == "favourable":
+        names = [labels[i] for i in fav]
+        words = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        return Output("favourable", what=f"log-odds of the favourable outcome ({words}) against the other classes",
+                      default=False, towards=f"'{words}'", against="the other classes")
+    if explain not in labels:
+        raise ValueError(f"explain: {explain!r} is not a label of the model (its labels: "
+                         f"{', '.join(map(repr, labels))}); use one of them, or {', '.join(EXPLAIN)}")
+    return Output("label", explain, what=f"log-odds of '{explain}' against the other classes", default=False,
+                  towards=f"'{explain}'", against="the other classes")
+
+
+def _log_odds_all(probs: np.ndarray, favourable: Sequence[int]) -> np.ndarray:
+    """(n, k + 1) from (n, k) probabilities: column c is log p(c) - log(sum of the other classes' p), the last
+    column log P(favourable) - log P(unfavourable). For a binary model column pos is _log_odds(probs, pos)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    n, k = probs.shape
+    out = np.empty((n, k + 1))
+    fav = sorted(set(int(i) for i in favourable))
+    unf = [j for j in range(k) if j not in fav]
+    with np.errstate(divide="ignore"):
+        for c in range(k):
+            out[:, c] = np.log(probs[:, c]) - np.log(probs[:, [j for j in range(k) if j != c]].sum(axis=1))
+        out[:, k] = np.log(probs[:, fav].sum(axis=1)) - np.log(probs[:, unf].sum(axis=1))
+    return out
+
+
+def _pick(values: np.ndarray, columns: Sequence[int] | None) -> np.ndarray:
+    """Each row's explained output: `values` itself (the default output), else its column of each row."""
+    values = np.asarray(values, dtype=float)
+    if columns is None or values.ndim == 1:
+        return values
+    return values[np.arange(len(values)), np.asarray(columns, dtype=np.int64)]
 
 
 # ---------------------------------------------------------------- prohibited terms
@@ -122,6 +247,7 @@ class Row:
     pieces: list[str]
     output: float  # the model's log-odds for the row, as the run scored it
     units: list[Unit] = field(default_factory=list)
+    column: int | None = None  # the explained output's column (Output.columns); None: the default output
 
     @property
     def error(self) -> float:
@@ -139,6 +265,8 @@ class Explained:
     tolerance: float
     precision: str = "fp32"  # of the explained function's masked evaluations (audit.precision)
     fidelity: dict[str, Any] | None = None  # bf16 against fp32 on a sample, where they ran in bf16 (shapstep)
+    output: Output = field(default_factory=lambda: Output("favourable"))  # what was explained
+    labels: list[str] = field(default_factory=list)  # the model's labels (for the explained classes' names)
     _importance: dict[tuple[int, ...], TokenImportance] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -170,17 +298,19 @@ class Explained:
         worst = max(self.rows.values(), key=lambda r: r.error)
         bad = int((self.errors > self.tolerance).sum())
         return (f"the explanations do not add up: base value + sum of SHAP values differs from the model's "
-                f"{OUTPUT} by up to {self.max_error:.3g} (eval row {worst.index}; {bad} of {len(self.rows)} rows "
+                f"{self.output.what} by up to {self.max_error:.3g} (eval row {worst.index}; {bad} of {len(self.rows)} rows "
                 f"over the tolerance {self.tolerance:g})")
 
 
 def shap_explain(predict: Callable[[list[str]], np.ndarray], tokenizer: Any, texts: Sequence[str], *,
                  max_evals: int, batch_size: int = BATCH_SIZE, progress: bool = False,
-                 desc: str = "SHAP explanations", lockstep: int = LOCKSTEP) -> list[tuple[list[str], np.ndarray, float]]:
+                 desc: str = "SHAP explanations", lockstep: int = LOCKSTEP,
+                 columns: Sequence[int] | None = None) -> list[tuple[list[str], np.ndarray, float]]:
     """(token pieces, SHAP values, base value) per text: shap's partition explainer over a Text masker.
 
     With `lockstep` > 1, that many texts are explained side by side and their masked texts share the model's
-    batches (audit.shapstep); 1 is shap's own path, one text after another."""
+    batches (audit.shapstep); 1 is shap's own path, one text after another. `columns`: `predict` gives several
+    outputs per text (a matrix), and text i's explainer explains its output columns[i] alone."""
     import shap
 
     from audit.progress import bar as progress_bar
@@ -190,11 +320,20 @@ def shap_explain(predict: Callable[[list[str]], np.ndarray], tokenizer: Any, tex
             from audit.shapstep import explain_lockstep
 
             return explain_lockstep(predict, tokenizer, texts, max_evals=max_evals, batch_size=batch_size,
-                                    width=lockstep, on_text=lambda: bar.update(1))
+                                    width=lockstep, on_text=lambda: bar.update(1), columns=columns)
         masker = shap.maskers.Text(tokenizer)
-        explainer = shap.Explainer(lambda x: predict([str(t) for t in x]), masker, algorithm="partition")
+        column: list[int | None] = [None]
+
+        def model(x):
+            out = predict([str(t) for t in x])
+            return out if column[0] is None else np.asarray(out)[:, column[0]]
+
+        explainer = shap.Explainer(model, masker, algorithm="partition")
         out = []
-        for text in texts:
+        for j, text in enumerate(texts):
+            if columns is not None:
+                column[0] = int(columns[j])
+                explainer._curr_base_value = None  # shap keeps a fixed background's base value: it is per output
             sv = explainer([str(text)], max_evals=int(max_evals), batch_size=batch_size, silent=True)
             out.append(([str(p) for p in sv.data[0]], np.asarray(sv.values[0], dtype=np.float64),
                         float(np.asarray(sv.base_values).reshape(-1)[0])))
@@ -208,10 +347,11 @@ def _log_odds(probs: np.ndarray, pos: int) -> np.ndarray:
         return np.log(probs[:, pos]) - np.log(probs[:, 1 - pos])
 
 
-def _model_predict(ctx: CheckContext, counter: list[int], precision: str | None = None
-                   ) -> Callable[[list[str]], np.ndarray]:
+def _model_predict(ctx: CheckContext, counter: list[int], precision: str | None = None,
+                   output: Output | None = None) -> Callable[[list[str]], np.ndarray]:
     """The explained function: the run's model (in `precision`, audit.precision; None: as the run's model scores)
-    mapping texts to log-odds."""
+    mapping texts to log-odds: of the positive label (the default output), else every output of
+    _log_odds_all, one row per text."""
     from audit.scoring import score_texts
 
     b = ctx.bundle
@@ -219,6 +359,7 @@ def _model_predict(ctx: CheckContext, counter: list[int], precision: str | None 
         raise RuntimeError("explanations need the model, and the run has none loaded")
     m = b.manifest
     pos = m.labels.index(m.positive_label)
+    fav = _favourable_idx(ctx)
     if precision is None:
         model = b.model
     else:
@@ -230,14 +371,20 @@ def _model_predict(ctx: CheckContext, counter: list[int], precision: str | None 
         counter[0] += len(texts)
         preds = score_texts(model, b.tokenizer, texts, max_length=m.max_length, positive_index=pos,
                             batch_size=min(max(len(texts), 1), BATCH_SIZE), progress=False)
-        return _log_odds(preds.probs, pos)
+        if output is None or output.default:
+            return _log_odds(preds.probs, pos)
+        return _log_odds_all(preds.probs, fav)
 
     return predict
 
 
-def _run_outputs(ctx: CheckContext) -> np.ndarray:
-    """The model's log-odds for every eval row as the run scored it."""
+def _run_outputs(ctx: CheckContext, output: Output | None = None) -> np.ndarray:
+    """The model's log-odds for every eval row as the run scored it: of the positive label (the default output),
+    else the explained output of each row (Output.columns)."""
     preds = ctx.predictions
+    if output is not None and not output.default:
+        probs = preds.probs if preds is not None and getattr(preds, "probs", None) is not None else ctx.classes.probs
+        return _pick(_log_odds_all(probs, _favourable_idx(ctx)), output.columns(ctx, range(len(probs))))
     if preds is not None and getattr(preds, "probs", None) is not None and preds.probs.shape[1] == 2:
         return _log_odds(preds.probs, preds.positive_index)
     s = np.clip(np.asarray(ctx.score, float), 1e-300, 1 - 1e-16)
@@ -260,17 +407,26 @@ def choose_rows(ctx: CheckContext, rows: int, examples: int) -> tuple[list[int],
     return sample, reviewer
 
 
-def explain(ctx: CheckContext, rows: int, max_evals: int, examples: int, tolerance: float) -> Explained:
+def _cache_key(ctx: CheckContext, params: dict) -> tuple:
+    """The family's cache key of a budget: (rows, max_evals, examples, seed), and the explained output when it is
+    not the default (Output.key)."""
+    return ((int(params["rows"]), int(params["max_evals"]), int(params["examples"]), ctx.seed)
+            + resolve_output(ctx, params.get("explain", "auto")).key)
+
+
+def explain(ctx: CheckContext, rows: int, max_evals: int, examples: int, tolerance: float,
+            explain: Any = "auto") -> Explained:
     """The family's one explanation per budget, cached on the context (an exception is cached too)."""
     rows, max_evals, examples = int(rows), int(max_evals), int(examples)
     if rows < 2 or max_evals < 2 or examples < 0 or not tolerance >= 0:
         raise ValueError(f"budget out of range: rows {rows} (>= 2), max_evals {max_evals} (>= 2), "
                          f"examples {examples} (>= 0), tolerance {tolerance} (>= 0)")
+    output = resolve_output(ctx, explain)
     cache = ctx.shared.explanations
-    key = (rows, max_evals, examples, ctx.seed)
+    key = (rows, max_evals, examples, ctx.seed) + output.key
     if key not in cache:
         try:
-            cache[key] = _explain(ctx, rows, max_evals, examples)
+            cache[key] = _explain(ctx, rows, max_evals, examples, output)
         except Exception as exc:  # every check of the family reports the same failure, computed once
             cache[key] = exc
     got = cache[key]
@@ -280,7 +436,7 @@ def explain(ctx: CheckContext, rows: int, max_evals: int, examples: int, toleran
     return got
 
 
-def _explain(ctx: CheckContext, rows: int, max_evals: int, examples: int) -> Explained:
+def _explain(ctx: CheckContext, rows: int, max_evals: int, examples: int, output: Output) -> Explained:
     t0 = time.perf_counter()
     sample, reviewer = choose_rows(ctx, rows, examples)
     todo = list(dict.fromkeys(sample + [i for ix in reviewer.values() for i in ix]))
@@ -291,44 +447,49 @@ def _explain(ctx: CheckContext, rows: int, max_evals: int, examples: int) -> Exp
     scored_in = plan.scoring.precision if plan is not None else (
         "fp32" if unwrapped(ctx.bundle.model) is ctx.bundle.model else "bf16")
     explain_in = plan.explanations.precision if plan is not None else scored_in
-    predict = _model_predict(ctx, counter, explain_in)
+    predict = _model_predict(ctx, counter, explain_in, output)
+    columns = output.columns(ctx, todo)  # None: the default output, the explained function's only one
     tok = ctx.bundle.tokenizer
     specials = frozenset(str(t) for t in getattr(tok, "all_special_tokens", []) or [])
     texts = [ctx.texts[i] for i in todo]
     state = np.random.get_state()  # shap breaks ties with np.random: no draw of it may move another family's numbers
     try:
-        got = shap_explain(predict, tok, texts, max_evals=max_evals, progress=ctx.progress)
-        outputs = _run_outputs(ctx)
+        got = shap_explain(predict, tok, texts, max_evals=max_evals, progress=ctx.progress, columns=columns)
+        outputs = _run_outputs(ctx, output)
         # additivity is checked against the function that was explained: the run's scores when it is the run's
         # model, else that function's own output on the explained rows
-        explained_out = outputs[todo] if explain_in == scored_in else np.asarray(predict(texts), float)
+        explained_out = outputs[todo] if explain_in == scored_in else _pick(predict(texts), columns)
         fidelity = None
         if explain_in != "fp32":
             fidelity = _fidelity(ctx, todo, sample, got, explained_out, outputs if scored_in == "fp32" else None,
-                                 max_evals, specials)
+                                 max_evals, specials, output)
     finally:
         np.random.set_state(state)
     explained = {}
-    for i, (pieces, values, base), out in zip(todo, got, explained_out):
-        explained[i] = Row(i, ctx.texts[i], base, values, pieces, float(out), merge_pieces(pieces, values, specials))
+    for j, (i, (pieces, values, base), out) in enumerate(zip(todo, got, explained_out)):
+        explained[i] = Row(i, ctx.texts[i], base, values, pieces, float(out), merge_pieces(pieces, values, specials),
+                           None if columns is None else int(columns[j]))
     return Explained(explained, sample, reviewer, max_evals, time.perf_counter() - t0, counter[0], 0.0,
-                     explain_in, fidelity)
+                     explain_in, fidelity, output=output, labels=_labels(ctx))
 
 
 def _fidelity(ctx: CheckContext, todo: list[int], sample: list[int], got, explained_out: np.ndarray,
-              fp32_outputs: np.ndarray | None, max_evals: int, specials: frozenset[str]) -> dict[str, Any]:
+              fp32_outputs: np.ndarray | None, max_evals: int, specials: frozenset[str],
+              output: Output | None = None) -> dict[str, Any]:
     """A seeded subsample of the explained sample explained again in fp32 (audit.shapstep.compare), and the gap
-    between the explained function and the fp32 model on every explained row."""
+    between the explained function and the fp32 model on every explained row (of the same explained output)."""
     from audit import shapstep
 
+    output = output or Output("favourable")
     counter = [0]
-    full = _model_predict(ctx, counter, "fp32")
+    full = _model_predict(ctx, counter, "fp32", output)
     texts = [ctx.texts[i] for i in todo]
-    ref = fp32_outputs[todo] if fp32_outputs is not None else np.asarray(full(texts), float)
+    ref = fp32_outputs[todo] if fp32_outputs is not None else _pick(full(texts), output.columns(ctx, todo))
     gap = np.abs(np.asarray(explained_out, float) - ref)
     pick = shapstep.fidelity_rows(sample, ctx.seed)
     where = {i: j for j, i in enumerate(todo)}
-    again = shap_explain(full, ctx.bundle.tokenizer, [ctx.texts[i] for i in pick], max_evals=max_evals)
+    again = shap_explain(full, ctx.bundle.tokenizer, [ctx.texts[i] for i in pick], max_evals=max_evals,
+                         columns=output.columns(ctx, pick))
     out = shapstep.compare([got[where[i]][:2] for i in pick], [g[:2] for g in again], specials=specials)
     add = [abs(b + float(v.sum()) - ref[where[i]]) for i, (_, v, b) in zip(pick, again)]
     out.update({"top_words_low": [_redact_word(w) for w in out["top_words_low"]],
@@ -339,7 +500,8 @@ def _fidelity(ctx: CheckContext, todo: list[int], sample: list[int], got, explai
                 "fp32_additivity_error": _r(max(add), 9) if add else None,
                 "model_gap": {"rows": len(todo), "max": _r(float(gap.max()), 9) if len(gap) else None,
                               "mean": _r(float(gap.mean()), 9) if len(gap) else None,
-                              "what": f"|explained function - fp32 model| of the {OUTPUT} on the explained rows"},
+                              "what": f"|explained function - fp32 model| of the {output.what} on the explained "
+                                      "rows"},
                 "fp32_evaluations": counter[0]})
     return out
 
@@ -406,6 +568,11 @@ def _examples(ctx: CheckContext, ex: Explained) -> list[dict[str, Any]]:
     """3 to 5 rows for the report: the reviewer's rows, then the sample's borderline and lowest-scored rows."""
     score = np.asarray(ctx.score, float)
     pos, neg = ctx.positive_label, ctx.negative_label
+    multi = ctx.multiclass
+    if multi:  # the favourable outcome in words; a row's decided and true class by name
+        pos, neg = ctx.classes.describe(), "an unfavourable class"
+        pred, labels = np.asarray(ctx.classes.pred), ctx.classes.labels
+        true = np.asarray(ctx.classes.y) if ctx.classes.y is not None else None
     chosen: list[tuple[int, str, str]] = []
     for kind, idx in ex.reviewer.items():
         if not idx:
@@ -420,11 +587,22 @@ def _examples(ctx: CheckContext, ex: Explained) -> list[dict[str, Any]]:
             "false negative": f"The false negative the model was surest of: scored {s:.3f} for '{pos}' (predicted "
                               f"'{neg}'), the true label is '{pos}'.",
         }[kind]
+        if multi and kind != "highest-scored":
+            t = f"'{labels[true[i]]}'" if true is not None else "not known"
+            why = (f"The {kind} the model was surest of: scored {s:.3f} for '{pos}' (predicted '{labels[pred[i]]}'), "
+                   f"the true class is {t}.")
         chosen.append((i, kind, why))
-    if ex.sample:
+    if ex.sample and multi:  # no threshold: the closest call is the smallest gap between the two likeliest classes
+        top2 = np.sort(np.asarray(ctx.classes.probs, float), axis=1)[:, -2:]
+        border = min(ex.sample, key=lambda i: (top2[i, 1] - top2[i, 0], i))
+        chosen.append((border, "borderline", f"Of the sampled rows, the closest call between two classes (their "
+                                             f"probabilities {top2[border, 1]:.3f} and {top2[border, 0]:.3f}): what "
+                                             "tips a close call."))
+    elif ex.sample:
         border = min(ex.sample, key=lambda i: (abs(score[i] - ctx.threshold), i))
         chosen.append((border, "borderline", f"Of the sampled rows, the closest to the decision threshold "
                                              f"{ctx.threshold:g} (score {score[border]:.3f}): what tips a close call."))
+    if ex.sample:
         low = min(ex.sample, key=lambda i: (score[i], i))
         chosen.append((low, "lowest-scored", f"Of the sampled rows, the lowest score ({score[low]:.3f} for '{pos}'): "
                                              f"the reasons behind the sample's strongest decision for '{neg}'."))
@@ -435,17 +613,36 @@ def _examples(ctx: CheckContext, ex: Explained) -> list[dict[str, Any]]:
         seen.add(i)
         r = ex.rows[i]
         units, redacted = _redact_units(r.text, r.units)
-        out.append({"row_id": _row_id(ctx, i), "kind": kind, "why": why, "score": _r(score[i]),
-                    "predicted": pos if ctx.y_pred[i] else neg, "true": pos if ctx.y_true[i] else neg,
-                    "base_value": _r(r.base), "shap_sum": _r(float(r.values.sum())), "output": _r(r.output),
-                    "units": units, "redacted": redacted})
+        e = {"row_id": _row_id(ctx, i), "kind": kind, "why": why, "score": _r(score[i]),
+             "predicted": pos if ctx.y_pred[i] else neg, "true": pos if ctx.y_true[i] else neg,
+             "base_value": _r(r.base), "shap_sum": _r(float(r.values.sum())), "output": _r(r.output),
+             "units": units, "redacted": redacted}
+        if multi:
+            e["predicted"] = labels[pred[i]]
+            e["true"] = labels[true[i]] if true is not None else None
+        if not ex.output.default:  # the class (or outcome) whose log-odds this row's values explain
+            e["explained"] = (ex.labels[r.column] if r.column is not None and r.column < len(ex.labels)
+                              else ex.output.towards.strip("'"))
+        out.append(e)
     return out
 
 
 def _budget_details(ex: Explained) -> dict[str, Any]:
-    return {"output": OUTPUT, "algorithm": "shap partition explainer, Text masker", "max_evals": ex.max_evals,
-            "sample_rows": len(ex.sample), "rows_explained": len(ex.rows),
-            "reviewer_rows": {k: len(v) for k, v in ex.reviewer.items()}, "model_evaluations": ex.evaluations}
+    out = {"output": ex.output.what, "algorithm": "shap partition explainer, Text masker", "max_evals": ex.max_evals,
+           "sample_rows": len(ex.sample), "rows_explained": len(ex.rows),
+           "reviewer_rows": {k: len(v) for k, v in ex.reviewer.items()}, "model_evaluations": ex.evaluations}
+    if not ex.output.default:  # which output, and (one per row for `predicted`) how many rows explained each class
+        o = ex.output
+        out["explain"] = o.label if o.kind == "label" else o.kind
+        out["towards"], out["against"] = o.towards, o.against
+        if o.kind == "predicted" and ex.labels:
+            counts: dict[str, int] = {}
+            for i in ex.sample:
+                r = ex.rows.get(i)
+                if r is not None and r.column is not None:
+                    counts[ex.labels[r.column]] = counts.get(ex.labels[r.column], 0) + 1
+            out["explained_classes"] = dict(sorted(counts.items()))
+    return out
     # wall time is not a measurement (result.json must be reproducible): the runner records check timings
 
 
@@ -465,7 +662,9 @@ def _ranked(stats_: Sequence[WordStat], limit: int) -> list[dict[str, Any]]:
 
 
 def _budget_key(params: dict) -> dict[str, Any]:
-    return {k: params[k] for k in BUDGET}
+    """The SHAP budget a silo's statistics are keyed by; `explain` only when it is not the default (the key of
+    statistics files made before it existed)."""
+    return {k: params[k] for k in BUDGET if k != "explain" or params.get(k, "auto") != "auto"}
 
 
 def _share_table(terms: list[str]) -> str:
@@ -477,7 +676,8 @@ def _shap_collect(ctx: CheckContext, check_id: str, **params):
 
     if not len(ctx.texts):
         return None
-    ex = explain(ctx, params["rows"], params["max_evals"], params["examples"], params["tolerance"])
+    ex = explain(ctx, params["rows"], params["max_evals"], params["examples"], params["tolerance"],
+                 params.get("explain", "auto"))
     s = ex.sample
     errs = ex.errors
     st = SiloStat("shap", _budget_key(params))  # never released under noise: no sensitivity
@@ -522,8 +722,8 @@ def _merged_explanation(sctx, check_id: str, params: dict):
         ctx = CheckContext(y_true=np.zeros(n, dtype=np.int8), score=np.zeros(n), confidence=sctx.confidence,
                            replicates=sctx.replicates.R, seed=sctx.stats.grid.seed, texts=[""] * n,
                            manifest=sctx.manifest)
-        ctx.shared.explanations[(int(params["rows"]), int(params["max_evals"]), int(params["examples"]),
-                                 ctx.seed)] = ex
+        ex.output = resolve_output(ctx, params.get("explain", "auto"))
+        ctx.shared.explanations[_cache_key(ctx, params)] = ex
         return ctx
 
     return sctx.once("shap " + json_key(_budget_key(params)), build), st
@@ -574,7 +774,7 @@ def _shap_share_stats(sctx, check_id: str, **params):
 
         return Measurement(cid, None, inconclusive=f"{NOT_MEASURABLE}: the silos' SHAP statistics carry no share "
                            "table for these terms; make them with `audit stats --policy` of this policy")
-    ex = ctx.shared.explanations[(int(params["rows"]), int(params["max_evals"]), int(params["examples"]), ctx.seed)]
+    ex = ctx.shared.explanations[_cache_key(ctx, params)]
     M = sctx.replicates.table(table)
     with np.errstate(divide="ignore", invalid="ignore"):
         shares = np.where(M[:, 1] > 0, M[:, 0] / M[:, 1], np.nan)
@@ -595,7 +795,7 @@ def _shap_additivity_stats(sctx, check_id: str, **params):
     ctx, st = _merged_explanation(sctx, check_id, params)
     if ctx is None:
         return st
-    ex = ctx.shared.explanations[(int(params["rows"]), int(params["max_evals"]), int(params["examples"]), ctx.seed)]
+    ex = ctx.shared.explanations[_cache_key(ctx, params)]
     e = st.tables["errors"].point
     n = int(round(e[0]))
     details = {**_budget_details(ex), "tolerance": float(params["tolerance"]),
@@ -634,12 +834,16 @@ def _validate(params: dict) -> None:
     terms, lists = params.get("terms"), params.get("term_lists")
     if isinstance(terms, list) and isinstance(lists, list):
         load_terms(terms, lists)
+    what = params.get("explain", "auto")
+    if not isinstance(what, str) or not what.strip():  # a label is checked against the model's when the run starts
+        raise ValueError(f"explain must be one of {', '.join(EXPLAIN)} or a label of the model, got {what!r}")
 
 
 def _start(ctx: CheckContext, check_id: str, params: dict) -> tuple[Measurement | None, Explained | None]:
     if not len(ctx.texts):
         return Measurement(check_id, None, skipped="the eval set has no rows"), None
-    ex = explain(ctx, params["rows"], params["max_evals"], params["examples"], params["tolerance"])
+    ex = explain(ctx, params["rows"], params["max_evals"], params["examples"], params["tolerance"],
+                 params.get("explain", "auto"))
     return None, ex
 
 
@@ -652,7 +856,7 @@ def _guard(m: Measurement, ex: Explained) -> Measurement:
     return m
 
 
-@check("explainability.additivity_error", title="SHAP additivity error", direction="lower", params=BUDGET,
+@check("explainability.additivity_error", classes="any", title="SHAP additivity error", direction="lower", params=BUDGET,
        validate=_validate, cost="shap", evidence="rows explained",
        stats=_shap_additivity_stats, stats_form="silo")
 def additivity_error(ctx: CheckContext, **params) -> Measurement:
@@ -672,7 +876,7 @@ def additivity_error(ctx: CheckContext, **params) -> Measurement:
     return _guard(Measurement("explainability.additivity_error", float(errs.max()), n=len(errs), details=details), ex)
 
 
-@check("explainability.stability", title="Stability of the word ranking (Spearman)", direction="higher",
+@check("explainability.stability", classes="any", title="Stability of the word ranking (Spearman)", direction="higher",
        params={**BUDGET, "top_k": 20, **STABILITY}, validate=_validate, cost="shap", evidence="sampled rows explained",
        stats=_shap_ranking_stats, stats_form="silo")
 def stability(ctx: CheckContext, **params) -> Measurement:
@@ -726,7 +930,7 @@ def _prohibited_start(ctx: CheckContext, cid: str, params: dict):
     return early, ex, terms, multi
 
 
-@check("explainability.prohibited_terms", title="Share of |SHAP| on prohibited terms", direction="lower",
+@check("explainability.prohibited_terms", classes="any", title="Share of |SHAP| on prohibited terms", direction="lower",
        unit="share", params={**BUDGET, **TERM_PARAMS}, validate=_validate, cost="shap",
        evidence="sampled rows explained", stats=_shap_share_stats, stats_form="silo")
 def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
@@ -761,7 +965,7 @@ def prohibited_terms(ctx: CheckContext, **params) -> Measurement:
     return _guard(m, ex)
 
 
-@check("explainability.prohibited_terms_in_top_k", title="Prohibited terms among the top-k words",
+@check("explainability.prohibited_terms_in_top_k", classes="any", title="Prohibited terms among the top-k words",
        direction="lower", unit="count",
        params={**BUDGET, **TERM_PARAMS, "min_stability": 0.5, **STABILITY, "stability_words": MIN_WORDS},
        validate=_validate, cost="shap", evidence="sampled rows explained",
@@ -803,7 +1007,7 @@ def prohibited_terms_in_top_k(ctx: CheckContext, **params) -> Measurement:
     return _guard(m, ex)
 
 
-@check("explainability.precision_agreement", title="Agreement of bf16 and fp32 explanations (Spearman)",
+@check("explainability.precision_agreement", classes="any", title="Agreement of bf16 and fp32 explanations (Spearman)",
        direction="higher", params=BUDGET, validate=_validate, cost="shap",
        evidence="rows explained in both precisions")
 def precision_agreement(ctx: CheckContext, **params) -> Measurement:

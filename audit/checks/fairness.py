@@ -87,6 +87,7 @@ import numpy as np
 from audit import pii, stats
 from audit.checks import check
 from audit.context import CheckContext
+from audit.rescore import decision_label
 from audit.result import Measurement, Part
 
 if TYPE_CHECKING:
@@ -712,6 +713,13 @@ def selection_rate_ratio(ctx: CheckContext, **params) -> Measurement:
 
 
 # ---------------------------------------------------------------- counterfactual swaps
+#
+# A model of more than two classes (audit.classes): the swapped texts are re-scored through audit.rescore; a
+# flip is a decision that turns from a favourable class (the policy's `favourable`) to an unfavourable one or
+# back, so `refer` becoming `decline` is not a flip when neither is favourable (robustness.flip_rate counts any
+# change of class); the score is the probability of a favourable class (the sum over them). The details then
+# name the favourable classes and say what a flip is. (The check's own docstring is the report's text of every
+# binary run, kept as it was.)
 
 
 CF_PARAMS: dict[str, Any] = {"swaps": None, "examples": 5, "min_group_size": 0, "mode": "auto", "attributes": [],
@@ -729,10 +737,15 @@ class SwapOutcome:
     terms: dict[str, int]  # term -> times swapped
     old: np.ndarray  # scores
     new: np.ndarray
+    old_fav: np.ndarray | None = None  # 1 where the decision is favourable (audit.rescore), before and after
+    new_fav: np.ndarray | None = None
+    old_cls: np.ndarray | None = None  # the decided class, before and after
+    new_cls: np.ndarray | None = None
 
 
 def _swap_outcomes(ctx: CheckContext, swaps: Any) -> list[SwapOutcome]:
     from audit import swaps as sw
+    from audit.rescore import rescore, run_decisions
 
     lists = sw.load_all("gender" if swaps is None else swaps)
     cache = ctx.shared.swaps
@@ -750,9 +763,10 @@ def _swap_outcomes(ctx: CheckContext, swaps: Any) -> list[SwapOutcome]:
                     for term in found:
                         terms[term] = terms.get(term, 0) + 1
             rows_ = np.array(rows, dtype=np.int64)
-            new_scores = (np.asarray(ctx.score_texts(after, desc=f"counterfactual swaps ({sl.name})"), dtype=float)
-                          if after else np.empty(0))
-            cache[key] = SwapOutcome(sl.name, sl.source, rows_, before, after, terms, ctx.score[rows_], new_scores)
+            got = rescore(ctx, after, desc=f"counterfactual swaps ({sl.name})")
+            run = run_decisions(ctx)
+            cache[key] = SwapOutcome(sl.name, sl.source, rows_, before, after, terms, ctx.score[rows_], got.score,
+                                     run.favourable[rows_], got.favourable, run.predicted[rows_], got.predicted)
         out.append(cache[key])
     return out
 
@@ -780,6 +794,10 @@ class ColumnSwapOutcome:
     old: np.ndarray  # (C,) the rows' scores
     new: np.ndarray  # (C,) the counterfactual texts' scores
     problem: str = ""  # why nothing could be swapped
+    old_fav: np.ndarray | None = None  # (C,) 1 where the decision is favourable (audit.rescore), before and after
+    new_fav: np.ndarray | None = None
+    old_cls: np.ndarray | None = None  # (C,) the decided class, before and after
+    new_cls: np.ndarray | None = None
 
 
 def _cf_mode(ctx: CheckContext, params: dict) -> str:
@@ -808,8 +826,9 @@ def _column_swaps(ctx: CheckContext, name: str, pairs: list | None) -> ColumnSwa
     empty = np.empty(0)
 
     def outcome(problem: str = "", **kw) -> ColumnSwapOutcome:
+        none = np.empty(0, dtype=np.int64)
         base = dict(rows=np.empty(0, dtype=np.int64), old_values=[], new_values=[], old_groups=[], new_groups=[],
-                    after=[], old=empty, new=empty)
+                    after=[], old=empty, new=empty, old_fav=none, new_fav=none, old_cls=none, new_cls=none)
         return ColumnSwapOutcome(name, attr.column, **{**base, **kw}, problem=problem)
 
     if attr.column not in template_columns(m.text.template):
@@ -855,9 +874,13 @@ def _column_swaps(ctx: CheckContext, name: str, pairs: list | None) -> ColumnSwa
             return group_of.get(v, v)
     after = sw.render_with(ctx.frame, m.text, attr.column, rows, new_v, path)
     rows_ = np.asarray(rows, dtype=np.int64)
-    new_scores = np.asarray(ctx.score_texts(after, desc=f"counterfactual swaps ({name})"), dtype=float)
+    from audit.rescore import rescore, run_decisions
+
+    got, run = rescore(ctx, after, desc=f"counterfactual swaps ({name})"), run_decisions(ctx)
     cache[key] = outcome(rows=rows_, old_values=old_v, new_values=new_v, old_groups=[grp(v) for v in old_v],
-                         new_groups=[grp(v) for v in new_v], after=after, old=ctx.score[rows_], new=new_scores)
+                         new_groups=[grp(v) for v in new_v], after=after, old=ctx.score[rows_], new=got.score,
+                         old_fav=run.favourable[rows_], new_fav=got.favourable, old_cls=run.predicted[rows_],
+                         new_cls=got.predicted)
     return cache[key]
 
 
@@ -905,7 +928,7 @@ def _template_counterfactual(ctx: CheckContext, check_id: str, stat: str, params
             entries.append(entry)
             parts.append(part)
             continue
-        flips = ((o.old >= thr) != (o.new >= thr)).astype(float)
+        flips = (o.old_fav != o.new_fav).astype(float)  # the decision is favourable on one side only
         delta = o.new - o.old
         uniq, flip_rate = _row_means(W, o.rows, flips)
         _, mean_abs = _row_means(W, o.rows, np.abs(delta))
@@ -943,8 +966,8 @@ def _template_counterfactual(ctx: CheckContext, check_id: str, stat: str, params
                        "before": _clip(pii.redact(ctx.texts[o.rows[j]])), "after": _clip(pii.redact(o.after[j])),
                        "swap": f"{o.old_values[j]} → {o.new_values[j]}",
                        "score_before": _f(o.old[j]), "score_after": _f(o.new[j]),
-                       "decision_before": ctx.positive_label if o.old[j] >= thr else ctx.negative_label,
-                       "decision_after": ctx.positive_label if o.new[j] >= thr else ctx.negative_label,
+                       "decision_before": decision_label(ctx, o.old_fav[j], o.old_cls[j]),
+                       "decision_after": decision_label(ctx, o.new_fav[j], o.new_cls[j]),
                        "flipped": bool(flips[j])} for j in order])
         entries.append(entry)
         parts.append(part)
@@ -956,13 +979,23 @@ def _template_counterfactual(ctx: CheckContext, check_id: str, stat: str, params
     if worst is not None:
         m.value, m.ci_low, m.ci_high = worst.value, worst.ci_low, worst.ci_high
     m.details = {"statistic": stat, "mode": "template", "decision_threshold": thr,
-                 "favourable_label": ctx.positive_label, "min_group_size": k, "swapped_attributes": entries,
+                 "favourable_label": ctx.positive_label, **_favourable_details(ctx), "min_group_size": k,
+                 "swapped_attributes": entries,
                  "worst_attribute": worst.name if worst else None, "rows_total": len(ctx.texts), "rows_changed": m.n,
                  "caveats": ["The text is made by a template from columns: each eval row is rendered again with "
                              "the protected column set to each value of another group, everything else as it was.",
                              "A row swapped to several values counts the share of them that flip its decision.",
                              "Other columns can still carry the attribute (see the proxy check)."]}
     return m
+
+
+def _favourable_details(ctx: CheckContext) -> dict[str, Any]:
+    """For a model of more than two classes: which classes are favourable (a flip crosses between them and the
+    others). Nothing for a binary model, whose details are those of every earlier release."""
+    if not ctx.multiclass:
+        return {}
+    return {"favourable": ctx.classes.favourable_labels, "classes": list(ctx.classes.labels),
+            "flip": "the decided class turns from a favourable class to an unfavourable one, or back"}
 
 
 def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -> Measurement:
@@ -985,8 +1018,7 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
     lists, parts = [], []
     replicated = W.shape[0] > 1
     for o in outcomes:
-        thr = ctx.threshold
-        flips = (o.old >= thr) != (o.new >= thr)
+        flips = o.old_fav != o.new_fav  # the decision is favourable on one side only
         delta = o.new - o.old
         Wc = W[:, o.rows]  # the bootstrap weights of the changed rows only
         total = Wc.sum(axis=1)
@@ -1013,16 +1045,16 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
             "terms_swapped": dict(sorted(o.terms.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
             "flip_rate": _f(flip_rate[0]), "flip_rate_ci": _interval(flip_rate[1:], ctx.confidence),
             "flips": int(flips.sum()),
-            "flips_to_favourable": int(((o.old < thr) & (o.new >= thr)).sum()),
-            "flips_to_unfavourable": int(((o.old >= thr) & (o.new < thr)).sum()),
+            "flips_to_favourable": int(((o.old_fav == 0) & (o.new_fav == 1)).sum()),
+            "flips_to_unfavourable": int(((o.old_fav == 1) & (o.new_fav == 0)).sum()),
             "mean_abs_score_change": _f(mean_abs[0]), "mean_abs_score_change_ci": _interval(mean_abs[1:], ctx.confidence),
             "mean_score_change": _f(delta.mean()) if len(delta) else None,
             "max_abs_score_change": _f(np.abs(delta).max()) if len(delta) else None,
             "examples": [{"row": int(o.rows[j]), "id": ids[o.rows[j]] if ids else str(int(o.rows[j])),
                           "before": _clip(pii.redact(o.before[j])), "after": _clip(pii.redact(o.after[j])),
                           "score_before": _f(o.old[j]), "score_after": _f(o.new[j]),
-                          "decision_before": ctx.positive_label if o.old[j] >= thr else ctx.negative_label,
-                          "decision_after": ctx.positive_label if o.new[j] >= thr else ctx.negative_label,
+                          "decision_before": decision_label(ctx, o.old_fav[j], o.old_cls[j]),
+                          "decision_after": decision_label(ctx, o.new_fav[j], o.new_cls[j]),
                           "flipped": bool(flips[j])} for j in order],
         }
         lists.append(entry)
@@ -1037,7 +1069,7 @@ def _counterfactual(ctx: CheckContext, check_id: str, stat: str, params: dict) -
     if worst is not None:
         m.value, m.ci_low, m.ci_high = worst.value, worst.ci_low, worst.ci_high
     m.details = {"statistic": stat, "mode": "words", "decision_threshold": ctx.threshold,
-                 "favourable_label": ctx.positive_label, "min_group_size": k, "lists": lists, "worst_list": worst.name if worst else None,
+                 "favourable_label": ctx.positive_label, **_favourable_details(ctx), "min_group_size": k, "lists": lists, "worst_list": worst.name if worst else None,
                  "rows_total": len(ctx.texts), "rows_changed": m.n,
                  "caveats": ["Only texts that contain a term of a swap list count; the others carry no evidence "
                              "either way.", "Each swap list is judged on its own, on the texts it changed; the "
@@ -1074,14 +1106,14 @@ def _counterfactual_collect(ctx: CheckContext, check_id: str, **params):
     thr = ctx.threshold
     st = SiloStat("counterfactual", _swap_key(params.get("swaps"), thr), l1=6.0 * len(outcomes))
     for o in outcomes:
-        flips = (o.old >= thr) != (o.new >= thr)
+        flips = o.old_fav != o.new_fav
         delta = o.new - o.old
         Wc = W[:, o.rows]
         sums = np.column_stack([Wc.sum(axis=1), Wc @ flips.astype(float), Wc @ np.abs(delta)])
         st.tables[f"replicated {o.name}"] = Counts((3,), R, sums[0].copy(), sums[1:].copy() if R else None)
         st.tables[f"counts {o.name}"] = Counts((4,), 0, np.array([
-            float(len(ctx.texts)), float(((o.old < thr) & (o.new >= thr)).sum()),
-            float(((o.old >= thr) & (o.new < thr)).sum()), float(delta.sum())]))
+            float(len(ctx.texts)), float(((o.old_fav == 0) & (o.new_fav == 1)).sum()),
+            float(((o.old_fav == 1) & (o.new_fav == 0)).sum()), float(delta.sum())]))
         st.maxima[f"max_abs {o.name}"] = float(np.abs(delta).max()) if len(delta) else 0.0
         st.tallies[f"terms {o.name}"] = {k: float(v) for k, v in o.terms.items()}
     return st
@@ -1183,7 +1215,7 @@ def _validate_swaps(params: dict) -> None:
     swaps.validate_pairs(params.get("pairs") or None)
 
 
-@check("fairness.counterfactual_flip_rate", title="Counterfactual decision flip rate", direction="lower",
+@check("fairness.counterfactual_flip_rate", classes="favourable", title="Counterfactual decision flip rate", direction="lower",
        unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps,
        evidence="texts with a term to swap", stats=_cf_flip_stats, stats_form="silo")
 def counterfactual_flip_rate(ctx: CheckContext, **params) -> Measurement:
@@ -1199,14 +1231,16 @@ def counterfactual_flip_rate(ctx: CheckContext, **params) -> Measurement:
     return _counterfactual(ctx, "fairness.counterfactual_flip_rate", "flip_rate", params)
 
 
-@check("fairness.counterfactual_score_change", title="Counterfactual mean score change", direction="lower",
+@check("fairness.counterfactual_score_change", classes="favourable", title="Counterfactual mean score change", direction="lower",
        unit="rate", params=CF_PARAMS, cost="counterfactual", validate=_validate_swaps,
        evidence="texts with a term to swap", stats=_cf_change_stats, stats_form="silo")
 def counterfactual_score_change(ctx: CheckContext, **params) -> Measurement:
     """Mean absolute change of the score when the applicant's protected attribute (templated text) or identity terms (free text) are swapped, worst part.
 
     It counts every change, also those that do not cross the threshold: a model that moves its score by 0.05
-    when "he" becomes "she", or when the applicant's sex column is swapped, reads it even if few decisions flip."""
+    when "he" becomes "she", or when the applicant's sex column is swapped, reads it even if few decisions flip.
+    The score is the probability of the favourable outcome (for more than two classes, the sum over the
+    favourable classes)."""
     return _counterfactual(ctx, "fairness.counterfactual_score_change", "score_change", params)
 
 

@@ -255,7 +255,10 @@ def _check_texts(ctx: CheckContext, check_id: str) -> Measurement | None:
     return None
 
 
-def _label_names(ctx: CheckContext, y: np.ndarray) -> list[str]:
+def _label_names(ctx: CheckContext, y: np.ndarray, classes: bool = False) -> list[str]:
+    """Label names: of the favourable view's 1/0 (binary), or with `classes` of class indices (audit.classes)."""
+    if classes:
+        return [str(ctx.classes.labels[int(v)]) for v in y.tolist()]
     return [ctx.positive_label if v else ctx.negative_label for v in y.tolist()]
 
 
@@ -278,7 +281,7 @@ def _validate_examples(params: dict) -> None:
 
 
 def _group_listing(ctx: CheckContext, group: np.ndarray, exact_group: np.ndarray, examples: int,
-                   y: np.ndarray | None = None) -> list[dict]:
+                   y: np.ndarray | None = None, classes: bool = False) -> list[dict]:
     ids = _ids(ctx)
     members: dict[int, list[int]] = {}
     for i, g in enumerate(group.tolist()):
@@ -291,7 +294,7 @@ def _group_listing(ctx: CheckContext, group: np.ndarray, exact_group: np.ndarray
                  "text": _clip(ctx.texts[rows[0]]),
                  "variants": [_clip(ctx.texts[i]) for i in sorted({int(exact_group[i]) for i in rows})[1:4]]}
         if y is not None:
-            names = _label_names(ctx, y[rows])
+            names = _label_names(ctx, y[rows], classes)
             entry["labels"] = {lab: names.count(lab) for lab in sorted(set(names))}
         out.append(entry)
     return out
@@ -394,7 +397,8 @@ def train_overlap_share(ctx: CheckContext, **params) -> Measurement:
     labels = list(getattr(ctx.manifest, "labels", []) or [ctx.negative_label, ctx.positive_label])
     pos_index = labels.index(ctx.positive_label) if ctx.positive_label in labels else 1
     neg_index = labels.index(ctx.negative_label) if ctx.negative_label in labels else 0
-    eval_idx = np.where(ctx.y_true == 1, pos_index, neg_index)
+    eval_idx = (np.asarray(ctx.classes.y) if ctx.multiclass and ctx.classes.y is not None
+                else np.where(ctx.y_true == 1, pos_index, neg_index))  # more classes: the true class itself
     other_label = np.array([bool(s) and any(v is not None and v != int(eval_idx[i]) for v in train_labels[keys[i]])
                             for i, s in enumerate(shared.tolist())], dtype=bool)
     y, s = np.asarray(ctx.y_true), np.asarray(ctx.score, dtype=float)
@@ -426,22 +430,29 @@ def conflicting_labels_share(ctx: CheckContext, **params) -> Measurement:
     The model reads only the text, so it gives such rows the same decision and one of the labels must count as
     its error: a metric cannot be better than the conflicts allow. Many conflicts mean the text leaves out
     what decided the outcome, or the labels are noisy. `near: normalised` (the default) also joins texts that
-    differ only in case, punctuation or number format; `exact` compares the texts as they are."""
+    differ only in case, punctuation or number format; `exact` compares the texts as they are. For a model of
+    more than two classes, any two classes conflict (favourable or not)."""
     m = _check_texts(ctx, "quality.conflicting_labels_share")
     if m:
         return m
     near = str(params.get("near", "normalised"))
     scan = duplicate_scan(ctx, near, 0.8)
-    y = np.asarray(ctx.y_true).astype(int)
+    multi = ctx.multiclass and ctx.classes.y is not None
+    y = np.asarray(ctx.classes.y if multi else ctx.y_true).astype(int)
     n_groups = int(scan.group.max()) + 1 if len(scan.group) else 0
-    pos = np.bincount(scan.group, weights=y, minlength=n_groups)
-    size = np.bincount(scan.group, minlength=n_groups)
-    conflict_group = (pos > 0) & (pos < size)
+    if multi:  # a group conflicts when its rows carry more than one class
+        pairs = np.unique(np.stack([scan.group, y]), axis=1) if len(y) else np.zeros((2, 0), dtype=int)
+        conflict_group = np.bincount(pairs[0], minlength=n_groups) > 1
+    else:
+        pos = np.bincount(scan.group, weights=y, minlength=n_groups)
+        size = np.bincount(scan.group, minlength=n_groups)
+        conflict_group = (pos > 0) & (pos < size)
     flags = conflict_group[scan.group]
     conflicted = scan.group.copy()
     conflicted[~flags] = np.arange(len(flags))[~flags]  # list only the conflicting groups
     details = {"near": near, "conflicting_groups": int(conflict_group.sum()),
-               "listed": _group_listing(ctx, conflicted, scan.exact_group, int(params.get("examples", 10)), y),
+               "listed": _group_listing(ctx, conflicted, scan.exact_group, int(params.get("examples", 10)), y,
+                                        multi),
                "caveats": ["Every row of a text that has both labels is counted, the majority label's too."]}
     return _share(ctx, "quality.conflicting_labels_share", flags, details)
 
@@ -497,7 +508,8 @@ def _validate_label_issues(params: dict) -> None:
     _validate_examples(params)
 
 
-@check("quality.label_issue_share", title="Likely label errors in the eval set", direction="lower", unit="rate",
+@check("quality.label_issue_share", classes="any", title="Likely label errors in the eval set", direction="lower",
+       unit="rate",
        params={"method": "cleanlab", "examples": 10}, validate=_validate_label_issues, evidence="eval rows")
 def label_issue_share(ctx: CheckContext, **params) -> Measurement:
     """Share of eval rows whose label is likely wrong, by confident learning on the model's out-of-sample probabilities (cleanlab).
@@ -505,17 +517,24 @@ def label_issue_share(ctx: CheckContext, **params) -> Measurement:
     Every metric counts a wrong label as the model's error (or a right answer as wrong). A few percent of
     label issues is common in real data; many more mean the labels, or the process that made them, need a
     review before the audit's numbers can be read. The listed rows are candidates to re-check by hand, most
-    likely first."""
+    likely first. For a model of more than two classes confident learning reads every class's probability and
+    each row's true class (a `refer` labelled `decline` is an issue, whichever is favourable)."""
     cid = "quality.label_issue_share"
     m = _check_texts(ctx, cid)
     if m:
         return m
-    y = np.asarray(ctx.y_true).astype(int)
+    multi = ctx.multiclass and ctx.classes.y is not None
+    s = np.clip(np.asarray(ctx.score, dtype=float), 0.0, 1.0)
+    if multi:
+        y = np.asarray(ctx.classes.y).astype(int)
+        probs = np.asarray(ctx.classes.probs, dtype=float)
+    else:
+        y = np.asarray(ctx.y_true).astype(int)
     if y.min() == y.max():
         return Measurement(cid, None, n=len(y), inconclusive="the eval set has rows of one label only, so "
                                                              "confident learning has nothing to compare")
-    s = np.clip(np.asarray(ctx.score, dtype=float), 0.0, 1.0)
-    probs = np.column_stack([1.0 - s, s])
+    if not multi:
+        probs = np.column_stack([1.0 - s, s])
     method, used = str(params.get("method", "cleanlab")), ""
     if method == "cleanlab":
         try:
@@ -536,8 +555,9 @@ def label_issue_share(ctx: CheckContext, **params) -> Measurement:
     rows = np.flatnonzero(flags)
     rows = rows[np.lexsort((rows, self_conf[rows]))][:int(params.get("examples", 10))]
     details = {"method": method, "used": used, "label_issues": int(flags.sum()),
-               "listed": [{"row": int(i), "id": ids[i], "label": _label_names(ctx, y[[i]])[0],
+               "listed": [{"row": int(i), "id": ids[i], "label": _label_names(ctx, y[[i]], multi)[0],
                            "score": _f(s[i]), "label_probability": _f(self_conf[i]),
+                           **({"predicted": ctx.classes.labels[int(np.argmax(probs[i]))]} if multi else {}),
                            "text": _clip(ctx.texts[i])} for i in rows.tolist()],
                "caveats": ["The probabilities are the model's on the eval rows, out of sample only when the model "
                            "was not trained on them (see quality.train_overlap_share).",

@@ -24,8 +24,10 @@ did not change, so its score did not: such rows count, with a score change of ex
 again (details say how many).
 
 Per perturbation (one `Part` each, kind "perturbation", judged on its own as the counterfactual swap lists are):
-the decision flip rate (a decision on the other side of the policy's threshold) and the mean |score change| over
-the rows it changed, with percentile intervals over the run's shared Poisson bootstrap weights (`ctx.weights`,
+the decision flip rate (a decision on the other side of the policy's threshold; for a model of more than two
+classes, any change of the decided class: `refer` becoming `decline` is a flip even though neither is favourable)
+and the mean |score change| (the score is the probability of the favourable outcome: for more classes, the sum
+over the favourable classes) over the rows it changed, with percentile intervals over the run's shared Poisson bootstrap weights (`ctx.weights`,
 restricted to the changed rows). A part with fewer changed rows than `min_group_size` (the policy's unless the
 rule sets one) is incomplete: a violation stands, a pass is INCONCLUSIVE. A perturbation that the policy names and
 that changed no text is an INCONCLUSIVE part; with the default (every perturbation) one that found nothing to
@@ -257,6 +259,10 @@ class Perturbed:
     after: list[str]
     old: np.ndarray
     new: np.ndarray
+    old_fav: np.ndarray | None = None  # 1 where the decision is favourable, before and after (audit.rescore)
+    new_fav: np.ndarray | None = None
+    old_cls: np.ndarray | None = None  # the decided class, before and after
+    new_cls: np.ndarray | None = None
     same_tokens: int = 0  # changed rows that the model's tokenizer reads as the same tokens (score unchanged)
     scanned: int = 0  # rows the perturbation was applied to
     why_none: str = ""  # why it could not be applied at all (free text for field_order)
@@ -301,8 +307,11 @@ def _token_ids(ctx: CheckContext, texts: list[str]) -> list[list[int]] | None:
 def _perturbed(ctx: CheckContext, names: list[str], typo_rate: float, rows: int) -> dict[str, Perturbed]:
     """The perturbations `names` of the sampled rows, computed once per run (ctx.shared.robustness): every
     perturbed text that the model would read differently is re-scored in one batched call."""
+    from audit.rescore import rescore, run_decisions
+
     cache = ctx.shared.robustness
     sample = _sample(ctx, rows)
+    run = run_decisions(ctx)
     pending: list[tuple[tuple, Perturbed, list[int]]] = []
     for name in names:
         key = (name, float(typo_rate) if name == "typos" else None, int(rows), ctx.seed)
@@ -319,7 +328,8 @@ def _perturbed(ctx: CheckContext, names: list[str], typo_rate: float, rows: int)
         before = [ctx.texts[i] for i in idx.tolist()]
         after = [after_all[j] for j in keep]
         old = np.asarray(ctx.score, dtype=float)[idx]
-        out = Perturbed(name, idx, before, after, old, old.copy(), scanned=len(sample), why_none=why)
+        out = Perturbed(name, idx, before, after, old, old.copy(), run.favourable[idx], run.favourable[idx].copy(),
+                        run.predicted[idx], run.predicted[idx].copy(), scanned=len(sample), why_none=why)
         ids_before, ids_after = _token_ids(ctx, before), _token_ids(ctx, after)
         to_score = list(range(len(after)))
         if ids_before is not None and ids_after is not None:
@@ -328,10 +338,12 @@ def _perturbed(ctx: CheckContext, names: list[str], typo_rate: float, rows: int)
         pending.append((key, out, to_score))
     texts = [o.after[j] for _, o, js in pending for j in js]
     if texts:
-        scores = np.asarray(ctx.score_texts(texts, desc="robustness perturbations"), dtype=float)
+        got = rescore(ctx, texts, desc="robustness perturbations")
         at = 0
         for _, o, js in pending:
-            o.new[js] = scores[at:at + len(js)]
+            o.new[js] = got.score[at:at + len(js)]
+            o.new_fav[js] = got.favourable[at:at + len(js)]
+            o.new_cls[js] = got.predicted[at:at + len(js)]
             at += len(js)
     for key, o, _ in pending:
         cache[key] = o
@@ -382,6 +394,8 @@ def _measure(ctx: CheckContext, check_id: str, stat: str, params: dict) -> Measu
     floor = int(params.get("min_group_size") or 0) or ctx.min_group_size
     examples = max(int(params.get("examples", 3)), 0)
     outcomes = _perturbed(ctx, names, float(params.get("typo_rate", 0.1)), int(params.get("rows") or 0))
+    from audit.rescore import decision_label
+
     W = ctx.weights
     replicated = W.shape[0] > 1
     thr = ctx.threshold
@@ -396,7 +410,7 @@ def _measure(ctx: CheckContext, check_id: str, stat: str, params: dict) -> Measu
             not_applicable.append({"perturbation": name, "what": PERTURBATIONS[name].what,
                                    "why": o.why_none or "it changed none of the eval texts"})
             continue
-        flips = (o.old >= thr) != (o.new >= thr)
+        flips = o.old_cls != o.new_cls  # binary: the decision at the threshold; more classes: the decided class
         delta = o.new - o.old
         Wc = W[:, o.rows]
         total = Wc.sum(axis=1)
@@ -419,16 +433,16 @@ def _measure(ctx: CheckContext, check_id: str, stat: str, params: dict) -> Measu
             "ci_high": high, "inconclusive": why or None, "incomplete": few or None,
             "flip_rate": _f(flip_rate[0]), "flip_rate_ci": _interval(flip_rate[1:], ctx.confidence) if k else [None, None],
             "flips": int(flips.sum()),
-            "flips_to_favourable": int(((o.old < thr) & (o.new >= thr)).sum()),
-            "flips_to_unfavourable": int(((o.old >= thr) & (o.new < thr)).sum()),
+            "flips_to_favourable": int(((o.old_fav == 0) & (o.new_fav == 1)).sum()),
+            "flips_to_unfavourable": int(((o.old_fav == 1) & (o.new_fav == 0)).sum()),
             "mean_abs_score_change": _f(mean_abs[0]),
             "mean_abs_score_change_ci": _interval(mean_abs[1:], ctx.confidence) if k else [None, None],
             "max_abs_score_change": _f(np.abs(delta).max()) if k else None,
             "examples": [{"row": int(o.rows[j]), "id": ids[o.rows[j]] if ids else str(int(o.rows[j])),
                           "before": _clip(pii.redact(o.before[j])), "after": _clip(pii.redact(o.after[j])),
                           "score_before": _f(o.old[j]), "score_after": _f(o.new[j]),
-                          "decision_before": ctx.positive_label if o.old[j] >= thr else ctx.negative_label,
-                          "decision_after": ctx.positive_label if o.new[j] >= thr else ctx.negative_label,
+                          "decision_before": decision_label(ctx, o.old_fav[j], o.old_cls[j]),
+                          "decision_after": decision_label(ctx, o.new_fav[j], o.new_cls[j]),
                           "flipped": bool(flips[j])} for j in order],
         }
         entries.append(entry)
@@ -449,6 +463,8 @@ def _measure(ctx: CheckContext, check_id: str, stat: str, params: dict) -> Measu
         "rows_total": len(ctx.texts), "rows_scanned": int(outcomes[names[0]].scanned) if names else 0,
         "rows_changed": m.n, "perturbations": entries, "not_applicable": not_applicable,
         "worst": worst.name if worst else None,
+        **({"favourable": ctx.classes.favourable_labels, "classes": list(ctx.classes.labels),
+            "flip": "any change of the decided (most probable) class"} if ctx.multiclass else {}),
         "caveats": ["Only texts that a perturbation changed count; each perturbation is judged on its own, on the "
                     "texts it changed, and the value shown is the worst perturbation's.",
                     "Rows whose changed text the model's tokenizer reads as the same tokens keep their score: the "
@@ -480,24 +496,27 @@ def _validate(params: dict) -> None:
             raise ValueError(f"{key} must be a whole number of at least 0, got {v!r}")
 
 
-@check("robustness.flip_rate", title="Decision flip rate under harmless changes", direction="lower", unit="rate",
+@check("robustness.flip_rate", classes="any", title="Decision flip rate under harmless changes", direction="lower", unit="rate",
        params=PARAMS, cost="robustness", validate=_validate, evidence="texts the perturbation changed")
 def flip_rate(ctx: CheckContext, **params) -> Measurement:
     """Share of eval texts whose decision changes under a harmless change (typos, case, punctuation, number formats, field order), worst perturbation.
 
     Each perturbation is judged on its own, over the texts it changed. A typo or a `1,000` for `1000` says
     nothing new about the applicant: a model whose decision moves with them decides on the form of the text, and
-    an applicant could be declined for a typing slip. A rate near 0 is what a sound model shows; compare the
-    perturbations with each other to see which form the model is sensitive to."""
+    an applicant could be declined for a typing slip. For a model of more than two classes a flip is any change
+    of the decided (most probable) class, favourable or not: a text routed elsewhere because of a typo is a
+    flip; details count the flips to and from the favourable outcome apart. A rate near 0 is what a sound model
+    shows; compare the perturbations with each other to see which form the model is sensitive to."""
     return _measure(ctx, "robustness.flip_rate", "flip_rate", params)
 
 
-@check("robustness.score_change", title="Mean score change under harmless changes", direction="lower",
+@check("robustness.score_change", classes="favourable", title="Mean score change under harmless changes", direction="lower",
        unit="rate", params=PARAMS, cost="robustness", validate=_validate, evidence="texts the perturbation changed")
 def score_change(ctx: CheckContext, **params) -> Measurement:
     """Mean absolute change of the score under a harmless change of the text, worst perturbation.
 
-    It counts every change, also those that do not cross the threshold: a score that moves by 0.05 when the
-    full stops are removed shows a model that reads the form of the text, even if few decisions flip on this
-    eval set; on applicants closer to the threshold they would."""
+    The score is the probability of the favourable outcome (for a model of more than two classes, the sum over
+    the favourable classes). It counts every change, also those that do not cross the threshold: a score that
+    moves by 0.05 when the full stops are removed shows a model that reads the form of the text, even if few
+    decisions flip on this eval set; on applicants closer to the threshold they would."""
     return _measure(ctx, "robustness.score_change", "score_change", params)

@@ -272,7 +272,16 @@ def explain_view(result: dict) -> ExplainView | None:
     seconds = sum(v for v in spent if v is not None) if spent else None
     reviewer = _d(budget.get("reviewer_rows"))
     n_review = sum(int(_num(v) or 0) for v in reviewer.values())
-    intro = (f"SHAP values of the model's log-odds of '{positive}' (shap's partition explainer over a Text masker, "
+    output = f"log-odds of '{positive}'"
+    if budget.get("explain"):  # another output than the binary default (explainability.Output): say which
+        output = str(budget.get("output") or output)
+        positive = str(budget.get("towards") or positive).strip("'")
+        negative = str(budget.get("against") or negative).strip("'")
+        shown = _d(budget.get("explained_classes"))
+        if shown:
+            output += " (sampled rows per explained class: " + ", ".join(
+                f"{k} {int(_num(v) or 0)}" for k, v in shown.items()) + ")"
+    intro = (f"SHAP values of the model's {output} (shap's partition explainer over a Text masker, "
              f"scored in batches through the audited model): {_num(budget.get('sample_rows')) or 0:.0f} eval rows "
              f"drawn at random with the policy's seed give the word ranking, and {n_review} more rows were "
              f"explained for review; {_num(budget.get('max_evals')) or 0:.0f} model calls per text, "
