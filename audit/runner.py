@@ -259,6 +259,22 @@ def stats_measurements(policy: Policy, stats, m: Manifest) -> dict[str, Measurem
     return out
 
 
+def explained_labels(policy: Policy, m: Manifest) -> None:
+    """A rule's `explain: <label>` (explainability) names a label of the model: refused (PolicyError, with the
+    rule's line) before anything loads, rather than an ERROR of every SHAP check after the model has scored."""
+    from audit.checks.explainability import EXPLAIN
+    from audit.errors import PolicyError
+    from audit.yamlsrc import load_yaml
+
+    for cid, rule in policy.checks.items():
+        what = rule.params.get("explain")
+        if isinstance(what, str) and what not in EXPLAIN and what not in m.labels:
+            _, loc = load_yaml(Path(policy.source), PolicyError, what="policy")
+            raise PolicyError(f"{loc.where(('checks', cid, 'explain'))}: checks.{cid}.explain: {what!r} is not a "
+                              f"label of the model (its labels: {', '.join(map(repr, m.labels))}); use one of "
+                              f"them, or {', '.join(EXPLAIN)}")
+
+
 def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float, classes=None) -> str:
     """One line per eval row: its id, the score, the decided label, the true label. For a model of more than two
     classes, `score` is the probability of a favourable class, and one `p(<label>)` column per class follows."""
@@ -318,6 +334,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     from audit.classes import favourable_classes
 
     favourable = favourable_classes(policy, m)  # a label the model lacks is refused before anything loads
+    explained_labels(policy, m)
     if len(m.labels) > 2 and engine.distributed:
         raise UsageError(f"--engine {engine.name}: distributed runs score binary classifiers; this model has "
                          f"{len(m.labels)} labels: run it with the local engine")

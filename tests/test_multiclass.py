@@ -103,13 +103,18 @@ def test_multiclass_interval_is_a_bootstrap_of_the_class_accuracy(mc_run):
 
 
 def test_binary_only_check_is_inconclusive_with_the_reason(tiny_multiclass_model, tmp_path):
+    from audit.checks import all_checks
+
+    binary_only = [cid for cid, spec in all_checks().items() if spec.classes == "binary"]
+    if not binary_only:
+        pytest.skip("every registered check reads models of more than two classes")
     pol = tmp_path / "p.yaml"
-    pol.write_text(MC_POLICY.replace("checks:\n", "checks:\n  fairness.counterfactual_flip_rate: {max: 0.5}\n"))
+    pol.write_text(f"policy: t\nversion: '1'\nchecks:\n  {binary_only[0]}: {{min: 0.0}}\n"
+                   "  performance.accuracy: {min: 0.0}\nbudget: {bootstrap: 50}\n")
     result = audit_run(tiny_multiclass_model, pol, tmp_path / "out")
-    m = json.loads((tmp_path / "out" / "result.json").read_text())["measurements"]
-    if m["fairness.counterfactual_flip_rate"].get("value") is None:  # until the check reads more classes
-        assert "3 classes" in m["fairness.counterfactual_flip_rate"]["inconclusive"]
-        assert result.exit_code in (1, 3)
+    assert result.exit_code == 3, result.output  # lacks evidence: never a pass
+    m = json.loads((tmp_path / "out" / "result.json").read_text())["measurements"][binary_only[0]]
+    assert m["value"] is None and "this model has 3 classes" in m["inconclusive"]
 
 
 @pytest.mark.parametrize("favourable, message", [
@@ -185,3 +190,13 @@ def test_favourable_classes_resolution():
     P.favourable = ["z"]
     with pytest.raises(PolicyError, match=r"p.yaml:3: favourable: 'z'"):
         classes.favourable_classes(P(), M())
+
+
+def test_explain_of_a_label_the_model_lacks_is_refused_before_anything_loads(tiny_multiclass_model, tmp_path):
+    pol = tmp_path / "p.yaml"
+    pol.write_text(MC_POLICY.replace("checks:\n", "checks:\n  explainability.additivity_error:\n    max: 0.1\n"
+                                                  "    explain: maybe\n"))
+    result = audit_run(tiny_multiclass_model, pol, tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert f"{pol}:7: checks.explainability.additivity_error.explain: 'maybe' is not a label" in result.output
+    assert not (tmp_path / "out").exists()
