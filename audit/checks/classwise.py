@@ -102,7 +102,7 @@ def _measurement(ctx: CheckContext, c: cls.Classes, check_id: str, values: np.nd
     if m.inconclusive:
         m.inconclusive = m.inconclusive.split(" (")[0] + f" ({_rows_per_class(c)})"
     one = _one_class(c)
-    if one and not m.inconclusive:
+    if one:
         m.inconclusive = one
     return m
 
