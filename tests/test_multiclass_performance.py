@@ -353,3 +353,80 @@ def test_audit_run_on_the_three_class_model_equals_scikit_learn(tiny_multiclass_
     assert len(findings["performance.class_f1"]["parts"]) == 3  # judged class by class
     html = (out / "report.html").read_text()
     assert 'id="chart-class-confusion"' in html and "Per-class performance" in html
+
+
+# ---------------------------------------------------------------- the report
+
+
+HOSTILE = '<script>alert("x")</script>'
+
+
+def _result_of(ctx) -> dict:
+    """A result dict holding the class-wise measurements of `ctx` (as result.json holds them)."""
+    from audit.checks import performance
+
+    ms = {"performance.accuracy": performance.accuracy(ctx)}
+    for fn in (cw.macro_f1, cw.class_f1, cw.macro_roc_auc, cw.macro_pr_auc, cw.top_k_accuracy, cw.classwise_ece):
+        m = fn(ctx)
+        ms[m.check_id] = m
+    return {"measurements": {cid: m.to_dict() for cid, m in ms.items()}, "findings": [],
+            "policy": {"confidence": CONF}, "model": {"labels": ctx.classes.labels}}
+
+
+def test_the_report_shows_every_class_as_a_heat_map_and_a_table_with_labels_escaped():
+    from audit.render import render_html
+    from audit.render.performance_view import performance_view
+
+    y, p = _data(300, 4, 11)
+    labels = ["approve", HOSTILE, "refer & review", "decline"]
+    ctx = _ctx(y, p, labels=labels)
+    result = _result_of(ctx)
+    view = performance_view(result)
+    assert view.confusion is None  # the 2x2 chart is a binary model's
+    chart = view.class_matrix
+    assert len(chart.cells) == 16
+    pred = p.argmax(axis=1)
+    want = skm.confusion_matrix(y, pred, labels=[0, 1, 2, 3])
+    assert [c.count for c in chart.cells] == [f"{v:,}" for v in want.ravel()]
+    assert [c.diagonal for c in chart.cells].count(True) == 4
+    table = view.class_table
+    assert [r.label for r in table.rows] == labels
+    assert table.headers[:3] == ["Precision", "Recall", "F1"] and "ROC-AUC (one-vs-rest)" in table.headers
+    assert "Top-2 accuracy" in table.headers
+    f1 = skm.f1_score(y, pred, average=None)
+    assert [r.cells[2].value for r in table.rows] == [f"{v:.3f}" for v in f1]
+    assert all(c.ci.startswith("90% CI ") for r in table.rows for c in r.cells)  # every number with its interval
+    assert any(c.id == "top-label-calibration" for c in view.charts)
+    html = render_html(result)
+    assert HOSTILE not in html and "<script>alert" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html or "&lt;script&gt;alert(&quot;x&quot;)" in html
+    assert "refer &amp; review" in html
+    assert 'id="chart-class-confusion"' in html and "Per-class performance" in html
+    assert html.count('<rect class="cell"') == 16
+
+
+def test_a_long_label_is_shortened_on_the_axes_and_whole_in_the_tooltip():
+    from audit.render import charts
+
+    cm = {"labels": ["a" * 40, "b"], "matrix": [[3, 1], [0, 5]]}
+    chart = charts.class_matrix_chart(cm)
+    assert chart.col_heads[0].text.endswith("…") and len(chart.col_heads[0].text) < 40
+    assert chart.full[0] == "a" * 40 and chart.cells[0].label.startswith("true " + "a" * 40)
+    assert chart.cells[1].share == "25%"
+    assert charts.class_matrix_chart({"labels": ["a", "b"], "matrix": [[1, 2]]}) is None
+    assert charts.class_matrix_chart({"labels": ["a", "b"], "matrix": [[1, -2], [0, 1]]}) is None
+
+
+def test_a_binary_report_keeps_its_two_by_two_chart():
+    from audit.checks import performance
+    from audit.render.performance_view import performance_view
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(200) < 0.4).astype(int)
+    score = np.clip(0.3 * y + 0.7 * rng.random(200), 0, 1)
+    ctx = CheckContext(y_true=y, score=score, replicates=R, confidence=CONF, positive_label="good",
+                       negative_label="bad")
+    ms = {"performance.accuracy": performance.accuracy(ctx), "performance.class_f1": cw.class_f1(ctx)}
+    view = performance_view({"measurements": {k: m.to_dict() for k, m in ms.items()}, "findings": []})
+    assert view.confusion is not None and view.class_matrix is None
+    assert [r.label for r in view.class_table.rows] == ["bad", "good"]
