@@ -9,6 +9,7 @@ count over the bins.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -391,11 +392,12 @@ def test_the_report_shows_every_class_as_a_heat_map_and_a_table_with_labels_esca
     assert [c.diagonal for c in chart.cells].count(True) == 4
     table = view.class_table
     assert [r.label for r in table.rows] == labels
-    assert table.headers[:3] == ["Precision", "Recall", "F1"] and "ROC-AUC (one-vs-rest)" in table.headers
+    assert table.headers[:3] == ["Precision", "Recall", "F1"] and "ROC-AUC" in table.headers
     assert "Top-2 accuracy" in table.headers
     f1 = skm.f1_score(y, pred, average=None)
     assert [r.cells[2].value for r in table.rows] == [f"{v:.3f}" for v in f1]
-    assert all(c.ci.startswith("90% CI ") for r in table.rows for c in r.cells)  # every number with its interval
+    assert all(re.fullmatch(r"\d\.\d{3}–\d\.\d{3}", c.ci) for r in table.rows for c in r.cells)  # every number
+    assert "90% bootstrap interval" in table.intro
     assert any(c.id == "top-label-calibration" for c in view.charts)
     html = render_html(result)
     assert HOSTILE not in html and "<script>alert" not in html

@@ -526,7 +526,7 @@ def class_matrix_chart(matrix: dict | None) -> ClassMatrixChart | None:
     k = len(labels)
     names = [str(x) for x in labels]
     cw = max(30.0, min(72.0, 560.0 / k))
-    chars = max(3, int(cw / _CHAR_PX))
+    chars = max(3, int(cw / (_CHAR_PX + 0.5)) - 1)  # a gap between neighbouring column heads
     head_chars = 16
     left = 34 + min(max(len(n) for n in names), head_chars) * _CHAR_PX + 8
     top = 58.0

@@ -20,16 +20,16 @@ MATRIX_FROM = ("performance.accuracy", "performance.balanced_accuracy", "perform
                "performance.macro_f1", "performance.weighted_f1")
 F1_FROM = ("performance.class_f1", "performance.macro_f1", "performance.weighted_f1")
 # (check whose details["classes"] holds the column, key of the value in each row, column heading)
-COLUMNS = (("performance.macro_roc_auc", "roc_auc", "ROC-AUC (one-vs-rest)"),
-           ("performance.macro_pr_auc", "average_precision", "PR-AUC (one-vs-rest)"),
+COLUMNS = (("performance.macro_roc_auc", "roc_auc", "ROC-AUC"),
+           ("performance.macro_pr_auc", "average_precision", "PR-AUC"),
            ("performance.top_k_accuracy", "top_k_accuracy", "Top-{k} accuracy"),
-           ("performance.classwise_ece", "ece", "ECE (one-vs-rest)"))
+           ("performance.classwise_ece", "ece", "ECE"))
 
 
 @dataclass
 class ValueCell:
     value: str
-    ci: str  # "90% CI 0.41–0.55", or ""
+    ci: str  # "0.41–0.55" (the interval at the policy's confidence, which the table's note states), or ""
 
 
 @dataclass
@@ -44,6 +44,7 @@ class ClassRow:
 class ClassTable:
     headers: list[str]  # after Class, Rows, Decided as it
     rows: list[ClassRow]
+    intro: str = ""  # what the numbers are, and the intervals' level
     notes: list[str] = field(default_factory=list)
 
 
@@ -55,11 +56,15 @@ class PerformanceView:
     class_table: ClassTable | None = None
 
 
-def _cell(row: dict, key: str, confidence: str) -> ValueCell:
+def _cell(row: dict, key: str) -> ValueCell:
     ci = as_list(row.get(f"{key}_ci"))
     lo, hi = (ci + [None, None])[:2]
-    interval = f"{confidence} CI {fmt(lo)}–{fmt(hi)}" if num(lo) is not None and num(hi) is not None else ""
+    interval = f"{fmt(lo)}–{fmt(hi)}" if num(lo) is not None and num(hi) is not None else ""
     return ValueCell(fmt(row.get(key)) if num(row.get(key)) is not None else DASH, interval)
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _rows_of(measurement: Any) -> dict[str, dict]:
@@ -84,8 +89,8 @@ def class_table(measurements: dict, confidence: Any) -> ClassTable | None:
     out = []
     for label in labels:
         base = f1.get(label) or next((rows[label] for rows, _, _ in columns if label in rows), {})
-        cells = [_cell(f1.get(label, {}), key, conf) for key in ("precision", "recall", "f1")] if f1 else []
-        cells += [_cell(rows.get(label, {}), key, conf) for rows, key, _ in columns]
+        cells = [_cell(f1.get(label, {}), key) for key in ("precision", "recall", "f1")] if f1 else []
+        cells += [_cell(rows.get(label, {}), key) for rows, key, _ in columns]
         decided = base.get("decided")
         out.append(ClassRow(label, fmt(base.get("support"), "count") if num(base.get("support")) is not None else DASH,
                             fmt(decided, "count") if num(decided) is not None else DASH, cells))
@@ -93,7 +98,11 @@ def class_table(measurements: dict, confidence: Any) -> ClassTable | None:
     for cid in ("performance.macro_f1", "performance.macro_roc_auc", "performance.macro_pr_auc"):
         for x in map(as_dict, as_list(as_dict(as_dict(measurements.get(cid)).get("details")).get("left_out"))):
             notes.append(f"{x.get('label')}: {x.get('why')} (left out of the macro average of {cid})")
-    return ClassTable(headers, out, notes)
+    ovr = [head for _, _, head in columns if head in ("ROC-AUC", "PR-AUC", "ECE")]
+    intro = (f"Beneath each number, its {conf} bootstrap interval."
+             + (f" {_and(ovr)} read each class's probability against the rest (one-vs-rest)." if ovr else "")
+             + (" Precision, recall and F1 read the decided class." if f1 else ""))
+    return ClassTable(headers, out, intro, notes)
 
 
 def _class_matrix(measurements: dict) -> charts.ClassMatrixChart | None:
