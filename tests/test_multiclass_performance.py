@@ -143,7 +143,8 @@ def test_top_k_accuracy_equals_scikit_learn(n, k, seed):
             y, p, k=t, labels=list(range(k)), sample_weight=w)))
         assert (m.ci_low, m.ci_high) == pytest.approx(want, abs=1e-12)
     m = cw.top_k_accuracy(ctx, k=k)
-    assert m.value is None and "covers all" in m.skipped
+    assert m.value == _sk(skm.top_k_accuracy_score, y, p, k=k, labels=list(range(k))) == 1.0
+    assert "covers all" in m.skipped
 
 
 def _hand_ece(hit, score, bins, w=None):

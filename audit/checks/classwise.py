@@ -351,13 +351,13 @@ def top_k_accuracy(ctx: CheckContext, k: int = 2) -> Measurement:
     top_k_accuracy_score).
 
     It says how often a reviewer shown the model's k best guesses would find the right one; k=1 is accuracy
-    of the most probable class. With k at or above the number of classes every row is a hit, and the check does
-    not apply (SKIPPED)."""
+    of the most probable class. With k at or above the number of classes every row is a hit (1.0, as
+    scikit-learn), and the check does not apply: a rule on it is SKIPPED."""
     c = run_classes(ctx)
     k = int(k)
-    if k >= c.k:
-        return Measurement("performance.top_k_accuracy", None, n=len(c.y), details={"k": k, "classes": c.k},
-                           skipped=f"k={k} covers all {c.k} classes of the model: every row would be a hit")
+    if k >= c.k:  # scikit-learn's 1.0 (it warns that the score is meaningless); the judge skips the rule
+        return Measurement("performance.top_k_accuracy", 1.0, 1.0, 1.0, n=len(c.y), details={"k": k, "classes": c.k},
+                           skipped=f"k={k} covers all {c.k} classes of the model: every row is a hit")
     hits = top_k_hits(c.y, c.probs, k)
     W = ctx.weights
     total = W.sum(axis=1)
