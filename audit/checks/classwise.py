@@ -279,6 +279,25 @@ def auc_and_ap(W: np.ndarray, hit: np.ndarray, score: np.ndarray) -> tuple[np.nd
     return np.where((P > 0) & (N > 0), auc, np.nan), np.where(P > 0, ap, np.nan)
 
 
+# The last context's one-vs-rest (AUC, AP) replicates per class: macro_roc_auc and macro_pr_auc read one sort per
+# class, not two. One slot, holding the context weakly (a context's `shared` slots belong to other families).
+_LAST_OVR: list = [None, None, None]  # [weakref to the context, key, {class index: (auc, ap)}]
+
+
+def _ovr_values(ctx: CheckContext, c: cls.Classes, i: int) -> tuple[np.ndarray, np.ndarray]:
+    import weakref
+
+    W = ctx.weights
+    key = (id(W), W.shape, id(c), id(c.probs))
+    ref, held, values = _LAST_OVR
+    if ref is None or ref() is not ctx or held != key:
+        values = {}
+        _LAST_OVR[:] = [weakref.ref(ctx), key, values]
+    if i not in values:
+        values[i] = auc_and_ap(W, np.asarray(c.y) == i, c.probs[:, i].astype(float))
+    return values[i]
+
+
 def _ovr(ctx: CheckContext, check_id: str, which: int, name: str) -> Measurement:
     """The macro of one-vs-rest ROC-AUC (which=0) or average precision (which=1) over the classes with eval rows,
     with each class's value and interval in the details."""
@@ -294,7 +313,7 @@ def _ovr(ctx: CheckContext, check_id: str, which: int, name: str) -> Measurement
             left.append({"label": label, "why": "no eval rows of this class" if counts[i] == 0
                          else "every eval row is of this class"})
         else:
-            v = auc_and_ap(ctx.weights, y == i, c.probs[:, i].astype(float))[which]
+            v = _ovr_values(ctx, c, i)[which]
             per.append(v)
             row.update({name: _finite(v[0]), f"{name}_ci": _ci(v, R, conf)})
         rows.append(row)
