@@ -433,3 +433,13 @@ def test_a_binary_report_keeps_its_two_by_two_chart():
     view = performance_view({"measurements": {k: m.to_dict() for k, m in ms.items()}, "findings": []})
     assert view.confusion is not None and view.class_matrix is None
     assert [r.label for r in view.class_table.rows] == ["bad", "good"]
+
+
+def test_the_shared_one_vs_rest_sort_never_crosses_contexts():
+    y1, p1 = _data(200, 3, 21)
+    y2, p2 = _data(200, 3, 22)
+    a, b = _ctx(y1, p1), _ctx(y2, p2)
+    first = cw.macro_roc_auc(a).value
+    assert cw.macro_pr_auc(b).value == pytest.approx(skm.average_precision_score(y2, p2, average="macro"), abs=1e-12)
+    assert cw.macro_pr_auc(a).value == pytest.approx(skm.average_precision_score(y1, p1, average="macro"), abs=1e-12)
+    assert cw.macro_roc_auc(a).value == first == pytest.approx(skm.roc_auc_score(y1, p1, multi_class="ovr"), abs=1e-12)
