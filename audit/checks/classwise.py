@@ -180,8 +180,11 @@ def macro_f1(ctx: CheckContext) -> Measurement:
                           average=f"mean F1 over the {int(occurs.sum())} classes that occur in the eval rows' labels "
                                   "or decisions", left_out=left)
     m = _measurement(ctx, c, "performance.macro_f1", values, details, needs="labelled rows are needed")
-    unseen = [{"label": c.labels[i]} for i in np.flatnonzero(t["support"][0] == 0)]
-    _note_left_out(m, unseen, "macro F1")
+    unseen = np.flatnonzero(t["support"][0] == 0)
+    if len(unseen) and not m.inconclusive:  # a class without eval rows: the mean says nothing of it
+        said = [f"{c.labels[i]!r} (decided {int(round(t['decided'][0, i]))} times, never rightly: it counts 0)"
+                if occurs[i] else f"{c.labels[i]!r} (left out)" for i in unseen]
+        m.incomplete = f"no eval rows of {', '.join(said)}"
     return m
 
 
