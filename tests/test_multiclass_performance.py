@@ -350,6 +350,24 @@ def test_audit_run_on_the_three_class_model_equals_scikit_learn(tiny_multiclass_
     for cid in ("performance.macro_f1", "performance.macro_roc_auc", "performance.top_k_accuracy"):
         m = got[cid]
         assert m["ci_low"] is not None and m["ci_low"] <= m["value"] <= m["ci_high"], cid
+    # the run's intervals: scikit-learn on each of the run's bootstrap replicates (weights keyed by row id and seed)
+    from audit.mergeable import replicate_weights, row_keys
+
+    weights = replicate_weights(row_keys(pred_rows["row_id"].tolist(), 0), 50).T.astype(float)  # (50, n)
+    level = result["policy"]["confidence"]
+
+    def interval(values):
+        v = np.asarray(values, dtype=float)
+        return tuple(np.quantile(v[np.isfinite(v)], [(1 - level) / 2, (1 + level) / 2]))
+
+    for cid, fn in (("performance.macro_f1", lambda w: skm.f1_score(y, d, average="macro", sample_weight=w)),
+                    ("performance.macro_roc_auc", lambda w: skm.roc_auc_score(y, P, multi_class="ovr", sample_weight=w)),
+                    ("performance.top_k_accuracy", lambda w: skm.top_k_accuracy_score(y, P, k=2, labels=[0, 1, 2],
+                                                                                    sample_weight=w))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = interval([fn(w) for w in weights])
+        assert (got[cid]["ci_low"], got[cid]["ci_high"]) == pytest.approx(want, abs=1e-9), cid
     findings = {f["check_id"]: f for f in result["findings"]}
     assert {f["status"] for f in findings.values()} <= {"PASS", "INCONCLUSIVE"}
     assert len(findings["performance.class_f1"]["parts"]) == 3  # judged class by class
