@@ -461,3 +461,22 @@ def test_the_shared_one_vs_rest_sort_never_crosses_contexts():
     assert cw.macro_pr_auc(b).value == pytest.approx(skm.average_precision_score(y2, p2, average="macro"), abs=1e-12)
     assert cw.macro_pr_auc(a).value == pytest.approx(skm.average_precision_score(y1, p1, average="macro"), abs=1e-12)
     assert cw.macro_roc_auc(a).value == first == pytest.approx(skm.roc_auc_score(y1, p1, multi_class="ovr"), abs=1e-12)
+
+
+@pytest.mark.parametrize("share, decimals", [(0.05, None), (0.5, 2), (0.9, 1)])
+def test_one_vs_rest_sums_equal_scikit_learn_row_by_row(share, decimals):
+    """The sparse segment sums behind the one-vs-rest numbers, on rare and common hits and heavy ties: every
+    replicate row of the weights against scikit-learn with that row as sample_weight."""
+    from audit import stats
+
+    rng = np.random.default_rng(31)
+    n = 400
+    hit = rng.random(n) < share
+    score = np.clip(0.2 * hit + rng.random(n) * 0.8, 0, 1)
+    if decimals is not None:
+        score = np.round(score, decimals)
+    W = stats.poisson_weights(n, 12, 4)
+    auc, ap = cw.auc_and_ap(W, hit, score)
+    for r in range(len(W)):
+        assert auc[r] == pytest.approx(skm.roc_auc_score(hit, score, sample_weight=W[r]), abs=1e-12), r
+        assert ap[r] == pytest.approx(_sk(skm.average_precision_score, hit, score, sample_weight=W[r]), abs=1e-12), r
