@@ -15,6 +15,9 @@ from audit.checks import check
 from audit.context import CheckContext
 from audit.result import Measurement
 
+# the class-wise checks of this family (audit/checks/classwise.py) have no statistics form
+NEEDS_ROWS = "it reads every class's probability row by row, and the statistics carry only the favourable score"
+
 
 def _measure(ctx: CheckContext, check_id: str, fn: Callable[[np.ndarray], np.ndarray],
              details: dict | None = None, needs: str = "",

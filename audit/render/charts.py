@@ -462,3 +462,102 @@ def ci_bar(value: Any, ci_low: Any, ci_high: Any, minimum: Any = None, maximum: 
         value_x=_c(sx(v)) if v is not None else None, mid_y=_c(mid), cap_y1=_c(mid - 5), cap_y2=_c(mid + 5),
         fail_zones=zones, thresholds=thresholds, lo_text=lo_text, hi_text=hi_text,
     )
+
+
+# ---------------------------------------------------------------- confusion matrix of every class (heat map)
+
+
+@dataclass
+class MatrixCell:
+    x: str
+    y: str
+    w: str
+    h: str
+    fill: str
+    cx: str
+    count_y: str
+    share_y: str
+    count: str
+    share: str  # of the true class's rows
+    label: str  # tooltip (<title>): the full sentence
+    diagonal: bool
+
+
+@dataclass
+class ClassMatrixChart:
+    """Every class's confusion matrix as a heat map: rows the true class, columns the decided class, each cell
+    shaded by its share of the true class's rows (the diagonal is each class's recall)."""
+
+    id: str
+    title: str
+    desc: str
+    width: int
+    height: int
+    cells: list[MatrixCell]
+    col_heads: list[Tick]  # decided classes: pos = x (labels shortened; full ones in `full`)
+    row_heads: list[Tick]  # true classes: pos = y
+    full: list[str]  # every label in full, for the tooltips
+    head_y: str
+    row_head_x: str
+    col_title_x: str
+    col_title_y: str
+    row_title_x: str
+    row_title_y: str
+    font: str  # px of the counts
+
+
+def _short(label: str, chars: int) -> str:
+    return label if len(label) <= chars else label[: max(chars - 1, 1)] + "…"
+
+
+def class_matrix_chart(matrix: dict | None) -> ClassMatrixChart | None:
+    """The heat map of `details.confusion_matrix` {labels, matrix} (audit.checks.performance.class_matrix_details):
+    one cell per (true, decided) class. None when the matrix is absent, not square, or not of counts. The labels
+    come from the data: the template escapes them, and they are shortened here only for the axes."""
+    cm = matrix if isinstance(matrix, dict) else {}
+    labels, rows = cm.get("labels"), cm.get("matrix")
+    if not isinstance(labels, list) or not isinstance(rows, list) or len(labels) < 2 or len(rows) != len(labels):
+        return None
+    counts = []
+    for row in rows:
+        if not isinstance(row, list) or len(row) != len(labels) or any(_num(v) is None or _num(v) < 0 for v in row):
+            return None
+        counts.append([int(_num(v)) for v in row])
+    k = len(labels)
+    names = [str(x) for x in labels]
+    cw = max(30.0, min(72.0, 560.0 / k))
+    chars = max(3, int(cw / (_CHAR_PX + 0.5)) - 1)  # a gap between neighbouring column heads
+    head_chars = 16
+    left = 34 + min(max(len(n) for n in names), head_chars) * _CHAR_PX + 8
+    top = 58.0
+    width, height = int(left + k * cw + 10), int(top + k * cw + 12)
+    font = f"{max(9.0, min(16.0, cw / 3.6)):.1f}"
+    total = sum(map(sum, counts))
+    cells = []
+    for i, row in enumerate(counts):
+        support = sum(row)
+        for j, n in enumerate(row):
+            share = n / support if support else 0.0
+            x, y = left + j * cw, top + i * cw
+            tip = (f"true {names[i]}, decided {names[j]}: {n:,} rows"
+                   + (f" ({share:.0%} of the {support:,} rows of {names[i]})" if support else ""))
+            cells.append(MatrixCell(_c(x), _c(y), _c(cw), _c(cw), _fill(share), _c(x + cw / 2), _c(y + cw / 2 + 1),
+                                    _c(y + cw / 2 + 13), f"{n:,}", f"{share:.0%}" if support and cw >= 44 else "",
+                                    tip, i == j))
+    right = sum(counts[i][i] for i in range(k))
+    worst = min((i for i in range(k) if sum(counts[i])), key=lambda i: counts[i][i] / sum(counts[i]), default=None)
+    desc = (f"Confusion matrix of {total:,} eval rows over {k} classes: rows are the true class, columns the "
+            f"decided class; each cell is shaded by its share of the true class's rows, so the diagonal reads each "
+            f"class's recall. {right:,} rows ({right / total:.0%}) lie on the diagonal." if total else
+            f"Confusion matrix over {k} classes: no rows.")
+    if worst is not None and total:
+        desc += (f" The class found least often is {names[worst]}: {counts[worst][worst]:,} of its "
+                 f"{sum(counts[worst]):,} rows decided right.")
+    return ClassMatrixChart(
+        id="class-confusion", title=f"Confusion matrix of the {k} classes", desc=desc, width=width, height=height,
+        cells=cells,
+        col_heads=[Tick(_c(left + (j + 0.5) * cw), _short(n, chars)) for j, n in enumerate(names)],
+        row_heads=[Tick(_c(top + (i + 0.5) * cw + 4), _short(n, head_chars)) for i, n in enumerate(names)],
+        full=names, head_y=_c(top - 8), row_head_x=_c(left - 8), col_title_x=_c(left + k * cw / 2),
+        col_title_y=_c(top - 30), row_title_x=_c(16), row_title_y=_c(top + k * cw / 2), font=font,
+    )
