@@ -266,13 +266,17 @@ def explained_labels(policy: Policy, m: Manifest) -> None:
     from audit.errors import PolicyError
     from audit.yamlsrc import load_yaml
 
+    named = {"explain": lambda v: v not in EXPLAIN, "label": lambda v: v != ""}  # keys whose value may be a label
     for cid, rule in policy.checks.items():
-        what = rule.params.get("explain")
-        if isinstance(what, str) and what not in EXPLAIN and what not in m.labels:
-            _, loc = load_yaml(Path(policy.source), PolicyError, what="policy")
-            raise PolicyError(f"{loc.where(('checks', cid, 'explain'))}: checks.{cid}.explain: {what!r} is not a "
-                              f"label of the model (its labels: {', '.join(map(repr, m.labels))}); use one of "
-                              f"them, or {', '.join(EXPLAIN)}")
+        for key, may_be_label in named.items():
+            what = rule.params.get(key)
+            if key == "label" and cid != "performance.class_f1":
+                continue  # other checks' `label` is positive|negative, validated at load
+            if isinstance(what, str) and may_be_label(what) and what not in m.labels:
+                _, loc = load_yaml(Path(policy.source), PolicyError, what="policy")
+                also = f", or {', '.join(EXPLAIN)}" if key == "explain" else ""
+                raise PolicyError(f"{loc.where(('checks', cid, key))}: checks.{cid}.{key}: {what!r} is not a label "
+                                  f"of the model (its labels: {', '.join(map(repr, m.labels))}); use one of them{also}")
 
 
 def predictions_csv(ev: EvalSet, preds, labels: list[str], threshold: float, classes=None) -> str:

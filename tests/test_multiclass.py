@@ -200,3 +200,12 @@ def test_explain_of_a_label_the_model_lacks_is_refused_before_anything_loads(tin
     assert result.exit_code == 2, result.output
     assert f"{pol}:7: checks.explainability.additivity_error.explain: 'maybe' is not a label" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_class_f1_of_a_label_the_model_lacks_is_refused_with_its_line(tiny_multiclass_model, tmp_path):
+    pol = tmp_path / "p.yaml"
+    pol.write_text(MC_POLICY.replace("checks:\n", "checks:\n  performance.class_f1:\n    min: 0.1\n"
+                                                  "    label: Approve\n"))
+    result = audit_run(tiny_multiclass_model, pol, tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert f"{pol}:7: checks.performance.class_f1.label: 'Approve' is not a label" in result.output
