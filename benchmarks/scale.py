@@ -5,7 +5,9 @@ random subset of a dozen clause forms, in random order, with 0 to 6 sentences of
 from a few words to past the model's window. Each row keeps the German credit columns (the demo manifest's
 protected attributes and label) and the aliases the test fixtures' tiny model reads (`sex`, `age`, `label`,
 `id`), so the same data serves the demo model and a tiny one. The manifest is the model's own with
-`text: {column: text}`; the policy is policies/fin.yaml with `budget.max_rows` raised to the largest size; the
+`text: {column: text}` (and, where the model was trained on templated text, its training file copied with a
+`text` column of the texts it was trained on, since the audit reads the training file with the same recipe: the
+training-overlap rule and membership inference); the policy is policies/fin.yaml with `budget.max_rows` raised to the largest size; the
 current set (for the drift family) is 1,000 rows generated with another seed.
 
 Per size, one fresh process (a child of this one, in its process group) runs `audit.api.run` with the model's
@@ -94,12 +96,37 @@ def free_text(n: int, seed: int):
     return rows
 
 
+def training_source(model: Path, manifest: dict, work: Path) -> dict:
+    """The manifest's training file with a `text` column: each row's text as the model read it in training (the
+    manifest's own recipe). The eval rows here are free text in a `text` column, and the manifest has one text
+    recipe for both, which the audit applies to the training file too (training overlap, membership inference).
+    The training split's row numbers are kept; the returned `data.source` names the copy and its sha256."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from audit.data import find_source, make_texts, read_table, sha256_file
+
+    recorded = manifest["data"]["source"]
+    src = find_source(recorded["path"], model)
+    text = manifest["text"]
+    recipe = SimpleNamespace(column=text.get("column"), template=text.get("template"))
+    texts = make_texts(read_table(src), recipe, src)
+    raw = pd.read_csv(src, dtype=str, keep_default_na=False)
+    raw["text"] = texts
+    out = work / "training-source.csv"
+    raw.to_csv(out, index=False)
+    return {**recorded, "path": str(out), "sha256": sha256_file(out), "rows": len(raw), "bytes": out.stat().st_size}
+
+
 def prepare(model: Path, sizes: list[int], work: Path, manifest_path: Path | None = None
             ) -> tuple[Path, Path, dict[int, Path], Path]:
     import yaml
 
     work.mkdir(parents=True, exist_ok=True)
     manifest = yaml.safe_load((manifest_path or model / "audit-model.yaml").read_text())
+    if manifest.get("data") and manifest.get("text", {}).get("column") != "text":
+        manifest["data"]["source"] = training_source(model, manifest, work)
     manifest["text"] = {"column": "text"}
     manifest["id_column"] = "row_id"
     mpath = work / "audit-model.yaml"
