@@ -175,19 +175,22 @@ def timed_load(self):
 
 M.ModelBundle.load = timed_load
 import audit
-model, manifest, policy, data, current, out, precision = sys.argv[1:8]
-r = audit.run(model, policy, manifest=manifest, data=data, current=current, out=out, precision=precision)
+model, manifest, policy, data, current, out, precision, progress = sys.argv[1:9]
+r = audit.run(model, policy, manifest=manifest, data=data, current=current, out=out, precision=precision,
+              progress=progress == "1")
 print("SCALE " + json.dumps({"wall_s": time.perf_counter() - T0, "model_s": MODEL[0], "forward_calls": MODEL[1],
                              "exit_code": r.exit_code}), flush=True)
 """
 
 
-def one(model: Path, manifest: Path, policy: Path, data: Path, current: Path, out: Path, precision: str) -> dict:
+def one(model: Path, manifest: Path, policy: Path, data: Path, current: Path, out: Path, precision: str,
+        progress: bool = False) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     cmd = [sys.executable, "-c", CHILD, str(model), str(manifest), str(policy), str(data), str(current), str(out),
-           precision]
+           precision, "1" if progress else "0"]
     log = out.parent / f"{out.name}.log"
+    print(f"  running (output in {log})", flush=True)
     with log.open("w") as sink:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=sink,
@@ -289,6 +292,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 30000])
     ap.add_argument("--quick", action="store_true", help="Only 1,000 rows (a smoke test), and the estimate.")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--progress", action="store_true", help="The audit's progress bars, into each run's log.")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "audit-scale-bench")
     ap.add_argument("--json", type=Path, help="Where to write the results (default WORK/scale-<UTC time>.json).")
     args = ap.parse_args()
@@ -301,7 +305,8 @@ def main() -> None:
     print(f"load average at the start: {' '.join(f'{x:.1f}' for x in load_before)}; nice {os.nice(0)}", flush=True)
     rows = []
     for n in sizes:
-        got = one(args.model, manifest, policy, data[n], current, args.work / f"run-{n}", args.precision)
+        got = one(args.model, manifest, policy, data[n], current, args.work / f"run-{n}", args.precision,
+                  args.progress)
         sh = shares(got)
         got["non_model_share"] = sh["forward"]
         got["non_model_share_result_json"] = sh["result_json"]
