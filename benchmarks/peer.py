@@ -194,6 +194,7 @@ def git_head() -> str | None:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT))  # this checkout's audit, also without PYTHONPATH (the children get it too)
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bf16", action="store_true", help="Also run the audit with the opt-in --precision bf16.")

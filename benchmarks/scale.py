@@ -286,6 +286,7 @@ def markdown(rows: list[tuple[int, dict]], load_before, load_after, command: str
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT))  # this checkout's audit, also without PYTHONPATH (the children get it too)
     ap = argparse.ArgumentParser()
     ap.add_argument("model", type=Path)
     ap.add_argument("--manifest", type=Path, help="The model's audit-model.yaml when it is not in the folder.")
