@@ -1,22 +1,40 @@
-"""`audit run` against the handwritten peer (../shared/bench/peer_a_handwritten.py), same model, same data.
+"""`audit run` against the handwritten peer and the scan tool (../shared/bench/), same model, same data.
 
-Prepares once: the reference model from ../shared/bench/make_model.py (under $PEERS_DIR, default
-~/.cache/peers), then an audit manifest for it (train rows then held-out rows in one CSV, the split recorded by
-row index). Then runs, in one process group and alternating A B A B, `audit run` with every family at the peer's
-SHAP budget (benchmarks/peer-policy.yaml; drift: training rows vs the held-out rows as `--current`) and the
-peer, and the scan tool (../shared/bench/peer_c_giskard.py) from its own venv, $PEERS_DIR/venv-c (its pins clash
-with the project's; the install line is in ../shared/bench/README.md): where that venv is absent, the arm is
-skipped with a message. Prints each wall time and peak RSS (through /usr/bin/time), the medians and the ratios
-to the peer and to the scan tool; `--bf16` adds an arm, the audit with the opt-in `--precision bf16`, and
-`--fp32` one with `--precision fp32` (the audit's own arm runs the default, `--precision auto`).
+Prepares once (outside the timing): the reference model from ../shared/bench/make_model.py (under $PEERS_DIR,
+default ~/.cache/peers) when it is not there yet, and an audit manifest for it (train rows then held-out rows in
+one CSV, the split recorded by row index). Then runs N rounds, alternating A B C A B C, each arm a fresh child
+process of this one (no new session: the whole benchmark is one process group, and one Ctrl-C stops it):
 
-    PEERS_DIR=/tmp/peers .venv/bin/python benchmarks/peer.py [--rounds 2] [--bf16] [--fp32] [--no-scan]
+- `audit`: `audit run` with its default settings (`--precision auto`) at the peer policy
+  (benchmarks/peer-policy.yaml: every family at the peer's SHAP budget; drift: the training rows against the
+  held-out rows as `--current`), from this checkout (its root is put first on PYTHONPATH);
+- `handwritten`: ../shared/bench/peer_a_handwritten.py (pipeline scoring, fairlearn, shap, evidently) with this
+  interpreter. Its `shap.plots.text` needs matplotlib, which the project's venv does not install; where this
+  interpreter lacks it, the arm uses the overlay $PEERS_DIR/peer-a-site (made by the command printed when it is
+  missing; pip --target, --no-deps, so torch, shap, fairlearn and evidently stay the project's own);
+- `scan`: ../shared/bench/peer_c_giskard.py with its own venv, $PEERS_DIR/venv-c (its pins clash with the
+  project's; install line in ../shared/bench/README.md). Where that venv is absent or has no giskard, the arm is
+  skipped with a line that says so.
+
+`--bf16` adds the audit with the opt-in `--precision bf16`, `--fp32` one with `--precision fp32`.
+
+Each child's wall time is taken around it and its peak RSS and CPU time come from the kernel (`os.wait4`'s
+rusage of that child: ru_maxrss, user + system). Printed: every round, the medians, the ratios of each audit arm
+to the handwritten peer and to the scan tool, the issue's targets (audit ≤ 0.5× handwritten, ≤ 0.7× the scan
+tool, peak RSS ≤ the handwritten peer's) and the load average before and after; then a markdown block (a table
+for benchmarks/README.md). Everything also goes to a JSON file (`--json`, default
+$PEERS_DIR/out/peer-bench-<UTC time>.json). Each child's stdout and stderr go to $PEERS_DIR/out/logs/.
+
+    PEERS_DIR=/tmp/peers .venv/bin/python benchmarks/peer.py [--rounds 3] [--bf16] [--fp32] [--no-scan]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -24,7 +42,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCH = HERE.parent.parent / "shared" / "bench"
+ROOT = HERE.parent
+BENCH = ROOT.parent / "shared" / "bench"
+VERDICT_CODES = (0, 1, 3)  # the audit's PASS / FAIL / INCONCLUSIVE; 2 means it could not run
+TARGETS = {"wall_to_handwritten": 0.5, "wall_to_scan": 0.7, "rss_to_handwritten": 1.0}
+LABELS = {"audit": "`audit run` (default, `--precision auto`)", "audit-fp32": "`audit run --precision fp32`",
+          "audit-bf16": "`audit run --precision bf16` (opt-in)", "handwritten": "handwritten peer",
+          "scan": "scan tool (giskard 2.19.2)"}
+PEER_A_EXTRA = ("matplotlib", "contourpy", "cycler", "fonttools", "kiwisolver", "pillow", "pyparsing")
 
 
 def prepare(peers: Path) -> tuple[Path, Path]:
@@ -40,7 +65,7 @@ def prepare(peers: Path) -> tuple[Path, Path]:
     train, held = pd.read_csv(data / "train.csv"), pd.read_csv(data / "heldout.csv")
     both = data / "audit-all.csv"
     pd.concat([train, held], ignore_index=True).to_csv(both, index=False)
-    recipe = yaml.safe_load((HERE.parent / "audit" / "data" / "german_credit" / "recipe.yaml").read_text())
+    recipe = yaml.safe_load((ROOT / "audit" / "data" / "german_credit" / "recipe.yaml").read_text())
     manifest = {
         "name": "peer-reference-minilm", "labels": ["bad", "good"], "positive_label": "good",
         "label_column": "creditability", "text": {"column": "text"}, "id_column": "row_id", "max_length": 64,
@@ -56,70 +81,203 @@ def prepare(peers: Path) -> tuple[Path, Path]:
     return model, path
 
 
-def timed(cmd: list[str], env: dict) -> tuple[float, float | None]:
-    """Wall seconds and peak RSS (MiB, from /usr/bin/time when the machine has it) of one command."""
-    tool = Path("/usr/bin/time")
-    full = [str(tool), "-f", "MAXRSS_KB %M", *cmd] if tool.exists() else cmd
-    start = time.perf_counter()
-    proc = subprocess.run(full, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode not in (0, 1, 3):  # the audit's verdict codes; 2 means it could not run
-        raise SystemExit(f"{' '.join(cmd[:4])} failed ({proc.returncode}): {proc.stderr[-500:]}")
-    rss = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("MAXRSS_KB ")]
-    return wall, (int(rss[-1]) / 1024 if rss else None)
+def peer_a_pythonpath(peers: Path) -> str | None:
+    """The PYTHONPATH the handwritten peer needs for matplotlib: None when this interpreter has it, the overlay
+    folder when that has it; SystemExit with the install line otherwise."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        return None
+    site = peers / "peer-a-site"
+    if (site / "matplotlib").is_dir():
+        return str(site)
+    raise SystemExit(f"the handwritten peer needs matplotlib (its shap.plots.text), which {sys.executable} lacks; "
+                     f"install it beside the project's venv, leaving the venv as it is:\n  {sys.executable} -m pip "
+                     f"install --target {site} --no-deps {' '.join(PEER_A_EXTRA)}")
+
+
+def scan_python(peers: Path) -> tuple[Path | None, str]:
+    """The scan tool's interpreter, or None with the reason the arm is skipped."""
+    python = peers / "venv-c" / "bin" / "python"
+    if not python.exists():
+        return None, f"no venv at {python.parent.parent}"
+    probe = subprocess.run([str(python), "-c", "import importlib.util, sys; "
+                            "sys.exit(importlib.util.find_spec('giskard') is None)"], capture_output=True)
+    if probe.returncode != 0:
+        return None, f"{python} has no giskard (a half-made install?)"
+    return python, ""
+
+
+def timed(cmd: list[str], env: dict, log: Path, ok: tuple[int, ...] = (0,)) -> dict:
+    """Run one arm as a child of this process (same process group); its wall seconds, and from the kernel's
+    rusage of that child (os.wait4) its peak RSS in MiB and its CPU seconds (user + system)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()[0]
+    with log.open("w") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        wall = time.perf_counter() - start
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    if code not in ok:
+        tail = log.read_text(errors="replace")[-800:]
+        raise SystemExit(f"{' '.join(cmd[:4])} ... exited {code} (log: {log}):\n{tail}")
+    return {"wall_s": round(wall, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss: KiB on Linux
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "exit_code": code, "load1_at_start": round(load, 2)}
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    """Medians per arm and the ratios of every audit arm to the handwritten peer and to the scan tool."""
+    med = {name: {key: statistics.median(r[key] for r in rs) for key in ("wall_s", "peak_rss_mib", "cpu_s")}
+           for name, rs in runs.items() if rs}
+    hand, scan = med.get("handwritten"), med.get("scan")
+    ratios = {}
+    for name, m in med.items():
+        if not name.startswith("audit"):
+            continue
+        ratios[name] = {
+            "wall_to_handwritten": m["wall_s"] / hand["wall_s"] if hand else None,
+            "rss_to_handwritten": m["peak_rss_mib"] / hand["peak_rss_mib"] if hand else None,
+            "wall_to_scan": m["wall_s"] / scan["wall_s"] if scan else None,
+            "rss_to_scan": m["peak_rss_mib"] / scan["peak_rss_mib"] if scan else None,
+        }
+    return {"medians": med, "ratios": ratios}
+
+
+def _ratio(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def _met(x: float | None, target: float) -> str:
+    if x is None:
+        return "not measured"
+    return f"{x:.2f} (target ≤ {target:.1f}: {'met' if x <= target else 'not met'})"
+
+
+def markdown(summary: dict, runs: dict[str, list[dict]], load_before: list[float], load_after: list[float],
+             command: str, when: str) -> str:
+    """The block for benchmarks/README.md: one table row per arm, then the targets of issue 18."""
+    med, ratios = summary["medians"], summary["ratios"]
+    lines = [f"`{command}`, {when}, load average {' '.join(f'{x:.1f}' for x in load_before)} before, "
+             f"{' '.join(f'{x:.1f}' for x in load_after)} after:", "",
+             "| arm | rounds (wall) | median wall | median peak RSS | median CPU | wall ratio to handwritten "
+             "| wall ratio to scan tool |", "|---|---|---|---|---|---|---|"]
+    for name, m in med.items():
+        r = ratios.get(name, {})
+        hand = 1.0 if name == "handwritten" else r.get("wall_to_handwritten")
+        scan = 1.0 if name == "scan" else r.get("wall_to_scan")
+        if name == "scan" and "handwritten" in med:
+            hand = m["wall_s"] / med["handwritten"]["wall_s"]
+        if name == "handwritten" and "scan" in med:
+            scan = m["wall_s"] / med["scan"]["wall_s"]
+        rounds = ", ".join(f"{x['wall_s']:.1f}" for x in runs[name])
+        lines.append(f"| {LABELS.get(name, name)} | {rounds} s | {m['wall_s']:.1f} s | {m['peak_rss_mib']:,.0f} MiB "
+                     f"| {m['cpu_s']:.1f} s | {_ratio(hand)} | {_ratio(scan)} |")
+    if "audit" in ratios:
+        r = ratios["audit"]
+        lines += ["", f"Targets (`audit run`, default): wall / handwritten "
+                      f"{_met(r['wall_to_handwritten'], TARGETS['wall_to_handwritten'])}; wall / scan tool "
+                      f"{_met(r['wall_to_scan'], TARGETS['wall_to_scan'])}; peak RSS / handwritten "
+                      f"{_met(r['rss_to_handwritten'], TARGETS['rss_to_handwritten'])}."]
+    return "\n".join(lines)
+
+
+def git_head() -> str | None:
+    r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT))  # this checkout's audit, also without PYTHONPATH (the children get it too)
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bf16", action="store_true", help="Also run the audit with the opt-in --precision bf16.")
     ap.add_argument("--fp32", action="store_true", help="Also run the audit with --precision fp32.")
     ap.add_argument("--no-scan", action="store_true", help="Leave out the scan tool's arm.")
+    ap.add_argument("--json", type=Path, help="Where to write the results (default $PEERS_DIR/out/peer-bench-*.json).")
     ap.add_argument("--dry-run", action="store_true", help="Print the arms' commands; prepare and run nothing.")
     args = ap.parse_args()
-    peers = Path(os.environ.get("PEERS_DIR", Path.home() / ".cache" / "peers"))
+    peers = Path(os.environ.get("PEERS_DIR", Path.home() / ".cache" / "peers")).resolve()
     model, manifest = (peers / "model", peers / "audit-model.yaml") if args.dry_run else prepare(peers)
-    env = {**os.environ, "PEERS_DIR": str(peers), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    env = {**os.environ, "PEERS_DIR": str(peers), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
+           "MPLCONFIGDIR": str(peers / "mplconfig")}
+    audit_env = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    hand_env = dict(env)
+    try:
+        extra = peer_a_pythonpath(peers)
+    except SystemExit as exc:
+        if not args.dry_run:
+            raise
+        extra = None
+        print(exc, flush=True)
+    if extra:
+        hand_env["PYTHONPATH"] = os.pathsep.join([extra, *filter(None, [os.environ.get("PYTHONPATH")])])
+    scan_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # its own venv: nothing of ours on its path
+    out = peers / "out"
     audit_cmd = [sys.executable, "-m", "audit", "run", str(model), "--manifest", str(manifest), "--policy",
-                 str(HERE / "peer-policy.yaml"), "--current", str(peers / "data" / "heldout.csv"),
-                 "--out", str(peers / "out" / "audit"), "--no-progress"]
-    arms = [("audit", audit_cmd), ("peer", [sys.executable, str(BENCH / "peer_a_handwritten.py")])]
-    if args.bf16:
-        arms.insert(1, ("audit-bf16", audit_cmd[:-2] + [str(peers / "out" / "audit-bf16"), "--no-progress",
-                                                          "--precision", "bf16"]))
+                 str(HERE / "peer-policy.yaml"), "--current", str(peers / "data" / "heldout.csv"), "--no-progress"]
+    arms = [("audit", audit_cmd + ["--out", str(out / "audit")], audit_env, VERDICT_CODES)]
     if args.fp32:
-        arms.insert(1, ("audit-fp32", audit_cmd[:-2] + [str(peers / "out" / "audit-fp32"), "--no-progress",
-                                                          "--precision", "fp32"]))
-    scan_python = peers / "venv-c" / "bin" / "python"
-    if args.no_scan:
-        pass
-    elif scan_python.exists():
-        arms.append(("scan", [str(scan_python), str(BENCH / "peer_c_giskard.py")]))
-    else:
-        print(f"scan tool arm skipped: no venv at {scan_python.parent.parent} (its install line is in "
-              f"{BENCH / 'README.md'})", flush=True)
+        arms.append(("audit-fp32", audit_cmd + ["--out", str(out / "audit-fp32"), "--precision", "fp32"], audit_env,
+                     VERDICT_CODES))
+    if args.bf16:
+        arms.append(("audit-bf16", audit_cmd + ["--out", str(out / "audit-bf16"), "--precision", "bf16"], audit_env,
+                     VERDICT_CODES))
+    arms.append(("handwritten", [sys.executable, str(BENCH / "peer_a_handwritten.py")], hand_env, (0,)))
+    scan_skipped = "left out (--no-scan)" if args.no_scan else ""
+    if not args.no_scan:
+        python, why = scan_python(peers)
+        if python is None:
+            scan_skipped = f"skipped: {why} (its install line is in {BENCH / 'README.md'})"
+            print(f"scan tool arm {scan_skipped}", flush=True)
+        else:
+            arms.append(("scan", [str(python), str(BENCH / "peer_c_giskard.py")], scan_env, (0,)))
     if args.dry_run:
-        for name, cmd in arms:
-            print(f"{name}: {' '.join(cmd)}")
+        for name, cmd, arm_env, _ in arms:
+            print(f"{name}: {' '.join(cmd)}" + (f"  (PYTHONPATH={arm_env['PYTHONPATH']})"
+                                                if arm_env.get("PYTHONPATH") else ""))
         return
-    walls: dict[str, list[float]] = {name: [] for name, _ in arms}
-    rss: dict[str, list[float]] = {name: [] for name, _ in arms}
+    if extra:  # matplotlib builds its font cache on first import: once here, not inside the first timed round
+        subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=hand_env, check=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    command = " ".join(["benchmarks/peer.py", *sys.argv[1:]])
+    load_before = list(os.getloadavg())
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}; process group {os.getpgrp()}; "
+          f"arms {', '.join(a[0] for a in arms)}; {args.rounds} rounds", flush=True)
+    runs: dict[str, list[dict]] = {name: [] for name, *_ in arms}
     for r in range(args.rounds):
-        for name, cmd in arms:
-            wall, peak = timed(cmd, env)
-            walls[name].append(wall)
-            if peak is not None:
-                rss[name].append(peak)
-            print(f"round {r + 1} {name:<10} {wall:6.1f} s" + (f"  peak RSS {peak:6.0f} MiB" if peak else ""),
+        for name, cmd, arm_env, ok in arms:
+            got = timed(cmd, arm_env, out / "logs" / f"{stamp}-{name}-{r + 1}.log", ok)
+            runs[name].append(got)
+            print(f"round {r + 1} {name:<12} {got['wall_s']:6.1f} s  peak RSS {got['peak_rss_mib']:6.0f} MiB  "
+                  f"CPU {got['cpu_s']:6.1f} s  exit {got['exit_code']}  (load {got['load1_at_start']:.1f} at start)",
                   flush=True)
-    p = statistics.median(walls["peer"])
-    scan = statistics.median(walls["scan"]) if walls.get("scan") else None
-    for name, _ in arms:
-        w = statistics.median(walls[name])
-        mem = f", peak RSS {statistics.median(rss[name]):.0f} MiB" if rss[name] else ""
-        to_scan = f", ratio to scan tool {w / scan:.2f}" if scan else ""
-        print(f"median {name:<10} {w:6.1f} s{mem}, ratio to peer {w / p:.2f}{to_scan}")
-    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    load_after = list(os.getloadavg())
+    summary = summarise(runs)
+    for name, m in summary["medians"].items():
+        r = summary["ratios"].get(name, {})
+        print(f"median {name:<12} {m['wall_s']:6.1f} s, peak RSS {m['peak_rss_mib']:.0f} MiB, CPU {m['cpu_s']:.1f} s"
+              + (f", ratio to handwritten {_ratio(r['wall_to_handwritten'])}, to scan tool "
+                 f"{_ratio(r['wall_to_scan'])}" if r else ""))
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}")
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print("\n" + markdown(summary, runs, load_before, load_after, command, when) + "\n")
+    doc = {"command": command, "started": stamp, "finished": when, "rounds": args.rounds,
+           "git_head": git_head(), "python": sys.executable, "peers_dir": str(peers), "process_group": os.getpgrp(),
+           "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+           "nice": os.nice(0), "load_average_before": load_before, "load_average_after": load_after,
+           "scan_arm": scan_skipped or "run", "handwritten_pythonpath_extra": extra,
+           "arms": {name: cmd for name, cmd, *_ in arms}, "runs": runs, **summary, "targets": TARGETS}
+    path = args.json or out / f"peer-bench-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":
