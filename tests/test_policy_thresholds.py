@@ -320,3 +320,62 @@ def test_min_digits_changes_the_pii_rate_and_the_status(policy_file):
     raised_rule = f"checks:\n  {cid}: {{max: 0.4, basis: point, min_digits: 8}}\n"
     assert _status(_policy(policy_file, rule, "a.yaml"), {cid: default}, cid) == Status.FAIL
     assert _status(_policy(policy_file, raised_rule, "b.yaml"), {cid: raised}, cid) == Status.PASS
+
+
+# ---------------------------------------------------------------- the old constants are defaults only
+
+
+MOVED = {"FINITE_SHARE", "SMALL_N", "MIN_EXPECTED", "MAX_LEVELS", "TEXT_AUC_FLOOR", "MIN_CLASSIFIER_ROWS",
+         "MIN_DIGITS"}
+
+
+def _default_only(node, parents) -> bool:
+    """A use of a moved constant that is not a decision: a parameter's default (a function signature, a
+    registry entry's `params`, a module-level table of defaults), an equality test against it (is this value the
+    default?), or a bound that a `_validate*` function or a message states."""
+    import ast
+
+    while node in parents:
+        child, node = node, parents[node]
+        if isinstance(node, ast.arguments) and child in node.defaults + node.kw_defaults:
+            return True
+        if isinstance(node, ast.keyword) and node.arg in ("params", "default"):
+            return True
+        if isinstance(node, ast.Compare) and all(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
+            return True
+        if isinstance(node, ast.JoinedStr):
+            return True
+        if isinstance(node, ast.FunctionDef):
+            return node.name.startswith("_validate")
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(parents.get(node), (ast.Module, ast.ClassDef)):
+            return True  # a module-level table of defaults, a dataclass field's default
+    return False
+
+
+def test_the_thresholds_that_became_policy_keys_are_read_only_as_defaults():
+    """Every number of this brief is a policy key now: the module constants that held it are read only as the
+    default of that key (or to ask whether a value is the default), never in a decision of their own. Only the
+    constants in MOVED are looked at: no pattern tells which other number in the code decides a status."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "audit"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+            if name in MOVED and not isinstance(getattr(node, "ctx", None), ast.Store) \
+                    and not _default_only(node, parents):
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno}: {name}")
+    assert found == []
+
+
+def test_the_default_only_rule_finds_a_decision():
+    import ast
+
+    tree = ast.parse("def f(n):\n    return n <= SMALL_N\n\ndef g(n, small_n=SMALL_N):\n    return n <= small_n\n")
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    uses = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "SMALL_N"), key=lambda n: n.lineno)
+    assert [_default_only(n, parents) for n in uses] == [False, True]

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from audit import driftstats as ds
 from audit import stats
 from audit.checks import check
 from audit.context import CheckContext
@@ -312,15 +313,8 @@ def _smaller(ref: Any, cur: Any) -> int:
 RULES = ("small_n", "min_expected", "max_levels", "text_auc_floor")
 
 
-def _rule_defaults() -> dict[str, float]:
-    from audit import driftstats as ds
-
-    return {"small_n": ds.SMALL_N, "min_expected": ds.MIN_EXPECTED, "max_levels": ds.MAX_LEVELS,
-            "text_auc_floor": ds.TEXT_AUC_FLOOR, "min_rows": ds.MIN_CLASSIFIER_ROWS}
-
-
-RULE_DEFAULTS = {k: v for k, v in _rule_defaults().items() if k in RULES}
-MIN_ROWS = _rule_defaults()["min_rows"]  # drift.embedding_auc's default `min_rows`
+RULE_DEFAULTS = {"small_n": ds.SMALL_N, "min_expected": ds.MIN_EXPECTED, "max_levels": ds.MAX_LEVELS,
+                 "text_auc_floor": ds.TEXT_AUC_FLOOR}
 
 
 def _number(params: dict, key: str) -> float | None:
@@ -363,7 +357,8 @@ def _from_stats(sctx, check_id: str, **params) -> Measurement:
        params={"alpha": 0.05, "distance": 0.1, **RULE_DEFAULTS}, validate=_validate_rules,
        evidence=SMALLER_SET)
 def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1,
-                          **rules: float) -> Measurement:
+                          small_n: int = ds.SMALL_N, min_expected: float = ds.MIN_EXPECTED,
+                          max_levels: int = ds.MAX_LEVELS, text_auc_floor: float = ds.TEXT_AUC_FLOOR) -> Measurement:
     """Share of the input columns (the text template's columns and the protected attributes') whose distribution
     in the current set differs from the training split.
 
@@ -373,7 +368,8 @@ def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: floa
     them the same alpha and distance, or a second run is made. A drifted column means the model now meets inputs unlike those it learned from: read its
     other drift findings and its performance on recent labelled data before trusting its decisions."""
     cid = "drift.share_drifted_columns"
-    run = _evidently(ctx, alpha, distance, {**RULE_DEFAULTS, **rules})
+    run = _evidently(ctx, alpha, distance, {"small_n": small_n, "min_expected": min_expected,
+                                            "max_levels": max_levels, "text_auc_floor": text_auc_floor})
     if isinstance(run, str):
         return _skip(cid, run)
     counted = [r for r in run["rows"] if r["counted"] and r["drifted"] is not None]
@@ -401,14 +397,16 @@ def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: floa
        params={"alpha": 0.05, "distance": 0.1, **RULE_DEFAULTS}, validate=_validate_rules,
        evidence=SMALLER_SET)
 def text_descriptors(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1,
-                     **rules: float) -> Measurement:
+                     small_n: int = ds.SMALL_N, min_expected: float = ds.MIN_EXPECTED,
+                     max_levels: int = ds.MAX_LEVELS, text_auc_floor: float = ds.TEXT_AUC_FLOOR) -> Measurement:
     """Share of the text descriptors (words and tokens per text, share of unknown-token pieces, share of non-ASCII
     characters) whose distribution moved between the training split and the current set.
 
     Longer texts may be truncated at the model's window; unknown tokens and non-ASCII characters are text the
     model cannot read well (another language, another alphabet, encoding damage)."""
     cid = "drift.text_descriptors"
-    run = _evidently(ctx, alpha, distance, {**RULE_DEFAULTS, **rules})
+    run = _evidently(ctx, alpha, distance, {"small_n": small_n, "min_expected": min_expected,
+                                            "max_levels": max_levels, "text_auc_floor": text_auc_floor})
     if isinstance(run, str):
         return _skip(cid, run)
     rows = []
@@ -438,14 +436,16 @@ def text_descriptors(ctx: CheckContext, alpha: float = 0.05, distance: float = 0
        params={"alpha": 0.05, "distance": 0.1, **RULE_DEFAULTS}, validate=_validate_rules,
        evidence=SMALLER_SET)
 def text_content_auc(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1,
-                     **rules: float) -> Measurement:
+                     small_n: int = ds.SMALL_N, min_expected: float = ds.MIN_EXPECTED,
+                     max_levels: int = ds.MAX_LEVELS, text_auc_floor: float = ds.TEXT_AUC_FLOOR) -> Measurement:
     """How well evidently's TF-IDF domain classifier tells current texts from training texts: ROC-AUC on a
     held-out half (0.5 = indistinguishable).
 
     The report's drift table gives the threshold chance would reach at these sizes. A high value means new words
     or phrasings; evidently's HTML attachment lists the words most typical of each side."""
     cid = "drift.text_content_auc"
-    run = _evidently(ctx, alpha, distance, {**RULE_DEFAULTS, **rules})
+    run = _evidently(ctx, alpha, distance, {"small_n": small_n, "min_expected": min_expected,
+                                            "max_levels": max_levels, "text_auc_floor": text_auc_floor})
     if isinstance(run, str):
         return _skip(cid, run)
     row = next((r for r in run["rows"] if r["column"] == run["text_column"]), None)
@@ -556,10 +556,10 @@ def favourable_rate_change(ctx: CheckContext, reference: str = "train") -> Measu
 
 
 @check("drift.embedding_auc", title="Embedding drift (domain classifier AUC)", direction="lower",
-       params={"max_rows": 5000, "reference": "train", "min_rows": MIN_ROWS},
-       validate=_validate_min_rows,
-       evidence=SMALLER_SET)
-def embedding_auc(ctx: CheckContext, max_rows: int = 5000, reference: str = "train", min_rows: int = MIN_ROWS) -> Measurement:
+       params={"max_rows": 5000, "reference": "train", "min_rows": ds.MIN_CLASSIFIER_ROWS},
+       validate=_validate_min_rows, evidence=SMALLER_SET)
+def embedding_auc(ctx: CheckContext, max_rows: int = 5000, reference: str = "train",
+                  min_rows: int = ds.MIN_CLASSIFIER_ROWS) -> Measurement:
     """How well a logistic regression on the model's mean-pooled last-layer embeddings tells current rows from
     reference rows: ROC-AUC on held-out rows (fitted on one half, scored on the other), with DeLong's interval.
 
