@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 
 PSI_EPS = 1e-4  # a bin's share is floored at this before the log: an empty bin adds a large, finite term
+# The defaults of the column-drift checks' parameters (audit/checks/drift.py: `max_levels`, `small_n`,
+# `min_expected`, `text_auc_floor`); a policy rule may set each.
 MAX_LEVELS = 5  # a numeric column with at most this many distinct values is tested as categorical
 SMALL_N = 1000  # p-value tests while the smaller sample has at most this many rows; distances above
 MIN_EXPECTED = 5.0  # chi-square: categories expected to hold fewer rows than this in the smaller sample are pooled
@@ -54,6 +56,7 @@ MISSING = "(missing)"
 CHI2_NAME = "chi2_two_sample"
 TEXT_AUC_FLOOR = 0.55  # evidently's abs_text_content_drift threshold
 TEXT_ROWS = 5000  # the text-content test reads a seeded sample of at most this many texts a side
+MIN_CLASSIFIER_ROWS = 10  # the embedding domain classifier needs this many rows a side (drift.embedding_auc's `min_rows`)
 
 
 # ---------------------------------------------------------------- PSI and KS
@@ -177,10 +180,11 @@ def auc_delong(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
 
 
 def domain_classifier_auc(x_ref: np.ndarray, x_cur: np.ndarray, *, seed: int = 0,
-                          max_rows: int = 5000) -> dict[str, Any]:
+                          max_rows: int = 5000, min_rows: int = MIN_CLASSIFIER_ROWS) -> dict[str, Any]:
     """How well a logistic regression tells current rows from reference rows: ROC-AUC on held-out rows.
 
-    Each side is capped at `max_rows` (a seeded sample without replacement). The classifier (standardised
+    Each side is capped at `max_rows` (a seeded sample without replacement); with fewer than `min_rows` rows on
+    a side (at least 2, so each half holds one of each) no classifier is fitted and the AUC is None. The classifier (standardised
     features, L2 logistic regression) is fitted on a stratified, seeded half of the rows and scored on the other
     half; the interval is DeLong's on that half. 0.5 means the two sets cannot be told apart.
 
@@ -208,7 +212,7 @@ def domain_classifier_auc(x_ref: np.ndarray, x_cur: np.ndarray, *, seed: int = 0
     out = {"n_reference": n_ref, "n_current": n_cur, "sampled": sampled,
            "classifier": ("standardised features, logistic regression (L2, C=1), fitted on a stratified half of the "
                           "rows and scored on the other half")}
-    if min(n_ref, n_cur) < 10:
+    if min(n_ref, n_cur) < max(int(min_rows), 2):
         return {**out, "auc": None, "se": None, "n_test": 0}
     X = np.vstack(parts)
     y = np.r_[np.zeros(n_ref), np.ones(n_cur)]
@@ -225,15 +229,15 @@ def domain_classifier_auc(x_ref: np.ndarray, x_cur: np.ndarray, *, seed: int = 0
 # ---------------------------------------------------------------- columns
 
 
-def column_kind(ref, cur) -> tuple[str, Any, Any]:
+def column_kind(ref, cur, max_levels: int = MAX_LEVELS) -> tuple[str, Any, Any]:
     """'numeric' (both converted to floats, missing as NaN) when every present cell of both parses as a number
-    and there are more than MAX_LEVELS distinct values; else 'categorical' (strings, missing as '(missing)')."""
+    and there are more than `max_levels` distinct values; else 'categorical' (strings, missing as '(missing)')."""
     import pandas as pd
 
     present = pd.concat([ref, cur], ignore_index=True).dropna()
     if len(present):
         numbers = pd.to_numeric(present, errors="coerce")
-        if numbers.notna().all() and numbers.nunique() > MAX_LEVELS:
+        if numbers.notna().all() and numbers.nunique() > max_levels:
             return ("numeric", pd.to_numeric(ref, errors="coerce").astype(float).reset_index(drop=True),
                     pd.to_numeric(cur, errors="coerce").astype(float).reset_index(drop=True))
 
@@ -250,6 +254,15 @@ class TestChoice:
     statistic: str  # "p-value", "distance" or "AUC": what the score is
     threshold: float
     direction: str  # "below" (p-value) or "above" (distance, AUC): which side of the threshold is drift
+    min_expected: float = MIN_EXPECTED  # the two-sample chi-square's pooling rule (pooled_table)
+
+    @property
+    def stattest(self) -> str:
+        """The name evidently knows the test by: `method`, except for a two-sample chi-square with another
+        pooling rule than the default, registered under a name of its own (`_register_chi2`)."""
+        if self.method == CHI2_NAME and self.min_expected != MIN_EXPECTED:
+            return _register_chi2(self.min_expected)
+        return self.method
 
 
 TESTS = {
@@ -276,11 +289,16 @@ WHY = {
 
 
 def choose_test(kind: str, n_ref: int, n_cur: int, n_values: int, *, alpha: float = 0.05,
-                distance: float = 0.1) -> TestChoice:
-    small = min(n_ref, n_cur) <= SMALL_N
+                distance: float = 0.1, small_n: int = SMALL_N, min_expected: float = MIN_EXPECTED,
+                text_auc_floor: float = TEXT_AUC_FLOOR) -> TestChoice:
+    """The test of one column (the module docstring's table), with the thresholds of the rule: `small_n` the
+    largest smaller sample that gets p-value tests, `min_expected` the chi-square's pooling rule,
+    `text_auc_floor` the lowest threshold of the text classifier's AUC."""
+    small = min(n_ref, n_cur) <= small_n
     if kind == "text":
         name, stat = TESTS["abs_text_content_drift"]
-        return TestChoice("abs_text_content_drift", name, stat, text_auc_threshold(n_ref, n_cur, alpha), "above")
+        return TestChoice("abs_text_content_drift", name, stat,
+                          text_auc_threshold(n_ref, n_cur, alpha, floor=text_auc_floor), "above")
     if small:
         method = "ks" if kind == "numeric" else ("z" if n_values <= 2 else CHI2_NAME)
         threshold = alpha
@@ -288,64 +306,69 @@ def choose_test(kind: str, n_ref: int, n_cur: int, n_values: int, *, alpha: floa
         method = "wasserstein" if kind == "numeric" else "jensenshannon"
         threshold = distance
     name, stat = TESTS[method]
-    return TestChoice(method, name, stat, threshold, "below" if stat == "p-value" else "above")
+    return TestChoice(method, name, stat, threshold, "below" if stat == "p-value" else "above",
+                      float(min_expected))
 
 
-def text_auc_threshold(n_ref: int, n_cur: int, alpha: float = 0.05) -> float:
-    """max(0.55, the (1 - alpha) quantile of a random classifier's AUC on the held-out half), the quantile from
+def text_auc_threshold(n_ref: int, n_cur: int, alpha: float = 0.05, floor: float = TEXT_AUC_FLOOR) -> float:
+    """max(`floor` (0.55), the (1 - alpha) quantile of a random classifier's AUC on the held-out half), the quantile from
     the Mann-Whitney null: mean 0.5, variance (n1 + n2 + 1) / (12 n1 n2) with n1, n2 the halves' class sizes."""
     from scipy.stats import norm
 
     n1, n2 = max(n_ref / 2, 1), max(n_cur / 2, 1)
     q = 0.5 + float(norm.ppf(1 - alpha)) * math.sqrt((n1 + n2 + 1) / (12 * n1 * n2))
-    return round(max(TEXT_AUC_FLOOR, q), 4)
+    return round(max(float(floor), q), 4)
 
 
-def pooled_table(ref, cur) -> tuple[list[str], np.ndarray]:
+def pooled_table(ref, cur, min_expected: float = MIN_EXPECTED) -> tuple[list[str], np.ndarray]:
     """The 2 x k table of counts (reference row, current row), categories expected to hold fewer than
-    MIN_EXPECTED rows of the smaller sample pooled into one."""
+    `min_expected` rows of the smaller sample pooled into one."""
     import pandas as pd
 
     counts = pd.DataFrame({"r": pd.Series(ref).value_counts(), "c": pd.Series(cur).value_counts()}).fillna(0)
     n_r, n_c = counts["r"].sum(), counts["c"].sum()
     small = min(n_r, n_c) / max(n_r + n_c, 1)
     expected = (counts["r"] + counts["c"]) * small
-    rare = expected < MIN_EXPECTED
+    rare = expected < min_expected
     if rare.sum() >= 2:
         pooled = counts[rare].sum()
         counts = pd.concat([counts[~rare], pd.DataFrame({"r": [pooled["r"]], "c": [pooled["c"]]}, index=[RARE])])
     return [str(i) for i in counts.index], counts[["r", "c"]].to_numpy().T
 
 
-def chi2_two_sample(ref, cur) -> float:
+def chi2_two_sample(ref, cur, min_expected: float = MIN_EXPECTED) -> float:
     """p-value of the chi-square test of homogeneity on the (pooled) 2 x k table; 1.0 with one category."""
     from scipy.stats import chi2_contingency
 
-    _, table = pooled_table(ref, cur)
+    _, table = pooled_table(ref, cur, min_expected)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return 1.0
     return float(chi2_contingency(table, correction=False)[1])
 
 
-_REGISTERED = False
+_REGISTERED: dict[float, str] = {}  # pooling rule (min_expected) -> the name evidently knows the test by
 
 
-def _register_chi2() -> None:
-    """Register the two-sample chi-square with evidently (once), so its report and tests use it by name."""
-    global _REGISTERED
-    if _REGISTERED:
-        return
+def _register_chi2(min_expected: float = MIN_EXPECTED) -> str:
+    """Register the two-sample chi-square with evidently (once per pooling rule), so its report and tests use it
+    by name: CHI2_NAME with the default rule, `chi2_two_sample_min<value>` with another. Returns the name."""
+    min_expected = float(min_expected)
+    if min_expected in _REGISTERED:
+        return _REGISTERED[min_expected]
     from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
     from evidently.legacy.core import ColumnType
 
+    name = CHI2_NAME if min_expected == MIN_EXPECTED else f"{CHI2_NAME}_min{min_expected:g}"
+
     def impl(reference_data, current_data, feature_type, threshold):
-        p = chi2_two_sample(reference_data, current_data)
+        p = chi2_two_sample(reference_data, current_data, min_expected)
         return p, p < threshold
 
-    register_stattest(StatTest(name=CHI2_NAME, display_name="chi-square two-sample p_value",
+    register_stattest(StatTest(name=name, display_name="chi-square two-sample p_value",
                                allowed_feature_types=[ColumnType.Categorical]), default_impl=impl)
-    _REGISTERED = True
+    _REGISTERED[min_expected] = name
+    return name
 
 
 def import_evidently():
@@ -373,7 +396,7 @@ def column_test(ref, cur, kind: str, test: TestChoice) -> tuple[float, bool]:
     if kind == "numeric":
         ref = ref.replace([np.inf, -np.inf], np.nan).dropna()
         cur = cur.replace([np.inf, -np.inf], np.nan).dropna()
-    res = get_registered_stattest(test.method, ctype)(ref, cur, ctype, test.threshold)
+    res = get_registered_stattest(test.stattest, ctype)(ref, cur, ctype, test.threshold)
     return float(res.drift_score), bool(res.drifted)
 
 
@@ -400,7 +423,7 @@ def run_evidently(ref, cur, kinds: dict[str, str], tests: dict[str, TestChoice],
         categorical_columns=[c for c in cols if kinds[c] == "categorical"],
         text_columns=[c for c in cols if kinds[c] == "text"],
     )
-    preset = DataDriftPreset(columns=cols, per_column_method={c: tests[c].method for c in cols},
+    preset = DataDriftPreset(columns=cols, per_column_method={c: tests[c].stattest for c in cols},
                              per_column_threshold={c: tests[c].threshold for c in cols})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -5,6 +5,9 @@ reason."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 
 from audit.mergeable import AuditStats
@@ -14,6 +17,32 @@ from audit.result import Measurement
 NOT_MEASURABLE = "not measurable from statistics"  # starts the reason of a check that needs rows
 
 
+def under_policy_statistics(measure: Callable[..., dict[str, Measurement]]) -> Callable[..., dict[str, Measurement]]:
+    """Decorates a `measure(policy, ...) -> {check id: Measurement}` of any kind of run (audit.runner.measure,
+    measure_stats): every interval it computes follows the policy's run-wide `statistics:` rules (audit.stats,
+    `finite_rule`). Where the policy gives a `statistics:` block, each measurement records the
+    rules in effect in its details (`statistics`), so a reader sees which rule decided (all but the SKIPPED); a
+    policy without one runs on the defaults and its measurements are as before."""
+
+    @functools.wraps(measure)
+    def measured(policy, *args, **kwargs) -> dict[str, Measurement]:
+        from audit import stats
+
+        rules = getattr(policy, "statistics", None)
+        if rules is None:
+            return measure(policy, *args, **kwargs)
+        with stats.finite_rule(rules.min_finite_share):
+            out = measure(policy, *args, **kwargs)
+        if "statistics" in policy.model_fields_set:
+            for m in out.values():
+                if not m.skipped:
+                    m.details.setdefault("statistics", rules.model_dump())
+        return out
+
+    return measured
+
+
+@under_policy_statistics
 def measure_stats(policy, stats: AuditStats, manifest, *, noise_scales: list[float] | None = None,
                   reference: AuditStats | None = None, why_no_rows: str = "") -> dict[str, Measurement]:
     """Measurements of every check the stats can support (the registry's `stats` forms, audit.checks) in the

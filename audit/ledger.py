@@ -24,18 +24,26 @@ import base64
 import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from audit.errors import AuditError, UsageError
 
-EVIDENCE = "evidence.json"
-SIGNATURE = "signature.json"
-LEDGER = "ledger.jsonl"
-HEAD = "ledger.head"
-MARKER = ".audit-run"
+# the files of an output root and of a run folder, and the file operations shared with audit.publish and
+# audit.recovery, live in audit.rootfiles (read from here too)
+from audit.rootfiles import (  # noqa: F401
+    EVIDENCE,
+    HEAD,
+    LEDGER,
+    MARKER,
+    SIGNATURE,
+    NotAFile,
+    read_regular,
+    sha256_regular,
+    write_head,
+)
+
 NOT_SEALED = {EVIDENCE, SIGNATURE, MARKER}
 
 
@@ -147,47 +155,6 @@ def sign(digest: str, key_path: Path) -> dict[str, str]:
     return {"algorithm": "ed25519", "signed": "digest of evidence.json", "digest": digest,
             "signature": base64.b64encode(key.sign(digest.encode("ascii"))).decode("ascii"),
             "public_key": public.decode("ascii"), "key_id": _key_id(public)}
-
-
-# --- reading files that evidence names --------------------------------------------------------------------------
-
-
-class NotAFile(OSError):
-    """A path that is not a regular file (a folder, a FIFO, a device, a socket): never opened for reading."""
-
-
-def _kind(mode: int) -> str:
-    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
-            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a regular file")
-
-
-def _open_regular(path: Path) -> int:
-    """A file descriptor of `path` when it is a regular file. O_NONBLOCK: opening a FIFO does not wait for a
-    writer; the fstat after the open then refuses it (no window between a check and the open)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        os.close(fd)
-        raise
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise NotAFile(f"{path}: {_kind(mode)}, not a regular file")
-    return fd
-
-
-def read_regular(path: Path) -> bytes:
-    with os.fdopen(_open_regular(path), "rb") as fh:
-        return fh.read()
-
-
-def sha256_regular(path: Path) -> str:
-    digest = hashlib.sha256()
-    with os.fdopen(_open_regular(path), "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- the ledger -----------------------------------------------------------------------------------------------
@@ -321,23 +288,6 @@ def head_text(count: int, last_hash: str, sign_key: Path | None = None) -> str:
     return json.dumps(body, indent=1) + "\n"
 
 
-def write_head(root: Path, text: str) -> None:
-    """Replace `root/ledger.head` atomically (a temporary file, fsynced, renamed)."""
-    import secrets
-
-    path = Path(root) / HEAD
-    tmp = path.with_name(f".{HEAD}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            tmp.unlink()
-
-
 def check_head(root: Path, entries: list[dict], pubkey: Path | None = None) -> tuple[list[str], list[str]]:
     """Problems and notes of `ledger.head` against the entries read from the ledger."""
     path = Path(root) / HEAD
@@ -399,11 +349,11 @@ def named(problem: str) -> str:
 def check_ledger(root: Path, *, locked: bool = False, pubkey: Path | None = None
                  ) -> tuple[list[dict], list[str], list[str]]:
     """The ledger of `root`: (entries, problems, notes), the chain and the head checked together. A publication
-    that a killed process left half done is first finished or undone (audit.publish.recover), under the lock."""
+    that a killed process left half done is first finished or undone (audit.recovery.recover), under the lock."""
     root = Path(root)
     notes: list[str] = []
     if not locked:
-        from audit.publish import pending, recover
+        from audit.recovery import pending, recover
 
         if pending(root):
             try:

@@ -54,6 +54,7 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
     epsilons = [d["privacy"]["epsilon"] for d in docs if d.get("privacy")]
     measurements = measure_stats(policy, merged, manifest, noise_scales=scales, reference=reference,
                                  why_no_rows="a federated audit sees statistics only")
+    not_collected(measurements, docs, stats_paths)
     # noised cells are summed, then clipped (clipping each cell first biases the total upwards)
     rows = max(float(merged.scores.counts.point.sum()), 0.0)
     positives = int(round(max(float(merged.scores.counts.point[1].sum()), 0.0)))
@@ -107,3 +108,22 @@ def run_merge(stats_paths: list[Path], policy_path, *, reference_paths: list[Pat
                     strict=strict, noised_epsilons=epsilons)
     out = check_out(out_dir, report_root, manifest.name, started, None, [i.get("path") for i in inputs])
     return finish(run, out, template_dirs=template_dirs)
+
+
+def not_collected(measurements: dict, docs: list[dict], paths: list) -> None:
+    """Where silos ran `audit stats --policy` but collected nothing for a ruled check, and said why (audit.silo:
+    no training rows in the silo, say), an INCONCLUSIVE measurement of that check gives that reason and which
+    silos, instead of what the merged statistics lack as a consequence."""
+    from audit.from_stats import NOT_MEASURABLE
+
+    why: dict[str, list[str]] = {}
+    for p, d in zip(paths, docs):
+        for cid, reason in ((d.get("data") or {}).get("not_collected") or {}).items():
+            why.setdefault(str(cid), []).append(f"{Path(p).name}: {reason}")
+    for cid, reasons in why.items():
+        m = measurements.get(cid)
+        if m is None or m.value is not None or not m.inconclusive:
+            continue
+        m.inconclusive = (f"{NOT_MEASURABLE}: {len(reasons)} of {len(docs)} silo(s) collected no statistics for "
+                          f"this check ({'; '.join(reasons)})")
+        m.details["not_collected"] = reasons

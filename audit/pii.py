@@ -378,7 +378,12 @@ _SHAPE = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq
                          b"0" * 10 + b"a" * 52)
 _NUMBERISH = np.zeros(256, dtype=bool)  # what a digit-gated find is made of: digits and + ( ) . - / space
 _NUMBERISH[list(b"0+(). -/")] = True
-_MIN_DIGITS = 7  # every digit-gated find holds at least 7 digits (a phone number; cards and SSNs hold more)
+# Every digit-gated find holds at least this many digits (a phone number; cards and SSNs hold more): the
+# default of the PII checks' `min_digits` (audit/checks/privacy.py). A check may raise it: a phone or card find
+# with fewer digits is then not a find (a 7-digit local number, also after a phone word), and a run of fewer
+# digits no row that could hold one; no pattern finds fewer than 7, so a lower value would find nothing more.
+# Redaction (`redact`, `snippet`) always uses the default.
+MIN_DIGITS = 7
 
 
 def _lit(*words: bytes) -> tuple[re.Pattern, ...]:
@@ -411,16 +416,24 @@ CANDIDATES = {
 }
 
 
-def _numberish(s: str) -> bool:
-    """True when `s` is made only of digits and + ( ) . - / space, with at least 7 digits."""
-    return (sum("0" <= ch <= "9" for ch in s) >= _MIN_DIGITS
+def candidates(min_digits: int = MIN_DIGITS) -> dict[str, str]:
+    """CANDIDATES, with the digit rule that `min_digits` sets."""
+    if min_digits == MIN_DIGITS:
+        return dict(CANDIDATES)
+    return {t: v.replace(f"{MIN_DIGITS} or more digits", f"{min_digits} or more digits") for t, v in CANDIDATES.items()}
+
+
+def _numberish(s: str, min_digits: int = MIN_DIGITS) -> bool:
+    """True when `s` is made only of digits and + ( ) . - / space, with at least `min_digits` digits."""
+    return (sum("0" <= ch <= "9" for ch in s) >= min_digits
             and all("0" <= ch <= "9" or ch in "+(). -/" for ch in s))
 
 
 class _Gates:
     """The rows of one batch that pass each gate, computed on first use."""
 
-    def __init__(self, rows: list[str]):
+    def __init__(self, rows: list[str], min_digits: int = MIN_DIGITS):
+        self.min_digits = min_digits
         enc = [r.encode("utf-8", "surrogatepass") for r in rows]
         self.raw = b"\x00".join(enc)
         lengths = np.fromiter((len(e) + 1 for e in enc), dtype=np.int64, count=len(enc))
@@ -438,11 +451,12 @@ class _Gates:
 
     def rows(self, gate: str) -> np.ndarray:
         if gate not in self._rows:
-            if gate == "digits":  # a run of digits and separators with at least 7 digits
+            if gate == "digits":  # a run of digits and separators with at least min_digits digits
                 shape = np.frombuffer(self._buffer("shape"), dtype=np.uint8)
                 digit = shape == ord("0")
                 run = np.cumsum(~_NUMBERISH[shape])  # one id per run of numberish characters
-                enough = np.bincount(run[digit], minlength=int(run[-1]) + 1 if len(run) else 1) >= _MIN_DIGITS
+                enough = (np.bincount(run[digit], minlength=int(run[-1]) + 1 if len(run) else 1)
+                          >= self.min_digits)
                 self._rows[gate] = self._to_rows(np.flatnonzero(digit & enough[run]))
             else:
                 buf = self._buffer(_GATES[gate][0])
@@ -477,10 +491,13 @@ def check_types(types: Iterable[str] | None) -> tuple[str, ...]:
     return chosen or TYPES
 
 
-def _accept(rule: Rule, m: re.Match) -> Span | None:
+def _accept(rule: Rule, m: re.Match, min_digits: int = MIN_DIGITS) -> Span | None:
     span = rule.accept(m)
-    if span is not None and rule.gate == "digits" and not _numberish(m.string[span[0]:span[1]]):
+    if span is not None and rule.gate == "digits" and not _numberish(m.string[span[0]:span[1]], min_digits):
         return None  # keeps the digit gate a necessary condition, whatever a pattern allows
+    if (span is not None and min_digits != MIN_DIGITS and rule.kind in ("phone", "card")
+            and len(_digits(m.string[span[0]:span[1]])) < min_digits):
+        return None  # a raised `min_digits` holds for a phone number after a phone word too
     return span
 
 
@@ -488,10 +505,10 @@ _BATCH = 20_000
 
 
 def _batch_finds(rows: list[str], types: tuple[str, ...], gated: bool,
-                 candidates: np.ndarray | None = None) -> list[list[Find]]:
+                 candidates: np.ndarray | None = None, min_digits: int = MIN_DIGITS) -> list[list[Find]]:
     """Validated, non-overlapping finds per row (rows hold no NUL), each row's sorted by start. `candidates`, a
     (len(rows), len(TYPES)) bool array, is set where a row passes a gate of the type (could hold it)."""
-    gates = _Gates(rows) if gated else None
+    gates = _Gates(rows, min_digits) if gated else None
     accepted: dict[int, tuple[list[int], list[int], list[str]]] = {}  # row -> starts, ends, kinds (sorted)
     everything = np.arange(len(rows))
     for rule in RULES:
@@ -506,7 +523,7 @@ def _batch_finds(rows: list[str], types: tuple[str, ...], gated: bool,
         corpus = _SEP.join(picked)
         offsets = np.concatenate([[0], np.cumsum([len(t) + 1 for t in picked])[:-1]]).tolist()
         for m in rule.pattern.finditer(corpus):
-            span = _accept(rule, m)
+            span = _accept(rule, m, min_digits)
             if span is None:
                 continue
             j = bisect.bisect_right(offsets, span[0]) - 1
@@ -527,15 +544,16 @@ def _batch_finds(rows: list[str], types: tuple[str, ...], gated: bool,
 
 
 def find_all(texts: Sequence[str], types: Iterable[str] | None = None, *, gated: bool = True,
-             candidates: np.ndarray | None = None) -> list[list[Find]]:
+             candidates: np.ndarray | None = None, min_digits: int = MIN_DIGITS) -> list[list[Find]]:
     """Finds per text (each `Find.row` is the text's index). `gated=False` runs every pattern over every text:
-    slower, the same result; it exists to test the gates. `candidates`: see `_batch_finds` (len(texts) rows)."""
+    slower, the same result; it exists to test the gates. `candidates`: see `_batch_finds` (len(texts) rows).
+    `min_digits`: the fewest digits a digit-gated find holds (MIN_DIGITS)."""
     chosen = check_types(types)
     clean = [str(t).replace(_SEP, " ") for t in texts]
     out: list[list[Find]] = []
     for lo in range(0, len(clean), _BATCH):
         part = candidates[lo: lo + _BATCH] if candidates is not None else None  # a view: set in place
-        for finds in _batch_finds(clean[lo: lo + _BATCH], chosen, gated, part):
+        for finds in _batch_finds(clean[lo: lo + _BATCH], chosen, gated, part, int(min_digits)):
             out.append([Find(f.kind, f.row + lo, f.start, f.end) for f in finds] if lo else finds)
     return out
 
@@ -611,14 +629,16 @@ class Scan:
         return int(self.any_row.sum())
 
 
-def scan(texts: Sequence[str], types: Iterable[str] | None = None) -> Scan:
-    """Scan every text: counts by type, rows affected, and where each find is (never its text)."""
+def scan(texts: Sequence[str], types: Iterable[str] | None = None, *, min_digits: int = MIN_DIGITS) -> Scan:
+    """Scan every text: counts by type, rows affected, and where each find is (never its text). `min_digits`:
+    the fewest digits a phone or card find (and a row that could hold one) has: MIN_DIGITS unless a check's
+    rule raises it."""
     import time
 
     t0 = time.perf_counter()
     chosen = check_types(types)
     candidates = np.zeros((len(texts), len(TYPES)), dtype=bool)
-    per_row = find_all(texts, chosen, candidates=candidates)
+    per_row = find_all(texts, chosen, candidates=candidates, min_digits=min_digits)
     flags = np.zeros((len(per_row), len(TYPES)), dtype=bool)
     finds = [f for row in per_row for f in row]
     for f in finds:

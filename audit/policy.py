@@ -91,6 +91,16 @@ class Budget(BaseModel):
     batch_size: int = Field(default=64, gt=0, le=4096)
 
 
+class Statistics(BaseModel):
+    """Run-wide rules of the statistics behind every interval (audit.stats), applied by every kind of run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # an interval is undefined (the finding INCONCLUSIVE where it needs one) when fewer than this share of the
+    # bootstrap replicates are finite; the default is audit.stats.FINITE_SHARE (a test holds them equal)
+    min_finite_share: float = Field(default=0.9, gt=0, le=1)
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -110,6 +120,7 @@ class Policy(BaseModel):
     training_rows_in_eval: Literal["warn", "exclude", "refuse"] = "warn"
     checks: dict[str, Rule]
     budget: Budget = Field(default_factory=Budget)
+    statistics: Statistics = Field(default_factory=Statistics)
     waivers: list[Waiver] = Field(default_factory=list)
     scope: list[Any] = Field(default_factory=list)  # clauses the policy answers for: strings or mappings (Cite)
     not_covered: list[Any] = Field(default_factory=list)  # what this audit does not test, each with its reason
@@ -144,6 +155,7 @@ class Policy(BaseModel):
 _KNOWN_KEYS: dict[tuple, list[str]] = {
     (): [k for k in Policy.model_fields if k not in ("source", "sha256", "favourable_where")],
     ("budget",): list(Budget.model_fields),
+    ("statistics",): list(Statistics.model_fields),
     ("waivers",): list(Waiver.model_fields),
     ("checks", "baseline"): list(BaselineRule.model_fields),
 }

@@ -3,7 +3,7 @@
 The run folder is first written in full to a hidden sibling `.<name>.tmp-<pid>-<hex>` (audit.render.outputs).
 Then, holding the ledger lock of the root (the folder that holds the run folders, and `ledger.jsonl`):
 
-1. publications that a killed process left half done are finished or undone (`recover`), and temporary folders
+1. publications that a killed process left half done are finished or undone (`audit.recovery.recover`), and temporary folders
    of dead processes are removed (`clean_stale`);
 2. the ledger and its head are checked: a broken ledger stops the run here, with nothing published;
 3. with SIGINT and SIGTERM deferred: an intent file `.<name>.pub-<pid>-<hex>.json` records the step (the
@@ -25,22 +25,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
-import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from audit.errors import OutputError
+from audit.recovery import TEMP, clean_stale, pending, pid_alive, recover  # noqa: F401  (read from here too)
+from audit.recovery import remove as _remove
+from audit.rootfiles import EVIDENCE, LEDGER, MARKER, read_regular
 
-MARKER = ".audit-run"
 # the files audit writes in a run folder besides those its evidence.json lists (report.pdf: older versions
 # printed it into the folder)
 ALWAYS = frozenset({"result.json", "report.html", "junit.xml", "summary.md", "predictions.csv", "README.md",
                     "evidence.json", "signature.json", MARKER, "report.pdf"})
-TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|pub)-(?P<pid>\d+)-(?P<tag>[0-9a-f]{8})(?:\.json)?$")
 ANY = object()  # publish(expect=ANY): no expectation about what the target holds
 
 PUBLISHED: list[Path] = []  # run folders this process has published and recorded (the CLI's interrupt message)
@@ -49,18 +48,6 @@ PUBLISHED: list[Path] = []  # run folders this process has published and recorde
 def temp_path(target: Path, kind: str) -> Path:
     suffix = ".json" if kind == "pub" else ""
     return target.parent / f".{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
-
-
-def pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, another user's
-        return True
-    return True
 
 
 class signals_deferred:
@@ -88,16 +75,6 @@ def _reached(step: str) -> None:
     """A named point of the publication (tests stop a forked process here to play a SIGKILL)."""
 
 
-def _remove(p: Path) -> None:
-    try:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -117,8 +94,6 @@ def fsync_dir(path: Path) -> None:
 def audit_names(folder: Path) -> set[str]:
     """The file names audit writes in the run folder `folder`: the fixed ones and those its evidence.json lists."""
     names = set(ALWAYS)
-    from audit.ledger import EVIDENCE, read_regular
-
     try:
         listed = json.loads(read_regular(folder / EVIDENCE)).get("files")
     except (OSError, ValueError, AttributeError):
@@ -221,91 +196,13 @@ def check_out_dir(out: Path, *, inputs: list[Any] = (), model_dir: Path | None =
             raise OutputError(f"will not write the run folder {out}: it lies inside the run folder {parent}")
     check_replaceable(target)
     if ledger and real.parent.is_dir():
-        from audit.ledger import LEDGER, check_ledger
+        from audit.ledger import check_ledger
 
         _, problems, _ = check_ledger(real.parent)
         if problems:
             raise OutputError(f"{real.parent / LEDGER}: the ledger is broken ({problems[0]}); not recording a run "
                               "in it (nothing was written)")
     return Target(target, fingerprint(target), unique)
-
-
-# ---------------------------------------------------------------- stale temporaries and recovery
-
-
-def _temps(root: Path) -> list[tuple[Path, re.Match]]:
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return []
-    return [(root / n, m) for n in names if (m := TEMP.match(n))]
-
-
-def clean_stale(root: Path) -> None:
-    """Remove the temporary folders and files (`.NAME.tmp-PID-*`, `.NAME.old-PID-*`) of dead processes in
-    `root`; not while an interrupted publication there waits for `recover` (it may need an `.old-` folder)."""
-    temps = _temps(root)
-    if any(m["kind"] == "pub" and not pid_alive(int(m["pid"])) for _, m in temps):
-        return
-    for p, m in temps:
-        if m["kind"] in ("tmp", "old") and not pid_alive(int(m["pid"])):
-            _remove(p)
-
-
-def pending(root: Path) -> list[Path]:
-    """Intent files of publications whose process died before finishing them."""
-    return sorted(p for p, m in _temps(root) if m["kind"] == "pub" and not pid_alive(int(m["pid"])))
-
-
-def _holds(folder: Path, digest: str) -> bool:
-    from audit.ledger import EVIDENCE, read_regular
-
-    try:
-        return json.loads(read_regular(folder / EVIDENCE)).get("digest") == digest
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def recover(root: Path) -> list[str]:
-    """Finish or undo the publications in `root` that a killed process left half done; call holding the ledger
-    lock. Returns one line for each."""
-    from audit.ledger import LEDGER, read_regular, write_head
-
-    done = []
-    for intent_path in pending(root):
-        try:
-            intent = json.loads(read_regular(intent_path))
-            target, tmp, backup = (root / intent[k] for k in ("name", "tmp", "backup"))
-            written, size, digest = intent["write"].encode("utf-8"), int(intent["ledger_size"]), intent["digest"]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            _remove(intent_path)  # written but not complete: the publication had not begun
-            continue
-        ledger = root / LEDGER
-        try:
-            data = read_regular(ledger) if ledger.exists() else b""
-        except OSError:
-            continue  # leave it; the ledger check names the problem
-        appended = data[size:size + len(written)] == written
-        if not appended and len(data) > size and written.startswith(data[size:]):
-            os.truncate(ledger, size)  # a torn append: our own half line
-            data = data[:size]
-        if not appended and len(data) == size and _holds(target, digest):
-            with open(ledger, "ab") as fh:  # the folder is in place: finish the step
-                fh.write(written)
-                fh.flush()
-                os.fsync(fh.fileno())
-            appended = True
-        if appended:
-            write_head(root, intent["head"])
-            _remove(backup)
-            done.append(f"finished recording {target.name} (its process was killed after publishing it)")
-        else:
-            if not os.path.lexists(target) and backup.is_dir():
-                os.replace(backup, target)  # the old folder goes back
-            done.append(f"undid the interrupted publication of {target.name}")
-        _remove(tmp)
-        _remove(intent_path)
-    return done
 
 
 # ---------------------------------------------------------------- the publication

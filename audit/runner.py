@@ -27,6 +27,7 @@ from audit.data import (  # noqa: F401  (other_rows, safe_cell: read from here t
     sha256_file,
 )
 from audit.errors import DataError, UsageError
+from audit.from_stats import under_policy_statistics
 from audit.manifest import Manifest
 from audit.model import ModelBundle, open_bundle
 from audit.policy import Policy, load_policy
@@ -178,6 +179,7 @@ def score_all(engine: Engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, 
     return scored["eval"], sets
 
 
+@under_policy_statistics  # the policy's run-wide `statistics:` rules for every interval (audit.stats)
 def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = None,
             everything: bool = False) -> dict[str, Measurement]:
     """Run the checks the policy rules; a check that raises becomes an ERROR measurement. With `everything`

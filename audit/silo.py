@@ -63,27 +63,30 @@ def compute_silo_stats(model_dir, data_path, out_path, *, grid: Grid, epsilon: f
                      "bootstrap weights do not repeat another's, but differ from those of the same rows in another file")
     stats.update(row_ids, preds.score, (ev.y == pos).astype(int), groups)
     collected: list[str] = []
+    missing: dict[str, str] = {}
     if policy is not None:
         collected = collect_checks(policy, stats, bundle, ev, preds, row_ids, batch_size, progress,
-                                   skip={"shap"} if epsilon is not None else set())
+                                   skip={"shap"} if epsilon is not None else set(), missing=missing)
     privacy = None
     if epsilon is not None:
         seed = noise_seed if noise_seed is not None else secrets.randbits(64)
         privacy = add_noise(stats, float(epsilon), np.random.default_rng(seed))
     data = {"rows": len(ev.texts) if privacy is None else None,
             "sha256": sha256_file(Path(data_path)) if privacy is None else None, "notes": notes,
-            **({"checks": collected} if policy is not None else {})}
+            **({"checks": collected} if policy is not None else {}),
+            **({"not_collected": missing} if missing else {})}  # check id -> why this silo collected nothing
     doc = stats_document(stats, model_identity(bundle), privacy, data)
     write_json_atomic(Path(out_path), doc)
     return doc
 
 
 def collect_checks(policy, stats: AuditStats, bundle, ev, preds, row_ids, batch_size: int, progress: bool,
-                   skip: set[str]) -> list[str]:
+                   skip: set[str], missing: dict[str, str] | None = None) -> list[str]:
     """Add to `stats.silo` the statistics of every check the policy rules whose statistics form collects them
     in the silo (the registry: `stats.collect`), computed on a context like `audit run`'s (the same seed,
     replicates and row-id weights, so one silo's numbers are the in-memory ones). Kinds in `skip` are left out
-    (SHAP under noise: audit/noise.py). Returns the checks whose statistics were collected."""
+    (SHAP under noise: audit/noise.py). Returns the checks whose statistics were collected; a `collect` that
+    returns a reason instead (this silo has no training rows, say) puts it in `missing` by check id."""
     from audit.checks import all_checks
     from audit.context import CheckContext
     from audit.from_stats import check_params
@@ -105,6 +108,10 @@ def collect_checks(policy, stats: AuditStats, bundle, ev, preds, row_ids, batch_
         if collect is None:
             continue
         got = collect(ctx, cid, **params[cid])
+        if isinstance(got, str):  # nothing to collect in this silo, and why (no training rows here, say)
+            if missing is not None:
+                missing[cid] = got
+            continue
         got = [] if got is None else got if isinstance(got, list) else [got]
         got = [st for st in got if st.kind not in skip]
         for st in got:

@@ -9,11 +9,37 @@ The bootstrap is Poisson(1): each row of the data enters each replicate k ~ Pois
 It approximates the classic multinomial bootstrap for n in the tens and up, resamples every subgroup
 independently (so a per-group interval is a within-group resample), and its counts merge across
 partitions, which keeps a streaming or distributed audit possible.
+
+An interval is undefined (None) when fewer than `min_finite_share()` of the replicates are finite (the metric is
+undefined on too many resamples to trust an interval): the policy's `statistics.min_finite_share`, default
+FINITE_SHARE. A run sets it for the checks it measures with `finite_rule` (audit.from_stats.under_policy_statistics).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import numpy as np
+
+FINITE_SHARE = 0.9  # default of the policy's statistics.min_finite_share (audit/policy.py)
+_finite_share: ContextVar[float] = ContextVar("audit_min_finite_share", default=FINITE_SHARE)
+
+
+def min_finite_share() -> float:
+    """The share of finite replicates an interval needs in the run being measured (FINITE_SHARE by default)."""
+    return _finite_share.get()
+
+
+@contextmanager
+def finite_rule(share: float) -> Iterator[None]:
+    """Every interval computed inside the block needs `share` of its replicates finite."""
+    token = _finite_share.set(float(share))
+    try:
+        yield
+    finally:
+        _finite_share.reset(token)
 
 
 def poisson_weights(n: int, replicates: int, seed: int) -> np.ndarray:
@@ -27,10 +53,10 @@ def poisson_weights(n: int, replicates: int, seed: int) -> np.ndarray:
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
-    """Percentile interval of the finite replicates; None when fewer than 90% are finite (the metric is
-    undefined on too many resamples to trust an interval)."""
+    """Percentile interval of the finite replicates; None when fewer than `min_finite_share()` of them (90% by
+    default) are finite (the metric is undefined on too many resamples to trust an interval)."""
     finite = replicates[np.isfinite(replicates)]
-    if len(replicates) == 0 or len(finite) < 0.9 * len(replicates):
+    if len(replicates) == 0 or len(finite) < min_finite_share() * len(replicates):
         return None, None
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(finite, [alpha, 1.0 - alpha])
@@ -64,8 +90,8 @@ def max_contrast_interval(point: np.ndarray, reps: np.ndarray, confidence: float
     conservative: it keeps its level by covering more often.
 
     The interval is clipped to the statistic's range [`low`, `high`] (a max - min difference is >= 0) and always
-    contains the point estimate max_k ĉ_k. (None, None) when fewer than 90% of the replicates are finite on
-    every contrast, or a point contrast is not finite."""
+    contains the point estimate max_k ĉ_k. (None, None) when fewer than `min_finite_share()` of the replicates
+    (90% by default) are finite on every contrast, or a point contrast is not finite."""
     point = np.asarray(point, dtype=float)
     reps = np.asarray(reps, dtype=float)
     if (point.ndim < 1 or reps.ndim != point.ndim + 1 or reps.shape[-1] != point.shape[-1]
@@ -76,7 +102,7 @@ def max_contrast_interval(point: np.ndarray, reps: np.ndarray, confidence: float
     with np.errstate(invalid="ignore", divide="ignore"):
         rows = np.isfinite(X).all(axis=2)  # (B, R): replicates finite on every contrast
         m = rows.sum(axis=1)
-        valid = (m >= max(2, 0.9 * R)) & np.isfinite(P).all(axis=1)
+        valid = (m >= max(2, min_finite_share() * R)) & np.isfinite(P).all(axis=1)
         every = bool(rows.all())
         if not every:
             X = np.where(rows[:, :, None], X, np.nan)
@@ -166,7 +192,7 @@ def ece_interval(gaps: np.ndarray, confidence: float, n: int | None = None):
     if gaps.ndim > 2:
         raise ValueError(f"ece_interval: batches need at most {SIGN_BINS_MAX} occupied bins")
     reps = g[1:][np.isfinite(g[1:]).all(axis=1)]
-    if len(reps) < 0.9 * (len(g) - 1) or not np.isfinite(point):
+    if len(reps) < min_finite_share() * (len(g) - 1) or not np.isfinite(point):
         return None, None
     alpha = (1.0 - confidence) / 2.0
     se = reps.std(axis=0, ddof=1)

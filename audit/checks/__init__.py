@@ -13,9 +13,10 @@ holds the rows computes it in memory instead), "silo" (from statistics that `aud
 silo, where the rows and the model are, with the form's `collect` function: on one silo's rows the same value,
 interval and parts as in memory, without the text examples; silos add their counts) or "manifest" (it reads only
 the model's manifest, and is measured from statistics only when a rule asks for it). A binned or silo form whose
-statistics are collected in the silo has `collect` too (`stats.collect(ctx, check_id, **params) -> SiloStat`). A check without `stats` needs rows; its family module's
-`NEEDS_ROWS` says why, and the statistics path reports that reason. This registry is the only list of which
-checks which input supports.
+statistics are collected in the silo has `collect` too (`stats.collect(ctx, check_id, **params) -> SiloStat`,
+or a string saying why this silo has nothing to collect, which `audit merge` reports). A check without `stats`
+needs rows; its family module's `NEEDS_ROWS` says why, and the statistics path reports that reason. This
+registry is the only list of which checks which input supports.
 
 Family modules import only light libraries at the top (numpy), so listing the registry stays fast.
 """

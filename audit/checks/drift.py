@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from audit import driftstats as ds
 from audit import stats
 from audit.checks import check
 from audit.context import CheckContext
@@ -145,13 +146,13 @@ def _unique(name: str, taken) -> str:
     return out
 
 
-def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, Any] | str:
-    """One evidently run over every compared column, cached per (alpha, distance)."""
+def _evidently(ctx: CheckContext, alpha: float, distance: float, rules: dict[str, float]) -> dict[str, Any] | str:
+    """One evidently run over every compared column, cached per (alpha, distance, the test-choice rules: RULES)."""
     import pandas as pd
 
     from audit import driftstats as ds
 
-    key = ("evidently", float(alpha), float(distance))
+    key = ("evidently", float(alpha), float(distance), *(float(rules[k]) for k in RULES))
     cache = ctx.shared.drift
     if key in cache:
         return cache[key]
@@ -167,7 +168,8 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
         if missing:
             notes.append(f"Column '{col}' ({role}) is absent from the {' and the '.join(missing)}: not compared.")
             continue
-        kinds[col], ref_cols[col], cur_cols[col] = ds.column_kind(ref.frame[col], cur.frame[col])
+        kinds[col], ref_cols[col], cur_cols[col] = ds.column_kind(ref.frame[col], cur.frame[col],
+                                                                  int(rules["max_levels"]))
         roles[col] = role
     positive, negative = ctx.positive_label, ctx.negative_label
     labels = np.asarray(ctx.classes.labels, dtype=object) if ctx.multiclass else None  # classes by name
@@ -194,14 +196,17 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
     for d in d_ref:
         name = _unique(DESCRIPTOR_PREFIX + ds.DESCRIPTOR_NAMES[d], roles)
         descriptor_cols[name] = d
-        kinds[name], ref_cols[name], cur_cols[name] = ds.column_kind(pd.Series(d_ref[d]), pd.Series(d_cur[d]))
+        kinds[name], ref_cols[name], cur_cols[name] = ds.column_kind(pd.Series(d_ref[d]), pd.Series(d_cur[d]),
+                                                                     int(rules["max_levels"]))
         roles[name] = "text descriptor"
     tests = {}
+    choice = {"small_n": int(rules["small_n"]), "min_expected": float(rules["min_expected"]),
+              "text_auc_floor": float(rules["text_auc_floor"])}
     for col, kind in kinds.items():
         r, c = ref_cols[col], cur_cols[col]
         n_r, n_c = (int(r.notna().sum()), int(c.notna().sum())) if kind == "numeric" else (len(r), len(c))
         levels = int(pd.concat([r, c]).nunique()) if kind == "categorical" else 0
-        tests[col] = ds.choose_test(kind, n_r, n_c, levels, alpha=alpha, distance=distance)
+        tests[col] = ds.choose_test(kind, n_r, n_c, levels, alpha=alpha, distance=distance, **choice)
     ref_df, cur_df = pd.DataFrame(ref_cols), pd.DataFrame(cur_cols)
     want_html = ctx.attachments is not None
     # The text goes into the same report unless a side has more than TEXT_ROWS texts: then into a report of its
@@ -210,7 +215,7 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
     rng = np.random.default_rng(ctx.seed)
     r_txt, c_txt = _sample(ref.texts, rng), _sample(cur.texts, rng)
     sampled = len(r_txt) < len(ref.texts) or len(c_txt) < len(cur.texts)
-    text_test = ds.choose_test("text", len(r_txt), len(c_txt), 0, alpha=alpha)
+    text_test = ds.choose_test("text", len(r_txt), len(c_txt), 0, alpha=alpha, **choice)
     text_error, pages = None, {}
     page_columns = {ATTACHMENT: len(kinds) + (0 if sampled else 1), TEXT_ATTACHMENT: 1}
     if sampled:
@@ -255,7 +260,8 @@ def _evidently(ctx: CheckContext, alpha: float, distance: float) -> dict[str, An
            "descriptor_means": {d: (float(np.mean(d_ref[d])) if len(d_ref[d]) else None,
                                     float(np.mean(d_cur[d])) if len(d_cur[d]) else None) for d in d_ref},
            "evidently": evidently.__version__, "alpha": float(alpha), "distance": float(distance),
-           "regime": _regime(len(ref.texts), len(cur.texts))}
+           "rules": {k: rules[k] for k in RULES}, "regime": _regime(len(ref.texts), len(cur.texts),
+                                                                     int(rules["small_n"]))}
     cache[key] = out
     return out
 
@@ -305,20 +311,18 @@ def _mean(s) -> float | None:
     return None if v != v else float(v)
 
 
-def _regime(n_ref: int, n_cur: int) -> str:
-    from audit.driftstats import SMALL_N
-
-    if min(n_ref, n_cur) <= SMALL_N:
-        return (f"p-value tests: the smaller sample has {min(n_ref, n_cur):,} rows (at most {SMALL_N:,}); a column "
+def _regime(n_ref: int, n_cur: int, small_n: int) -> str:
+    if min(n_ref, n_cur) <= small_n:
+        return (f"p-value tests: the smaller sample has {min(n_ref, n_cur):,} rows (at most {small_n:,}); a column "
                 "drifted when its two-sample test rejects at the level alpha")
-    return (f"distance tests: both samples have over {SMALL_N:,} rows; a column drifted when its distance reaches "
+    return (f"distance tests: both samples have over {small_n:,} rows; a column drifted when its distance reaches "
             "the threshold (at this size a p-value flags shifts too small to matter)")
 
 
 def _common(run: dict[str, Any]) -> dict[str, Any]:
     return {"reference": run["ref"].info(), "current": run["cur"].info(), "regime": run["regime"],
-            "alpha": run["alpha"], "distance_threshold": run["distance"], "evidently_version": run["evidently"],
-            "notes": list(run["notes"])}
+            "alpha": run["alpha"], "distance_threshold": run["distance"], **run["rules"],
+            "evidently_version": run["evidently"], "notes": list(run["notes"])}
 
 
 # ---------------------------------------------------------------- column and text drift
@@ -332,6 +336,42 @@ def _smaller(ref: Any, cur: Any) -> int:
     return min(len(ref.texts), len(cur.texts))
 
 
+# The rules that choose each column's test and decide its drift (audit.driftstats): parameters of the three
+# checks that read the shared evidently run, so a policy sets them (give the three the same values, or a second
+# run is made). Each value is recorded in the measurement's details.
+RULES = ("small_n", "min_expected", "max_levels", "text_auc_floor")
+
+
+RULE_DEFAULTS = {"small_n": ds.SMALL_N, "min_expected": ds.MIN_EXPECTED, "max_levels": ds.MAX_LEVELS,
+                 "text_auc_floor": ds.TEXT_AUC_FLOOR}
+
+
+def _number(params: dict, key: str) -> float | None:
+    """The parameter when it is a number (a value of another type is named by the policy's type check)."""
+    v = params.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _validate_rules(params: dict) -> None:
+    """At policy load: the test-choice rules are in range (`small_n`, `max_levels` whole numbers)."""
+    for key in ("small_n", "max_levels"):
+        v = _number(params, key)
+        if v is not None and not (v.is_integer() and v >= 0):
+            raise ValueError(f"{key} must be a whole number >= 0, got {v:g}")
+    v = _number(params, "min_expected")
+    if v is not None and not v >= 0:
+        raise ValueError(f"min_expected must be >= 0, got {v:g}")
+    v = _number(params, "text_auc_floor")
+    if v is not None and not 0.5 <= v <= 1:
+        raise ValueError(f"text_auc_floor must be between 0.5 and 1, got {v:g}")
+
+
+def _validate_min_rows(params: dict) -> None:
+    """At policy load: `min_rows` is a whole number >= 2 (each half of the split holds a row of each side)."""
+    v = _number(params, "min_rows")
+    if v is not None and not (v.is_integer() and v >= 2):
+        raise ValueError(f"min_rows must be a whole number >= 2, got {v:g}")
+
 
 def _from_stats(sctx, check_id: str, **params) -> Measurement:
     """The statistics form of the score-drift checks: all three from the merged score histograms of the audited
@@ -343,8 +383,11 @@ def _from_stats(sctx, check_id: str, **params) -> Measurement:
 
 
 @check("drift.share_drifted_columns", classes="any", title="Share of drifted columns", direction="lower", unit="rate",
-       params={"alpha": 0.05, "distance": 0.1}, evidence=SMALLER_SET)
-def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
+       params={"alpha": 0.05, "distance": 0.1, **RULE_DEFAULTS}, validate=_validate_rules,
+       evidence=SMALLER_SET)
+def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1,
+                          small_n: int = ds.SMALL_N, min_expected: float = ds.MIN_EXPECTED,
+                          max_levels: int = ds.MAX_LEVELS, text_auc_floor: float = ds.TEXT_AUC_FLOOR) -> Measurement:
     """Share of the input columns (the text template's columns and the protected attributes') whose distribution
     in the current set differs from the training split.
 
@@ -354,7 +397,8 @@ def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: floa
     them the same alpha and distance, or a second run is made. A drifted column means the model now meets inputs unlike those it learned from: read its
     other drift findings and its performance on recent labelled data before trusting its decisions."""
     cid = "drift.share_drifted_columns"
-    run = _evidently(ctx, alpha, distance)
+    run = _evidently(ctx, alpha, distance, {"small_n": small_n, "min_expected": min_expected,
+                                            "max_levels": max_levels, "text_auc_floor": text_auc_floor})
     if isinstance(run, str):
         return _skip(cid, run)
     counted = [r for r in run["rows"] if r["counted"] and r["drifted"] is not None]
@@ -379,15 +423,19 @@ def share_drifted_columns(ctx: CheckContext, alpha: float = 0.05, distance: floa
 
 
 @check("drift.text_descriptors", classes="any", title="Share of drifted text descriptors", direction="lower", unit="rate",
-       params={"alpha": 0.05, "distance": 0.1}, evidence=SMALLER_SET)
-def text_descriptors(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
+       params={"alpha": 0.05, "distance": 0.1, **RULE_DEFAULTS}, validate=_validate_rules,
+       evidence=SMALLER_SET)
+def text_descriptors(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1,
+                     small_n: int = ds.SMALL_N, min_expected: float = ds.MIN_EXPECTED,
+                     max_levels: int = ds.MAX_LEVELS, text_auc_floor: float = ds.TEXT_AUC_FLOOR) -> Measurement:
     """Share of the text descriptors (words and tokens per text, share of unknown-token pieces, share of non-ASCII
     characters) whose distribution moved between the training split and the current set.
 
     Longer texts may be truncated at the model's window; unknown tokens and non-ASCII characters are text the
     model cannot read well (another language, another alphabet, encoding damage)."""
     cid = "drift.text_descriptors"
-    run = _evidently(ctx, alpha, distance)
+    run = _evidently(ctx, alpha, distance, {"small_n": small_n, "min_expected": min_expected,
+                                            "max_levels": max_levels, "text_auc_floor": text_auc_floor})
     if isinstance(run, str):
         return _skip(cid, run)
     rows = []
@@ -414,15 +462,19 @@ def text_descriptors(ctx: CheckContext, alpha: float = 0.05, distance: float = 0
 
 
 @check("drift.text_content_auc", classes="any", title="Text content drift (domain classifier AUC)", direction="lower",
-       params={"alpha": 0.05, "distance": 0.1}, evidence=SMALLER_SET)
-def text_content_auc(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1) -> Measurement:
+       params={"alpha": 0.05, "distance": 0.1, **RULE_DEFAULTS}, validate=_validate_rules,
+       evidence=SMALLER_SET)
+def text_content_auc(ctx: CheckContext, alpha: float = 0.05, distance: float = 0.1,
+                     small_n: int = ds.SMALL_N, min_expected: float = ds.MIN_EXPECTED,
+                     max_levels: int = ds.MAX_LEVELS, text_auc_floor: float = ds.TEXT_AUC_FLOOR) -> Measurement:
     """How well evidently's TF-IDF domain classifier tells current texts from training texts: ROC-AUC on a
     held-out half (0.5 = indistinguishable).
 
     The report's drift table gives the threshold chance would reach at these sizes. A high value means new words
     or phrasings; evidently's HTML attachment lists the words most typical of each side."""
     cid = "drift.text_content_auc"
-    run = _evidently(ctx, alpha, distance)
+    run = _evidently(ctx, alpha, distance, {"small_n": small_n, "min_expected": min_expected,
+                                            "max_levels": max_levels, "text_auc_floor": text_auc_floor})
     if isinstance(run, str):
         return _skip(cid, run)
     row = next((r for r in run["rows"] if r["column"] == run["text_column"]), None)
@@ -610,13 +662,16 @@ def predicted_class_shift(ctx: CheckContext, reference: str = "train") -> Measur
 
 
 @check("drift.embedding_auc", classes="any", title="Embedding drift (domain classifier AUC)", direction="lower",
-       params={"max_rows": 5000, "reference": "train"}, evidence=SMALLER_SET)
-def embedding_auc(ctx: CheckContext, max_rows: int = 5000, reference: str = "train") -> Measurement:
+       params={"max_rows": 5000, "reference": "train", "min_rows": ds.MIN_CLASSIFIER_ROWS},
+       validate=_validate_min_rows, evidence=SMALLER_SET)
+def embedding_auc(ctx: CheckContext, max_rows: int = 5000, reference: str = "train",
+                  min_rows: int = ds.MIN_CLASSIFIER_ROWS) -> Measurement:
     """How well a logistic regression on the model's mean-pooled last-layer embeddings tells current rows from
     reference rows: ROC-AUC on held-out rows (fitted on one half, scored on the other), with DeLong's interval.
 
     0.5 means the model represents the two sets alike; towards 1.0 the current inputs occupy parts of the
-    model's representation it saw little of in the reference. Each side is capped at `max_rows` (a seeded sample)."""
+    model's representation it saw little of in the reference. Each side is capped at `max_rows` (a seeded sample);
+    with fewer than `min_rows` (default 10) on a side it is INCONCLUSIVE."""
     from audit import driftstats as ds
 
     cid = "drift.embedding_auc"
@@ -627,15 +682,16 @@ def embedding_auc(ctx: CheckContext, max_rows: int = 5000, reference: str = "tra
     if ref.embeddings is None or cur.embeddings is None:
         return Measurement(cid, None, n=min(len(ref.texts), len(cur.texts)),
                            inconclusive="the scoring pass kept no embeddings for one of the sets")
-    res = ds.domain_classifier_auc(ref.embeddings, cur.embeddings, seed=ctx.seed, max_rows=int(max_rows))
+    res = ds.domain_classifier_auc(ref.embeddings, cur.embeddings, seed=ctx.seed, max_rows=int(max_rows),
+                                   min_rows=int(min_rows))
     details = {"reference": ref.info(), "current": cur.info(), "reference_is": REFERENCE_NOTE[reference], **res,
                "dimensions": int(np.asarray(cur.embeddings).shape[1]),
-               "interval": "AUC ± z × DeLong standard error, clipped to [0, 1]"}
+               "interval": "AUC ± z × DeLong standard error, clipped to [0, 1]", "min_rows": int(min_rows)}
     m = Measurement(cid, res["auc"], n=min(res["n_reference"], res["n_current"]), details=details)
     if res["auc"] is None or res["auc"] != res["auc"]:
         m.value = None
         m.inconclusive = (f"too few rows to fit and test a classifier ({res['n_reference']} reference, "
-                          f"{res['n_current']} current; 10 of each are needed)")
+                          f"{res['n_current']} current; {int(min_rows)} of each are needed, the rule's `min_rows`)")
         return m
     from scipy.stats import norm
 

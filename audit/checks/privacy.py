@@ -74,7 +74,15 @@ def training_set(ctx: CheckContext):
 # ---------------------------------------------------------------- PII
 
 
-def _pii(ctx: CheckContext, check_id: str, dataset: str, types: list, examples: int) -> Measurement:
+def _pii_params(dataset: str, chosen, min_digits: int) -> dict[str, Any]:
+    """The parameters a silo's PII statistic is named by (audit.mergeable.silo_key): `min_digits` only where a
+    rule changes it, so the statistics of a default rule keep their name."""
+    return {"dataset": dataset, "types": list(chosen),
+            **({"min_digits": int(min_digits)} if int(min_digits) != pii.MIN_DIGITS else {})}
+
+
+def _pii(ctx: CheckContext, check_id: str, dataset: str, types: list, examples: int,
+         min_digits: int = pii.MIN_DIGITS) -> Measurement:
     dataset = str(dataset).strip().lower()
     chosen = pii.check_types(types)  # raises on an unknown type: the finding says which
     if dataset == "eval":
@@ -89,7 +97,7 @@ def _pii(ctx: CheckContext, check_id: str, dataset: str, types: list, examples: 
     else:
         raise ValueError(f"dataset must be 'eval' or 'train', got {dataset!r}")
     n = len(texts)
-    found = pii.scan(texts, chosen)
+    found = pii.scan(texts, chosen, min_digits=int(min_digits))
     flags = found.any_row.astype(np.float64)
     if n == 0:
         return Measurement(check_id, None, details={"dataset": dataset, "rows": 0},
@@ -106,10 +114,11 @@ def _pii(ctx: CheckContext, check_id: str, dataset: str, types: list, examples: 
     low, high = _interval(values, ctx.confidence, ctx.replicates)
     counts, rows = found.counts, found.rows
     could = found.could_hold
+    means = pii.candidates(int(min_digits))
     # beside each rate, how many rows could have held the type at all: 0 of 0 rows with an @ is no evidence
     # that the text is free of e-mail addresses, only that it has none to find
     by_type = [{"type": t, "label": pii.LABELS[t], "token": pii.TOKENS[t], "finds": counts[t], "rows": rows[t],
-                "share": rows[t] / n, "could_hold": could[t], "could_hold_means": pii.CANDIDATES[t]}
+                "share": rows[t] / n, "could_hold": could[t], "could_hold_means": means[t]}
                for t in chosen]
     shown = []
     first_rows = np.flatnonzero(found.any_row)[: max(int(examples), 0)]
@@ -125,6 +134,7 @@ def _pii(ctx: CheckContext, check_id: str, dataset: str, types: list, examples: 
         "rows_could_hold_any": found.could_hold_any, "examples": shown,
         "not_detected": "names, postal addresses and free-form account numbers (the scanner uses validated "
                         "patterns, not a language model)",
+        "min_digits": int(min_digits),
     }
     return Measurement(check_id, float(values[0]), low, high, n=n, details=details)
 
@@ -136,12 +146,24 @@ def _validate_pii(params: dict) -> None:
     unknown = [t for t in params.get("types") or [] if t not in pii.TYPES]
     if unknown:
         raise ValueError(f"unknown PII type {unknown[0]!r} (known: {', '.join(pii.TYPES)})")
+    v = params.get("min_digits", pii.MIN_DIGITS)
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and not (float(v).is_integer()
+                                                                         and pii.MIN_DIGITS <= v <= 19):
+        raise ValueError(f"min_digits must be a whole number from {pii.MIN_DIGITS} (no pattern finds fewer "
+                         f"digits) to 19 (the longest card number), got {v:g}")
 
 
 # ---------------------------------------------------------------- PII from a silo's counts
 
 
 PII_CELLS = ("rows", "rows_with_pii", "rows_could_hold_any")  # the "counts" table; by type: finds, rows, could_hold
+
+
+# How a silo gets the training rows that membership inference and the training-text PII check read: said in the
+# reason `audit merge` gives when a silo had none (audit/merge.py)
+SILO_TRAINING = ("`audit stats` reads the training rows from the model's manifest (audit-model.yaml: the data file "
+                 "and its training split, as `audit train` records them); put that file, unchanged, where the "
+                 "manifest says or beside the model folder in the silo, and run `audit stats --policy` there again")
 
 
 def training_identity(train) -> str:
@@ -153,7 +175,7 @@ def training_identity(train) -> str:
 
 
 def _pii_collect(ctx: CheckContext, check_id: str, dataset: str = "eval", types: list | None = None,
-                 examples: int = 3):
+                 examples: int = 3, min_digits: int = pii.MIN_DIGITS):
     """In the silo: the counts the PII check reads, with the bootstrap sums of its interval (the eval rows'
     row-id weights, as in memory; the training rows' positional draws, as in memory). Sensitivity (one row
     added or removed): 1 in each of the three counts and at most 1 in each type's rows and could-hold cells, so
@@ -166,11 +188,11 @@ def _pii_collect(ctx: CheckContext, check_id: str, dataset: str = "eval", types:
     if dataset == "eval":
         texts = list(ctx.texts)
     else:
-        train, _why = training_set(ctx)
+        train, why = training_set(ctx)
         if train is None:
-            return None
+            return f"{why}. {SILO_TRAINING}"  # nothing collected, and why (audit.silo records it for merge)
         texts, shared = list(train.texts), training_identity(train)
-    found = pii.scan(texts, chosen)
+    found = pii.scan(texts, chosen, min_digits=int(min_digits))
     flags = found.any_row.astype(np.float64)
     n = len(texts)
     if dataset == "eval":
@@ -183,19 +205,20 @@ def _pii_collect(ctx: CheckContext, check_id: str, dataset: str = "eval", types:
     extra = Counts((1,), 0, np.array([float(found.could_hold_any)]))
     by_type = Counts((len(chosen), 3), 0, np.array([[found.counts[t], found.rows[t], found.could_hold[t]]
                                                      for t in chosen], dtype=float).reshape(len(chosen), 3))
-    return SiloStat("pii", {"dataset": dataset, "types": chosen},
+    return SiloStat("pii", _pii_params(dataset, chosen, min_digits),
                     {"counts": counts, "could_hold_any": extra, "by_type": by_type}, shared=shared,
                     l1=3.0 + 2.0 * len(chosen))
 
 
-def _pii_from_stats(sctx, check_id: str, dataset: str = "eval", types: list | None = None, examples: int = 3):
+def _pii_from_stats(sctx, check_id: str, dataset: str = "eval", types: list | None = None, examples: int = 3,
+                    min_digits: int = pii.MIN_DIGITS):
     """The PII check from silos' counts: the same rate and interval as in memory on one silo's rows (the
     replicate sums are the same sums), silos' counts added; no example text leaves a silo."""
     from audit.from_stats import carried
 
     dataset = str(dataset).strip().lower()
     chosen = list(pii.check_types(list(types or [])))
-    st, why = carried(sctx, check_id, "pii", {"dataset": dataset, "types": chosen})
+    st, why = carried(sctx, check_id, "pii", _pii_params(dataset, chosen, min_digits))
     if st is None:
         return why
     M = sctx.replicates.table(st.tables["counts"])
@@ -210,7 +233,8 @@ def _pii_from_stats(sctx, check_id: str, dataset: str = "eval", types: list | No
     noised = st.tables["counts"].reps is None and sctx.replicates.noised
     by_type = [{"type": t, "label": pii.LABELS[t], "token": pii.TOKENS[t],
                 "finds": None if noised else int(round(bt[i, 0])), "rows": int(round(bt[i, 1])),
-                "share": bt[i, 1] / n, "could_hold": int(round(bt[i, 2])), "could_hold_means": pii.CANDIDATES[t]}
+                "share": bt[i, 1] / n, "could_hold": int(round(bt[i, 2])),
+                "could_hold_means": pii.candidates(int(min_digits))[t]}
                for i, t in enumerate(chosen)]
     details: dict[str, Any] = {
         "dataset": dataset, "rows": n, "rows_with_pii": int(round(float(st.tables["counts"].point[1]))),
@@ -219,6 +243,7 @@ def _pii_from_stats(sctx, check_id: str, dataset: str = "eval", types: list | No
         "examples_note": "no example text leaves a silo: only counts were merged",
         "not_detected": "names, postal addresses and free-form account numbers (the scanner uses validated "
                         "patterns, not a language model)",
+        "min_digits": int(min_digits),
     }
     if st.shared:
         details["shared_rows"] = "the model's training split, read in every silo: counted once"
@@ -228,38 +253,42 @@ def _pii_from_stats(sctx, check_id: str, dataset: str = "eval", types: list | No
 _pii_from_stats.collect = _pii_collect  # type: ignore[attr-defined]
 
 
-def _pii_from_stats_train(sctx, check_id: str, types: list | None = None, examples: int = 3):
+def _pii_from_stats_train(sctx, check_id: str, types: list | None = None, examples: int = 3,
+                          min_digits: int = pii.MIN_DIGITS):
     """privacy.pii_in_training_text from statistics: the PII form on the training rows."""
-    return _pii_from_stats(sctx, check_id, "train", types, examples)
+    return _pii_from_stats(sctx, check_id, "train", types, examples, min_digits)
 
 
 _pii_from_stats_train.collect = (  # type: ignore[attr-defined]
-    lambda ctx, check_id, types=None, examples=3: _pii_collect(ctx, check_id, "train", types, examples))
+    lambda ctx, check_id, types=None, examples=3, min_digits=pii.MIN_DIGITS:
+    _pii_collect(ctx, check_id, "train", types, examples, min_digits))
 
 
 @check("privacy.pii_rate", classes="any", title="Rows with personal data", direction="lower", unit="rate",
-       params={"dataset": "eval", "types": [], "examples": 3}, validate=_validate_pii, evidence="rows scanned",
-       stats=_pii_from_stats, stats_form="silo")
-def pii_rate(ctx: CheckContext, dataset: str = "eval", types: list | None = None, examples: int = 3) -> Measurement:
+       params={"dataset": "eval", "types": [], "examples": 3, "min_digits": pii.MIN_DIGITS}, validate=_validate_pii,
+       evidence="rows scanned", stats=_pii_from_stats, stats_form="silo")
+def pii_rate(ctx: CheckContext, dataset: str = "eval", types: list | None = None, examples: int = 3,
+             min_digits: int = pii.MIN_DIGITS) -> Measurement:
     """Share of rows of a data set (`dataset`: eval or train) whose text holds personal data: e-mail, phone,
     payment card, IBAN, US SSN, IP address or date of birth (`types` narrows the list).
 
     Personal data in text that a model reads or is trained on must be necessary for its purpose and protected;
     a high share usually means free text is passed on without redaction. The report shows only counts and
-    redacted snippets."""
-    return _pii(ctx, "privacy.pii_rate", dataset, list(types or []), examples)
+    redacted snippets. `min_digits` (default 7) is the fewest digits a phone or card number holds."""
+    return _pii(ctx, "privacy.pii_rate", dataset, list(types or []), examples, min_digits)
 
 
 @check("privacy.pii_in_training_text", classes="any", title="Training rows with personal data", direction="lower",
-       unit="rate", params={"types": [], "examples": 3}, validate=_validate_pii, cost="training-set",
-       evidence="training rows scanned", stats=_pii_from_stats_train, stats_form="silo")
-def pii_in_training_text(ctx: CheckContext, types: list | None = None, examples: int = 3) -> Measurement:
+       unit="rate", params={"types": [], "examples": 3, "min_digits": pii.MIN_DIGITS}, validate=_validate_pii,
+       cost="training-set", evidence="training rows scanned", stats=_pii_from_stats_train, stats_form="silo")
+def pii_in_training_text(ctx: CheckContext, types: list | None = None, examples: int = 3,
+                         min_digits: int = pii.MIN_DIGITS) -> Measurement:
     """Share of the model's training rows whose text holds personal data (e-mail, phone, payment card, IBAN,
     US SSN, IP address or date of birth).
 
     What a model was trained on it can memorise and repeat: personal data in training text is the hardest
     kind to take back, because removing it means retraining."""
-    return _pii(ctx, "privacy.pii_in_training_text", "train", list(types or []), examples)
+    return _pii(ctx, "privacy.pii_in_training_text", "train", list(types or []), examples, min_digits)
 
 
 # ---------------------------------------------------------------- membership inference
@@ -413,12 +442,14 @@ def _ids_of(frame, manifest, n: int) -> list[str]:
 def _membership_collect(ctx: CheckContext, check_id: str, min_members: int = MIN_MEMBERS):
     from audit.mergeable import Counts, SiloStat, replicate_weights, row_keys
 
-    train, _why = training_set(ctx)
+    train, why = training_set(ctx)
+    if train is None:
+        return f"{why}. {SILO_TRAINING}"  # nothing collected, and why (audit.silo records it for `audit merge`)
     preds = ctx.predictions
     eval_loss = getattr(preds, "loss", None)
-    train_loss = getattr(train.predictions, "loss", None) if train is not None else None
-    if train is None or eval_loss is None or train_loss is None:
-        return None
+    train_loss = getattr(train.predictions, "loss", None)
+    if eval_loss is None or train_loss is None:
+        return "the scoring pass kept no per-row losses (the data has no labels)"
     bins, R = len(LOSS_EDGES), ctx.replicates
     eval_texts = list(ctx.texts) if len(ctx.texts) == len(eval_loss) else [None] * len(eval_loss)
     in_train = set(train.texts)
