@@ -268,9 +268,9 @@ def explained_labels(policy: Policy, m: Manifest) -> None:
     from audit.errors import PolicyError
     from audit.yamlsrc import load_yaml
 
-    named = {"explain": lambda v: v not in EXPLAIN, "label": lambda v: v != ""}  # keys whose value may be a label
+    named = {"explain": lambda v: v not in EXPLAIN, "label": lambda v: v != "", "outcome": lambda v: v != ""}
     for cid, rule in policy.checks.items():
-        for key, may_be_label in named.items():
+        for key, may_be_label in named.items():  # keys whose value may be a label of the model
             what = rule.params.get(key)
             if key == "label" and cid != "performance.class_f1":
                 continue  # other checks' `label` is positive|negative, validated at load

@@ -29,6 +29,16 @@ budget: {bootstrap: 200, seed: 0}
 """
 
 
+@pytest.fixture
+def fixed_noise(monkeypatch):
+    """The silo's noise seed, which `audit stats --epsilon` draws from the OS (secrets.randbits), fixed: a test of
+    what a noised merge concludes then reads the same noise on every run, instead of failing on some draws (the
+    noised age interval is undefined on some seeds, which makes its finding INCONCLUSIVE)."""
+    import secrets
+
+    monkeypatch.setattr(secrets, "randbits", lambda bits: 20261202)
+
+
 def invoke(*args: str):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
@@ -172,7 +182,7 @@ def test_reference_statistics_give_score_drift(silos, tiny_model):
     assert r.exit_code == 0, r.output
 
 
-def test_noised_stats_are_marked_and_release_no_replicates(silos, tiny_model, tmp_path):
+def test_noised_stats_are_marked_and_release_no_replicates(silos, tiny_model, tmp_path, fixed_noise):
     noised = tmp_path / "noised.stats.json"
     r = invoke("stats", tiny_model, "--data", silos["data"], "--out", noised, "--epsilon", 1, "--replicates", 200,
                "--no-progress")
@@ -315,7 +325,7 @@ def test_merge_refuses_files_with_other_intersections(silos, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_the_report_says_how_a_merged_noised_run_was_judged(silos, tiny_model, tmp_path):
+def test_the_report_says_how_a_merged_noised_run_was_judged(silos, tiny_model, tmp_path, fixed_noise):
     """A noised silo (ε = 2) merged with a clean one: result.json's statistics section and the report's section
     carry each silo's rows, sha256 and noise, the grid, and the approximations, with the actual figures."""
     import hashlib
@@ -501,7 +511,7 @@ def test_two_silos_add_their_counts_and_count_the_training_rows_once(gendered):
     assert two["explainability.prohibited_terms"]["n"] == 20 and whole["explainability.prohibited_terms"]["n"] == 10
 
 
-def test_a_noised_and_a_clean_silo_of_one_audit_merge(gendered, tiny_model):
+def test_a_noised_and_a_clean_silo_of_one_audit_merge(gendered, tiny_model, fixed_noise):
     """The noised silo's coarse default grid (20 bins) and the clean silo's fine one (1000 and 100) merge: the
     clean counts are coarsened exactly (the same numbers as the clean silo computed on 20 bins), added to the
     noised ones, and the intervals are drawn from the noised counts. SHAP statistics are not released under

@@ -209,3 +209,28 @@ def test_class_f1_of_a_label_the_model_lacks_is_refused_with_its_line(tiny_multi
     result = audit_run(tiny_multiclass_model, pol, tmp_path / "out")
     assert result.exit_code == 2, result.output
     assert f"{pol}:7: checks.performance.class_f1.label: 'Approve' is not a label" in result.output
+
+
+def test_one_vs_rest_group_rates_of_a_class_equal_fairlearn(mc_run, multiclass_csv, tiny_multiclass_model, tmp_path):
+    """`outcome: <label>` on a group rule: the rates of that one class against the rest, by group (fairlearn on
+    "decided as decline" by sex), beside the favourable view of the same run."""
+    pol = tmp_path / "p.yaml"
+    pol.write_text(MC_POLICY.replace("checks:\n", "checks:\n  fairness.demographic_parity_difference:\n"
+                                                  "    max: 1.0\n    attributes: [sex]\n    outcome: decline\n"))
+    result = audit_run(tiny_multiclass_model, pol, tmp_path / "out")
+    assert result.exit_code in (0, 1, 3), result.output
+    r = json.loads((tmp_path / "out" / "result.json").read_text())
+    pred = pd.read_csv(tmp_path / "out" / "predictions.csv", dtype={"row_id": str})
+    rows = pd.read_csv(multiclass_csv, dtype=str).set_index("id").loc[pred["row_id"]]
+    from fairlearn.metrics import demographic_parity_difference
+
+    m = r["measurements"]["fairness.demographic_parity_difference"]
+    assert m["details"]["outcome"]["label"] == "decline"
+    assert m["value"] == pytest.approx(demographic_parity_difference(
+        pred["true_label"] == "decline", pred["predicted_label"] == "decline",
+        sensitive_features=rows["sex"].to_numpy()), abs=1e-12)
+    fav = r["measurements"]["fairness.selection_rate_ratio"]  # the same run's favourable view is untouched
+    assert fav["details"]["favourable"] == ["approve", "refer"] and "outcome" not in fav["details"]
+    fav_pred = pred["predicted_label"].isin(["approve", "refer"])
+    assert fav["value"] == pytest.approx(demographic_parity_ratio(
+        pred["true_label"].isin(["approve", "refer"]), fav_pred, sensitive_features=rows["sex"].to_numpy()))

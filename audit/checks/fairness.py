@@ -102,7 +102,7 @@ MAX_LISTED = 8  # groups named in one reason
 MAX_TEXT = 600  # characters of an example text kept in details
 
 GROUP_PARAMS: dict[str, Any] = {"attributes": [], "intersections": [], "min_group_size": 0,
-                                "small_groups": "inconclusive", "exclude_below_share": 0.0}
+                                "small_groups": "inconclusive", "exclude_below_share": 0.0, "outcome": ""}
 FOUR_FIFTHS = ("The four-fifths rule (EEOC Uniform Guidelines, 29 CFR 1607.4(D)) is a screening heuristic for "
                "adverse impact, not a legal test of discrimination: a ratio below 0.80 calls for a closer look, "
                "and a ratio above it does not show that the model is lawful.")
@@ -449,6 +449,8 @@ def _disparity(ctx: CheckContext, check_id: str, rates: tuple[str, ...], kind: s
     """One group disparity, one Part per grouping asked (attribute or intersection), each with its own value and
     interval; the measurement shows the worst part. `kind` is "ratio" (selection-rate ratio) or "difference"."""
 
+    if params.get("outcome"):
+        ctx = one_vs_rest(ctx, str(params["outcome"]))
     k = _floor(ctx, params.get("min_group_size"))
     mode = params.get("small_groups", "inconclusive")
     if mode not in ("inconclusive", "exclude"):
@@ -516,6 +518,13 @@ def _disparity(ctx: CheckContext, check_id: str, rates: tuple[str, ...], kind: s
                                "attributes": per_attr, "small_groups": small,
                                "not_measured": [{"attribute": name, "kind": kind_, "reason": why_}
                                                 for name, kind_, why_ in problems]}
+    if params.get("outcome"):
+        details["outcome"] = {"label": ctx.positive_label,
+                              "view": f"'{ctx.positive_label}' against the other classes: the true class, the "
+                                      "decided class and the probability of that one class"}
+    elif ctx.multiclass:  # the favourable view of a model of more classes: which classes are favourable
+        details["favourable"] = ctx.classes.favourable_labels
+        details["favourable_label"] = ctx.classes.describe()
     if share:
         details["exclude_below_share"] = share
         details["excluded_by_share"] = excluded
@@ -541,6 +550,37 @@ def _disparity(ctx: CheckContext, check_id: str, rates: tuple[str, ...], kind: s
     if not parts:
         m.inconclusive = "no group disparity could be computed"
     return m
+
+
+def one_vs_rest(ctx: CheckContext, label: str) -> CheckContext:
+    """The context of one class against the rest (a group rule's `outcome: <label>`): the true class is `label`,
+    the decision is `label`, the score is its probability. The rows, groups and bootstrap weights are the run's;
+    group tables are computed afresh for this view. For a binary model, the positive label's view is the run's own
+    and the other label's is its mirror (at the same threshold)."""
+    from dataclasses import replace
+
+    from audit.context import Shared
+
+    classes = ctx.classes
+    labels = list(classes.labels if classes is not None else (ctx.manifest.labels if ctx.manifest else []))
+    if label not in labels:
+        raise ValueError(f"outcome: {label!r} is not a label of the model (its labels: "
+                         f"{', '.join(map(repr, labels))})")
+    if classes is None:  # a binary context without its classes (built from statistics, or in a test)
+        if label == ctx.positive_label:
+            return ctx
+        y, decided, score = 1 - np.asarray(ctx.y_true), 1 - np.asarray(ctx.y_pred), 1 - np.asarray(ctx.score)
+    else:
+        i = labels.index(label)
+        y = (np.asarray(classes.y) == i).astype(int)
+        decided = (np.asarray(classes.pred) == i).astype(int)
+        score = np.asarray(classes.probs)[:, i]
+    view = replace(ctx, y_true=y, score=score, positive_label=label, negative_label=f"not {label}",
+                   shared=Shared(groupings=ctx.shared.groupings), check_seconds={})
+    view.__dict__["y_pred"] = decided  # the decided class, not a threshold on this class's probability
+    if "weights" in ctx.__dict__:
+        view.__dict__["weights"] = ctx.__dict__["weights"]  # the run's replicates, computed once
+    return view
 
 
 def _share_floor(params: dict) -> float:
