@@ -49,10 +49,21 @@ def test_train_needs_a_text_source(credit_csv, tmp_path):
                         "--recipe\n")
 
 
-def test_train_refuses_non_binary_labels(credit_csv, tmp_path, tiny_base):
+def test_train_of_many_labels_asks_which_is_favourable(credit_csv, tmp_path, tiny_base):
+    """A label column of many values trains a multi-class model only once the favourable label is named; a
+    column of one value cannot train a classifier. Both refused before anything is written."""
     r = _train([str(credit_csv), "--out", str(tmp_path / "m2"), "--text-column", "text", "--label-column", "age",
                 "--base-model", str(tiny_base)], tmp_path)
-    assert r.exit_code == 2 and "audit trains binary classifiers" in r.output
+    assert r.exit_code == 2 and "give --positive-label" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "m2").exists()
+    import pandas as pd
+
+    one = tmp_path / "one.csv"
+    pd.DataFrame({"text": ["a", "b", "c"], "label": ["x", "x", "x"]}).to_csv(one, index=False)
+    r = _train([str(one), "--out", str(tmp_path / "m3"), "--text-column", "text", "--label-column", "label",
+                "--base-model", str(tiny_base)], tmp_path)
+    assert r.exit_code == 2 and "has 1 distinct value(s)" in r.output and "needs at least 2" in r.output
+    assert not (tmp_path / "m3").exists()
 
 
 def test_train_template_with_unknown_column(credit_csv, tmp_path, tiny_base):
