@@ -102,12 +102,20 @@ def test_multiclass_interval_is_a_bootstrap_of_the_class_accuracy(mc_run):
     assert m["ci_high"] - m["ci_low"] < 0.3  # 135 rows: an interval of a rate, not of nothing
 
 
-def test_binary_only_check_is_inconclusive_with_the_reason(tiny_multiclass_model, tmp_path):
-    from audit.checks import all_checks
+def test_binary_only_check_is_inconclusive_with_the_reason(tiny_multiclass_model, tmp_path, monkeypatch):
+    """A check that declares it reads binary models only is INCONCLUSIVE in a run of a model of more classes, with
+    the reason, and the run exits 3: never a pass. (Every bundled check reads more classes today, so one is
+    declared binary-only for the test, as a new check would be by default.)"""
+    import dataclasses
 
-    binary_only = [cid for cid, spec in all_checks().items() if spec.classes == "binary"]
+    from audit import checks as registry
+
+    binary_only = [cid for cid, spec in registry.all_checks().items() if spec.classes == "binary"]
     if not binary_only:
-        pytest.skip("every registered check reads models of more than two classes")
+        cid = "performance.brier_score"
+        monkeypatch.setitem(registry._REGISTRY, cid, dataclasses.replace(registry._REGISTRY[cid], classes="binary"))
+        binary_only = [cid]
+    assert registry.CheckSpec.__dataclass_fields__["classes"].default == "binary"  # a new check's default
     pol = tmp_path / "p.yaml"
     pol.write_text(f"policy: t\nversion: '1'\nchecks:\n  {binary_only[0]}: {{min: 0.0}}\n"
                    "  performance.accuracy: {min: 0.0}\nbudget: {bootstrap: 50}\n")
@@ -234,3 +242,15 @@ def test_one_vs_rest_group_rates_of_a_class_equal_fairlearn(mc_run, multiclass_c
     fav_pred = pred["predicted_label"].isin(["approve", "refer"])
     assert fav["value"] == pytest.approx(demographic_parity_ratio(
         pred["true_label"].isin(["approve", "refer"]), fav_pred, sensitive_features=rows["sex"].to_numpy()))
+
+
+def test_pr_auc_of_the_unfavourable_outcome_reads_the_favourable_view(tiny_multiclass_model, tmp_path):
+    pol = tmp_path / "p.yaml"
+    pol.write_text(MC_POLICY.replace("checks:\n", "checks:\n  performance.class_pr_auc: {min: 0.0, label: negative}\n"))
+    result = audit_run(tiny_multiclass_model, pol, tmp_path / "out")
+    assert result.exit_code in (0, 1, 3), result.output
+    m = json.loads((tmp_path / "out" / "result.json").read_text())["measurements"]["performance.class_pr_auc"]
+    pred = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    unfavourable = ~pred["true_label"].isin(["approve", "refer"])
+    assert m["value"] == pytest.approx(skm.average_precision_score(unfavourable, 1 - pred["score"]), abs=1e-12)
+    assert m["details"]["label"] == "not approve or refer"

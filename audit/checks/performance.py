@@ -224,9 +224,13 @@ def _validate_label(params: dict) -> None:
 def _of_label(ctx: CheckContext, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
     """(y, score, decision) for detecting `label`, and the names of the detected and the other label."""
     y, s, d = np.asarray(ctx.y_true, int), np.asarray(ctx.score, float), np.asarray(ctx.y_pred, int)
+    pos, neg = ctx.positive_label, ctx.negative_label
+    if ctx.multiclass:  # the favourable view: the favourable classes against the others
+        pos = ctx.classes.describe()
+        neg = f"not {pos}"
     if label == "negative":
-        return 1 - y, 1.0 - s, 1 - d, ctx.negative_label, ctx.positive_label
-    return y, s, d, ctx.positive_label, ctx.negative_label
+        return 1 - y, 1.0 - s, 1 - d, neg, pos
+    return y, s, d, pos, neg
 
 
 def tpr_at_fpr(W: np.ndarray, y: np.ndarray, score: np.ndarray, fpr: float) -> tuple[np.ndarray, np.ndarray]:
@@ -363,7 +367,7 @@ def recall_at_fpr(ctx: CheckContext, fpr: float = 0.01, label: str = "positive")
                  needs=f"rows of both '{name}' and '{other}' are needed")
 
 
-@check("performance.class_pr_auc", title="PR-AUC of one label", direction="higher", params=dict(LABEL_PARAM),
+@check("performance.class_pr_auc", classes="favourable", title="PR-AUC of one label", direction="higher", params=dict(LABEL_PARAM),
        validate=_validate_label, stats=_class_pr_auc_stats, stats_form="binned")
 def class_pr_auc(ctx: CheckContext, label: str = "positive") -> Measurement:
     """Average precision of detecting `label` (scikit-learn's average_precision_score of the model's score of
