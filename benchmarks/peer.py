@@ -38,8 +38,9 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from children import run_child  # benchmarks/children.py (this script's folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -113,18 +114,7 @@ def timed(cmd: list[str], env: dict, log: Path, ok: tuple[int, ...] = (0,)) -> d
     rusage of that child (os.wait4) its peak RSS in MiB and its CPU seconds (user + system)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
-    with log.open("w") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        wall = time.perf_counter() - start
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    wall, code, usage = run_child(cmd, env, ROOT, log)
     if code not in ok:
         tail = log.read_text(errors="replace")[-800:]
         raise SystemExit(f"{' '.join(cmd[:4])} ... exited {code} (log: {log}):\n{tail}")

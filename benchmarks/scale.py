@@ -36,10 +36,11 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from children import run_child  # benchmarks/children.py (this script's folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 FIXED_PREFIXES = ("explainability.",)  # a seeded sample of rows (and the declines' reasons): not eval-row bound
@@ -191,22 +192,11 @@ def one(model: Path, manifest: Path, policy: Path, data: Path, current: Path, ou
            precision, "1" if progress else "0"]
     log = out.parent / f"{out.name}.log"
     print(f"  running (output in {log})", flush=True)
-    with log.open("w") as sink:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=sink,
-                                stderr=subprocess.STDOUT)
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall, code, usage = run_child(cmd, env, ROOT, log)
     text = log.read_text(errors="replace")
     line = next((x for x in text.splitlines() if x.startswith("SCALE ")), None)
     if line is None:
-        raise SystemExit(f"audit run failed ({proc.returncode}; log {log}): {text[-1500:]}")
+        raise SystemExit(f"audit run failed ({code}; log {log}): {text[-1500:]}")
     got = json.loads(line[len("SCALE "):])
     got["process_wall_s"] = wall
     got["peak_rss_mib"] = usage.ru_maxrss / 1024  # KiB on Linux

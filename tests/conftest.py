@@ -67,20 +67,24 @@ def credit_csv(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tiny_base, credit_csv, tmp_path_factory) -> Path:
-    """The tiny BERT fine-tuned on the synthetic data by `audit train` (a few seconds)."""
+def train_tiny(base: Path, data: Path, out: Path, positive_label: str) -> Path:
+    """`audit train` of the tiny BERT on `data` (text, label, id, age binned at 25, sex): a few seconds."""
     from audit.manifest import ProtectedAttribute, TextRecipe
     from audit.train import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    cfg = TrainConfig(text=TextRecipe(column="text"), label_column="label", positive_label="good",
+    cfg = TrainConfig(text=TextRecipe(column="text"), label_column="label", positive_label=positive_label,
                       protected_attributes={"age": ProtectedAttribute(column="age", bins=[25]),
                                             "sex": ProtectedAttribute(column="sex")},
-                      id_column="id", base_model=str(tiny_base), epochs=6, batch_size=16, learning_rate=2e-3,
+                      id_column="id", base_model=str(base), epochs=6, batch_size=16, learning_rate=2e-3,
                       max_length=32, seed=0)
-    train(credit_csv, out, cfg, progress=False)
+    train(data, out, cfg, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_base, credit_csv, tmp_path_factory) -> Path:
+    """The tiny BERT fine-tuned on the synthetic data by `audit train` (a few seconds)."""
+    return train_tiny(tiny_base, credit_csv, tmp_path_factory.mktemp("models") / "tiny", "good")
 
 
 @pytest.fixture
@@ -137,14 +141,4 @@ def multiclass_csv(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_multiclass_model(tiny_base, multiclass_csv, tmp_path_factory) -> Path:
     """The tiny BERT fine-tuned by `audit train` on three outcomes; `approve` is the favourable label."""
-    from audit.manifest import ProtectedAttribute, TextRecipe
-    from audit.train import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("models") / "tiny-3"
-    cfg = TrainConfig(text=TextRecipe(column="text"), label_column="label", positive_label="approve",
-                      protected_attributes={"age": ProtectedAttribute(column="age", bins=[25]),
-                                            "sex": ProtectedAttribute(column="sex")},
-                      id_column="id", base_model=str(tiny_base), epochs=6, batch_size=16, learning_rate=2e-3,
-                      max_length=32, seed=0)
-    train(multiclass_csv, out, cfg, progress=False)
-    return out
+    return train_tiny(tiny_base, multiclass_csv, tmp_path_factory.mktemp("models") / "tiny-3", "approve")

@@ -3,6 +3,7 @@ out by hand. No model runs and nothing is timed here: timings live in benchmarks
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def _load(name: str):
+    if str(BENCH) not in sys.path:  # as when the script runs: its folder (benchmarks/children.py) importable
+        sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

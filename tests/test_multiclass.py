@@ -14,6 +14,7 @@ from sklearn import metrics as skm
 from audit import classes
 from audit.cli import cli
 from audit.errors import PolicyError
+from tests.test_run import audit_run
 
 MC_POLICY = """\
 policy: multi-class test
@@ -27,11 +28,6 @@ checks:
   privacy.membership_inference_auc: {max: 0.99, severity: warn}
 budget: {bootstrap: 200, seed: 0}
 """
-
-
-def audit_run(model, policy, out, *extra):
-    return CliRunner().invoke(cli, ["run", str(model), "--policy", str(policy), "--out", str(out), "--no-progress",
-                                    *extra], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -200,23 +196,19 @@ def test_favourable_classes_resolution():
         classes.favourable_classes(P(), M())
 
 
-def test_explain_of_a_label_the_model_lacks_is_refused_before_anything_loads(tiny_multiclass_model, tmp_path):
+@pytest.mark.parametrize("check_id, rule, key, value", [
+    ("explainability.additivity_error", "max: 0.1", "explain", "maybe"),
+    ("performance.class_f1", "min: 0.1", "label", "Approve"),
+    ("fairness.demographic_parity_difference", "max: 0.1", "outcome", "declined"),
+])
+def test_a_rule_naming_a_label_the_model_lacks_is_refused_before_anything_loads(tiny_multiclass_model, tmp_path,
+                                                                                 check_id, rule, key, value):
     pol = tmp_path / "p.yaml"
-    pol.write_text(MC_POLICY.replace("checks:\n", "checks:\n  explainability.additivity_error:\n    max: 0.1\n"
-                                                  "    explain: maybe\n"))
+    pol.write_text(MC_POLICY.replace("checks:\n", f"checks:\n  {check_id}:\n    {rule}\n    {key}: {value}\n"))
     result = audit_run(tiny_multiclass_model, pol, tmp_path / "out")
     assert result.exit_code == 2, result.output
-    assert f"{pol}:7: checks.explainability.additivity_error.explain: 'maybe' is not a label" in result.output
-    assert not (tmp_path / "out").exists()
-
-
-def test_class_f1_of_a_label_the_model_lacks_is_refused_with_its_line(tiny_multiclass_model, tmp_path):
-    pol = tmp_path / "p.yaml"
-    pol.write_text(MC_POLICY.replace("checks:\n", "checks:\n  performance.class_f1:\n    min: 0.1\n"
-                                                  "    label: Approve\n"))
-    result = audit_run(tiny_multiclass_model, pol, tmp_path / "out")
-    assert result.exit_code == 2, result.output
-    assert f"{pol}:7: checks.performance.class_f1.label: 'Approve' is not a label" in result.output
+    assert f"{pol}:7: checks.{check_id}.{key}: '{value}' is not a label" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
 def test_one_vs_rest_group_rates_of_a_class_equal_fairlearn(mc_run, multiclass_csv, tiny_multiclass_model, tmp_path):
