@@ -119,6 +119,18 @@ class LocalEngine:
     name = "local"
     distributed = False
 
+    def __init__(self) -> None:
+        # Every text this engine has scored, for the model it scored it with (score_texts' memo): a text that is
+        # in two sets of a run (a --current file that repeats eval rows) is scored once and has one score.
+        self._memo: tuple[Any, Any, int, dict] | None = None
+
+    def _memo_of(self, bundle) -> dict:
+        key = (bundle.model, bundle.tokenizer, bundle.manifest.max_length)
+        if self._memo is None or any(a is not b for a, b in zip(self._memo[:2], key[:2])) or \
+                self._memo[2] != key[2]:
+            self._memo = (*key, {})
+        return self._memo[3]
+
     def score(self, bundle, texts: list[str], *, batch_size: int, labels: np.ndarray | None = None,
               embeddings: bool = True, progress: bool = True, desc: str = "scoring",
               stats: StatsRequest | None = None):
@@ -127,7 +139,7 @@ class LocalEngine:
         m = bundle.manifest
         preds = score_texts(bundle.model, bundle.tokenizer, texts, max_length=m.max_length,
                             positive_index=m.labels.index(m.positive_label), batch_size=batch_size, labels=labels,
-                            embeddings=embeddings, progress=progress, desc=desc)
+                            embeddings=embeddings, progress=progress, desc=desc, memo=self._memo_of(bundle))
         if stats is not None:
             preds.stats = stats.of_rows(np.arange(len(texts)), preds.score)
             preds.meta["stats_partitions"] = 1
@@ -144,7 +156,7 @@ class LocalEngine:
         return {"engine": self.name}
 
     def close(self) -> None:
-        pass
+        self._memo = None
 
 
 def make_engine(engine: str | Engine = "local", address: str | None = None, workers: int | None = None) -> Engine:

@@ -15,6 +15,12 @@ from typing import Any
 import numpy as np
 
 
+# Free heap pages go back to the system after every batch, not only after the call: a call of many batches of
+# different lengths (SHAP's masked texts, a set sorted by length) otherwise grows the heap by each new shape
+# (audit.heap). Measured in benchmarks/README.md (issue 18): peak RSS and time with and without.
+TRIM_EACH_BATCH = True
+
+
 @dataclass
 class Predictions:
     probs: np.ndarray  # (n, num_labels)
@@ -63,7 +69,10 @@ def pad_batch(ids: list[list[int]], pad_id: int):
 
 def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive_index: int,
                 batch_size: int = 64, labels: np.ndarray | None = None, embeddings: bool = False,
-                progress: bool = True, desc: str = "scoring") -> Predictions:
+                progress: bool = True, desc: str = "scoring", memo: dict | None = None) -> Predictions:
+    """`memo` (text -> where an earlier call of the same model and max_length put its row): a text found there
+    (with its embedding, when `embeddings`) is not scored again but given that row, bit for bit, so that a text
+    the run has already scored has one score in every set; the texts scored here are added to it."""
     import torch
 
     from audit.progress import bar as progress_bar
@@ -78,9 +87,13 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
     unique: dict[str, int] = {}
     back = np.array([unique.setdefault(t, len(unique)) for t in texts], dtype=np.int64)
     all_texts = texts
-    texts = list(unique)
-    ids, full = tokenize(tokenizer, texts, max_length)
-    lengths = np.array([len(x) for x in ids])
+    every = list(unique)
+    known = {} if memo is None else {i: memo[t] for i, t in enumerate(every)
+                                     if t in memo and (not embeddings or memo[t].emb is not None)}
+    todo = np.array([i for i in range(len(every)) if i not in known], dtype=np.int64)
+    texts = [every[i] for i in todo]
+    ids, full = tokenize(tokenizer, texts, max_length) if texts else ([], np.zeros(0, dtype=np.int64))
+    lengths = np.array([len(x) for x in ids], dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")  # longest first: the largest batch shows its cost at once
     n = len(texts)
     probs = np.zeros((n, model.config.num_labels), dtype=np.float64)
@@ -88,6 +101,8 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.eval()
     done = 0
+    from audit.heap import release
+
     last = None if embeddings else cls_only_last_layer(model)
     with torch.inference_mode(), progress_bar(total=n, desc=desc, unit="row", progress=progress) as bar, \
             (last if last is not None else nullcontext()):
@@ -107,14 +122,23 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
                 emb[rows] = pooled.numpy()
             bar.update(len(rows))
             done += len(rows)
+            if TRIM_EACH_BATCH and n > batch_size:
+                del out
+                release()
     if done != n:  # every row is scored, or none is reported: a zero left in `probs` is not a score
         raise RuntimeError(f"scored {done} of {n} texts")
-    from audit.heap import release
 
-    release()  # activations of many shapes leave glibc's heap fragmented: give the free pages back
-    probs, lengths, full = probs[back], lengths[back], full[back]
-    if emb is not None:
-        emb = emb[back]
+    if n:
+        release()  # activations of many shapes leave glibc's heap fragmented: give the free pages back
+    if known:
+        probs, lengths, full, emb = _with_known(len(every), todo, known, probs, lengths, full, emb, embeddings)
+    if memo is not None:
+        for i in todo:
+            memo[every[i]] = Scored(probs, emb if embeddings else None, lengths, full, int(i))
+    if len(every) < len(all_texts):  # else `back` is the identity (and the memo shares these arrays)
+        probs, lengths, full = probs[back], lengths[back], full[back]
+        if emb is not None:
+            emb = emb[back]
     n = len(all_texts)
     loss = None
     if labels is not None:
@@ -122,7 +146,37 @@ def score_texts(model, tokenizer, texts: list[str], *, max_length: int, positive
     return Predictions(probs=probs, positive_index=positive_index, lengths=lengths,
                        truncated=int((full > max_length).sum()), seconds=time.perf_counter() - start,
                        loss=loss, embeddings=emb,
-                       meta={"batch_size": batch_size, "max_length": max_length, "unique_texts": len(texts)})
+                       meta={"batch_size": batch_size, "max_length": max_length, "unique_texts": len(every),
+                             "scored_texts": len(texts)})
+
+
+@dataclass
+class Scored:
+    """Where a scored text's row is (score_texts' `memo`): row `row` of its call's arrays of unique texts."""
+
+    probs: np.ndarray
+    emb: np.ndarray | None
+    lengths: np.ndarray
+    full: np.ndarray
+    row: int
+
+
+def _with_known(n: int, todo: np.ndarray, known: dict[int, Scored], probs, lengths, full, emb, embeddings: bool):
+    """The arrays of all `n` unique texts: rows `todo` from this call, the others from the memo."""
+    out_p = np.zeros((n, probs.shape[1]), dtype=np.float64)
+    out_l, out_f = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    out_p[todo], out_l[todo], out_f[todo] = probs, lengths, full
+    out_e = None
+    if embeddings:
+        width = next(iter(known.values())).emb.shape[1]
+        out_e = np.zeros((n, width), dtype=np.float32)
+        if len(todo):
+            out_e[todo] = emb
+    for i, hit in known.items():
+        out_p[i], out_l[i], out_f[i] = hit.probs[hit.row], hit.lengths[hit.row], hit.full[hit.row]
+        if out_e is not None:
+            out_e[i] = hit.emb[hit.row]
+    return out_p, out_l, out_f, out_e
 
 
 # Classifiers whose head reads only position 0 of the last layer, and whose encoder layers are BERT's layer

@@ -335,3 +335,44 @@ def test_both_engines_keep_the_protocol():
     with pytest.raises(UsageError, match=r"engine Half: not a scoring engine \(lacks distributed, score_many, "
                                          r"describe, close; see audit.engines.Engine\)"):
         make_engine(Half())
+
+
+def test_local_engine_scores_a_text_once_per_run(tiny_model):
+    """A --current file that repeats eval rows: those rows get the eval set's scores and embeddings bit for bit,
+    the rest what a fresh engine gives, and only the new texts reach the model. A text first scored without
+    embeddings is scored again when embeddings are asked for; another model object starts a new memo."""
+    from audit.engines import LocalEngine
+    from audit.model import open_bundle
+
+    bundle = open_bundle(tiny_model).load()
+    frame = make_frame(60, seed=7)
+    ev = [f"{t} {' '.join(str(i))}" for i, t in enumerate(frame["text"])]
+    long = " ".join(["applicant pays on time"] * 20)  # longer than the window: truncated wherever it is scored
+    fresh = [f"new row {i} " + t for i, t in enumerate(ev[:15])]
+    current = ev[40:] + fresh + [long] + ev[:5]
+    engine = LocalEngine()
+    first = engine.score(bundle, ev + [long], batch_size=8, labels=np.arange(61) % 2, embeddings=True,
+                         progress=False)
+    again = engine.score(bundle, current, batch_size=8, labels=np.arange(len(current)) % 2, embeddings=True,
+                         progress=False)
+    assert again.meta["scored_texts"] == len(fresh) and again.meta["unique_texts"] == len(current)
+    alone = LocalEngine().score(bundle, current, batch_size=8, labels=np.arange(len(current)) % 2,
+                                embeddings=True, progress=False)
+    assert alone.meta["scored_texts"] == len(current)
+    reused = list(range(20)) + [35] + list(range(36, 41))  # ev[40:], the long text, ev[:5]
+    from_eval = list(range(40, 60)) + [60] + list(range(5))
+    assert (again.probs[reused] == first.probs[from_eval]).all()
+    assert (again.embeddings[reused] == first.embeddings[from_eval]).all()
+    assert np.abs(again.probs - alone.probs).max() <= TOL
+    assert np.abs(again.embeddings - alone.embeddings).max() <= TOL
+    assert np.abs(again.loss - alone.loss).max() <= TOL
+    assert (again.lengths == alone.lengths).all() and again.truncated == alone.truncated == 1
+    assert np.allclose(again.loss, -np.log(again.probs[np.arange(len(current)), np.arange(len(current)) % 2]))
+    no_emb = LocalEngine()
+    no_emb.score(bundle, ev, batch_size=8, embeddings=False, progress=False)
+    assert no_emb.score(bundle, ev, batch_size=8, embeddings=True, progress=False).meta["scored_texts"] == 60
+    assert no_emb.score(bundle, ev, batch_size=8, embeddings=False, progress=False).meta["scored_texts"] == 0
+    other = open_bundle(tiny_model).load()
+    assert engine.score(other, ev[:5], batch_size=8, progress=False).meta["scored_texts"] == 5
+    engine.close()
+    assert engine.score(other, ev[:5], batch_size=8, progress=False).meta["scored_texts"] == 5
