@@ -94,7 +94,10 @@ from audit.result import Measurement
 NEEDS_ROWS = "it explains the model on eval texts, and the statistics carry no text and no model"
 BUDGET = {"rows": 40, "max_evals": 100, "examples": 1, "tolerance": 0.01, "explain": "auto"}
 TERM_PARAMS = {"terms": [], "term_lists": [], "top_k": 20}
-BATCH_SIZE = 64
+BATCH_SIZE = 64  # shap's batch_size: how many nodes of the partition tree it expands at a time (it moves the values)
+# Rows per forward pass of the explained model: memory only (the masked texts of one shap batch are scored in
+# chunks of this many; on the reference job of issue 18, 64 rows of 64 tokens held ~140 MiB of activations).
+FORWARD_BATCH = 32
 LOCKSTEP = 16  # texts explained side by side, their masked texts scored in shared batches
 MIN_HALF = 5  # default of the rule parameter `min_half_rows`: rows in each half before a rank correlation is read
 MIN_WORDS = 10  # default of `stability_words`: a ranking rule reads the stability of at least this many top words
@@ -370,7 +373,7 @@ def _model_predict(ctx: CheckContext, counter: list[int], precision: str | None 
     def predict(texts: list[str]) -> np.ndarray:
         counter[0] += len(texts)
         preds = score_texts(model, b.tokenizer, texts, max_length=m.max_length, positive_index=pos,
-                            batch_size=min(max(len(texts), 1), BATCH_SIZE), progress=False)
+                            batch_size=min(max(len(texts), 1), FORWARD_BATCH), progress=False)
         if output is None or output.default:
             return _log_odds(preds.probs, pos)
         return _log_odds_all(preds.probs, fav)
