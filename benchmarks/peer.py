@@ -122,9 +122,20 @@ def timed(cmd: list[str], env: dict, log: Path, ok: tuple[int, ...] = (0,)) -> d
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "exit_code": code, "load1_at_start": round(load, 2)}
 
 
+def audit_times(log: Path, folder: Path) -> dict:
+    """An audit arm's model time (forward_timer's line in its log) and its result.json timings: what the
+    arithmetic of its forward passes alone costs, against which the wall-time targets can be read."""
+    line = next((x for x in log.read_text(errors="replace").splitlines() if x.startswith("FORWARD ")), None)
+    got = json.loads(line[len("FORWARD "):]) if line else {}
+    timings = json.loads((folder / "result.json").read_text())["run"]["timings"]
+    return {"model_s": got.get("model_s"), "forward_calls": got.get("forward_calls"),
+            "scoring_s": timings["scoring_s"], "checks_s": timings["checks_s"]}
+
+
 def summarise(runs: dict[str, list[dict]]) -> dict:
     """Medians per arm and the ratios of every audit arm to the handwritten peer and to the scan tool."""
-    med = {name: {key: statistics.median(r[key] for r in rs) for key in ("wall_s", "peak_rss_mib", "cpu_s")}
+    med = {name: {key: statistics.median(r[key] for r in rs) for key in ("wall_s", "peak_rss_mib", "cpu_s", "model_s")
+                  if all(r.get(key) is not None for r in rs)}
            for name, rs in runs.items() if rs}
     hand, scan = med.get("handwritten"), med.get("scan")
     ratios = {}
@@ -136,6 +147,9 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
             "rss_to_handwritten": m["peak_rss_mib"] / hand["peak_rss_mib"] if hand else None,
             "wall_to_scan": m["wall_s"] / scan["wall_s"] if scan else None,
             "rss_to_scan": m["peak_rss_mib"] / scan["peak_rss_mib"] if scan else None,
+            # the forward passes alone: no non-model work at all would still leave this much of the wall ratio
+            "model_to_handwritten": m["model_s"] / hand["wall_s"] if hand and "model_s" in m else None,
+            "model_to_scan": m["model_s"] / scan["wall_s"] if scan and "model_s" in m else None,
         }
     return {"medians": med, "ratios": ratios}
 
@@ -175,6 +189,12 @@ def markdown(summary: dict, runs: dict[str, list[dict]], load_before: list[float
                       f"{_met(r['wall_to_handwritten'], TARGETS['wall_to_handwritten'])}; wall / scan tool "
                       f"{_met(r['wall_to_scan'], TARGETS['wall_to_scan'])}; peak RSS / handwritten "
                       f"{_met(r['rss_to_handwritten'], TARGETS['rss_to_handwritten'])}."]
+        if r.get("model_to_handwritten") is not None:
+            lines += ["", f"The audit's forward passes alone (median {med['audit']['model_s']:.1f} s, "
+                          "benchmarks/forward_timer.py) are "
+                          f"{r['model_to_handwritten']:.2f} of the handwritten peer's wall time"
+                          + (f" and {r['model_to_scan']:.2f} of the scan tool's" if r.get("model_to_scan") else "")
+                          + ": with no other work at all the ratios could not go below these."]
     return "\n".join(lines)
 
 
@@ -210,7 +230,8 @@ def main() -> None:
         hand_env["PYTHONPATH"] = os.pathsep.join([extra, *filter(None, [os.environ.get("PYTHONPATH")])])
     scan_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # its own venv: nothing of ours on its path
     out = peers / "out"
-    audit_cmd = [sys.executable, "-m", "audit", "run", str(model), "--manifest", str(manifest), "--policy",
+    # `audit run` under benchmarks/forward_timer.py: the same CLI, with the time inside the model's forward passes
+    audit_cmd = [sys.executable, str(HERE / "forward_timer.py"), "run", str(model), "--manifest", str(manifest), "--policy",
                  str(HERE / "peer-policy.yaml"), "--current", str(peers / "data" / "heldout.csv"), "--no-progress"]
     arms = [("audit", audit_cmd + ["--out", str(out / "audit")], audit_env, VERDICT_CODES)]
     if args.fp32:
@@ -243,7 +264,10 @@ def main() -> None:
     runs: dict[str, list[dict]] = {name: [] for name, *_ in arms}
     for r in range(args.rounds):
         for name, cmd, arm_env, ok in arms:
-            got = timed(cmd, arm_env, out / "logs" / f"{stamp}-{name}-{r + 1}.log", ok)
+            log = out / "logs" / f"{stamp}-{name}-{r + 1}.log"
+            got = timed(cmd, arm_env, log, ok)
+            if name.startswith("audit"):
+                got.update(audit_times(log, out / name))
             runs[name].append(got)
             print(f"round {r + 1} {name:<12} {got['wall_s']:6.1f} s  peak RSS {got['peak_rss_mib']:6.0f} MiB  "
                   f"CPU {got['cpu_s']:6.1f} s  exit {got['exit_code']}  (load {got['load1_at_start']:.1f} at start)",

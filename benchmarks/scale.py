@@ -152,29 +152,10 @@ CHILD = r"""
 import time
 T0 = time.perf_counter()
 import json, sys
-from pathlib import Path
-import audit.model as M
+sys.path.insert(0, sys.argv[9])
+from forward_timer import install  # benchmarks/forward_timer.py
 
-MODEL = [0.0, 0]
-load = M.ModelBundle.load
-
-def timed_load(self):
-    out = load(self)
-    model = self.model
-    forward = model.forward
-
-    def timed(*args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return forward(*args, **kwargs)
-        finally:
-            MODEL[0] += time.perf_counter() - t
-            MODEL[1] += 1
-
-    model.forward = timed
-    return out
-
-M.ModelBundle.load = timed_load
+MODEL = install()
 import audit
 model, manifest, policy, data, current, out, precision, progress = sys.argv[1:9]
 r = audit.run(model, policy, manifest=manifest, data=data, current=current, out=out, precision=precision,
@@ -189,7 +170,7 @@ def one(model: Path, manifest: Path, policy: Path, data: Path, current: Path, ou
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     cmd = [sys.executable, "-c", CHILD, str(model), str(manifest), str(policy), str(data), str(current), str(out),
-           precision, "1" if progress else "0"]
+           precision, "1" if progress else "0", str(Path(__file__).resolve().parent)]
     log = out.parent / f"{out.name}.log"
     print(f"  running (output in {log})", flush=True)
     wall, code, usage = run_child(cmd, env, ROOT, log)

@@ -78,6 +78,28 @@ def test_peer_markdown_says_not_measured_without_the_scan_tool():
     assert "| 0.50 | – |" in text
 
 
+def test_peer_model_time_floor_by_hand(tmp_path):
+    """The audit arm's forward-pass seconds (forward_timer's line) against the peers' wall times: 12 s of model
+    time (median of 10, 12, 14) over the handwritten peer's 40 s is 0.30, over the scan tool's 26 s 0.46."""
+    runs = {**RUNS, "audit": [dict(r, model_s=m) for r, m in zip(RUNS["audit"], (14.0, 10.0, 12.0))]}
+    s = peer.summarise(runs)
+    assert s["medians"]["audit"]["model_s"] == 12.0 and "model_s" not in s["medians"]["handwritten"]
+    assert s["ratios"]["audit"]["model_to_handwritten"] == pytest.approx(0.3)
+    assert s["ratios"]["audit"]["model_to_scan"] == pytest.approx(12 / 26)
+    text = peer.markdown(s, runs, [1, 1, 1], [1, 1, 1], "c", "w")
+    assert text.splitlines()[-1] == (
+        "The audit's forward passes alone (median 12.0 s, benchmarks/forward_timer.py) are 0.30 of the handwritten "
+        "peer's wall time and 0.46 of the scan tool's: with no other work at all the ratios could not go below these.")
+    log, folder = tmp_path / "audit-1.log", tmp_path / "audit"
+    folder.mkdir()
+    log.write_text('verdict: FAIL\nFORWARD {"model_s": 12.5, "forward_calls": 86, "wall_s": 80.0}\n')
+    (folder / "result.json").write_text('{"run": {"timings": {"scoring_s": 3.9, "checks_s": {"a": 1.0}}}}')
+    assert peer.audit_times(log, folder) == {"model_s": 12.5, "forward_calls": 86, "scoring_s": 3.9,
+                                             "checks_s": {"a": 1.0}}
+    log.write_text("no timer line\n")
+    assert peer.audit_times(log, folder)["model_s"] is None
+
+
 GOT = {  # one run at 1,000 rows: 100 s in the process, 90 s in run_audit
     "wall_s": 100.0, "run_duration_s": 90.0, "model_s": 40.0,
     "timings": {"scoring_s": 10.0, "checks_s": {
