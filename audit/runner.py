@@ -131,8 +131,9 @@ def load_eval_set(bundle: ModelBundle, data_path: Path | None, max_rows: int | N
 
 
 def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
-               paths: dict[str, Path] | None = None, engine: Engine | None = None):
-    """Load and score another data set of the run (see other_rows), once, with embeddings from the same pass."""
+               paths: dict[str, Path] | None = None, engine: Engine | None = None, embeddings: bool = True):
+    """Load and score another data set of the run (see other_rows), once, with embeddings from the same pass when
+    a check of the run reads them (needs_embeddings)."""
     from audit.context import Scored
     from audit.engines import LocalEngine
 
@@ -140,7 +141,7 @@ def load_other(name: str, bundle: ModelBundle, batch_size: int, progress: bool,
     if got is None:
         return None
     frame, texts, y, path = got
-    preds = (engine or LocalEngine()).score(bundle, texts, batch_size=batch_size, labels=y, embeddings=True,
+    preds = (engine or LocalEngine()).score(bundle, texts, batch_size=batch_size, labels=y, embeddings=embeddings,
                                             progress=progress, desc=f"scoring {name} rows")
     return Scored(name, frame, texts, y, preds, str(path))
 
@@ -151,7 +152,7 @@ OTHER_SETS = {"train": {"privacy", "drift"}, "current": {"drift"}}
 
 
 def score_all(engine: Engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, request, others: dict[str, Path],
-              batch_size: int, progress: bool):
+              batch_size: int, progress: bool, embeddings: bool = True):
     """The eval set's Predictions, and the other sets the policy's families read, scored on `engine` in ONE pass
     (one actor pool, one model load per worker for the whole run) when the engine is distributed
     (audit.engines.Engine); the local engine scores the eval set now and the others when a check first asks."""
@@ -160,19 +161,19 @@ def score_all(engine: Engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, 
     from audit.engines import ScoringJob
 
     if not engine.distributed:
-        preds = engine.score(bundle, ev.texts, batch_size=batch_size, labels=ev.y, embeddings=True,
+        preds = engine.score(bundle, ev.texts, batch_size=batch_size, labels=ev.y, embeddings=embeddings,
                              progress=progress, **({"stats": request} if request else {}))
         return preds, {}
     specs = all_checks()
     families = {specs[cid].family for cid in policy.checks}
-    jobs = {"eval": ScoringJob(ev.texts, ev.y, True, request)}
+    jobs = {"eval": ScoringJob(ev.texts, ev.y, embeddings, request)}
     rows = {}
     for name, used_by in OTHER_SETS.items():
         if families & used_by:
             got = other_rows(name, bundle, others)
             if got is not None:
                 rows[name] = got
-                jobs[name] = ScoringJob(got[1], got[2], True)
+                jobs[name] = ScoringJob(got[1], got[2], embeddings)
     scored = engine.score_many(bundle, jobs, batch_size=batch_size, progress=progress)
     sets = {name: Scored(name, frame, texts, y, scored[name], str(path))
             for name, (frame, texts, y, path) in rows.items()}
@@ -185,6 +186,29 @@ def score_all(engine: Engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, 
 # the peak RSS (benchmarks/README.md). Each check is seeded on its own, so the order changes no number
 # (tests/test_gold.py); the measurements keep the registry's order.
 MODEL_FIRST = frozenset({"shap", "counterfactual", "robustness", "adverse_action"})
+
+
+def planned(policy: Policy, everything: bool = False, multiclass: bool = False) -> list[str]:
+    """The checks `measure` runs, in the registry's order: those the policy rules and, with `everything`, the
+    other checks of its families (a costly one only when a rule pays for its step; a binary-only one not on a
+    model of more than two classes)."""
+    from audit.checks import all_checks
+
+    specs = all_checks()
+    families = {specs[cid].family for cid in policy.checks}
+    paid = {specs[cid].cost for cid in policy.checks if specs[cid].cost}
+    return [cid for cid, spec in specs.items()
+            if cid in policy.checks or (everything and spec.family in families
+                                        and not (spec.cost and spec.cost not in paid)
+                                        and not (multiclass and spec.classes == "binary"))]
+
+
+def needs_embeddings(policy: Policy, everything: bool = False, multiclass: bool = False) -> bool:
+    """Whether a check the run will measure reads the model's embeddings (CheckSpec.embeddings)."""
+    from audit.checks import all_checks
+
+    specs = all_checks()
+    return any(specs[cid].embeddings for cid in planned(policy, everything, multiclass))
 
 
 @under_policy_statistics  # the policy's run-wide `statistics:` rules for every interval (audit.stats)
@@ -200,17 +224,13 @@ def measure(policy: Policy, ctx, precomputed: dict[str, Measurement] | None = No
     from audit.progress import step
 
     specs = all_checks()
-    families = {specs[cid].family for cid in policy.checks}
-    paid = {specs[cid].cost for cid in policy.checks if specs[cid].cost}
     # Checks that share a costly step share its budget: parameters given on any rule of that cost (SHAP rows,
     # max_evals, ...) apply to all of them unless a rule sets its own, so the step runs once, not per rule.
     in_effect = check_params(policy, specs)
     out: dict[str, Measurement] = {}
-    for cid, spec in sorted(specs.items(), key=lambda kv: kv[1].cost not in MODEL_FIRST):
-        if cid not in policy.checks and (not everything or spec.family not in families
-                                         or (spec.cost and spec.cost not in paid)
-                                         or (getattr(ctx, "multiclass", False) and spec.classes == "binary")):
-            continue
+    todo = planned(policy, everything, bool(getattr(ctx, "multiclass", False)))
+    for cid in sorted(todo, key=lambda c: specs[c].cost not in MODEL_FIRST):
+        spec = specs[cid]
         if precomputed and cid in precomputed:
             out[cid] = precomputed[cid]
             continue
@@ -396,8 +416,11 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
     y_pos = np.isin(ev.y, favourable).astype(int)  # the favourable outcome's view (audit.classes)
     # a distributed engine also computes the eval set's statistics on its workers (bootstrap included)
     request = stats_request(policy, ev, m, y_pos) if engine.distributed else None
+    # embeddings (the whole last layer and every layer's hidden states) only when a check of the run reads them
+    embeddings = needs_embeddings(policy, every_check, len(m.labels) > 2)
     preds, scored_sets = score_all(engine, bundle, policy, ev, request, others,
-                                   batch_size if batch_size is not None else policy.budget.batch_size, progress)
+                                   batch_size if batch_size is not None else policy.budget.batch_size, progress,
+                                   embeddings)
     if len(preds.score) != len(ev.texts) or not np.isfinite(preds.score).all():
         raise DataError(f"{ev.path}: scoring returned {len(preds.score)} finite scores for {len(ev.texts)} rows; "
                         "refusing to judge scores that were not computed")
@@ -432,7 +455,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
                        negative_label=m.negative_label, frame=ev.frame, texts=ev.texts, manifest=m, bundle=bundle,
                        loader=lambda name: load_other(name, bundle, batch_size if batch_size is not None else
                                                       policy.budget.batch_size, progress, others,
-                                                      engine),
+                                                      engine, embeddings),
                        predictions=preds, progress=progress, eval_path=str(ev.path), attachments={},
                        row_ids=ev.row_ids, datasets=dict(scored_sets), precision=plan, classes=classes)
     measurements = measure(policy, ctx, from_stats, everything=every_check)
@@ -479,6 +502,7 @@ def run_audit(model_dir: str | Path, policy_path: str | Path, *, data_path: str 
         inputs=inputs,
         scoring={**engine.describe(), "rows": len(ev.texts), "batch_size": preds.meta["batch_size"],
                  "max_length": m.max_length, "device": "cpu",
+                 "embeddings": embeddings,  # kept by the scoring passes: a check of the run reads them
                  "precision": precision, "precision_plan": plan_doc, "truncated": preds.truncated,
                  **({"precision_check": precision_info} if precision_info else {}),
                  **({"statistics": {"partitions": preds.meta.get("stats_partitions"),

@@ -55,6 +55,9 @@ class CheckSpec:
     stats: Callable[..., Any] | None = None  # fn(sctx, check_id, **params) -> Measurement from statistics
     stats_form: StatsForm = ""  # how `stats` relates to the in-memory form (module docstring); "" without it
     classes: Classes = "binary"  # what it reads of the model's classes (Classes above)
+    # reads the model's embeddings (Predictions.embeddings): a run's scoring passes keep them, at the cost of the
+    # whole last layer and every layer's hidden states, only when a check that will run says so
+    embeddings: bool = False
 
     @property
     def summary(self) -> str:
@@ -74,13 +77,15 @@ _REGISTRY: dict[str, CheckSpec] = {}
 def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] | None = None,
           threshold_required: bool = True, unit: str = "", cost: str | None = None,
           validate: Callable[[dict[str, Any]], None] | None = None, evidence: str = "rows",
-          stats: Callable[..., Any] | None = None, stats_form: StatsForm = "", classes: Classes = "binary") -> Callable:
+          stats: Callable[..., Any] | None = None, stats_form: StatsForm = "", classes: Classes = "binary",
+          embeddings: bool = False) -> Callable:
     """Register a check function under `id` ("family.name").
 
     Checks of a family the policy uses all run (cheap context for the report), except those with a `cost`:
     they run when the policy rules one of the checks that share that cost. `validate` checks parameters when
     the policy is loaded, so a bad value is named with its file and line. `stats` and `stats_form`: the
-    statistics form (module docstring). `classes`: what it reads of a model of more than two classes (Classes)."""
+    statistics form (module docstring). `classes`: what it reads of a model of more than two classes (Classes).
+    `embeddings`: the check reads the model's embeddings of a scored set (without it they are not kept)."""
     family = id.split(".", 1)[0]
     if (stats is None) != (stats_form == ""):
         raise RuntimeError(f"check {id}: a statistics form needs both `stats` and `stats_form`")
@@ -91,7 +96,7 @@ def check(id: str, *, title: str, direction: Direction, params: dict[str, Any] |
         if not inspect.getdoc(fn):
             raise RuntimeError(f"check {id} has no docstring")
         _REGISTRY[id] = CheckSpec(id, family, title, fn, direction, dict(params or {}), threshold_required, unit,
-                                  cost, validate, evidence, stats, stats_form, classes)
+                                  cost, validate, evidence, stats, stats_form, classes, embeddings)
         return fn
 
     return register

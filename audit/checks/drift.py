@@ -663,7 +663,7 @@ def predicted_class_shift(ctx: CheckContext, reference: str = "train") -> Measur
 
 @check("drift.embedding_auc", classes="any", title="Embedding drift (domain classifier AUC)", direction="lower",
        params={"max_rows": 5000, "reference": "train", "min_rows": ds.MIN_CLASSIFIER_ROWS},
-       validate=_validate_min_rows, evidence=SMALLER_SET)
+       validate=_validate_min_rows, evidence=SMALLER_SET, embeddings=True)
 def embedding_auc(ctx: CheckContext, max_rows: int = 5000, reference: str = "train",
                   min_rows: int = ds.MIN_CLASSIFIER_ROWS) -> Measurement:
     """How well a logistic regression on the model's mean-pooled last-layer embeddings tells current rows from

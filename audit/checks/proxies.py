@@ -148,7 +148,8 @@ def _interval(reps: np.ndarray, confidence: float) -> tuple[float | None, float 
 
 
 @check("fairness.proxy_auc", classes="any", title="Proxy AUC: the protected attribute read from the text", direction="lower",
-       params=PROXY_PARAMS, cost="proxy", validate=_validate, evidence="rows with a value for the attribute")
+       params=PROXY_PARAMS, cost="proxy", validate=_validate, evidence="rows with a value for the attribute",
+       embeddings=True)
 def proxy_auc(ctx: CheckContext, **params) -> Measurement:
     """How well a cross-validated classifier reads each protected attribute from the model's embeddings or the words of the text (ROC-AUC, worst attribute).
 
