@@ -184,7 +184,7 @@ def score_all(engine: Engine, bundle: ModelBundle, policy: Policy, ev: EvalSet, 
 # activations are the run's largest transient memory, so their checks run first, before other families import
 # evidently and scikit-learn (about 130 MiB resident from then on): on the reference job of issue 18 this lowered
 # the peak RSS (benchmarks/README.md). Each check is seeded on its own, so the order changes no number
-# (tests/test_gold.py); the measurements keep the registry's order.
+# (tests/test_embeddings_plan.py runs a policy both ways); the measurements keep the registry's order.
 MODEL_FIRST = frozenset({"shap", "counterfactual", "robustness", "adverse_action"})
 
 

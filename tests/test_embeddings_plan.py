@@ -85,3 +85,38 @@ def test_a_run_without_embedding_readers_gives_the_same_numbers(tiny_model, tmp_
     status = {f["check_id"]: f["status"] for f in proxy["findings"]}
     assert {f["check_id"]: f["status"] for f in plain["findings"]} == {
         cid: s for cid, s in status.items() if cid != "fairness.proxy_auc"}
+
+
+ORDER_POLICY = """\
+policy: order
+version: "1"
+min_group_size: 10
+checks:
+  performance.roc_auc: {min: 0.5, basis: point}
+  fairness.selection_rate_ratio: {min: 0.5}
+  fairness.counterfactual_flip_rate: {max: 0.5, swaps: gender, severity: warn}
+  robustness.flip_rate: {max: 0.5, severity: warn}
+  privacy.membership_inference_auc: {max: 0.9, basis: point}
+budget: {bootstrap: 50, seed: 0}
+"""
+
+
+def test_the_model_heavy_checks_first_change_no_number(tiny_model, tmp_path, monkeypatch):
+    """runner.MODEL_FIRST only moves when the re-scoring checks run: the same policy run in the registry's order
+    gives the same result.json measurements, detail for detail, in the same order."""
+    import audit.runner as runner
+
+    pol = tmp_path / "order.yaml"
+    pol.write_text(ORDER_POLICY)
+    got = {}
+    for name, first in (("first", runner.MODEL_FIRST), ("registry", frozenset())):
+        monkeypatch.setattr(runner, "MODEL_FIRST", first)
+        result = audit_run(tiny_model, pol, tmp_path / name)
+        assert result.exit_code in (0, 1, 3), result.output
+        doc = json.loads((tmp_path / name / "result.json").read_text())
+        got[name] = doc["measurements"], list(doc["run"]["timings"]["checks_s"])
+    (a, a_order), (b, b_order) = got["first"], got["registry"]
+    assert list(a) == list(b) and a_order == b_order
+    assert "fairness.counterfactual_flip_rate" in a and "robustness.flip_rate" in a
+    for cid in a:
+        assert a[cid] == b[cid], cid  # values, intervals, n, reasons and every detail
