@@ -125,11 +125,11 @@ class LocalEngine:
         self._memo: tuple[Any, Any, int, dict] | None = None
 
     def _memo_of(self, bundle) -> dict:
-        key = (bundle.model, bundle.tokenizer, bundle.manifest.max_length)
-        if self._memo is None or any(a is not b for a, b in zip(self._memo[:2], key[:2])) or \
-                self._memo[2] != key[2]:
-            self._memo = (*key, {})
-        return self._memo[3]
+        memo = self._memo
+        if memo is None or memo[0] is not bundle.model or memo[1] is not bundle.tokenizer \
+                or memo[2] != bundle.manifest.max_length:
+            self._memo = memo = (bundle.model, bundle.tokenizer, bundle.manifest.max_length, {})
+        return memo[3]
 
     def score(self, bundle, texts: list[str], *, batch_size: int, labels: np.ndarray | None = None,
               embeddings: bool = True, progress: bool = True, desc: str = "scoring",
